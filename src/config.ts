@@ -1,0 +1,141 @@
+import { homedir } from 'node:os'
+import { join } from 'node:path'
+import { z } from 'zod'
+import { MeshError } from './errors.ts'
+
+const ms = z.number().int().positive()
+
+/**
+ * Timing of failure detection and anti-entropy. Defaults are sized for a LAN or one host;
+ * on a WAN raise the probe timeouts (they must exceed the round-trip time with margin).
+ *
+ * Worst-case detection of a crashed agent whose neighbours see its sockets close:
+ * probeTimeout + indirectProbeTimeout + suspicionMinTimeout (about 1.6 s by default).
+ * Of a hung agent: add up to one probeInterval before a neighbour probes it.
+ */
+export const TimingSchema = z.object({
+  /** Each node probes one connected member per interval (SWIM). */
+  probeIntervalMs: ms.default(500),
+  /** A direct probe (ping, ack) must be answered within this. */
+  probeTimeoutMs: ms.default(300),
+  /** Indirect probes (through `indirectProbes` other members) must be answered within this. */
+  indirectProbeTimeoutMs: ms.default(400),
+  /** How many other members are asked to probe a member that missed a direct probe. */
+  indirectProbes: z.number().int().min(0).max(16).default(3),
+  /**
+   * Lifeguard suspicion timeout: starts at the max and shrinks towards the min as independent
+   * members confirm the suspicion: max - (max - min) * log(C + 1) / log(K + 1), C confirmations,
+   * K = `suspicionConfirmations`. One liar alone waits the full max, long enough to be refuted.
+   */
+  suspicionMinTimeoutMs: ms.default(1_000),
+  suspicionMaxTimeoutMs: ms.default(6_000),
+  suspicionConfirmations: z.number().int().min(1).max(32).default(3),
+  /** Anti-entropy: every interval, exchange a digest with one random member (one hash when equal). */
+  antiEntropyIntervalMs: ms.default(2_000),
+  /** Connection upkeep: dial random members while below `minConnections`; redial dead members. */
+  maintainIntervalMs: ms.default(1_000),
+  /** Adverts are re-issued (seq + 1) after half this; older adverts are refused (replays). */
+  maxAdvertAgeMs: ms.default(60 * 60_000),
+  /** Adverts dated further in the future than this are refused (clock skew allowance). */
+  maxClockSkewMs: ms.default(5 * 60_000),
+  /** Dead and left members are remembered this long, so their old adverts cannot come back. */
+  tombstoneMs: ms.default(2 * 60 * 60_000),
+  /** Join: first retry delay, doubled up to 5 s, until a bootstrap or seed peer answers sync. */
+  joinRetryMs: ms.default(200),
+}).strict()
+
+/** Limits that protect a node from its peers. */
+export const QuotaSchema = z.object({
+  /** Advert changes accepted per peer per minute (a token bucket; burst = `advertBurst`). */
+  advertsPerMinute: z.number().int().positive().default(30),
+  advertBurst: z.number().int().positive().default(10),
+  /** Sync requests served per peer per minute. */
+  syncPerMinute: z.number().int().positive().default(120),
+  /** Largest gossip or sync frame accepted, in bytes. */
+  maxMessageBytes: z.number().int().min(1024).max(4 * 1024 * 1024).default(64 * 1024),
+  /** Entries per sync page. */
+  syncPageSize: z.number().int().min(1).max(1_000).default(200),
+}).strict()
+
+/** Options of the gossip host, shared by agents, bootstraps and observers. */
+export const GossipOptionsSchema = z.object({
+  /** The mesh name: meshes with other names never mix (topics, protocols and signatures carry it). */
+  mesh: z.string().min(1).max(64).regex(/^[a-zA-Z0-9._-]+$/, 'letters, digits, dot, dash and underscore only').default('default'),
+  /** Agent name, as in its SPIFFE ID later. */
+  name: z.string().min(1).max(128).regex(/^[a-zA-Z0-9._-]+$/, 'letters, digits, dot, dash and underscore only'),
+  role: z.enum(['agent', 'bootstrap', 'observer']).default('agent'),
+  /** Multiaddrs to bind. Loopback by default: a newcomer's node is not reachable from the network. */
+  listen: z.array(z.string()).default(['/ip4/127.0.0.1/tcp/0']),
+  /** Multiaddrs to advertise instead of the bound ones (containers, NAT). */
+  announce: z.array(z.string()).default([]),
+  /** Bootstrap nodes or any agent in the mesh (multiaddrs with /p2p/<peer id>). */
+  bootstrap: z.array(z.string()).default([]),
+  /** Where the libp2p key is kept (stable peer ID across restarts). Unset: `<home>/keys/<name>.key`. */
+  keyFile: z.string().optional(),
+  /** Ephemeral identity: a new key every start (observers such as `meshctl list`). */
+  ephemeralKey: z.boolean().default(false),
+  /** Base folder for keys and state. */
+  home: z.string().default(join(homedir(), '.mcp-mesh')),
+  /** Keep at least this many connections to random members (gossip and probing need neighbours). */
+  minConnections: z.number().int().min(1).max(64).default(6),
+  /**
+   * Disable gossipsub's IP-colocation penalty: needed when many nodes share one IP (one host,
+   * tests, simulations), since past about 10 peers on 127.0.0.1 every score goes negative and
+   * messages stop. Keep it off (protection on) in production.
+   */
+  colocated: z.boolean().default(false),
+  timing: TimingSchema.default(TimingSchema.parse({})),
+  quota: QuotaSchema.default(QuotaSchema.parse({})),
+}).strict()
+
+/** Validated gossip options. */
+export type GossipOptions = z.infer<typeof GossipOptionsSchema>
+/** Gossip options as a caller writes them (defaults optional). */
+export type GossipOptionsInput = z.input<typeof GossipOptionsSchema>
+
+const list = (v: string): string[] => v.split(',').map((s) => s.trim()).filter((s) => s !== '')
+const bool = (v: string): boolean => /^(1|true|yes|on)$/i.test(v)
+
+/** Environment variables, named like MCP Mesh's so its users feel at home. */
+export const EnvVars = {
+  MCP_MESH_NAMESPACE: { key: 'mesh', parse: String },
+  MCP_MESH_AGENT_NAME: { key: 'name', parse: String },
+  MCP_MESH_LISTEN: { key: 'listen', parse: list },
+  MCP_MESH_ANNOUNCE: { key: 'announce', parse: list },
+  MCP_MESH_BOOTSTRAP: { key: 'bootstrap', parse: list },
+  MCP_MESH_KEY_FILE: { key: 'keyFile', parse: String },
+  MCP_MESH_HOME: { key: 'home', parse: String },
+  MCP_MESH_COLOCATED: { key: 'colocated', parse: bool },
+} as const
+
+/** Reads `MCP_MESH_*` variables into partial options (explicit options win over them). */
+export function optionsFromEnv (env: NodeJS.ProcessEnv = process.env): Partial<GossipOptionsInput> {
+  const out: Record<string, unknown> = {}
+  for (const [variable, { key, parse }] of Object.entries(EnvVars)) {
+    const raw = env[variable]
+    if (raw !== undefined && raw !== '') out[key] = parse(raw)
+  }
+  return out as Partial<GossipOptionsInput>
+}
+
+/** Validates options once, at the boundary; a bad value fails with the field named. */
+export function parseGossipOptions (input: GossipOptionsInput, env: NodeJS.ProcessEnv = process.env): GossipOptions {
+  const merged = { ...optionsFromEnv(env), ...stripUndefined(input) }
+  const parsed = GossipOptionsSchema.safeParse(merged)
+  if (!parsed.success) {
+    // An unknown key is reported on its parent object: name the key itself, so a typo is obvious.
+    const fields = parsed.error.issues.flatMap((i) => i.code === 'unrecognized_keys'
+      ? i.keys.map((k) => [...i.path, k].join('.'))
+      : [i.path.join('.') || '(options)'])
+    throw new MeshError('MESH_ERR_CONFIG_INVALID', `invalid mesh options: ${z.prettifyError(parsed.error)}`, { details: { fields, issues: parsed.error.issues } })
+  }
+  const t = parsed.data.timing
+  if (t.suspicionMinTimeoutMs > t.suspicionMaxTimeoutMs) {
+    throw new MeshError('MESH_ERR_CONFIG_INVALID', 'invalid mesh options: timing.suspicionMinTimeoutMs must not exceed timing.suspicionMaxTimeoutMs', { details: { fields: ['timing.suspicionMinTimeoutMs'] } })
+  }
+  return parsed.data
+}
+
+function stripUndefined<T extends object> (o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>
+}

@@ -1,0 +1,668 @@
+import { peerIdFromString } from '@libp2p/peer-id'
+import { multiaddr } from '@multiformats/multiaddr'
+import type { Multiaddr } from '@multiformats/multiaddr'
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import { logger } from '@libp2p/logger'
+import { TopicValidatorResult } from '@libp2p/gossipsub'
+import type { Message } from '@libp2p/gossipsub'
+import type { PeerId, PrivateKey, Stream, AbortOptions, Connection } from '@libp2p/interface'
+import { parseGossipOptions } from '../config.ts'
+import type { GossipOptions, GossipOptionsInput } from '../config.ts'
+import { systemClock } from '../clock.ts'
+import type { Clock, TimerHandle } from '../clock.ts'
+import { MeshError } from '../errors.ts'
+import { AdvertSchema, ADVERT_SCHEMA_VERSION, compareVersions } from '../topology/advert.ts'
+import type { Advert, AdvertInput } from '../topology/advert.ts'
+import { Replica } from '../topology/replica.ts'
+import { createHost, advertTopic } from './host.ts'
+import type { MeshHost, HostSeam } from './host.ts'
+import { decodeMessage, dropReason, encodeMessage } from './codec.ts'
+import type { DropReason } from './codec.ts'
+import { holdDefaultKey, loadOrCreateKey } from './keys.ts'
+import type { HeldKey } from './keys.ts'
+import { Quota } from './quota.ts'
+import { requestSync, serveSync, syncProtocol } from './sync.ts'
+import type { SyncContext, SyncResult, View } from './sync.ts'
+import { ping, pingReq, probeProtocol, serveProbe } from './probe.ts'
+import type { ProbeContext } from './probe.ts'
+
+const log = logger('mesh:gossip')
+
+/** What an agent puts in its advert; the mesh stamps identity, mesh, versions and addresses. */
+export type AdvertBody = Pick<AdvertInput, 'tools' | 'dependencies' | 'endpoint' | 'status'>
+
+/** Counters a node keeps about its gossip (tests and benchmarks read them). */
+export interface GossipStats {
+  /** Messages dropped, by reason: each is counted once, at the node that dropped it. */
+  dropped: Partial<Record<DropReason, number>>
+  /** Gossip messages accepted (they changed the replica and were forwarded). */
+  accepted: number
+  published: number
+  probes: number
+  probeFailures: number
+  suspicionsRaised: number
+  refutations: number
+  syncs: number
+  syncBytes: { in: number, out: number }
+  probeBytes: { in: number, out: number }
+}
+
+/** Pieces tests and simulations replace: the clock, the key, the transports. */
+export interface GossipSeam extends Omit<HostSeam, 'deny'> {
+  clock?: Clock
+  privateKey?: PrivateKey
+}
+
+/** A running member of a mesh (agent, bootstrap or observer) as far as discovery goes. */
+export interface GossipNode {
+  readonly options: GossipOptions
+  /** This node's peer ID (after start). */
+  readonly peerId: string
+  readonly replica: Replica
+  readonly stats: GossipStats
+  /** Dialable multiaddrs of this node, with /p2p/<peer id> (after start). */
+  readonly addrs: string[]
+  /** The node's own current advert (undefined for observers). */
+  readonly advert: Advert | undefined
+  start(options?: AbortOptions): Promise<void>
+  /** Resolves after the first successful sync (at once when there is no bootstrap to join). */
+  ready(options?: AbortOptions): Promise<void>
+  /** Replaces the advert body, bumps the sequence and gossips it. */
+  updateAdvert(body: AdvertBody): Promise<void>
+  /** Runs one anti-entropy exchange with a peer (`full`: a whole snapshot). */
+  syncWith(peerId: string, full?: boolean, options?: AbortOptions): Promise<SyncResult>
+  /** Cuts these peers off (no dials, no inbound, current connections closed): partitions in tests. */
+  deny(peerIds: Iterable<string>): Promise<void>
+  /** Lets these peers (all, when omitted) back in. */
+  allow(peerIds?: Iterable<string>): void
+  /** Says goodbye (signed leave), stops every loop and closes every socket. Idempotent. */
+  stop(): Promise<void>
+}
+
+/** Creates a gossip node; nothing runs until `start()`. Options are validated here. */
+export function createGossipNode (init: GossipOptionsInput & { advert?: AdvertBody }, seam: GossipSeam = {}): GossipNode {
+  return new MeshGossip(init, seam)
+}
+
+class MeshGossip implements GossipNode {
+  readonly options: GossipOptions
+  readonly stats: GossipStats = { dropped: {}, accepted: 0, published: 0, probes: 0, probeFailures: 0, suspicionsRaised: 0, refutations: 0, syncs: 0, syncBytes: { in: 0, out: 0 }, probeBytes: { in: 0, out: 0 } }
+  readonly #clock: Clock
+  readonly #seam: GossipSeam
+  readonly #denied = new Set<string>()
+  #body: AdvertBody
+  #host?: MeshHost
+  #replica?: Replica
+  #key?: PrivateKey
+  #held?: HeldKey
+  #self?: { advert: Advert, envelope: Uint8Array }
+  #abort = new AbortController()
+  #timers = new Set<TimerHandle>()
+  #running = false
+  #stopping?: Promise<void>
+  #joined = false
+  #joining = false
+  #joinBackoff: number
+  #nextJoinAt = 0
+  #readyWaiters = Promise.withResolvers<void>()
+  #publishPending = false
+  #inflightProbes = new Set<string>()
+  #probeOrder: string[] = []
+  #redialAt = new Map<string, { at: number, backoff: number }>()
+  #ticks = 0
+  #advertQuota: Quota
+  #syncQuota: Quota
+  #peerIds = new Map<string, PeerId>()
+  #syncContext!: SyncContext
+
+  constructor (init: GossipOptionsInput & { advert?: AdvertBody }, seam: GossipSeam) {
+    const { advert, ...opts } = init
+    this.options = parseGossipOptions(opts)
+    this.#body = advert ?? { tools: [] }
+    this.#seam = seam
+    this.#clock = seam.clock ?? systemClock
+    this.#joinBackoff = this.options.timing.joinRetryMs
+    const q = this.options.quota
+    this.#advertQuota = new Quota({ clock: this.#clock, perMinute: q.advertsPerMinute, burst: q.advertBurst })
+    this.#syncQuota = new Quota({ clock: this.#clock, perMinute: q.syncPerMinute, burst: Math.max(10, q.syncPerMinute / 6) })
+  }
+
+  get peerId (): string {
+    return this.#host?.peerId.toString() ?? ''
+  }
+
+  get replica (): Replica {
+    if (this.#replica === undefined) throw new MeshError('MESH_ERR_NOT_STARTED', 'the node has not been started: call start() first')
+    return this.#replica
+  }
+
+  get addrs (): string[] {
+    return this.#host?.getMultiaddrs().map(String) ?? []
+  }
+
+  get advert (): Advert | undefined {
+    return this.#self?.advert
+  }
+
+  get #member (): boolean {
+    return this.options.role !== 'observer'
+  }
+
+  async start (options: AbortOptions = {}): Promise<void> {
+    if (this.#running || this.#host !== undefined) return
+    options.signal?.throwIfAborted()
+    const o = this.options
+    this.#key = this.#seam.privateKey ?? await this.#loadKey()
+    const host = this.#host = await createHost(o, this.#key, { ...this.#seam, deny: this.#denied })
+    const selfId = host.peerId.toString()
+    this.#replica = new Replica({ selfId, clock: this.#clock, timing: o.timing })
+    this.#replica.onChange((c) => {
+      if (c.advertChanged && c.peerId !== selfId) this.#peerIds.delete(c.peerId)
+      if ((c.after === 'dead' || c.after === 'left') && c.before !== undefined) this.#redialAt.set(c.peerId, { at: this.#clock.now() + 1_000, backoff: 1_000 })
+      if (c.after === 'alive') this.#redialAt.delete(c.peerId)
+    })
+    this.#syncContext = {
+      replica: this.#replica,
+      self: () => this.#self === undefined ? undefined : { envelope: this.#self.envelope, i: this.#self.advert.incarnation, s: this.#self.advert.seq },
+      viewOf: (p) => this.#viewOf(p),
+      onView: (v) => { this.#onView(v) },
+      ingest: async (env) => { await this.#ingest(env) },
+      allow: (p) => this.#syncQuota.take(p),
+      pageSize: o.quota.syncPageSize,
+      maxFrameBytes: Math.max(2 * 1024 * 1024, o.quota.maxMessageBytes * 4),
+      bytes: this.stats.syncBytes,
+    }
+    const handlerOpts = { maxInboundStreams: 256, maxOutboundStreams: 256 }
+    await host.handle(syncProtocol(o.mesh), (stream, conn) => this.#onSyncStream(stream, conn), handlerOpts)
+    await host.handle(probeProtocol(o.mesh), (stream, conn) => this.#onProbeStream(stream, conn), handlerOpts)
+    await host.start()
+    this.#running = true
+    const pubsub = host.services.pubsub
+    const topic = advertTopic(o.mesh)
+    pubsub.topicValidators.set(topic, async (from, msg) => this.#validate(from, msg))
+    pubsub.subscribe(topic)
+    pubsub.addEventListener('subscription-change', (evt) => {
+      if (this.#publishPending && evt.detail.subscriptions.some((s) => s.subscribe && s.topic === topic)) void this.#publishSelf()
+    })
+    host.addEventListener('peer:disconnect', (evt) => {
+      const id = evt.detail.toString()
+      if (this.#running && this.#member && this.#isUp(id)) this.#later(25, () => { void this.#probeMember(id) })
+    })
+    if (this.#member) await this.#issueAdvert(this.#clock.now(), 0)
+    if (o.bootstrap.length === 0) {
+      this.#joined = true
+      this.#readyWaiters.resolve()
+    } else {
+      void this.#tryJoin()
+    }
+    this.#loop(o.timing.probeIntervalMs, () => { if (this.#member) this.#probeTick() })
+    this.#loop(o.timing.antiEntropyIntervalMs, () => { this.#antiEntropyTick() })
+    this.#loop(o.timing.maintainIntervalMs, () => { this.#maintainTick() })
+    log('started %s (%s) on %s', selfId, o.name, this.addrs.join(' '))
+  }
+
+  async ready (options: AbortOptions = {}): Promise<void> {
+    if (options.signal === undefined) return this.#readyWaiters.promise
+    const { signal } = options
+    signal.throwIfAborted()
+    return new Promise((resolve, reject) => {
+      const onAbort = (): void => { reject(new MeshError('MESH_ERR_ABORTED', 'waiting for the first sync was aborted', { cause: signal.reason })) }
+      signal.addEventListener('abort', onAbort, { once: true })
+      this.#readyWaiters.promise.then(resolve, reject).finally(() => { signal.removeEventListener('abort', onAbort) })
+    })
+  }
+
+  async updateAdvert (body: AdvertBody): Promise<void> {
+    this.#body = body
+    if (!this.#running || !this.#member) return
+    await this.#issueAdvert(this.#self!.advert.incarnation, this.#self!.advert.seq + 1)
+  }
+
+  async syncWith (peerId: string, full = false, options: AbortOptions = {}): Promise<SyncResult> {
+    const signal = this.#signal(options, 5_000)
+    const stream = await this.#openStream(peerId, syncProtocol(this.options.mesh), signal)
+    try {
+      const res = await requestSync(stream, peerId, this.#syncContext, full, { signal })
+      this.stats.syncs++
+      await stream.close({ signal }).catch(() => {})
+      return res
+    } catch (err) {
+      stream.abort(err as Error)
+      throw err
+    }
+  }
+
+  async deny (peerIds: Iterable<string>): Promise<void> {
+    const ids = [...peerIds]
+    for (const id of ids) this.#denied.add(id)
+    await Promise.all(ids.map(async (id) => this.#host?.hangUp(this.#pid(id)).catch(() => {})))
+  }
+
+  allow (peerIds?: Iterable<string>): void {
+    if (peerIds === undefined) this.#denied.clear()
+    else for (const id of peerIds) this.#denied.delete(id)
+  }
+
+  async stop (): Promise<void> {
+    this.#stopping ??= this.#doStop()
+    return this.#stopping
+  }
+
+  async #doStop (): Promise<void> {
+    const host = this.#host
+    if (host === undefined) return
+    if (this.#running && this.#member && this.#self !== undefined) {
+      // Best effort: a signed leave lets every replica drop us at once instead of after a suspicion.
+      const leave = { v: ADVERT_SCHEMA_VERSION, mesh: this.options.mesh, peerId: this.peerId, incarnation: this.#self.advert.incarnation, issuedAt: this.#clock.now() }
+      const bytes = await encodeMessage('leave', leave, this.options.mesh, this.#key!)
+      await host.services.pubsub.publish(advertTopic(this.options.mesh), bytes).catch(() => {})
+    }
+    this.#running = false
+    this.#abort.abort(new MeshError('MESH_ERR_ABORTED', 'the node is stopping'))
+    for (const t of this.#timers) this.#clock.clearTimeout(t)
+    this.#timers.clear()
+    this.#replica?.stop()
+    this.#readyWaiters.reject(new MeshError('MESH_ERR_NOT_STARTED', 'the node stopped before its first sync'))
+    this.#readyWaiters.promise.catch(() => {})
+    host.services.pubsub.topicValidators.clear()
+    await host.stop()
+    await this.#held?.release()
+    log('stopped %s', this.peerId)
+  }
+
+  // ---- adverts -------------------------------------------------------------------------------
+
+  async #loadKey (): Promise<PrivateKey> {
+    const o = this.options
+    if (o.ephemeralKey) return generateKeyPair('Ed25519')
+    if (o.keyFile !== undefined) return loadOrCreateKey(o.keyFile)
+    this.#held = await holdDefaultKey(o.home, o.name)
+    return this.#held.key
+  }
+
+  async #issueAdvert (incarnation: number, seq: number): Promise<void> {
+    const o = this.options
+    const parsed = AdvertSchema.safeParse({
+      ...this.#body,
+      v: ADVERT_SCHEMA_VERSION,
+      mesh: o.mesh,
+      name: o.name,
+      role: o.role,
+      peerId: this.peerId,
+      incarnation,
+      seq,
+      issuedAt: this.#clock.now(),
+      addrs: this.addrs.slice(0, 16),
+    })
+    if (!parsed.success) throw new MeshError('MESH_ERR_ADVERT_INVALID', `this agent's advert is invalid: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`, { details: { issues: parsed.error.issues } })
+    const envelope = await encodeMessage('advert', parsed.data, o.mesh, this.#key!)
+    if (envelope.length > o.quota.maxMessageBytes) throw new MeshError('MESH_ERR_WIRE_TOO_LARGE', `this agent's advert is ${envelope.length} bytes; the limit is ${o.quota.maxMessageBytes} (fewer tools or smaller schemas)`)
+    this.#self = { advert: parsed.data, envelope }
+    this.replica.applyAdvert(parsed.data, envelope)
+    await this.#publishSelf()
+  }
+
+  async #publishSelf (): Promise<void> {
+    const pubsub = this.#host!.services.pubsub
+    const topic = advertTopic(this.options.mesh)
+    // The first publish after connecting reaches nobody until subscriptions are exchanged: wait for one.
+    if (pubsub.getSubscribers(topic).length === 0) {
+      this.#publishPending = true
+      return
+    }
+    this.#publishPending = false
+    try {
+      await pubsub.publish(topic, this.#self!.envelope)
+      this.stats.published++
+    } catch (err) {
+      log('publish failed: %s', (err as Error).message)
+      this.#publishPending = true
+    }
+  }
+
+  /** Someone holds a version of us as suspect or dead (or a newer advert of ours): refute with a higher incarnation. */
+  async #refute (theirIncarnation: number): Promise<void> {
+    if (!this.#running || this.#self === undefined || theirIncarnation < this.#self.advert.incarnation) return
+    this.stats.refutations++
+    const next = Math.max(this.#clock.now(), theirIncarnation + 1)
+    log('refuting suspicion at incarnation %d with %d', theirIncarnation, next)
+    await this.#issueAdvert(next, 0)
+  }
+
+  // ---- gossip validation (runs before anything is forwarded) ---------------------------------
+
+  #drop (reason: DropReason): TopicValidatorResult {
+    this.stats.dropped[reason] = (this.stats.dropped[reason] ?? 0) + 1
+    return reason === 'quota' || reason === 'too-old' || reason === 'future' || reason === 'unknown-sender' ? TopicValidatorResult.Ignore : TopicValidatorResult.Reject
+  }
+
+  async #validate (_from: PeerId, msg: Message): Promise<TopicValidatorResult> {
+    if (msg.type !== 'unsigned') return this.#drop('malformed')
+    let decoded
+    try {
+      decoded = await decodeMessage(msg.data, this.options.mesh, this.options.quota.maxMessageBytes)
+    } catch (err) {
+      return this.#drop(dropReason(err))
+    }
+    const replica = this.replica
+    const selfId = this.peerId
+    if (decoded.kind === 'advert') {
+      const a = decoded.payload
+      if (a.peerId === selfId) {
+        if (compareVersions(a, this.#self?.advert ?? { incarnation: -1, seq: 0 }) >= 0) void this.#refute(a.incarnation)
+        return TopicValidatorResult.Ignore
+      }
+      const known = replica.get(a.peerId)
+      if (known !== undefined && compareVersions(a, known.advert) <= 0) return TopicValidatorResult.Ignore
+      if (!this.#advertQuota.take(a.peerId)) return this.#drop('quota')
+      const merged = replica.applyAdvert(a, msg.data)
+      if (merged === 'too-old' || merged === 'future') return this.#drop(merged)
+      if (merged === 'new' || merged === 'updated' || merged === 'revived') { this.stats.accepted++; return TopicValidatorResult.Accept }
+      return TopicValidatorResult.Ignore
+    }
+    if (decoded.kind === 'suspect') {
+      const s = decoded.payload
+      const sender = replica.get(s.from)
+      if (sender === undefined || !this.#isUp(s.from)) return this.#drop('unknown-sender')
+      if (!this.#advertQuota.take(s.from)) return this.#drop('quota')
+      const merged = replica.applySuspect(s.subject, s.incarnation, s.from)
+      if (merged === 'self') { void this.#refute(s.incarnation); return TopicValidatorResult.Ignore }
+      if (merged !== 'started' && merged !== 'confirmed') return TopicValidatorResult.Ignore
+      this.stats.accepted++
+      // Confirm independently: probe the suspect ourselves; only a failed probe adds our voice.
+      const e = replica.get(s.subject)
+      if (this.#member && e?.suspecters !== undefined && !e.suspecters.has(selfId) && e.suspecters.size <= this.options.timing.suspicionConfirmations) {
+        void this.#probeMember(s.subject)
+      }
+      return TopicValidatorResult.Accept
+    }
+    const l = decoded.payload
+    if (l.peerId === selfId) return TopicValidatorResult.Ignore
+    if (replica.applyLeave(l.peerId, l.incarnation, msg.data) === 'left') { this.stats.accepted++; return TopicValidatorResult.Accept }
+    return TopicValidatorResult.Ignore
+  }
+
+  /** Verifies and merges one message that arrived by sync (same checks as gossip, no quota). */
+  async #ingest (envelope: Uint8Array): Promise<void> {
+    let decoded
+    try {
+      decoded = await decodeMessage(envelope, this.options.mesh, this.options.quota.maxMessageBytes)
+    } catch (err) {
+      this.#drop(dropReason(err))
+      return
+    }
+    if (decoded.kind === 'advert') {
+      const a = decoded.payload
+      if (a.peerId === this.peerId) {
+        if (compareVersions(a, this.#self?.advert ?? { incarnation: -1, seq: 0 }) >= 0) await this.#refute(a.incarnation)
+        return
+      }
+      const merged = this.replica.applyAdvert(a, envelope)
+      if (merged === 'too-old' || merged === 'future') this.#drop(merged)
+    } else if (decoded.kind === 'leave' && decoded.payload.peerId !== this.peerId) {
+      this.replica.applyLeave(decoded.payload.peerId, decoded.payload.incarnation, envelope)
+    }
+  }
+
+  // ---- views: how we see a peer, and what a peer says about us -------------------------------
+
+  #viewOf (peerId: string): View | undefined {
+    const e = this.#replica?.get(peerId)
+    return e === undefined || e.liveness === 'alive' ? undefined : { l: e.liveness, i: e.downIncarnation ?? e.advert.incarnation }
+  }
+
+  #onView (view: View): void {
+    if (view.l !== 'alive') void this.#refute(view.i)
+  }
+
+  readonly #probeContext: ProbeContext = {
+    viewOf: (p) => this.#viewOf(p),
+    onView: (v) => { this.#onView(v) },
+    probeFor: async (target, options) => this.#directProbe(target, this.options.timing.indirectProbeTimeoutMs * 0.8, options),
+    bytes: this.stats.probeBytes,
+  }
+
+  async #onSyncStream (stream: Stream, conn: Connection): Promise<void> {
+    const signal = this.#signal({}, 10_000)
+    try {
+      await serveSync(stream, conn.remotePeer.toString(), this.#syncContext, { signal })
+      await stream.close({ signal }).catch(() => {})
+    } catch (err) {
+      log('sync from %s failed: %s', conn.remotePeer, (err as Error).message)
+      stream.abort(err as Error)
+    }
+  }
+
+  async #onProbeStream (stream: Stream, conn: Connection): Promise<void> {
+    const signal = this.#signal({}, this.options.timing.indirectProbeTimeoutMs * 2)
+    try {
+      await serveProbe(stream, conn.remotePeer.toString(), this.#probeContext, { signal })
+      await stream.close({ signal }).catch(() => {})
+    } catch (err) {
+      stream.abort(err as Error)
+    }
+  }
+
+  // ---- probing (SWIM) --------------------------------------------------------------------------
+
+  #isUp (peerId: string): boolean {
+    const l = this.#replica?.get(peerId)?.liveness
+    return l === 'alive' || l === 'suspect'
+  }
+
+  /** Members we hold an open connection to: probing and anti-entropy stay on existing connections. */
+  #connectedMembers (): string[] {
+    const out = new Set<string>()
+    for (const c of this.#host!.getConnections()) {
+      const id = c.remotePeer.toString()
+      if (c.status === 'open' && this.#isUp(id) && !this.#denied.has(id)) out.add(id)
+    }
+    return [...out]
+  }
+
+  #probeTick (): void {
+    // Round robin over a shuffled list (SWIM): every neighbour is probed within a bounded time.
+    while (this.#probeOrder.length > 0) {
+      const id = this.#probeOrder.pop()!
+      if (this.#isUp(id) && id !== this.peerId) { void this.#probeMember(id); return }
+    }
+    this.#probeOrder = shuffle(this.#connectedMembers())
+    const id = this.#probeOrder.pop()
+    if (id !== undefined) void this.#probeMember(id)
+  }
+
+  async #probeMember (target: string): Promise<void> {
+    if (!this.#running || this.#inflightProbes.has(target) || target === this.peerId) return
+    this.#inflightProbes.add(target)
+    try {
+      const t = this.options.timing
+      this.stats.probes++
+      let ok = await this.#directProbe(target, t.probeTimeoutMs)
+      if (!ok) {
+        const helpers = shuffle(this.#connectedMembers().filter((p) => p !== target)).slice(0, t.indirectProbes)
+        const results = await Promise.all(helpers.map(async (h) => this.#indirectProbe(h, target, t.indirectProbeTimeoutMs)))
+        ok = results.some(Boolean)
+      }
+      if (!ok && this.#running && this.#isUp(target)) {
+        this.stats.probeFailures++
+        await this.#suspect(target)
+      }
+    } finally {
+      this.#inflightProbes.delete(target)
+    }
+  }
+
+  async #directProbe (target: string, timeoutMs: number, options: AbortOptions = {}): Promise<boolean> {
+    if (this.#denied.has(target)) return false
+    const signal = this.#signal(options, timeoutMs)
+    try {
+      const stream = await this.#openStream(target, probeProtocol(this.options.mesh), signal)
+      const ok = await ping(stream, target, this.#probeContext, { signal })
+      await stream.close({ signal }).catch(() => {})
+      return ok
+    } catch {
+      return false
+    }
+  }
+
+  async #indirectProbe (helper: string, target: string, timeoutMs: number): Promise<boolean> {
+    const signal = this.#signal({}, timeoutMs)
+    try {
+      const stream = await this.#openStream(helper, probeProtocol(this.options.mesh), signal)
+      const ok = await pingReq(stream, target, this.#probeContext, { signal })
+      await stream.close({ signal }).catch(() => {})
+      return ok
+    } catch {
+      return false
+    }
+  }
+
+  async #suspect (target: string): Promise<void> {
+    const e = this.replica.get(target)
+    if (e === undefined) return
+    const merged = this.replica.applySuspect(target, e.advert.incarnation, this.peerId)
+    if (merged !== 'started' && merged !== 'confirmed') return
+    this.stats.suspicionsRaised++
+    log('suspect %s (%s)', target, e.advert.name)
+    const msg = { v: ADVERT_SCHEMA_VERSION, mesh: this.options.mesh, subject: target, incarnation: e.advert.incarnation, from: this.peerId, issuedAt: this.#clock.now() }
+    const bytes = await encodeMessage('suspect', msg, this.options.mesh, this.#key!)
+    await this.#host!.services.pubsub.publish(advertTopic(this.options.mesh), bytes).catch((err: Error) => { log('suspect publish failed: %s', err.message) })
+  }
+
+  // ---- anti-entropy, joining, connection upkeep ----------------------------------------------
+
+  #antiEntropyTick (): void {
+    const peers = this.#connectedMembers().filter((p) => p !== this.peerId)
+    const target = peers[Math.floor(Math.random() * peers.length)]
+    if (target !== undefined) this.syncWith(target).catch((err: Error) => { log('anti-entropy with %s failed: %s', target, err.message) })
+  }
+
+  #maintainTick (): void {
+    this.#ticks++
+    const o = this.options
+    const now = this.#clock.now()
+    const connected = this.#connectedMembers()
+    if (o.bootstrap.length > 0 && (!this.#joined || connected.length === 0) && now >= this.#nextJoinAt) void this.#tryJoin()
+    if (connected.length < o.minConnections) {
+      const have = new Set(connected)
+      const candidates = [...this.replica.up()].map((e) => e.advert.peerId).filter((p) => p !== this.peerId && !have.has(p) && !this.#denied.has(p))
+      for (const p of shuffle(candidates).slice(0, Math.min(3, o.minConnections - connected.length))) void this.#connect(p)
+    }
+    // Redial one dead member whose backoff expired: this is how a healed partition finds itself again.
+    for (const [id, r] of this.#redialAt) {
+      if (r.at > now || this.#denied.has(id)) continue
+      const e = this.replica.get(id)
+      if (e === undefined || this.#isUp(id)) { this.#redialAt.delete(id); continue }
+      r.backoff = Math.min(r.backoff * 2, 30_000)
+      r.at = now + r.backoff
+      this.syncWith(id).catch(() => {})
+      break
+    }
+    if (this.#self !== undefined && now - this.#self.advert.issuedAt > o.timing.maxAdvertAgeMs / 2) {
+      void this.#issueAdvert(this.#self.advert.incarnation, this.#self.advert.seq + 1)
+    }
+    if (this.#ticks % 30 === 0) this.replica.gc()
+  }
+
+  async #tryJoin (): Promise<void> {
+    if (this.#joining || !this.#running) return
+    this.#joining = true
+    const o = this.options
+    const errors: string[] = []
+    try {
+      for (const addr of shuffle([...o.bootstrap])) {
+        try {
+          const signal = this.#signal({}, 5_000)
+          const conn = await this.#host!.dial(multiaddr(addr), { signal })
+          const remote = conn.remotePeer.toString()
+          if (remote === this.peerId) continue
+          await this.syncWith(remote, true, { signal })
+          this.#joined = true
+          this.#joinBackoff = o.timing.joinRetryMs
+          this.#readyWaiters.resolve()
+          log('joined %s through %s: %d members', o.mesh, addr, this.replica.size)
+          this.#maintainTick()
+          return
+        } catch (err) {
+          errors.push(`${addr}: ${(err as Error).message}`)
+        }
+      }
+      this.#nextJoinAt = this.#clock.now() + this.#joinBackoff
+      this.#joinBackoff = Math.min(this.#joinBackoff * 2, 5_000)
+      if (this.#running) log.error('cannot join mesh %s yet (retrying): %s', o.mesh, errors.join('; '))
+    } finally {
+      this.#joining = false
+    }
+  }
+
+  async #connect (peerId: string): Promise<void> {
+    try {
+      await this.#host!.dial(this.#addrsOf(peerId), { signal: this.#signal({}, 5_000) })
+    } catch (err) {
+      log('dial %s failed: %s', peerId, (err as Error).message)
+    }
+  }
+
+  async #openStream (peerId: string, protocol: string, signal: AbortSignal): Promise<Stream> {
+    const host = this.#host
+    if (host === undefined || !this.#running) throw new MeshError('MESH_ERR_NOT_STARTED', 'the node is not running')
+    const open = host.getConnections(this.#pid(peerId)).find((c) => c.status === 'open')
+    if (open !== undefined) return open.newStream(protocol, { signal })
+    const addrs = this.#addrsOf(peerId)
+    return host.dialProtocol(addrs.length > 0 ? addrs : this.#pid(peerId), protocol, { signal })
+  }
+
+  #addrsOf (peerId: string): Multiaddr[] {
+    const addrs = this.#replica?.get(peerId)?.advert.addrs ?? []
+    const out: Multiaddr[] = []
+    for (const a of addrs) {
+      try {
+        const ma = multiaddr(a)
+        out.push(a.includes('/p2p/') ? ma : ma.encapsulate(`/p2p/${peerId}`))
+      } catch { /* an unparsable address is skipped; others may work */ }
+    }
+    return out
+  }
+
+  #pid (peerId: string): PeerId {
+    let id = this.#peerIds.get(peerId)
+    if (id === undefined) {
+      id = peerIdFromString(peerId)
+      this.#peerIds.set(peerId, id)
+    }
+    return id
+  }
+
+  // ---- timers and signals on the injected clock -----------------------------------------------
+
+  #signal (options: AbortOptions, timeoutMs: number): AbortSignal {
+    const signals = [this.#abort.signal, AbortSignal.timeout(timeoutMs)]
+    if (options.signal !== undefined) signals.push(options.signal)
+    return AbortSignal.any(signals)
+  }
+
+  #later (ms: number, fn: () => void): void {
+    const h = this.#clock.setTimeout(() => {
+      this.#timers.delete(h)
+      if (this.#running) fn()
+    }, ms)
+    this.#timers.add(h)
+  }
+
+  #loop (intervalMs: number, fn: () => void): void {
+    // Jitter the first tick so nodes started together do not probe in lockstep.
+    const tick = (): void => {
+      try { fn() } catch (err) { log.error('periodic task failed: %s', (err as Error).message) }
+      this.#later(intervalMs, tick)
+    }
+    this.#later(Math.floor(Math.random() * intervalMs), tick)
+  }
+}
+
+function shuffle<T> (arr: T[]): T[] {
+  for (let i = arr.length - 1; i > 0; i--) {
+    const j = Math.floor(Math.random() * (i + 1))
+    ;[arr[i], arr[j]] = [arr[j], arr[i]]
+  }
+  return arr
+}

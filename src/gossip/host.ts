@@ -1,0 +1,86 @@
+import { createLibp2p } from 'libp2p'
+import type { Libp2pOptions } from 'libp2p'
+import type { Libp2p, PrivateKey, PeerId } from '@libp2p/interface'
+import { tcp } from '@libp2p/tcp'
+import { noise } from '@libp2p/noise'
+import { yamux } from '@libp2p/yamux'
+import { identify } from '@libp2p/identify'
+import { gossipsub, StrictNoSign } from '@libp2p/gossipsub'
+import type { GossipSub } from '@libp2p/gossipsub'
+import { createHash } from 'node:crypto'
+import type { GossipOptions } from '../config.ts'
+
+/**
+ * The libp2p services the mesh runs. Gossipsub comes from `@libp2p/gossipsub` (the libp2p 3 port);
+ * this file is the only place that names it, so switching implementations is a change here.
+ */
+export type MeshServices = {
+  identify: ReturnType<ReturnType<typeof identify>>
+  pubsub: GossipSub
+}
+
+/** The libp2p node of a mesh member. */
+export type MeshHost = Libp2p<MeshServices>
+
+/** Peers a test or an operator cuts off: no dials, no inbound connections. */
+export interface DenyList {
+  has(peerId: string): boolean
+}
+
+/** Extra pieces of the host that tests and simulations replace (the network seam). */
+export interface HostSeam {
+  /** Transports and encryption; default TCP and Noise. Simulations pass the in-memory transport. */
+  transports?: Libp2pOptions['transports']
+  connectionEncrypters?: Libp2pOptions['connectionEncrypters']
+  deny?: DenyList
+}
+
+/** The gossipsub topic of a mesh: other meshes never share it. */
+export function advertTopic (mesh: string): string {
+  return `/mcp-mesh/${mesh}/adverts/1`
+}
+
+/** Builds (does not start) the libp2p host for these options. */
+export async function createHost (opts: GossipOptions, privateKey: PrivateKey, seam: HostSeam = {}): Promise<MeshHost> {
+  const deny = seam.deny
+  const denied = (p: PeerId): boolean => deny?.has(p.toString()) ?? false
+  const topic = advertTopic(opts.mesh)
+  return createLibp2p({
+    privateKey,
+    start: false,
+    addresses: { listen: opts.listen, announce: opts.announce.length > 0 ? opts.announce : undefined },
+    transports: seam.transports ?? [tcp()],
+    connectionEncrypters: seam.connectionEncrypters ?? [noise()],
+    streamMuxers: [yamux()],
+    connectionGater: {
+      denyDialPeer: denied,
+      denyInboundEncryptedConnection: denied,
+      denyOutboundEncryptedConnection: denied,
+      // Loopback and private addresses are where meshes live: allow dialling them.
+      denyDialMultiaddr: () => false,
+    },
+    connectionManager: {
+      // The default (5 inbound connections per second per host) breaks a star around a bootstrap.
+      inboundConnectionThreshold: 1_000,
+      maxIncomingPendingConnections: 256,
+      maxParallelDials: 16,
+      maxConnections: 300,
+      dialTimeout: 5_000,
+    },
+    connectionMonitor: { enabled: false },
+    services: {
+      identify: identify(),
+      pubsub: gossipsub({
+        // Adverts carry their own end-to-end signature; gossipsub's would double the CPU per message.
+        globalSignaturePolicy: StrictNoSign,
+        msgIdFn: (msg) => createHash('sha256').update(msg.data).digest().subarray(0, 20),
+        allowedTopics: [topic],
+        allowPublishToZeroTopicPeers: true,
+        maxInboundDataLength: opts.quota.maxMessageBytes + 4096,
+        emitSelf: false,
+        doPX: opts.role === 'bootstrap',
+        scoreParams: opts.colocated ? { IPColocationFactorWeight: 0 } : {},
+      }),
+    },
+  }) as Promise<MeshHost>
+}

@@ -1,0 +1,95 @@
+import { z } from 'zod'
+import semver from 'semver'
+
+/** The advert schema version this code writes. Higher versions are read tolerantly. */
+export const ADVERT_SCHEMA_VERSION = 1
+
+/**
+ * Hard limits on what one advert may carry. A message over any of them is dropped before it is
+ * forwarded, so one bad agent cannot make every replica grow.
+ */
+export const AdvertLimits = {
+  /** Bytes of one encoded gossip message (envelope included). */
+  maxMessageBytes: 64 * 1024,
+  maxTools: 64,
+  maxTagsPerTool: 32,
+  maxTagLength: 64,
+  maxNameLength: 128,
+  maxAddrs: 16,
+  maxAddrLength: 256,
+  maxDependencies: 64,
+  maxDescriptionLength: 2048,
+  /** Bytes of one tool's JSON schema (input or output) once serialized. */
+  maxSchemaBytes: 16 * 1024,
+} as const
+
+const name = z.string().min(1).max(AdvertLimits.maxNameLength)
+const tag = z.string().min(1).max(AdvertLimits.maxTagLength).regex(/^[^+\-\s][^\s]*$/, 'a tag has no leading + or - and no spaces')
+const jsonSchema = z.record(z.string(), z.unknown()).refine(
+  (s) => JSON.stringify(s).length <= AdvertLimits.maxSchemaBytes,
+  `a tool schema is at most ${AdvertLimits.maxSchemaBytes} bytes`,
+)
+
+/** One tool an agent offers. Unknown fields (from a newer version) are ignored, not fatal. */
+export const ToolAdvertSchema = z.object({
+  name,
+  capability: name,
+  version: z.string().max(64).refine((v) => semver.valid(v) !== null, 'version must be semver (for example 1.2.0)'),
+  tags: z.array(tag).max(AdvertLimits.maxTagsPerTool).default([]),
+  description: z.string().max(AdvertLimits.maxDescriptionLength).optional(),
+  inputSchema: jsonSchema.optional(),
+  outputSchema: jsonSchema.optional(),
+})
+
+/** A dependency an agent declared (informational: who needs what, for `meshctl`). */
+export const DependencyAdvertSchema = z.object({
+  capability: name,
+  version: z.string().max(64).optional(),
+})
+
+/**
+ * The replica's record: what one agent instance offers and where to reach it.
+ * Signed end to end by the agent's libp2p key (see `gossip/codec.ts`).
+ * `(incarnation, seq)` orders adverts of one peer: the incarnation is the start time (or higher,
+ * after a refutation), the sequence grows within an incarnation.
+ */
+export const AdvertSchema = z.object({
+  v: z.number().int().min(1),
+  mesh: name,
+  name,
+  /** `agent` offers tools; `bootstrap` only opens the door. Unknown roles read as `agent`. */
+  role: z.string().max(32).default('agent'),
+  peerId: z.string().min(1).max(128),
+  incarnation: z.number().int().nonnegative(),
+  seq: z.number().int().nonnegative(),
+  issuedAt: z.number().int().nonnegative(),
+  /** `draining` providers are kept in the replica but not chosen for new calls. */
+  status: z.string().max(32).default('alive'),
+  /** libp2p multiaddrs where peers can dial this agent (the advertised, not the bind, address). */
+  addrs: z.array(z.string().max(AdvertLimits.maxAddrLength)).max(AdvertLimits.maxAddrs),
+  /** The MCP endpoint URL (filled in when the agent serves calls). */
+  endpoint: z.string().max(512).optional(),
+  tools: z.array(ToolAdvertSchema).max(AdvertLimits.maxTools),
+  dependencies: z.array(DependencyAdvertSchema).max(AdvertLimits.maxDependencies).default([]),
+})
+
+/** A validated advert. */
+export type Advert = z.infer<typeof AdvertSchema>
+/** One tool in an advert. */
+export type ToolAdvert = z.infer<typeof ToolAdvertSchema>
+/** What an agent puts in an advert before the mesh stamps peer ID, mesh, incarnation and sequence. */
+export type AdvertInput = z.input<typeof AdvertSchema>
+
+/** Liveness of a member as this replica sees it. */
+export type Liveness = 'alive' | 'suspect' | 'dead' | 'left'
+
+/** One member of the topology as the resolver and `meshctl` see it. */
+export interface Member {
+  readonly advert: Advert
+  readonly liveness: Liveness
+}
+
+/** Compares two adverts of the same peer: positive when `a` is newer. */
+export function compareVersions (a: { incarnation: number, seq: number }, b: { incarnation: number, seq: number }): number {
+  return a.incarnation !== b.incarnation ? a.incarnation - b.incarnation : a.seq - b.seq
+}

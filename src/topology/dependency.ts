@@ -1,0 +1,44 @@
+import { z } from 'zod'
+import semver from 'semver'
+import { MeshError } from '../errors.ts'
+
+/**
+ * Tag expression, as MCP Mesh users know it: `tag` required, `+tag` preferred (scores),
+ * `-tag` excluded, a nested list is an OR group (at least one must match; members may be `+`/`-` free).
+ */
+export const TagExpressionSchema = z.array(z.union([
+  z.string().min(1).max(65),
+  z.array(z.string().min(1).max(64)).min(1),
+])).max(32)
+
+/** What a dependency asks for: a capability, a semver range, tags. */
+export const ResolutionSpecSchema = z.object({
+  capability: z.string().min(1).max(128),
+  version: z.string().max(64).refine((r) => semver.validRange(r) !== null, 'version must be a semver range (for example ^1.2 or >=2)').optional(),
+  tags: TagExpressionSchema.optional(),
+})
+
+/**
+ * A dependency as written by users: a capability name, one spec, or an ordered list of specs
+ * (the first that resolves wins: fallback, canary, shadow).
+ */
+export const DependencySpecSchema = z.union([
+  z.string().min(1).max(128),
+  ResolutionSpecSchema,
+  z.array(z.union([z.string().min(1).max(128), ResolutionSpecSchema])).min(1).max(8),
+])
+
+/** One normalized spec. */
+export type ResolutionSpec = z.infer<typeof ResolutionSpecSchema>
+/** A dependency as users write it. */
+export type DependencySpec = z.input<typeof DependencySpecSchema>
+
+/** Turns any accepted form into an ordered list of specs; throws MESH_ERR_RESOLVE_INVALID_SPEC. */
+export function normalizeDependency (spec: DependencySpec): ResolutionSpec[] {
+  const parsed = DependencySpecSchema.safeParse(spec)
+  if (!parsed.success) {
+    throw new MeshError('MESH_ERR_RESOLVE_INVALID_SPEC', `invalid dependency spec: ${z.prettifyError(parsed.error)}`, { details: { issues: parsed.error.issues } })
+  }
+  const list = Array.isArray(parsed.data) ? parsed.data : [parsed.data]
+  return list.map((s) => typeof s === 'string' ? { capability: s } : s)
+}

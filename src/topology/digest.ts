@@ -1,0 +1,43 @@
+import { createHash } from 'node:crypto'
+
+/** Buckets of the anti-entropy digest: peers hash into one of these; only differing buckets are paged. */
+export const DIGEST_BUCKETS = 64
+const WIDTH = 16
+
+/**
+ * An order-free digest of a set of (peer, version) pairs: the XOR of a 128-bit hash per entry,
+ * kept per bucket and updated in O(1) per change. Two replicas with equal roots hold the same
+ * versions of the same members, so a converged anti-entropy round exchanges one hash.
+ */
+export class Digest {
+  readonly #buckets = Array.from({ length: DIGEST_BUCKETS }, () => Buffer.alloc(WIDTH))
+  readonly #counts = new Array<number>(DIGEST_BUCKETS).fill(0)
+
+  /** Adds (or, called again with the same arguments, removes) one entry. */
+  toggle (peerId: string, incarnation: number, seq: number, delta: 1 | -1): void {
+    const h = createHash('sha256').update(`${peerId}\0${incarnation}\0${seq}`).digest()
+    const b = bucketOf(peerId)
+    const acc = this.#buckets[b]
+    for (let i = 0; i < WIDTH; i++) acc[i] ^= h[i]
+    this.#counts[b] += delta
+  }
+
+  /** The XOR of every bucket, hex, with the entry count. */
+  root (): string {
+    const acc = Buffer.alloc(WIDTH)
+    for (const b of this.#buckets) for (let i = 0; i < WIDTH; i++) acc[i] ^= b[i]
+    return `${acc.toString('hex')}:${this.#counts.reduce((a, c) => a + c, 0)}`
+  }
+
+  /** Per-bucket hashes (hex with count), for finding which buckets differ. */
+  buckets (): string[] {
+    return this.#buckets.map((b, i) => `${b.toString('hex')}:${this.#counts[i]}`)
+  }
+}
+
+/** The digest bucket a peer falls in (stable across nodes: from the peer ID's own bytes). */
+export function bucketOf (peerId: string): number {
+  let h = 0
+  for (let i = 0; i < peerId.length; i++) h = (h * 31 + peerId.charCodeAt(i)) >>> 0
+  return h % DIGEST_BUCKETS
+}

@@ -1,0 +1,260 @@
+import type { Clock, TimerHandle } from '../clock.ts'
+import type { Advert, Liveness, Member } from './advert.ts'
+import { compareVersions } from './advert.ts'
+import { Digest, bucketOf } from './digest.ts'
+import { suspicionTimeout } from './suspicion.ts'
+
+/** The timing a replica needs (a subset of the `timing` options). */
+export interface ReplicaTiming {
+  suspicionMinTimeoutMs: number
+  suspicionMaxTimeoutMs: number
+  suspicionConfirmations: number
+  maxAdvertAgeMs: number
+  maxClockSkewMs: number
+  tombstoneMs: number
+}
+
+/** Options of a replica. */
+export interface ReplicaInit {
+  /** This node's peer ID: it never suspects or declares itself dead. */
+  selfId: string
+  clock: Clock
+  timing: ReplicaTiming
+}
+
+/** One member as held in the replica, with the signed bytes it arrived in (relayed by sync). */
+export interface ReplicaEntry extends Member {
+  readonly envelope: Uint8Array
+  /** The signed leave, once the member left (relayed by sync so the leave cannot be undone). */
+  readonly leaveEnvelope?: Uint8Array
+  /** For dead and left members: the incarnation they died or left in, and when. */
+  readonly downIncarnation?: number
+  readonly downAt?: number
+  /** While suspect: who confirmed the suspicion. */
+  readonly suspecters?: ReadonlySet<string>
+}
+
+/** A liveness or advert change, as listeners see it. */
+export interface ReplicaChange {
+  peerId: string
+  before: Liveness | undefined
+  after: Liveness
+  advert: Advert
+  /** True when the advert itself changed (new incarnation or sequence). */
+  advertChanged: boolean
+}
+
+/** What happened to an advert offered to the replica. */
+export type AdvertMerge = 'new' | 'updated' | 'revived' | 'duplicate' | 'stale' | 'tombstoned' | 'too-old' | 'future'
+/** What happened to a suspicion offered to the replica. */
+export type SuspectMerge = 'self' | 'started' | 'confirmed' | 'duplicate' | 'stale' | 'unknown'
+/** What happened to a leave offered to the replica. */
+export type LeaveMerge = 'left' | 'stale' | 'unknown'
+
+interface MutableEntry {
+  advert: Advert
+  envelope: Uint8Array
+  liveness: Liveness
+  leaveEnvelope?: Uint8Array
+  downIncarnation?: number
+  downAt?: number
+  suspecters?: Set<string>
+  suspectIncarnation?: number
+  suspectSince?: number
+  timer?: TimerHandle
+}
+
+const isUp = (l: Liveness): boolean => l === 'alive' || l === 'suspect'
+
+/**
+ * The topology replica: every member this node knows, merged by pure rules.
+ * - Adverts of one peer are ordered by (incarnation, sequence); older or equal ones lose.
+ * - A dead or left member stays dead for its incarnation (tombstone); only a higher one revives it.
+ * - Adverts older than the maximum age or dated in the future are refused (replays, skew).
+ * - Suspicion follows Lifeguard (see `suspicion.ts`); only a higher incarnation refutes it.
+ * No network here: gossip and sync feed it, the resolver and `meshctl` read it.
+ */
+export class Replica {
+  readonly selfId: string
+  readonly #clock: Clock
+  readonly #timing: ReplicaTiming
+  readonly #entries = new Map<string, MutableEntry>()
+  readonly #digest = new Digest()
+  readonly #listeners = new Set<(c: ReplicaChange) => void>()
+
+  constructor (init: ReplicaInit) {
+    this.selfId = init.selfId
+    this.#clock = init.clock
+    this.#timing = init.timing
+  }
+
+  /** Subscribes to changes; returns the unsubscribe function. */
+  onChange (listener: (c: ReplicaChange) => void): () => void {
+    this.#listeners.add(listener)
+    return () => { this.#listeners.delete(listener) }
+  }
+
+  /** Number of members held, dead and left included. */
+  get size (): number {
+    return this.#entries.size
+  }
+
+  /** One member, or undefined. */
+  get (peerId: string): ReplicaEntry | undefined {
+    return this.#entries.get(peerId)
+  }
+
+  /** Every member, dead and left included (the resolver filters by liveness). */
+  members (): IterableIterator<ReplicaEntry> {
+    return this.#entries.values()
+  }
+
+  /** Members that are alive or suspect. */
+  * up (): Generator<ReplicaEntry> {
+    for (const e of this.#entries.values()) if (isUp(e.liveness)) yield e
+  }
+
+  /** Merges an advert that already passed signature and schema checks. */
+  applyAdvert (advert: Advert, envelope: Uint8Array): AdvertMerge {
+    const now = this.#clock.now()
+    if (advert.issuedAt < now - this.#timing.maxAdvertAgeMs) return 'too-old'
+    if (advert.issuedAt > now + this.#timing.maxClockSkewMs) return 'future'
+    const e = this.#entries.get(advert.peerId)
+    if (e === undefined) {
+      this.#entries.set(advert.peerId, { advert, envelope, liveness: 'alive' })
+      this.#digest.toggle(advert.peerId, advert.incarnation, advert.seq, 1)
+      this.#emit(advert.peerId, undefined, 'alive', advert, true)
+      return 'new'
+    }
+    if (!isUp(e.liveness)) {
+      if (advert.incarnation <= (e.downIncarnation ?? e.advert.incarnation)) return 'tombstoned'
+      const before = e.liveness
+      Object.assign(e, { advert, envelope, liveness: 'alive', leaveEnvelope: undefined, downIncarnation: undefined, downAt: undefined })
+      this.#digest.toggle(advert.peerId, advert.incarnation, advert.seq, 1)
+      this.#emit(advert.peerId, before, 'alive', advert, true)
+      return 'revived'
+    }
+    const cmp = compareVersions(advert, e.advert)
+    if (cmp === 0) return 'duplicate'
+    if (cmp < 0) return 'stale'
+    this.#digest.toggle(e.advert.peerId, e.advert.incarnation, e.advert.seq, -1)
+    this.#digest.toggle(advert.peerId, advert.incarnation, advert.seq, 1)
+    const before = e.liveness
+    e.advert = advert
+    e.envelope = envelope
+    // A higher incarnation refutes a suspicion; a newer sequence in the same incarnation does not.
+    if (e.liveness === 'suspect' && advert.incarnation > (e.suspectIncarnation ?? 0)) this.#clearSuspicion(e)
+    this.#emit(advert.peerId, before, e.liveness, advert, true)
+    return 'updated'
+  }
+
+  /**
+   * Merges a suspicion of `subject` at `incarnation`, raised by `from`.
+   * Returns `self` when this node is the subject: the caller refutes with a higher incarnation.
+   */
+  applySuspect (subject: string, incarnation: number, from: string): SuspectMerge {
+    if (subject === this.selfId) return 'self'
+    const e = this.#entries.get(subject)
+    if (e === undefined || !isUp(e.liveness)) return 'unknown'
+    if (incarnation < e.advert.incarnation) return 'stale'
+    if (e.liveness === 'suspect') {
+      if (e.suspecters!.has(from)) return 'duplicate'
+      e.suspecters!.add(from)
+      this.#scheduleDeath(e)
+      return 'confirmed'
+    }
+    e.liveness = 'suspect'
+    e.suspecters = new Set([from])
+    // The suspicion's own incarnation: only an advert above it refutes (it may name one we have not seen yet).
+    e.suspectIncarnation = Math.max(incarnation, e.advert.incarnation)
+    e.suspectSince = this.#clock.now()
+    this.#scheduleDeath(e)
+    this.#emit(subject, 'alive', 'suspect', e.advert, false)
+    return 'started'
+  }
+
+  /** Merges a signed leave: the member is gone for this incarnation. */
+  applyLeave (peerId: string, incarnation: number, envelope: Uint8Array): LeaveMerge {
+    const e = this.#entries.get(peerId)
+    if (e === undefined) return 'unknown'
+    if (incarnation < e.advert.incarnation || e.liveness === 'left') return 'stale'
+    this.#markDown(e, 'left', incarnation)
+    e.leaveEnvelope = envelope
+    return 'left'
+  }
+
+  /** Declares a member dead now (a connection to it failed for good, or tests). */
+  declareDead (peerId: string): boolean {
+    const e = this.#entries.get(peerId)
+    if (e === undefined || !isUp(e.liveness) || peerId === this.selfId) return false
+    this.#markDown(e, 'dead', e.advert.incarnation)
+    return true
+  }
+
+  /** The anti-entropy digest root: equal roots mean equal sets of live member versions. */
+  digestRoot (): string {
+    return this.#digest.root()
+  }
+
+  /** Per-bucket digests, to find which buckets differ. */
+  digestBuckets (): string[] {
+    return this.#digest.buckets()
+  }
+
+  /** Every member whose peer ID falls in one of `buckets`, sorted by peer ID (stable paging). */
+  inBuckets (buckets: ReadonlySet<number>): ReplicaEntry[] {
+    const out: ReplicaEntry[] = []
+    for (const [id, e] of this.#entries) if (buckets.has(bucketOf(id))) out.push(e)
+    return out.sort((a, b) => a.advert.peerId < b.advert.peerId ? -1 : 1)
+  }
+
+  /** Forgets dead and left members whose tombstone is older than the retention. */
+  gc (): number {
+    const cutoff = this.#clock.now() - this.#timing.tombstoneMs
+    let n = 0
+    for (const [id, e] of this.#entries) {
+      if (!isUp(e.liveness) && (e.downAt ?? 0) < cutoff) { this.#entries.delete(id); n++ }
+    }
+    return n
+  }
+
+  /** Cancels every suspicion timer. */
+  stop (): void {
+    for (const e of this.#entries.values()) if (e.timer !== undefined) this.#clock.clearTimeout(e.timer)
+  }
+
+  #scheduleDeath (e: MutableEntry): void {
+    if (e.timer !== undefined) this.#clock.clearTimeout(e.timer)
+    const t = this.#timing
+    const timeout = suspicionTimeout(e.suspecters!.size - 1, t.suspicionMinTimeoutMs, t.suspicionMaxTimeoutMs, t.suspicionConfirmations)
+    const wait = Math.max(0, e.suspectSince! + timeout - this.#clock.now())
+    e.timer = this.#clock.setTimeout(() => {
+      e.timer = undefined
+      if (e.liveness === 'suspect') this.#markDown(e, 'dead', e.suspectIncarnation!)
+    }, wait)
+  }
+
+  #clearSuspicion (e: MutableEntry): void {
+    if (e.timer !== undefined) this.#clock.clearTimeout(e.timer)
+    e.timer = undefined
+    e.suspecters = undefined
+    e.suspectIncarnation = undefined
+    e.suspectSince = undefined
+    e.liveness = 'alive'
+  }
+
+  #markDown (e: MutableEntry, liveness: 'dead' | 'left', incarnation: number): void {
+    const before = e.liveness
+    if (before === 'suspect') this.#clearSuspicion(e)
+    if (isUp(before)) this.#digest.toggle(e.advert.peerId, e.advert.incarnation, e.advert.seq, -1)
+    e.liveness = liveness
+    e.downIncarnation = Math.max(incarnation, e.advert.incarnation)
+    e.downAt = this.#clock.now()
+    this.#emit(e.advert.peerId, before, liveness, e.advert, false)
+  }
+
+  #emit (peerId: string, before: Liveness | undefined, after: Liveness, advert: Advert, advertChanged: boolean): void {
+    const change = { peerId, before, after, advert, advertChanged }
+    for (const l of this.#listeners) l(change)
+  }
+}

@@ -1,0 +1,275 @@
+/**
+ * Hostile gossip over real libp2p (TCP on 127.0.0.1, one process).
+ *
+ * A bootstrap and two honest agents (A, B) form a mesh. An attacker joins the same gossipsub topic with
+ * a raw libp2p host (built with `createHost`, so the test holds its gossipsub instance and can publish
+ * any bytes). The attacker is connected to A only (B and the bootstrap deny it), so every hostile
+ * message reaches B only if A forwards it: B's replica and drop counters staying unchanged prove that A
+ * rejected the message in its topic validator, before forwarding.
+ */
+import t from 'tap'
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import { multiaddr } from '@multiformats/multiaddr'
+import { createGossipNode } from '../../src/gossip/gossip-node.ts'
+import type { GossipNode } from '../../src/gossip/gossip-node.ts'
+import { createHost, advertTopic } from '../../src/gossip/host.ts'
+import type { MeshHost } from '../../src/gossip/host.ts'
+import { encodeMessage, Kinds } from '../../src/gossip/codec.ts'
+import type { DropReason, Suspect } from '../../src/gossip/codec.ts'
+import { probeProtocol, serveProbe } from '../../src/gossip/probe.ts'
+import type { ProbeContext } from '../../src/gossip/probe.ts'
+import { parseGossipOptions } from '../../src/config.ts'
+import type { Advert, Liveness } from '../../src/topology/advert.ts'
+
+type TapTest = Parameters<Parameters<typeof t.test>[0]>[0]
+
+const MESH = 'hostile'
+const TOPIC = advertTopic(MESH)
+const HEADER = 7
+const SIG = 64
+// Small suspicion timeouts so "not declared dead" can be checked within the test; probing is default.
+const timing = { suspicionMinTimeoutMs: 300, suspicionMaxTimeoutMs: 1500 }
+
+const sleep = async (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
+
+/** Polls `cond` every 20 ms; the bound is a limit on waiting, not a performance assertion. */
+async function waitFor (cond: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
+  const end = Date.now() + timeoutMs
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
+    await sleep(20)
+  }
+}
+
+/** After a hostile message was dropped at A: how long a forwarded copy would need to reach B. */
+const FORWARD_SETTLE_MS = 300
+
+const dropped = (n: GossipNode, reason: DropReason): number => n.stats.dropped[reason] ?? 0
+const droppedTotal = (n: GossipNode): number => Object.values(n.stats.dropped).reduce((a, b) => a + (b ?? 0), 0)
+/** The replica as versions and liveness, sorted: equal snapshots mean nothing was applied. */
+const snapshot = (n: GossipNode): string[] =>
+  [...n.replica.members()].map((e) => `${e.advert.peerId} ${e.liveness} ${e.advert.incarnation}/${e.advert.seq} ${JSON.stringify(e.advert.tools)}`).sort()
+
+// ---- the mesh -------------------------------------------------------------------------------------
+
+const nodes: GossipNode[] = []
+t.teardown(async () => { await Promise.all(nodes.map(async (n) => n.stop())) })
+
+const boot = createGossipNode({ name: 'boot', mesh: MESH, role: 'bootstrap', ephemeralKey: true, colocated: true, timing })
+nodes.push(boot)
+await boot.start()
+const honest = (name: string, capability: string): GossipNode => createGossipNode({
+  name, mesh: MESH, ephemeralKey: true, colocated: true, timing, bootstrap: [boot.addrs[0]],
+  advert: { tools: [{ name: `get_${capability}`, capability, version: '1.0.0' }] },
+})
+const A = honest('a', 'weather')
+const B = honest('b', 'hotels')
+nodes.push(A, B)
+await Promise.all([A.start(), B.start()])
+await Promise.all([A.ready(), B.ready()])
+await waitFor(() => A.replica.get(B.peerId)?.liveness === 'alive' && B.replica.get(A.peerId)?.liveness === 'alive', 'A and B to see each other')
+
+// ---- the attacker: a raw host of the same mesh, connected to A only -----------------------------
+
+const attackerKey = await generateKeyPair('Ed25519')
+const attacker: MeshHost = await createHost(parseGossipOptions({ name: 'attacker', mesh: MESH, colocated: true }, {}), attackerKey)
+const X = attacker.peerId.toString()
+t.teardown(async () => { await attacker.stop() })
+// It answers probes, so the honest nodes' SWIM does not evict it (it must stay an up member to send a
+// suspicion); it serves nothing else.
+const probeCtx: ProbeContext = { viewOf: () => undefined, onView: () => {}, probeFor: async () => false, bytes: { in: 0, out: 0 } }
+await attacker.handle(probeProtocol(MESH), async (stream, conn) => {
+  try {
+    await serveProbe(stream, conn.remotePeer.toString(), probeCtx, { signal: AbortSignal.timeout(2_000) })
+    await stream.close().catch(() => {})
+  } catch (err) {
+    stream.abort(err as Error)
+  }
+})
+await attacker.start()
+await Promise.all([B.deny([X]), boot.deny([X])])
+await attacker.dial(multiaddr(A.addrs[0]))
+const pubsub = attacker.services.pubsub
+pubsub.subscribe(TOPIC)
+await waitFor(() => pubsub.getSubscribers(TOPIC).some((p) => p.toString() === A.peerId), 'the attacker to see A subscribed')
+
+const incarnation = Date.now()
+/** An advert of the attacker about itself (no addresses: nobody else can dial it). */
+const attackerAdvert = (seq: number, over: Record<string, unknown> = {}): Advert => ({
+  v: 1, mesh: MESH, name: 'attacker', role: 'agent', peerId: X, incarnation, seq, issuedAt: Date.now(),
+  status: 'alive', addrs: [], tools: [{ name: 'evil', capability: 'weather', version: '9.9.9', tags: [] }], dependencies: [], ...over,
+} as Advert)
+
+async function publish (bytes: Uint8Array): Promise<void> {
+  const res = await pubsub.publish(TOPIC, bytes)
+  if (!res.recipients.some((p) => p.toString() === A.peerId)) throw new Error('the attacker\'s message was not sent to A')
+}
+
+/** Frames payload and signature by hand under another kind byte. */
+function reframe (bytes: Uint8Array, kind: number): Uint8Array {
+  const out = bytes.slice()
+  out[2] = kind
+  return out
+}
+
+/**
+ * Publishes a hostile message from the attacker and checks that A dropped it for `reason` (exactly
+ * once), nothing changed on A or B, and B never saw it (A did not forward it).
+ */
+async function rejectedBeforeForwarding (t: TapTest, bytes: Uint8Array, reason: DropReason): Promise<void> {
+  const before = { a: snapshot(A), b: snapshot(B), dropA: dropped(A, reason), totalA: droppedTotal(A), totalB: droppedTotal(B), acceptedA: A.stats.accepted, acceptedB: B.stats.accepted }
+  await publish(bytes)
+  await waitFor(() => dropped(A, reason) > before.dropA, `A to drop the message for ${reason}`)
+  await sleep(FORWARD_SETTLE_MS)
+  t.equal(dropped(A, reason), before.dropA + 1, `A dropped it once for ${reason}`)
+  t.equal(droppedTotal(A), before.totalA + 1, 'and for no other reason')
+  t.equal(A.stats.accepted, before.acceptedA, 'A accepted nothing')
+  t.same(snapshot(A), before.a, 'A\'s replica is unchanged')
+  t.same(snapshot(B), before.b, 'B\'s replica is unchanged')
+  t.equal(droppedTotal(B), before.totalB, 'B never saw it: A rejected it before forwarding')
+  t.equal(B.stats.accepted, before.acceptedB, 'B accepted nothing')
+}
+
+// ---- cases --------------------------------------------------------------------------------------
+
+t.test('the attacker joins as a member with a valid advert (the path A to B works)', async (t) => {
+  await publish(await encodeMessage('advert', attackerAdvert(0), MESH, attackerKey))
+  await waitFor(() => B.replica.get(X)?.liveness === 'alive', 'B to learn the attacker through A')
+  t.equal(A.replica.get(X)?.liveness, 'alive')
+  t.equal(attacker.getConnections().length, 1, 'the attacker is connected to A only')
+  t.equal(attacker.getConnections()[0].remotePeer.toString(), A.peerId)
+})
+
+t.test('a forged signature is rejected', async (t) => {
+  const bytes = await encodeMessage('advert', attackerAdvert(1, { tools: [] }), MESH, attackerKey)
+  bytes[bytes.length - 5] ^= 0xff
+  await rejectedBeforeForwarding(t, bytes, 'signature')
+})
+
+t.test('an advert signed by the attacker claiming A\'s peer ID is rejected', async (t) => {
+  const a = A.advert!
+  const forged = { ...a, incarnation: a.incarnation + 1, seq: 0, issuedAt: Date.now(), tools: [{ name: 'steal', capability: 'weather', version: '9.9.9', tags: [] }] }
+  await rejectedBeforeForwarding(t, await encodeMessage('advert', forged, MESH, attackerKey), 'signature')
+  t.same(B.replica.get(A.peerId)?.advert.tools, a.tools, 'B still holds A\'s own tools')
+  t.same(A.advert, a, 'A did not react (no refutation)')
+})
+
+t.test('a signature replayed as another kind is rejected', async (t) => {
+  const env = A.replica.get(A.peerId)!.envelope
+  // As a leave of A: the shape passes (an advert has every leave field), the domain prefix does not.
+  await rejectedBeforeForwarding(t, reframe(env, Kinds.leave), 'signature')
+  // As a suspicion: an advert lacks `subject` and `from`: invalid before the signature is checked.
+  await rejectedBeforeForwarding(t, reframe(env, Kinds.suspect), 'invalid')
+  t.equal(B.replica.get(A.peerId)?.liveness, 'alive', 'A is still alive on B')
+})
+
+t.test('a message of another mesh is rejected', async (t) => {
+  await rejectedBeforeForwarding(t, await encodeMessage('advert', attackerAdvert(1, { mesh: 'other' }), 'other', attackerKey), 'mesh-mismatch')
+})
+
+t.test('an oversized message is rejected', async (t) => {
+  // Over quota.maxMessageBytes (64 KiB) but under gossipsub's inbound frame limit (64 KiB + 4 KiB, see
+  // host.ts), so it reaches the topic validator. Validly signed: size is checked first regardless.
+  const bytes = await encodeMessage('advert', attackerAdvert(1, { pad: 'x'.repeat(66 * 1024) }), MESH, attackerKey)
+  t.ok(bytes.length > 64 * 1024 && bytes.length < 68 * 1024, `${bytes.length} bytes`)
+  await rejectedBeforeForwarding(t, bytes, 'too-large')
+})
+
+t.test('malformed bytes are rejected', async (t) => {
+  await rejectedBeforeForwarding(t, crypto.getRandomValues(new Uint8Array(500)), 'malformed')
+  const valid = await encodeMessage('advert', attackerAdvert(1), MESH, attackerKey)
+  await rejectedBeforeForwarding(t, valid.subarray(0, valid.length - 10), 'malformed')
+  const body = new TextEncoder().encode('{"v":1,"mesh":')
+  const junk = new Uint8Array(HEADER + body.length + SIG)
+  junk.set([0x4d, 1, Kinds.advert])
+  new DataView(junk.buffer).setUint32(3, body.length)
+  junk.set(body, HEADER)
+  await rejectedBeforeForwarding(t, junk, 'malformed')
+})
+
+t.test('an advert with too many tools is rejected', async (t) => {
+  const tools = Array.from({ length: 65 }, (_, i) => ({ name: `t${i}`, capability: `c${i}`, version: '1.0.0', tags: [] }))
+  await rejectedBeforeForwarding(t, await encodeMessage('advert', attackerAdvert(1, { tools }), MESH, attackerKey), 'too-many-tools')
+})
+
+t.test('an advert of a newer version with unknown fields is accepted by A and B', async (t) => {
+  const before = { a: droppedTotal(A), b: droppedTotal(B) }
+  const newer = attackerAdvert(1, {
+    v: 2,
+    region: 'eu-west',
+    qos: { tier: 'gold', limits: [1, 2] },
+    tools: [{ name: 'forecast', capability: 'weather', version: '2.0.0', tags: ['beta'], streaming: true, cost: { perCall: 1 } }],
+  })
+  await publish(await encodeMessage('advert', newer, MESH, attackerKey))
+  await waitFor(() => A.replica.get(X)?.advert.seq === 1 && B.replica.get(X)?.advert.seq === 1, 'A and B to accept the newer advert')
+  for (const n of [A, B]) {
+    const e = n.replica.get(X)!
+    t.equal(e.liveness, 'alive')
+    t.equal(e.advert.v, 2)
+    t.same(e.advert.tools, [{ name: 'forecast', capability: 'weather', version: '2.0.0', tags: ['beta'] }], 'known fields are read, unknown ones ignored')
+  }
+  t.equal(droppedTotal(A), before.a, 'A dropped nothing')
+  t.equal(droppedTotal(B), before.b, 'B dropped nothing')
+})
+
+// Before the flood: the suspicion counts against the attacker's quota like an advert change does.
+t.test('a suspicion of healthy B by the attacker alone is refuted; B is not declared dead', async (t) => {
+  const seen: Liveness[] = []
+  const unsubscribe = A.replica.onChange((c) => { if (c.peerId === B.peerId) seen.push(c.after) })
+  t.teardown(unsubscribe)
+  const bootSeen: Liveness[] = []
+  const unsubscribeBoot = boot.replica.onChange((c) => { if (c.peerId === B.peerId) bootSeen.push(c.after) })
+  t.teardown(unsubscribeBoot)
+  const inc = B.advert!.incarnation
+  const refutations = B.stats.refutations
+  const s: Suspect = { v: 1, mesh: MESH, subject: B.peerId, incarnation: inc, from: X, issuedAt: Date.now() }
+  await publish(await encodeMessage('suspect', s, MESH, attackerKey))
+  await waitFor(() => seen.includes('suspect'), 'A to hold B as suspect')
+  await waitFor(() => B.stats.refutations > refutations, 'B to refute')
+  await waitFor(() => (A.replica.get(B.peerId)?.advert.incarnation ?? 0) > inc && A.replica.get(B.peerId)?.liveness === 'alive', 'A to take B\'s refutation')
+  t.ok(B.advert!.incarnation > inc, 'B\'s incarnation rose')
+  // Longer than the longest suspicion timeout: a suspicion that was not refuted would have expired.
+  await sleep(timing.suspicionMaxTimeoutMs + 500)
+  t.equal(A.replica.get(B.peerId)?.liveness, 'alive', 'B is alive on A')
+  t.equal(boot.replica.get(B.peerId)?.liveness, 'alive', 'B is alive on the bootstrap')
+  t.notOk(seen.includes('dead'), 'A never declared B dead')
+  t.notOk(bootSeen.includes('dead'), 'the bootstrap never declared B dead')
+  t.equal(B.replica.get(A.peerId)?.liveness, 'alive', 'B still sees A alive')
+})
+
+t.test('a flood of advert changes is cut by the quota; honest gossip still flows', async (t) => {
+  const quotaBefore = dropped(A, 'quota')
+  const acceptedBefore = A.stats.accepted
+  const first = A.replica.get(X)!.advert.seq + 1
+  const N = 50
+  for (let i = 0; i < N; i++) await publish(await encodeMessage('advert', attackerAdvert(first + i), MESH, attackerKey))
+  // Every message is either accepted (within the burst of 10 plus the slow refill) or dropped for quota.
+  await waitFor(() => dropped(A, 'quota') - quotaBefore + (A.stats.accepted - acceptedBefore) >= N, 'A to judge the whole flood')
+  const cut = dropped(A, 'quota') - quotaBefore
+  const passed = A.stats.accepted - acceptedBefore
+  t.ok(passed >= 1 && passed <= 12, `A accepted ${passed} of ${N} changes (burst 10 plus refill)`)
+  t.ok(cut >= N - 12, `A dropped ${cut} of ${N} for quota`)
+  t.equal(A.replica.get(X)?.liveness, 'alive', 'the attacker is still a member (rate limited, not evicted)')
+  // B only saw what A let through.
+  await waitFor(() => B.replica.get(X)?.advert.seq === A.replica.get(X)?.advert.seq, 'B to match A\'s view of the attacker')
+  t.ok(B.replica.get(X)!.advert.seq < first + N - 1, 'the last changes of the flood never reached B')
+
+  await A.updateAdvert({ tools: [{ name: 'get_weather', capability: 'weather', version: '1.1.0' }] })
+  const seq = A.advert!.seq
+  await waitFor(() => B.replica.get(A.peerId)?.advert.seq === seq, 'A\'s honest update to reach B')
+  t.equal(B.replica.get(A.peerId)?.advert.tools[0].version, '1.1.0')
+})
+
+t.test('after all cases the honest nodes still work and everything stops cleanly', async (t) => {
+  await B.updateAdvert({ tools: [{ name: 'get_hotels', capability: 'hotels', version: '1.2.0' }] })
+  const seq = B.advert!.seq
+  await waitFor(() => A.replica.get(B.peerId)?.advert.seq === seq && boot.replica.get(B.peerId)?.advert.seq === seq, 'B\'s update to reach A and the bootstrap')
+  for (const [n, name] of [[A, 'A'], [B, 'B'], [boot, 'boot']] as const) {
+    for (const m of [A, B, boot]) t.equal(n.replica.get(m.peerId)?.liveness, 'alive', `${name} sees ${m.options.name} alive`)
+  }
+  await attacker.stop()
+  t.equal(attacker.getConnections().length, 0, 'the attacker host has no connections left')
+  await Promise.all([A.stop(), B.stop()])
+  await boot.stop()
+  t.pass('all nodes stopped')
+})

@@ -1,0 +1,74 @@
+// Real OS processes over real TCP: joins, crashes, hangs, a dead bootstrap and a partition.
+import t from 'tap'
+import { spawnAgent, waitFor, livenessOf, stopAll } from '../helpers/cluster.ts'
+import type { AgentProcess } from '../helpers/cluster.ts'
+
+// A wide suspicion window, so a process resumed with SIGCONT has time to refute before it is declared dead.
+const timing = { suspicionMinTimeoutMs: 2_000, suspicionMaxTimeoutMs: 6_000 }
+const all: AgentProcess[] = []
+t.teardown(async () => { await stopAll(all) })
+
+const spawn = async (name: string, bootstrap: string[], role = 'agent'): Promise<AgentProcess> => {
+  const a = await spawnAgent({ name, role, bootstrap, timing, advert: { tools: [{ name: `${name}_tool`, capability: `cap_${name}`, version: '1.0.0' }] } })
+  all.push(a)
+  return a
+}
+const everyone = (agents: AgentProcess[], about: AgentProcess, liveness: string): Promise<number> =>
+  waitFor(`${about.name} ${liveness} on ${agents.map((a) => a.name).join(',')}`, async () =>
+    (await Promise.all(agents.map(async (a) => await livenessOf(a, about.peerId) === liveness))).every(Boolean))
+
+t.test('agents discover each other and detect failures', async (t) => {
+  const boot = await spawn('boot', [], 'bootstrap')
+  const door = [boot.addrs[0]]
+  const agents = await Promise.all(['a0', 'a1', 'a2', 'a3', 'a4'].map(async (n) => spawn(n, door)))
+  const [a0, a1, a2, a3, a4] = agents
+
+  for (const about of [boot, ...agents]) await everyone(agents, about, 'alive')
+  t.pass('five agents joined through the bootstrap and every replica lists all six members alive')
+
+  a4.signal('SIGKILL')
+  await everyone([boot, a0, a1, a2, a3], a4, 'dead')
+  t.pass('kill -9: every replica drops the crashed agent')
+
+  a3.signal('SIGSTOP')
+  await everyone([boot, a0, a1, a2], a3, 'dead')
+  t.pass('SIGSTOP: a hung agent is suspected and dropped by every replica')
+  a3.signal('SIGKILL')
+
+  const a5 = await spawn('a5', door)
+  await everyone([boot, a0, a1, a2], a5, 'alive')
+  const before = (await a0.members()).find((m) => m.peerId === a5.peerId)!.incarnation
+  a5.signal('SIGSTOP')
+  await waitFor('someone suspects a5', async () => (await Promise.all([a0, a1, a2, boot].map(async (a) => livenessOf(a, a5.peerId)))).includes('suspect'))
+  a5.signal('SIGCONT')
+  await waitFor('a5 refuted on every replica', async () => (await Promise.all([a0, a1, a2, boot].map(async (a) => {
+    const m = (await a.members()).find((x) => x.peerId === a5.peerId)
+    return m?.liveness === 'alive' && m.incarnation > before
+  }))).every(Boolean))
+  t.pass('SIGSTOP then SIGCONT before the timeout: the agent refutes with a higher incarnation')
+  // It must stay: wait past the longest suspicion timeout and check nobody declared it dead.
+  await new Promise((resolve) => setTimeout(resolve, timing.suspicionMaxTimeoutMs + 500))
+  for (const a of [boot, a0, a1, a2]) t.equal(await livenessOf(a, a5.peerId), 'alive', `${a.name} still lists a5 alive`)
+
+  boot.signal('SIGKILL')
+  await everyone([a0, a1, a2, a5], boot, 'dead')
+  for (const about of [a0, a1, a2, a5]) t.equal(await livenessOf(a1, about.peerId), 'alive', `with the bootstrap dead, ${about.name} is still alive on a1`)
+  const a6 = await spawn('a6', [a0.addrs[0]])
+  await everyone([a0, a1, a2, a5], a6, 'alive')
+  for (const about of [a0, a1, a2, a5]) t.equal(await livenessOf(a6, about.peerId), 'alive', `a6 joined through a plain agent and lists ${about.name}`)
+
+  // Two groups cut off from each other by their connection gaters, then healed.
+  const left = [a0, a1]
+  const right = [a2, a5, a6]
+  await Promise.all(left.map(async (a) => a.deny(right.map((r) => r.peerId))))
+  await Promise.all(right.map(async (a) => a.deny(left.map((l) => l.peerId))))
+  for (const about of right) await everyone(left, about, 'dead')
+  for (const about of left) await everyone(right, about, 'dead')
+  t.pass('partition: each side declares the other dead')
+  await Promise.all([...left, ...right].map(async (a) => a.allow()))
+  const healed = await waitFor('every replica lists every member alive after the heal', async () => {
+    const views = await Promise.all([...left, ...right].map(async (a) => a.members()))
+    return views.every((v) => [...left, ...right].every((m) => v.find((x) => x.peerId === m.peerId)?.liveness === 'alive'))
+  }, 30_000)
+  t.pass(`partition healed: replicas reconverged (${healed} ms)`)
+})

@@ -1,0 +1,260 @@
+import t from 'tap'
+import { AdvertSchema } from '../../src/topology/advert.ts'
+import type { Advert, AdvertInput, Liveness, Member } from '../../src/topology/advert.ts'
+import type { DependencySpec } from '../../src/topology/dependency.ts'
+import { createResolver, formatExplanation, matchTags } from '../../src/topology/resolver.ts'
+import type { TagExpression } from '../../src/topology/resolver.ts'
+
+interface ToolOpts { name?: string, capability?: string, version?: string, tags?: string[] }
+interface MemberOpts { liveness?: Liveness, status?: string, role?: string, tools?: ToolOpts[], endpoint?: string }
+
+/** A validated advert for `peerId` offering one `weather` tool unless told otherwise. */
+function advert (peerId: string, opts: MemberOpts = {}): Advert {
+  const input: AdvertInput = {
+    v: 1,
+    mesh: 'test',
+    name: `agent-${peerId}`,
+    peerId,
+    incarnation: 1,
+    seq: 0,
+    issuedAt: 0,
+    addrs: [],
+    tools: (opts.tools ?? [{}]).map((o) => ({
+      name: o.name ?? 'get_weather',
+      capability: o.capability ?? 'weather',
+      version: o.version ?? '1.0.0',
+      tags: o.tags ?? [],
+    })),
+  }
+  if (opts.role !== undefined) input.role = opts.role
+  if (opts.status !== undefined) input.status = opts.status
+  if (opts.endpoint !== undefined) input.endpoint = opts.endpoint
+  return AdvertSchema.parse(input)
+}
+
+function member (peerId: string, opts: MemberOpts = {}): Member {
+  return { advert: advert(peerId, opts), liveness: opts.liveness ?? 'alive' }
+}
+
+/** One tool per member, tagged as given. */
+const tagged = (peerId: string, ...tags: string[]): Member => member(peerId, { tools: [{ tags }] })
+const versioned = (peerId: string, version: string): Member => member(peerId, { tools: [{ version }] })
+
+t.test('matchTags: every tag form', async (t) => {
+  const cases: Array<{ name: string, tags: string[], expr: TagExpression, ok: boolean, score: number, reasons?: string[] }> = [
+    { name: 'empty expression', tags: ['a'], expr: [], ok: true, score: 0, reasons: [] },
+    { name: 'required present', tags: ['a', 'b'], expr: ['a'], ok: true, score: 0 },
+    { name: 'required missing', tags: ['b'], expr: ['a'], ok: false, score: 0, reasons: ['missing required tag a'] },
+    { name: 'preferred present scores', tags: ['a', 'b'], expr: ['+a', '+b'], ok: true, score: 2, reasons: ['preferred tag a present (+1)', 'preferred tag b present (+1)'] },
+    { name: 'preferred missing: no penalty', tags: [], expr: ['+a'], ok: true, score: 0, reasons: [] },
+    { name: 'excluded absent', tags: ['b'], expr: ['-a'], ok: true, score: 0 },
+    { name: 'excluded present', tags: ['a'], expr: ['-a'], ok: false, score: 0, reasons: ['has excluded tag a'] },
+    { name: 'OR group, one present', tags: ['b'], expr: [['a', 'b']], ok: true, score: 0 },
+    { name: 'OR group, none present', tags: ['c'], expr: [['a', 'b']], ok: false, score: 0, reasons: ['none of [a, b] present'] },
+    { name: 'OR group with preferred element present', tags: ['a'], expr: [['+a', 'b']], ok: true, score: 1 },
+    { name: 'OR group with preferred element absent', tags: ['b'], expr: [['+a', 'b']], ok: true, score: 0 },
+    { name: 'combined, all satisfied', tags: ['prod', 'eu', 'fast'], expr: ['prod', '+fast', '+gpu', '-beta', ['eu', 'us']], ok: true, score: 1 },
+    {
+      name: 'combined, several failures all reported',
+      tags: ['beta', 'asia'],
+      expr: ['prod', '-beta', ['eu', 'us']],
+      ok: false,
+      score: 0,
+      reasons: ['missing required tag prod', 'has excluded tag beta', 'none of [eu, us] present'],
+    },
+  ]
+  for (const c of cases) {
+    const r = matchTags(c.tags, c.expr)
+    t.equal(r.ok, c.ok, `${c.name}: ok`)
+    t.equal(r.score, c.score, `${c.name}: score`)
+    if (c.reasons !== undefined) t.same(r.reasons, c.reasons, `${c.name}: reasons`)
+  }
+})
+
+t.test('tags filter and score providers', async (t) => {
+  const members = [tagged('p1', 'eu'), tagged('p2', 'us', 'beta'), tagged('p3', 'us', 'fast')]
+  const cases: Array<{ name: string, tags: TagExpression, selected: string | null, ranked: string[] }> = [
+    { name: 'required', tags: ['eu'], selected: 'p1', ranked: ['p1'] },
+    { name: 'excluded', tags: ['us', '-beta'], selected: 'p3', ranked: ['p3'] },
+    { name: 'OR group', tags: [['eu', 'us'], '-fast'], selected: 'p1', ranked: ['p1', 'p2'] },
+    { name: 'OR group, nothing matches', tags: [['asia', 'africa']], selected: null, ranked: [] },
+    { name: 'preferred beats round robin', tags: ['+fast'], selected: 'p3', ranked: ['p3', 'p1', 'p2'] },
+    { name: 'preferred inside OR group', tags: [['eu', '+fast']], selected: 'p3', ranked: ['p3', 'p1'] },
+  ]
+  for (const c of cases) {
+    const r = createResolver().resolve(members, { capability: 'weather', tags: c.tags })
+    t.equal(r.selected?.peerId ?? null, c.selected, `${c.name}: selected`)
+    t.same(r.ranked.map((x) => x.peerId), c.ranked, `${c.name}: ranked`)
+  }
+  // The preferred winner stays the winner on every call: round robin only spreads over equals.
+  const resolver = createResolver()
+  for (let i = 0; i < 4; i++) t.equal(resolver.resolve(members, { capability: 'weather', tags: ['+fast'] }).selected?.peerId, 'p3')
+})
+
+t.test('version ranges', async (t) => {
+  const cases: Array<{ name: string, versions: string[], range: string, selected: string | null }> = [
+    { name: 'match', versions: ['1.2.0'], range: '^1.0.0', selected: '1.2.0' },
+    { name: 'mismatch', versions: ['1.0.0'], range: '^2', selected: null },
+    { name: 'prerelease excluded by a plain range', versions: ['2.0.0-beta.1', '1.9.0'], range: '>=1.5', selected: '1.9.0' },
+    { name: 'prerelease of the same tuple allowed', versions: ['2.0.0-beta.2'], range: '>=2.0.0-beta.1', selected: '2.0.0-beta.2' },
+    { name: 'highest satisfying version wins', versions: ['1.1.0', '1.10.0', '1.9.0', '2.0.0'], range: '^1', selected: '1.10.0' },
+  ]
+  for (const c of cases) {
+    const members = c.versions.map((v, i) => versioned(`p${i}`, v))
+    const r = createResolver().resolve(members, { capability: 'weather', version: c.range })
+    t.equal(r.selected?.version ?? null, c.selected, c.name)
+  }
+  const r = createResolver().resolve([versioned('p1', '1.0.0')], { capability: 'weather', version: '^2' })
+  t.same(r.explanation[0].reasons, ['version 1.0.0 does not satisfy ^2'])
+  t.equal(r.explanation[0].verdict, 'rejected')
+})
+
+t.test('ordered fallback: first spec that resolves wins', async (t) => {
+  const members = [tagged('p1', 'cheap'), versioned('p2', '1.0.0')]
+  const dep: DependencySpec = [
+    { capability: 'weather', version: '^3' },
+    { capability: 'weather', tags: ['cheap'] },
+    'weather',
+  ]
+  const r = createResolver().resolve(members, dep)
+  t.equal(r.specIndex, 1)
+  t.equal(r.selected?.peerId, 'p1')
+  t.equal(r.spec.length, 3)
+  t.same(r.explanation.map((x) => [x.specIndex, x.peerId, x.verdict]), [
+    [0, 'p1', 'rejected'],
+    [0, 'p2', 'rejected'],
+    [1, 'p1', 'selected'],
+    [1, 'p2', 'rejected'],
+  ], 'rows for every spec tried, none for specs after the winner')
+  const text = formatExplanation(r)
+  t.match(text, /resolved by spec 1/)
+  t.match(text, /spec 2: capability weather\n {2}not tried/)
+
+  const none = createResolver().resolve(members, ['forecast', { capability: 'weather', version: '^9' }])
+  t.equal(none.selected, null)
+  t.same(none.ranked, [])
+  t.equal(none.specIndex, -1)
+  t.match(formatExplanation(none), /unresolved/)
+  t.match(formatExplanation(none), /no provider offers capability forecast/)
+  t.match(formatExplanation(none), /version 1\.0\.0 does not satisfy \^9/)
+})
+
+t.test('ties and round robin', async (t) => {
+  const members = [member('p3'), member('p1'), member('p2')]
+  const resolver = createResolver()
+  const picks = Array.from({ length: 6 }, () => resolver.resolve(members, 'weather').selected?.peerId)
+  t.same(picks, ['p1', 'p2', 'p3', 'p1', 'p2', 'p3'], 'spreads over all three in peer order, then wraps')
+
+  const r = resolver.resolve(members, 'weather')
+  t.same(r.ranked.map((c) => c.peerId), ['p1', 'p2', 'p3'], 'selected first, then the rest in rank order')
+  t.same(r.explanation.map((x) => x.rank), [1, 2, 3])
+
+  // Counters are per key: another key starts at the beginning.
+  t.equal(resolver.resolve(members, 'weather', 'other').selected?.peerId, 'p1')
+  t.equal(resolver.resolve(members, 'weather', 'other').selected?.peerId, 'p2')
+  // A fresh resolver knows nothing of the others' turns.
+  t.equal(createResolver().resolve(members, 'weather').selected?.peerId, 'p1')
+
+  // Thousands of keys do not break anything (the map is bounded internally).
+  for (let i = 0; i < 10_050; i++) resolver.resolve(members, 'weather', `k${i}`)
+  t.equal(resolver.resolve(members, 'weather', 'k0').selected?.peerId, 'p1', 'the oldest key was dropped and starts over')
+  t.equal(resolver.resolve(members, 'weather', 'k10049').selected?.peerId, 'p2', 'a recent key kept its turn')
+})
+
+t.test('liveness, status and role', async (t) => {
+  const members = [
+    member('p1', { liveness: 'dead' }),
+    member('p2', { liveness: 'left' }),
+    member('p3', { status: 'draining' }),
+    member('p4', { liveness: 'suspect', tools: [{ version: '9.0.0', tags: ['fast'] }] }),
+    member('p5', { tools: [{ version: '1.0.0' }] }),
+    member('p0', { role: 'bootstrap' }),
+    member('p6', { tools: [{ capability: 'forecast' }] }),
+  ]
+  const resolver = createResolver()
+  const r = resolver.resolve(members, { capability: 'weather', tags: ['+fast'] })
+  t.equal(r.selected?.peerId, 'p5', 'alive beats suspect even with a higher score and version')
+  t.same(r.ranked.map((c) => c.peerId), ['p5', 'p4'])
+  t.equal(resolver.resolve(members, { capability: 'weather', tags: ['+fast'] }).selected?.peerId, 'p5', 'suspect is never in the top tier with alive')
+  const rows = Object.fromEntries(r.explanation.map((x) => [x.peerId, x]))
+  t.same(Object.keys(rows).sort(), ['p1', 'p2', 'p3', 'p4', 'p5'], 'bootstrap and other capabilities are not listed')
+  t.same(rows.p1.reasons, ['dead'])
+  t.same(rows.p2.reasons, ['left'])
+  t.same(rows.p3.reasons, ['draining'])
+  t.equal(rows.p4.verdict, 'eligible')
+  t.equal(rows.p4.rank, 2)
+  t.equal(rows.p4.score, 1)
+  t.match(rows.p4.reasons.join(' '), /suspect/)
+
+  const onlySuspect = createResolver().resolve([member('p4', { liveness: 'suspect' }), member('p1', { liveness: 'dead' })], 'weather')
+  t.equal(onlySuspect.selected?.peerId, 'p4', 'a suspect provider is used when nothing alive is left')
+  t.match(onlySuspect.explanation[0].reasons.join(' '), /no alive provider/)
+
+  const dead = member('p7', { liveness: 'dead', status: 'draining', tools: [{ version: '1.0.0', tags: ['beta'] }] })
+  const rejected = createResolver().resolve([dead], { capability: 'weather', version: '^2', tags: ['-beta'] })
+  t.same(rejected.explanation[0].reasons, ['dead', 'draining', 'version 1.0.0 does not satisfy ^2', 'has excluded tag beta'], 'every reason is listed')
+})
+
+t.test('candidates: endpoint, two tools of one member, deterministic order', async (t) => {
+  const twoTools = member('p1', { endpoint: 'https://p1/mcp', tools: [{ name: 'b_tool' }, { name: 'a_tool' }, { name: 'other', capability: 'forecast' }] })
+  const r = createResolver().resolve([member('p2'), twoTools], 'weather')
+  t.same(r.ranked.map((c) => `${c.peerId}/${c.tool.name}`), ['p1/a_tool', 'p1/b_tool', 'p2/get_weather'])
+  t.equal(r.selected?.endpoint, 'https://p1/mcp')
+  t.equal(r.selected?.agent, 'agent-p1')
+  t.notOk('endpoint' in r.ranked[2], 'no endpoint when the advert has none')
+
+  // Input order does not matter.
+  const a = createResolver().resolve([member('b'), member('c'), member('a')], 'weather')
+  const b = createResolver().resolve([member('c'), member('a'), member('b')], 'weather')
+  t.same(a.ranked.map((c) => c.peerId), b.ranked.map((c) => c.peerId))
+  t.same(a.explanation, b.explanation)
+})
+
+t.test('explanation rows and text', async (t) => {
+  const members = [
+    tagged('p1', 'eu', 'fast'),
+    tagged('p2', 'eu'),
+    tagged('p3', 'us'),
+    member('p4', { liveness: 'dead', tools: [{ tags: ['eu'] }] }),
+  ]
+  const r = createResolver().resolve(members, { capability: 'weather', version: '^1', tags: ['eu', '+fast'] })
+  t.same(r.explanation.map((x) => ({ peerId: x.peerId, verdict: x.verdict, rank: x.rank, score: x.score, specIndex: x.specIndex })), [
+    { peerId: 'p1', verdict: 'selected', rank: 1, score: 1, specIndex: 0 },
+    { peerId: 'p2', verdict: 'eligible', rank: 2, score: 0, specIndex: 0 },
+    { peerId: 'p3', verdict: 'rejected', rank: undefined, score: undefined, specIndex: 0 },
+    { peerId: 'p4', verdict: 'rejected', rank: undefined, score: undefined, specIndex: 0 },
+  ])
+  t.same(r.explanation[0].reasons, ['preferred tag fast present (+1)'])
+  t.same(r.explanation[1].reasons, ['score 0 below 1'])
+  const text = formatExplanation(r)
+  t.match(text, 'resolved by spec 0: agent-p1 (p1) tool get_weather 1.0.0')
+  t.match(text, 'spec 0: capability weather, version ^1, tags eu +fast')
+  t.match(text, /#1 selected .*p1.*preferred tag fast present/)
+  t.match(text, /#2 eligible .*p2.*score 0 below 1/)
+  t.match(text, /rejected .*p3.*missing required tag eu/)
+  t.match(text, /rejected .*p4.*dead/)
+
+  const tie = createResolver().resolve([member('p1'), member('p2')], 'weather')
+  t.match(formatExplanation(tie), /round robin among 2/)
+  t.match(formatExplanation(tie), /tied with the selected provider/)
+})
+
+t.test('invalid specs throw MESH_ERR_RESOLVE_INVALID_SPEC', async (t) => {
+  // Match on the error's class and code, never its message.
+  const wanted = { name: 'MeshError', code: 'MESH_ERR_RESOLVE_INVALID_SPEC' }
+  const resolver = createResolver()
+  const bad: unknown[] = [
+    '',
+    { capability: 'weather', version: 'not a range' },
+    { capability: 'weather', tags: ['+'] },
+    { capability: 'weather', tags: [['a', '-b']] },
+    { capability: 'weather', tags: ['--x'] },
+    [],
+    42,
+    ['weather', { capability: 'weather', tags: ['-'] }],
+  ]
+  for (const spec of bad) {
+    t.throws(() => resolver.resolve([member('p1')], spec as DependencySpec), wanted, JSON.stringify(spec))
+  }
+  t.throws(() => matchTags(['a'], [['-a']]), wanted)
+})
