@@ -219,17 +219,18 @@ class MeshGossip implements GossipNode {
   }
 
   async syncWith (peerId: string, full = false, options: AbortOptions = {}): Promise<SyncResult> {
-    const signal = this.#signal(options, 5_000)
-    const stream = await this.#openStream(peerId, syncProtocol(this.options.mesh), signal)
-    try {
-      const res = await requestSync(stream, peerId, this.#syncContext, full, { signal })
-      this.stats.syncs++
-      await stream.close({ signal }).catch(() => {})
-      return res
-    } catch (err) {
-      stream.abort(err as Error)
-      throw err
-    }
+    return this.#bounded(5_000, options, async (signal) => {
+      const stream = await this.#openStream(peerId, syncProtocol(this.options.mesh), signal)
+      try {
+        const res = await requestSync(stream, peerId, this.#syncContext, full, { signal })
+        this.stats.syncs++
+        await stream.close({ signal }).catch(() => {})
+        return res
+      } catch (err) {
+        stream.abort(err as Error)
+        throw err
+      }
+    })
   }
 
   async deny (peerIds: Iterable<string>): Promise<void> {
@@ -320,13 +321,20 @@ class MeshGossip implements GossipNode {
     }
   }
 
-  /** Someone holds a version of us as suspect or dead (or a newer advert of ours): refute with a higher incarnation. */
-  async #refute (theirIncarnation: number): Promise<void> {
-    if (!this.#running || this.#self === undefined || theirIncarnation < this.#self.advert.incarnation) return
-    this.stats.refutations++
+  /**
+   * Someone holds our current incarnation as suspect or dead: refute with a higher one.
+   * A claim about an incarnation we never had is ignored (a liar cannot push our counter to the
+   * end of the safe integers); only an advert signed by our own key may raise us past it.
+   */
+  #refute (theirIncarnation: number, signedByUs = false): void {
+    const own = this.#self?.advert.incarnation
+    if (!this.#running || own === undefined || theirIncarnation < own) return
+    if (theirIncarnation > own && !signedByUs) return
     const next = Math.max(this.#clock.now(), theirIncarnation + 1)
-    log('refuting suspicion at incarnation %d with %d', theirIncarnation, next)
-    await this.#issueAdvert(next, 0)
+    if (!Number.isSafeInteger(next)) return
+    this.stats.refutations++
+    log('refuting incarnation %d with %d', theirIncarnation, next)
+    this.#issueAdvert(next, 0).catch((err: Error) => { log.error('refutation failed: %s', err.message) })
   }
 
   // ---- gossip validation (runs before anything is forwarded) ---------------------------------
@@ -349,7 +357,7 @@ class MeshGossip implements GossipNode {
     if (decoded.kind === 'advert') {
       const a = decoded.payload
       if (a.peerId === selfId) {
-        if (compareVersions(a, this.#self?.advert ?? { incarnation: -1, seq: 0 }) >= 0) void this.#refute(a.incarnation)
+        if (compareVersions(a, this.#self?.advert ?? { incarnation: -1, seq: 0 }) >= 0) this.#refute(a.incarnation, true)
         return TopicValidatorResult.Ignore
       }
       const known = replica.get(a.peerId)
@@ -366,7 +374,7 @@ class MeshGossip implements GossipNode {
       if (sender === undefined || !this.#isUp(s.from)) return this.#drop('unknown-sender')
       if (!this.#advertQuota.take(s.from)) return this.#drop('quota')
       const merged = replica.applySuspect(s.subject, s.incarnation, s.from)
-      if (merged === 'self') { void this.#refute(s.incarnation); return TopicValidatorResult.Ignore }
+      if (merged === 'self') { this.#refute(s.incarnation); return TopicValidatorResult.Ignore }
       if (merged !== 'started' && merged !== 'confirmed') return TopicValidatorResult.Ignore
       this.stats.accepted++
       // Confirm independently: probe the suspect ourselves; only a failed probe adds our voice.
@@ -394,7 +402,7 @@ class MeshGossip implements GossipNode {
     if (decoded.kind === 'advert') {
       const a = decoded.payload
       if (a.peerId === this.peerId) {
-        if (compareVersions(a, this.#self?.advert ?? { incarnation: -1, seq: 0 }) >= 0) await this.#refute(a.incarnation)
+        if (compareVersions(a, this.#self?.advert ?? { incarnation: -1, seq: 0 }) >= 0) this.#refute(a.incarnation, true)
         return
       }
       const merged = this.replica.applyAdvert(a, envelope)
@@ -412,7 +420,7 @@ class MeshGossip implements GossipNode {
   }
 
   #onView (view: View): void {
-    if (view.l !== 'alive') void this.#refute(view.i)
+    if (view.l !== 'alive') this.#refute(view.i)
   }
 
   readonly #probeContext: ProbeContext = {
@@ -423,24 +431,20 @@ class MeshGossip implements GossipNode {
   }
 
   async #onSyncStream (stream: Stream, conn: Connection): Promise<void> {
-    const signal = this.#signal({}, 10_000)
-    try {
+    await this.#bounded(10_000, {}, async (signal) => {
       await serveSync(stream, conn.remotePeer.toString(), this.#syncContext, { signal })
       await stream.close({ signal }).catch(() => {})
-    } catch (err) {
-      log('sync from %s failed: %s', conn.remotePeer, (err as Error).message)
-      stream.abort(err as Error)
-    }
+    }).catch((err: Error) => {
+      log('sync from %s failed: %s', conn.remotePeer, err.message)
+      stream.abort(err)
+    })
   }
 
   async #onProbeStream (stream: Stream, conn: Connection): Promise<void> {
-    const signal = this.#signal({}, this.options.timing.indirectProbeTimeoutMs * 2)
-    try {
+    await this.#bounded(this.options.timing.indirectProbeTimeoutMs * 2, {}, async (signal) => {
       await serveProbe(stream, conn.remotePeer.toString(), this.#probeContext, { signal })
       await stream.close({ signal }).catch(() => {})
-    } catch (err) {
-      stream.abort(err as Error)
-    }
+    }).catch((err: Error) => { stream.abort(err) })
   }
 
   // ---- probing (SWIM) --------------------------------------------------------------------------
@@ -494,27 +498,21 @@ class MeshGossip implements GossipNode {
 
   async #directProbe (target: string, timeoutMs: number, options: AbortOptions = {}): Promise<boolean> {
     if (this.#denied.has(target)) return false
-    const signal = this.#signal(options, timeoutMs)
-    try {
+    return this.#bounded(timeoutMs, options, async (signal) => {
       const stream = await this.#openStream(target, probeProtocol(this.options.mesh), signal)
       const ok = await ping(stream, target, this.#probeContext, { signal })
       await stream.close({ signal }).catch(() => {})
       return ok
-    } catch {
-      return false
-    }
+    }).catch(() => false)
   }
 
   async #indirectProbe (helper: string, target: string, timeoutMs: number): Promise<boolean> {
-    const signal = this.#signal({}, timeoutMs)
-    try {
+    return this.#bounded(timeoutMs, {}, async (signal) => {
       const stream = await this.#openStream(helper, probeProtocol(this.options.mesh), signal)
       const ok = await pingReq(stream, target, this.#probeContext, { signal })
       await stream.close({ signal }).catch(() => {})
       return ok
-    } catch {
-      return false
-    }
+    }).catch(() => false)
   }
 
   async #suspect (target: string): Promise<void> {
@@ -572,11 +570,10 @@ class MeshGossip implements GossipNode {
     try {
       for (const addr of shuffle([...o.bootstrap])) {
         try {
-          const signal = this.#signal({}, 5_000)
-          const conn = await this.#host!.dial(multiaddr(addr), { signal })
+          const conn = await this.#bounded(5_000, {}, async (signal) => this.#host!.dial(multiaddr(addr), { signal }))
           const remote = conn.remotePeer.toString()
           if (remote === this.peerId) continue
-          await this.syncWith(remote, true, { signal })
+          await this.syncWith(remote, true)
           this.#joined = true
           this.#joinBackoff = o.timing.joinRetryMs
           this.#readyWaiters.resolve()
@@ -597,7 +594,7 @@ class MeshGossip implements GossipNode {
 
   async #connect (peerId: string): Promise<void> {
     try {
-      await this.#host!.dial(this.#addrsOf(peerId), { signal: this.#signal({}, 5_000) })
+      await this.#bounded(5_000, {}, async (signal) => this.#host!.dial(this.#addrsOf(peerId), { signal }))
     } catch (err) {
       log('dial %s failed: %s', peerId, (err as Error).message)
     }
@@ -635,10 +632,17 @@ class MeshGossip implements GossipNode {
 
   // ---- timers and signals on the injected clock -----------------------------------------------
 
-  #signal (options: AbortOptions, timeoutMs: number): AbortSignal {
-    const signals = [this.#abort.signal, AbortSignal.timeout(timeoutMs)]
+  /** Runs `fn` with a signal that aborts on stop(), on the caller's signal, or after `timeoutMs`; the timer is always cleared. */
+  async #bounded<T> (timeoutMs: number, options: AbortOptions, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
+    const timeout = new AbortController()
+    const timer = this.#clock.setTimeout(() => { timeout.abort(new MeshError('MESH_ERR_ABORTED', `timed out after ${timeoutMs} ms`)) }, timeoutMs)
+    const signals = [this.#abort.signal, timeout.signal]
     if (options.signal !== undefined) signals.push(options.signal)
-    return AbortSignal.any(signals)
+    try {
+      return await fn(AbortSignal.any(signals))
+    } finally {
+      this.#clock.clearTimeout(timer)
+    }
   }
 
   #later (ms: number, fn: () => void): void {

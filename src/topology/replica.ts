@@ -47,7 +47,7 @@ export interface ReplicaChange {
 /** What happened to an advert offered to the replica. */
 export type AdvertMerge = 'new' | 'updated' | 'revived' | 'duplicate' | 'stale' | 'tombstoned' | 'too-old' | 'future'
 /** What happened to a suspicion offered to the replica. */
-export type SuspectMerge = 'self' | 'started' | 'confirmed' | 'duplicate' | 'stale' | 'unknown'
+export type SuspectMerge = 'self' | 'started' | 'confirmed' | 'duplicate' | 'stale' | 'ahead' | 'unknown'
 /** What happened to a leave offered to the replica. */
 export type LeaveMerge = 'left' | 'stale' | 'unknown'
 
@@ -157,6 +157,9 @@ export class Replica {
     const e = this.#entries.get(subject)
     if (e === undefined || !isUp(e.liveness)) return 'unknown'
     if (incarnation < e.advert.incarnation) return 'stale'
+    // A suspicion of an incarnation whose advert we never saw cannot be checked, and its subject
+    // ignores it (a liar could pin anyone): drop it; a real one is raised again once the advert arrives.
+    if (incarnation > e.advert.incarnation) return 'ahead'
     if (e.liveness === 'suspect') {
       if (e.suspecters!.has(from)) return 'duplicate'
       e.suspecters!.add(from)
@@ -165,8 +168,7 @@ export class Replica {
     }
     e.liveness = 'suspect'
     e.suspecters = new Set([from])
-    // The suspicion's own incarnation: only an advert above it refutes (it may name one we have not seen yet).
-    e.suspectIncarnation = Math.max(incarnation, e.advert.incarnation)
+    e.suspectIncarnation = incarnation
     e.suspectSince = this.#clock.now()
     this.#scheduleDeath(e)
     this.#emit(subject, 'alive', 'suspect', e.advert, false)

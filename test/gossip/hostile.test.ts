@@ -16,7 +16,7 @@ import { createHost, advertTopic } from '../../src/gossip/host.ts'
 import type { MeshHost } from '../../src/gossip/host.ts'
 import { encodeMessage, Kinds } from '../../src/gossip/codec.ts'
 import type { DropReason, Suspect } from '../../src/gossip/codec.ts'
-import { probeProtocol, serveProbe } from '../../src/gossip/probe.ts'
+import { ping, probeProtocol, serveProbe } from '../../src/gossip/probe.ts'
 import type { ProbeContext } from '../../src/gossip/probe.ts'
 import { parseGossipOptions } from '../../src/config.ts'
 import type { Advert, Liveness } from '../../src/topology/advert.ts'
@@ -235,6 +235,22 @@ t.test('a suspicion of healthy B by the attacker alone is refuted; B is not decl
   t.notOk(seen.includes('dead'), 'A never declared B dead')
   t.notOk(bootSeen.includes('dead'), 'the bootstrap never declared B dead')
   t.equal(B.replica.get(A.peerId)?.liveness, 'alive', 'B still sees A alive')
+})
+
+// Regression: a claimed incarnation near Number.MAX_SAFE_INTEGER once crashed the target in its refutation.
+t.test('a suspicion or probe view naming a huge incarnation neither crashes nor pins the subject', async (t) => {
+  const incB = B.advert!.incarnation
+  const s: Suspect = { v: 1, mesh: MESH, subject: B.peerId, incarnation: Number.MAX_SAFE_INTEGER, from: X, issuedAt: Date.now() }
+  await publish(await encodeMessage('suspect', s, MESH, attackerKey))
+  // A probe from the attacker that says "I hold you dead at incarnation 2^53 - 1".
+  const stream = await attacker.dialProtocol(attacker.getConnections()[0].remotePeer, probeProtocol(MESH))
+  const lie: ProbeContext = { ...probeCtx, viewOf: () => ({ l: 'dead', i: Number.MAX_SAFE_INTEGER }) }
+  await ping(stream, A.peerId, lie, { signal: AbortSignal.timeout(2_000) }).catch(() => false)
+  await sleep(timing.suspicionMaxTimeoutMs + 500)
+  t.ok(B.advert!.incarnation < Number.MAX_SAFE_INTEGER - 1 && B.advert!.incarnation >= incB, 'B\'s incarnation is not pinned at the maximum')
+  t.ok(A.advert!.incarnation < Number.MAX_SAFE_INTEGER - 1, 'A\'s incarnation is not pinned at the maximum')
+  t.equal(A.replica.get(B.peerId)?.liveness, 'alive', 'B is alive on A')
+  t.equal(B.replica.get(A.peerId)?.liveness, 'alive', 'A is alive on B')
 })
 
 t.test('a flood of advert changes is cut by the quota; honest gossip still flows', async (t) => {

@@ -231,6 +231,8 @@ t.test('suspicion', async (t) => {
     const { clock, replica, ad } = setup(t)
     replica.applyAdvert(ad('p1', 5), env)
     t.equal(replica.applySuspect('p1', 4, 'a'), 'stale')
+    t.equal(replica.applySuspect('p1', 6, 'a'), 'ahead', 'a suspicion of an incarnation never seen is dropped')
+    t.equal(replica.get('p1')?.liveness, 'alive', 'and does not make the member suspect')
     t.equal(replica.get('p1')?.liveness, 'alive')
     t.equal(clock.pending, 0)
   })

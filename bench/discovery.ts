@@ -1,0 +1,112 @@
+// Discovery benchmark with real agent processes on this machine (default timing, loopback TCP):
+// - join: from a new agent's start() until every other agent can resolve its capability
+// - kill -9 and SIGSTOP: from the signal until no replica lists the agent as alive or suspect
+// - idle gossip bytes per node per second
+// Usage: node bench/discovery.ts [--agents 20] [--rounds 10] [--idle 10]
+import { readFile, writeFile, mkdir } from 'node:fs/promises'
+import { parseArgs } from 'node:util'
+import os from 'node:os'
+import { spawnAgent, stopAll, waitFor } from '../test/helpers/cluster.ts'
+import type { AgentProcess } from '../test/helpers/cluster.ts'
+
+const { values } = parseArgs({ options: { agents: { type: 'string', default: '20' }, rounds: { type: 'string', default: '10' }, idle: { type: 'string', default: '10' } } })
+const N = Number(values.agents)
+const ROUNDS = Number(values.rounds)
+const IDLE_S = Number(values.idle)
+
+const pct = (xs: number[], p: number): number => {
+  const s = [...xs].sort((a, b) => a - b)
+  return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]
+}
+const summary = (xs: number[]) => ({ n: xs.length, p50: pct(xs, 50), p99: pct(xs, 99), max: Math.max(...xs) })
+const ioBytes = async (pid: number): Promise<number> => {
+  const text = await readFile(`/proc/${pid}/io`, 'utf8').catch(() => '')
+  const get = (k: string): number => Number(text.match(new RegExp(`^${k}: (\\d+)`, 'm'))?.[1] ?? 0)
+  return get('rchar') + get('wchar')
+}
+
+const all: AgentProcess[] = []
+let seq = 0
+const spawn = async (bootstrap: string[], role = 'agent'): Promise<AgentProcess> => {
+  const name = `b${seq++}`
+  const a = await spawnAgent({ name, role, bootstrap, advert: { tools: [{ name: 'tool', capability: `cap_${name}`, version: '1.0.0' }] } })
+  all.push(a)
+  return a
+}
+/** The time at which the last of `viewers` reported `peerId` as one of `states`. */
+const lastEvent = (viewers: AgentProcess[], peerId: string, states: string[], after: number): number | undefined => {
+  let last = 0
+  for (const v of viewers) {
+    const e = v.changes.find((c) => c.peerId === peerId && states.includes(c.after) && c.at >= after)
+    if (e === undefined) return undefined
+    last = Math.max(last, e.at)
+  }
+  return last
+}
+
+try {
+  const boot = await spawn([], 'bootstrap')
+  const door = [boot.addrs[0]]
+  const agents: AgentProcess[] = [boot]
+  while (agents.length < N) agents.push(...await Promise.all(Array.from({ length: Math.min(5, N - agents.length) }, async () => spawn(door))))
+  for (const a of agents) await waitFor(`${a.name} known to all`, () => lastEvent(agents.filter((x) => x !== a), a.peerId, ['alive'], 0) !== undefined, 60_000)
+  console.log(`${N} processes converged`)
+  await new Promise((resolve) => setTimeout(resolve, 2_000))
+
+  // Idle: nothing changes; count the bytes each process reads and writes.
+  const before = await Promise.all(agents.map(async (a) => ({ io: await ioBytes(a.proc.pid!), stats: await a.stats() as { syncBytes: { in: number, out: number }, probeBytes: { in: number, out: number } } })))
+  await new Promise((resolve) => setTimeout(resolve, IDLE_S * 1_000))
+  const after = await Promise.all(agents.map(async (a) => ({ io: await ioBytes(a.proc.pid!), stats: await a.stats() as typeof before[number]['stats'] })))
+  const app = after.map((x, i) => (x.stats.syncBytes.in + x.stats.syncBytes.out + x.stats.probeBytes.in + x.stats.probeBytes.out - before[i].stats.syncBytes.in - before[i].stats.syncBytes.out - before[i].stats.probeBytes.in - before[i].stats.probeBytes.out) / IDLE_S)
+  const sys = after.map((x, i) => (x.io - before[i].io) / IDLE_S)
+  const mean = (xs: number[]): number => Math.round(xs.reduce((s, x) => s + x, 0) / xs.length)
+
+  const join: number[] = []
+  const joinFromSpawn: number[] = []
+  const kill: number[] = []
+  const stop: number[] = []
+  for (let r = 0; r < ROUNDS; r++) {
+    const others = agents.slice(1) // any agent is a door; the bootstrap too
+    const fresh = await spawn([others[r % others.length].addrs[0]])
+    await waitFor('join seen by all', () => lastEvent(agents, fresh.peerId, ['alive'], 0) !== undefined, 30_000)
+    const seen = lastEvent(agents, fresh.peerId, ['alive'], 0)!
+    join.push(seen - fresh.startedAt)
+    joinFromSpawn.push(seen - fresh.spawnedAt)
+
+    const killed = Date.now()
+    fresh.signal('SIGKILL')
+    await waitFor('kill -9 seen by all', () => lastEvent(agents, fresh.peerId, ['dead', 'left'], killed) !== undefined, 30_000)
+    kill.push(lastEvent(agents, fresh.peerId, ['dead', 'left'], killed)! - killed)
+
+    const hung = await spawn(door)
+    await waitFor('join seen by all', () => lastEvent(agents, hung.peerId, ['alive'], 0) !== undefined, 30_000)
+    const stopped = Date.now()
+    hung.signal('SIGSTOP')
+    await waitFor('SIGSTOP seen by all', () => lastEvent(agents, hung.peerId, ['dead'], stopped) !== undefined, 30_000)
+    stop.push(lastEvent(agents, hung.peerId, ['dead'], stopped)! - stopped)
+    hung.signal('SIGKILL')
+    await new Promise((resolve) => setTimeout(resolve, 300))
+    process.stdout.write(`round ${r + 1}/${ROUNDS}: join ${join.at(-1)} ms, kill -9 ${kill.at(-1)} ms, SIGSTOP ${stop.at(-1)} ms\n`)
+  }
+
+  const result = {
+    machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, node: process.version, date: new Date().toISOString() },
+    agents: N,
+    joinMs: summary(join),
+    joinFromSpawnMs: summary(joinFromSpawn),
+    killDetectMs: summary(kill),
+    stopDetectMs: summary(stop),
+    idleBytesPerNodePerSecond: { meshPayload: mean(app), syscallReadWrite: mean(sys) },
+  }
+  console.log('\n| measure (%d agent processes) | p50 | p99 | max |', N)
+  console.log('|---|---|---|---|')
+  for (const [k, label] of [['joinMs', 'new agent start() until every replica resolves it'], ['joinFromSpawnMs', 'same, from process spawn (includes Node start-up)'], ['killDetectMs', 'kill -9 until no replica lists it'], ['stopDetectMs', 'SIGSTOP until no replica lists it']] as const) {
+    const s = result[k]
+    console.log(`| ${label} | ${s.p50} ms | ${s.p99} ms | ${s.max} ms |`)
+  }
+  console.log(`\nidle gossip per node: ${result.idleBytesPerNodePerSecond.meshPayload} B/s of mesh protocol payload (probe + sync frames); ${result.idleBytesPerNodePerSecond.syscallReadWrite} B/s read+written by the process in all (includes gossipsub control, Noise and yamux framing, IPC)`)
+  await mkdir(new URL('results/', import.meta.url), { recursive: true })
+  await writeFile(new URL('results/discovery.json', import.meta.url), JSON.stringify(result, null, 2))
+} finally {
+  await stopAll(all)
+}
