@@ -166,6 +166,11 @@ class MeshGossip implements GossipNode {
       self: () => this.#self === undefined ? undefined : { envelope: this.#self.envelope, i: this.#self.advert.incarnation, s: this.#self.advert.seq },
       viewOf: (p) => this.#viewOf(p),
       onView: (v) => { this.#onView(v) },
+      // Not trusted (a liar could evict anyone): probe it; only a failed probe makes it suspect.
+      onDeadHint: (p, inc) => {
+        const e = this.#replica?.get(p)
+        if (this.#member && e !== undefined && this.#isUp(p) && e.advert.incarnation <= inc) void this.#probeMember(p)
+      },
       ingest: async (env) => { await this.#ingest(env) },
       allow: (p) => this.#syncQuota.take(p),
       pageSize: o.quota.syncPageSize,
@@ -219,18 +224,9 @@ class MeshGossip implements GossipNode {
   }
 
   async syncWith (peerId: string, full = false, options: AbortOptions = {}): Promise<SyncResult> {
-    return this.#bounded(5_000, options, async (signal) => {
-      const stream = await this.#openStream(peerId, syncProtocol(this.options.mesh), signal)
-      try {
-        const res = await requestSync(stream, peerId, this.#syncContext, full, { signal })
-        this.stats.syncs++
-        await stream.close({ signal }).catch(() => {})
-        return res
-      } catch (err) {
-        stream.abort(err as Error)
-        throw err
-      }
-    })
+    const res = await this.#exchange(peerId, syncProtocol(this.options.mesh), 5_000, options, async (stream, signal) => requestSync(stream, peerId, this.#syncContext, full, { signal }))
+    this.stats.syncs++
+    return res
   }
 
   async deny (peerIds: Iterable<string>): Promise<void> {
@@ -361,7 +357,13 @@ class MeshGossip implements GossipNode {
         return TopicValidatorResult.Ignore
       }
       const known = replica.get(a.peerId)
-      if (known !== undefined && compareVersions(a, known.advert) <= 0) return TopicValidatorResult.Ignore
+      if (known !== undefined) {
+        const cmp = compareVersions(a, known.advert)
+        // The version we hold, first seen by sync (a joiner pushes its advert to its door before it
+        // gossips it): forward it, or the door would stop its spread. Gossipsub's seen-cache stops loops.
+        if (cmp === 0 && (known.liveness === 'alive' || known.liveness === 'suspect')) return TopicValidatorResult.Accept
+        if (cmp <= 0) return TopicValidatorResult.Ignore
+      }
       if (!this.#advertQuota.take(a.peerId)) return this.#drop('quota')
       const merged = replica.applyAdvert(a, msg.data)
       if (merged === 'too-old' || merged === 'future') return this.#drop(merged)
@@ -387,7 +389,9 @@ class MeshGossip implements GossipNode {
     const l = decoded.payload
     if (l.peerId === selfId) return TopicValidatorResult.Ignore
     if (replica.applyLeave(l.peerId, l.incarnation, msg.data) === 'left') { this.stats.accepted++; return TopicValidatorResult.Accept }
-    return TopicValidatorResult.Ignore
+    // A leave we already hold (learnt by sync) is forwarded too, for the same reason as adverts.
+    const left = replica.get(l.peerId)
+    return left?.liveness === 'left' && left.downIncarnation === l.incarnation ? TopicValidatorResult.Accept : TopicValidatorResult.Ignore
   }
 
   /** Verifies and merges one message that arrived by sync (same checks as gossip, no quota). */
@@ -465,7 +469,9 @@ class MeshGossip implements GossipNode {
   }
 
   #probeTick (): void {
-    // Round robin over a shuffled list (SWIM): every neighbour is probed within a bounded time.
+    // Round robin over a shuffled list of neighbours (SWIM): one probe per tick. More per tick
+    // (to bound the period on nodes with many neighbours) tipped a loaded host into a storm of
+    // timeouts and suspicions; Lifeguard's local health awareness is the fix to land first.
     while (this.#probeOrder.length > 0) {
       const id = this.#probeOrder.pop()!
       if (this.#isUp(id) && id !== this.peerId) { void this.#probeMember(id); return }
@@ -498,21 +504,13 @@ class MeshGossip implements GossipNode {
 
   async #directProbe (target: string, timeoutMs: number, options: AbortOptions = {}): Promise<boolean> {
     if (this.#denied.has(target)) return false
-    return this.#bounded(timeoutMs, options, async (signal) => {
-      const stream = await this.#openStream(target, probeProtocol(this.options.mesh), signal)
-      const ok = await ping(stream, target, this.#probeContext, { signal })
-      await stream.close({ signal }).catch(() => {})
-      return ok
-    }).catch(() => false)
+    return this.#exchange(target, probeProtocol(this.options.mesh), timeoutMs, options, async (stream, signal) => ping(stream, target, this.#probeContext, { signal }))
+      .catch((err: Error) => { log('probe of %s failed: %s', target, err.message); return false })
   }
 
   async #indirectProbe (helper: string, target: string, timeoutMs: number): Promise<boolean> {
-    return this.#bounded(timeoutMs, {}, async (signal) => {
-      const stream = await this.#openStream(helper, probeProtocol(this.options.mesh), signal)
-      const ok = await pingReq(stream, target, this.#probeContext, { signal })
-      await stream.close({ signal }).catch(() => {})
-      return ok
-    }).catch(() => false)
+    return this.#exchange(helper, probeProtocol(this.options.mesh), timeoutMs, {}, async (stream, signal) => pingReq(stream, target, this.#probeContext, { signal }))
+      .catch((err: Error) => { log('indirect probe of %s through %s failed: %s', target, helper, err.message); return false })
   }
 
   async #suspect (target: string): Promise<void> {
@@ -631,6 +629,21 @@ class MeshGossip implements GossipNode {
   }
 
   // ---- timers and signals on the injected clock -----------------------------------------------
+
+  /** Opens a stream, runs one exchange on it, and always closes it (aborts it on failure): no stream leaks. */
+  async #exchange<T> (peerId: string, protocol: string, timeoutMs: number, options: AbortOptions, fn: (stream: Stream, signal: AbortSignal) => Promise<T>): Promise<T> {
+    return this.#bounded(timeoutMs, options, async (signal) => {
+      const stream = await this.#openStream(peerId, protocol, signal)
+      try {
+        const res = await fn(stream, signal)
+        await stream.close({ signal }).catch(() => { stream.abort(new Error('close failed')) })
+        return res
+      } catch (err) {
+        stream.abort(err as Error)
+        throw err
+      }
+    })
+  }
 
   /** Runs `fn` with a signal that aborts on stop(), on the caller's signal, or after `timeoutMs`; the timer is always cleared. */
   async #bounded<T> (timeoutMs: number, options: AbortOptions, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {

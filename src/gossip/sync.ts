@@ -43,6 +43,8 @@ export interface SyncContext {
   viewOf(peerId: string): View | undefined
   /** A peer told us how it sees us. */
   onView(view: View, from: string): void
+  /** A peer holds `peerId` dead at `incarnation` while we hold it up: verify it ourselves. */
+  onDeadHint(peerId: string, incarnation: number): void
   /** Verifies and merges one signed message received by sync. */
   ingest(envelope: Uint8Array, from: string): Promise<void>
   /** Rate limit per requesting peer. */
@@ -117,6 +119,8 @@ export async function requestSync (stream: Stream, remote: string, ctx: SyncCont
         result.pulled++
       } else if (item[0] === ctx.replica.selfId) {
         ctx.onView({ l: 'dead', i: item[1] }, remote)
+      } else {
+        ctx.onDeadHint(item[0], item[1])
       }
     }
     if (page.next === undefined) return result
@@ -168,7 +172,7 @@ export async function serveSync (stream: Stream, remote: string, ctx: SyncContex
 function page (entries: ReplicaEntry[], theirs: Map<string, [number, number]>, pageSize: number, maxBytes: number): ReplyFrame {
   const items: Array<string | [string, number]> = []
   let bytes = 64
-  for (const e of entries) {
+  for (const [idx, e] of entries.entries()) {
     const have = theirs.get(e.advert.peerId)
     let item: string | [string, number] | undefined
     if (e.liveness === 'alive' || e.liveness === 'suspect') {
@@ -180,16 +184,11 @@ function page (entries: ReplicaEntry[], theirs: Map<string, [number, number]>, p
     if (item === undefined) continue
     const size = typeof item === 'string' ? item.length + 3 : 80
     if (items.length > 0 && (items.length >= pageSize || bytes + size > maxBytes / 2)) {
-      return { t: 'page', items, next: lastPeer(items, entries, e) }
+      // Entries are sorted by peer ID: the next page resumes after the entry before this one.
+      return { t: 'page', items, next: entries[idx - 1].advert.peerId }
     }
     items.push(item)
     bytes += size
   }
   return { t: 'page', items }
-}
-
-function lastPeer (_items: unknown[], entries: ReplicaEntry[], next: ReplicaEntry): string {
-  // Entries are sorted by peer ID: resume just before `next`.
-  const idx = entries.indexOf(next)
-  return idx > 0 ? entries[idx - 1].advert.peerId : ''
 }

@@ -64,6 +64,7 @@ t.test('anti-entropy between converged replicas of 1,000 entries exchanges only 
   await c.start()
   await c.ready()
   const fullBytes = c.stats.syncBytes.in
+  t.equal(c.replica.size, N + 3, 'the joiner holds every member, paged across several frames (200 entries a page)')
   await c.stop()
   t.ok(fullBytes > 100 * bytes2, `a join snapshot (${fullBytes} B) is far larger than a digest round`)
   t.comment(`join snapshot of ${N + 2} members: ${fullBytes} B`)
