@@ -114,6 +114,7 @@ class MeshGossip implements GossipNode {
   #syncQuota: Quota
   #peerIds = new Map<string, PeerId>()
   #syncContext!: SyncContext
+  #selfId = ''
 
   constructor (init: GossipOptionsInput & { advert?: AdvertBody }, seam: GossipSeam) {
     const { advert, ...opts } = init
@@ -128,7 +129,7 @@ class MeshGossip implements GossipNode {
   }
 
   get peerId (): string {
-    return this.#host?.peerId.toString() ?? ''
+    return this.#selfId
   }
 
   get replica (): Replica {
@@ -154,10 +155,9 @@ class MeshGossip implements GossipNode {
     const o = this.options
     this.#key = this.#seam.privateKey ?? await this.#loadKey()
     const host = this.#host = await createHost(o, this.#key, { ...this.#seam, deny: this.#denied })
-    const selfId = host.peerId.toString()
+    const selfId = this.#selfId = host.peerId.toString()
     this.#replica = new Replica({ selfId, clock: this.#clock, timing: o.timing })
     this.#replica.onChange((c) => {
-      if (c.advertChanged && c.peerId !== selfId) this.#peerIds.delete(c.peerId)
       if ((c.after === 'dead' || c.after === 'left') && c.before !== undefined) this.#redialAt.set(c.peerId, { at: this.#clock.now() + 1_000, backoff: 1_000 })
       if (c.after === 'alive') this.#redialAt.delete(c.peerId)
     })
@@ -171,7 +171,7 @@ class MeshGossip implements GossipNode {
         const e = this.#replica?.get(p)
         if (this.#member && e !== undefined && this.#isUp(p) && e.advert.incarnation <= inc) void this.#probeMember(p)
       },
-      ingest: async (env) => { await this.#ingest(env) },
+      ingest: async (env) => { await this.#receive(env, 'sync') },
       allow: (p) => this.#syncQuota.take(p),
       pageSize: o.quota.syncPageSize,
       maxFrameBytes: Math.max(2 * 1024 * 1024, o.quota.maxMessageBytes * 4),
@@ -342,14 +342,22 @@ class MeshGossip implements GossipNode {
 
   async #validate (_from: PeerId, msg: Message): Promise<TopicValidatorResult> {
     if (msg.type !== 'unsigned') return this.#drop('malformed')
+    return this.#receive(msg.data, 'gossip')
+  }
+
+  /**
+   * Verifies and merges one signed message, from gossip (returns what gossipsub should do with it)
+   * or from sync (same checks, no quota: a sync page holds at most one version per member).
+   */
+  async #receive (bytes: Uint8Array, via: 'gossip' | 'sync'): Promise<TopicValidatorResult> {
     let decoded
     try {
-      decoded = await decodeMessage(msg.data, this.options.mesh, this.options.quota.maxMessageBytes)
+      decoded = await decodeMessage(bytes, this.options.mesh, this.options.quota.maxMessageBytes)
     } catch (err) {
       return this.#drop(dropReason(err))
     }
     const replica = this.replica
-    const selfId = this.peerId
+    const selfId = this.#selfId
     if (decoded.kind === 'advert') {
       const a = decoded.payload
       if (a.peerId === selfId) {
@@ -364,56 +372,34 @@ class MeshGossip implements GossipNode {
         if (cmp === 0 && (known.liveness === 'alive' || known.liveness === 'suspect')) return TopicValidatorResult.Accept
         if (cmp <= 0) return TopicValidatorResult.Ignore
       }
-      if (!this.#advertQuota.take(a.peerId)) return this.#drop('quota')
-      const merged = replica.applyAdvert(a, msg.data)
+      if (via === 'gossip' && !this.#advertQuota.take(a.peerId)) return this.#drop('quota')
+      const merged = replica.applyAdvert(a, bytes)
       if (merged === 'too-old' || merged === 'future') return this.#drop(merged)
       if (merged === 'new' || merged === 'updated' || merged === 'revived') { this.stats.accepted++; return TopicValidatorResult.Accept }
       return TopicValidatorResult.Ignore
     }
-    if (decoded.kind === 'suspect') {
-      const s = decoded.payload
-      const sender = replica.get(s.from)
-      if (sender === undefined || !this.#isUp(s.from)) return this.#drop('unknown-sender')
-      if (!this.#advertQuota.take(s.from)) return this.#drop('quota')
-      const merged = replica.applySuspect(s.subject, s.incarnation, s.from)
-      if (merged === 'self') { this.#refute(s.incarnation); return TopicValidatorResult.Ignore }
-      if (merged !== 'started' && merged !== 'confirmed') return TopicValidatorResult.Ignore
-      this.stats.accepted++
-      // Confirm independently: probe the suspect ourselves; only a failed probe adds our voice.
-      const e = replica.get(s.subject)
-      if (this.#member && e?.suspecters !== undefined && !e.suspecters.has(selfId) && e.suspecters.size <= this.options.timing.suspicionConfirmations) {
-        void this.#probeMember(s.subject)
-      }
-      return TopicValidatorResult.Accept
+    if (decoded.kind === 'leave') {
+      const l = decoded.payload
+      if (l.peerId === selfId) return TopicValidatorResult.Ignore
+      if (replica.applyLeave(l.peerId, l.incarnation, bytes) === 'left') { this.stats.accepted++; return TopicValidatorResult.Accept }
+      // A leave we already hold (learnt by sync) is forwarded too, for the same reason as adverts.
+      const left = replica.get(l.peerId)
+      return left?.liveness === 'left' && left.downIncarnation === l.incarnation ? TopicValidatorResult.Accept : TopicValidatorResult.Ignore
     }
-    const l = decoded.payload
-    if (l.peerId === selfId) return TopicValidatorResult.Ignore
-    if (replica.applyLeave(l.peerId, l.incarnation, msg.data) === 'left') { this.stats.accepted++; return TopicValidatorResult.Accept }
-    // A leave we already hold (learnt by sync) is forwarded too, for the same reason as adverts.
-    const left = replica.get(l.peerId)
-    return left?.liveness === 'left' && left.downIncarnation === l.incarnation ? TopicValidatorResult.Accept : TopicValidatorResult.Ignore
-  }
-
-  /** Verifies and merges one message that arrived by sync (same checks as gossip, no quota). */
-  async #ingest (envelope: Uint8Array): Promise<void> {
-    let decoded
-    try {
-      decoded = await decodeMessage(envelope, this.options.mesh, this.options.quota.maxMessageBytes)
-    } catch (err) {
-      this.#drop(dropReason(err))
-      return
+    if (via === 'sync') return TopicValidatorResult.Ignore // suspicions travel by gossip only
+    const s = decoded.payload
+    if (replica.get(s.from) === undefined || !this.#isUp(s.from)) return this.#drop('unknown-sender')
+    if (!this.#advertQuota.take(s.from)) return this.#drop('quota')
+    const merged = replica.applySuspect(s.subject, s.incarnation, s.from)
+    if (merged === 'self') { this.#refute(s.incarnation); return TopicValidatorResult.Ignore }
+    if (merged !== 'started' && merged !== 'confirmed') return TopicValidatorResult.Ignore
+    this.stats.accepted++
+    // Confirm independently: probe the suspect ourselves; only a failed probe adds our voice.
+    const e = replica.get(s.subject)
+    if (this.#member && e?.suspecters !== undefined && !e.suspecters.has(selfId) && e.suspecters.size <= this.options.timing.suspicionConfirmations) {
+      void this.#probeMember(s.subject)
     }
-    if (decoded.kind === 'advert') {
-      const a = decoded.payload
-      if (a.peerId === this.peerId) {
-        if (compareVersions(a, this.#self?.advert ?? { incarnation: -1, seq: 0 }) >= 0) this.#refute(a.incarnation, true)
-        return
-      }
-      const merged = this.replica.applyAdvert(a, envelope)
-      if (merged === 'too-old' || merged === 'future') this.#drop(merged)
-    } else if (decoded.kind === 'leave' && decoded.payload.peerId !== this.peerId) {
-      this.replica.applyLeave(decoded.payload.peerId, decoded.payload.incarnation, envelope)
-    }
+    return TopicValidatorResult.Accept
   }
 
   // ---- views: how we see a peer, and what a peer says about us -------------------------------
@@ -555,7 +541,7 @@ class MeshGossip implements GossipNode {
       break
     }
     if (this.#self !== undefined && now - this.#self.advert.issuedAt > o.timing.maxAdvertAgeMs / 2) {
-      void this.#issueAdvert(this.#self.advert.incarnation, this.#self.advert.seq + 1)
+      this.#issueAdvert(this.#self.advert.incarnation, this.#self.advert.seq + 1).catch((err: Error) => { log.error('advert refresh failed: %s', err.message) })
     }
     if (this.#ticks % 30 === 0) this.replica.gc()
   }
@@ -622,6 +608,7 @@ class MeshGossip implements GossipNode {
   #pid (peerId: string): PeerId {
     let id = this.#peerIds.get(peerId)
     if (id === undefined) {
+      if (this.#peerIds.size >= 10_000) this.#peerIds.clear() // a parse cache, not state: bounded
       id = peerIdFromString(peerId)
       this.#peerIds.set(peerId, id)
     }
