@@ -33,6 +33,13 @@ const spawn = async (bootstrap: string[], role = 'agent'): Promise<AgentProcess>
   all.push(a)
   return a
 }
+/**
+ * A settled agent: connected to at least 3 neighbours (at most 3 s after it joined). Detection of an
+ * agent killed within ~200 ms of joining, before it has neighbours, waits the full suspicion timeout.
+ */
+const settle = async (a: AgentProcess): Promise<void> => {
+  await waitFor('neighbours', async () => ((await a.stats()) as { neighbours: number }).neighbours >= 3, 3_000).catch(() => {})
+}
 /** The time at which the last of `viewers` reported `peerId` as one of `states`. */
 const lastEvent = (viewers: AgentProcess[], peerId: string, states: string[], after: number): number | undefined => {
   let last = 0
@@ -74,15 +81,28 @@ try {
     await waitFor('join seen by all', () => lastEvent(agents, fresh.peerId, ['alive'], 0) !== undefined, 30_000)
     const seen = lastEvent(agents, fresh.peerId, ['alive'], 0)!
     join.push(seen - fresh.startedAt)
+    if (process.env.BENCH_DEBUG !== undefined && seen - fresh.startedAt > 1_000) {
+      const late = agents.map((a) => ({ name: a.name, at: a.changes.find((c) => c.peerId === fresh.peerId && c.after === 'alive')!.at - fresh.startedAt })).sort((x, y) => y.at - x.at)
+      console.error(`slow join of ${fresh.name} through ${others[r % others.length].name}: latest viewers ${late.slice(0, 4).map((l) => `${l.name}@${l.at}`).join(' ')}; median ${late[late.length >> 1].at}`)
+    }
     joinFromSpawn.push(seen - fresh.spawnedAt)
 
+    if (process.env.BENCH_DEBUG !== undefined) console.error(`${fresh.name} has ${((await fresh.stats()) as { neighbours: number }).neighbours} neighbours when killed`)
+    await settle(fresh)
+    const raisedBefore = process.env.BENCH_DEBUG === undefined ? [] : await Promise.all(agents.map(async (a) => ((await a.stats()) as { suspicionsRaised: number }).suspicionsRaised))
     const killed = Date.now()
     fresh.signal('SIGKILL')
     await waitFor('kill -9 seen by all', () => lastEvent(agents, fresh.peerId, ['dead', 'left'], killed) !== undefined, 30_000)
     kill.push(lastEvent(agents, fresh.peerId, ['dead', 'left'], killed)! - killed)
+    if (process.env.BENCH_DEBUG !== undefined && kill.at(-1)! > 3_000) {
+      const line = (a: AgentProcess): string => `${a.name}:${a.changes.filter((c) => c.peerId === fresh.peerId && c.at >= killed).map((c) => `${c.after}@${c.at - killed}`).join(',')}`
+      const raised = await Promise.all(agents.map(async (a, i) => ((await a.stats()) as { suspicionsRaised: number }).suspicionsRaised - raisedBefore[i]))
+      console.error(`slow kill -9 detection of ${fresh.name}: raised by ${agents.filter((_, i) => raised[i] > 0).map((a) => a.name).join(',')}; ${agents.map(line).join(' ')}`)
+    }
 
     const hung = await spawn(door)
     await waitFor('join seen by all', () => lastEvent(agents, hung.peerId, ['alive'], 0) !== undefined, 30_000)
+    await settle(hung)
     const stopped = Date.now()
     hung.signal('SIGSTOP')
     // A miss (not every replica dropped it within 30 s) is recorded as 30 s and reported as such.
@@ -94,6 +114,10 @@ try {
     process.stdout.write(`round ${r + 1}/${ROUNDS}: join ${join.at(-1)} ms, kill -9 ${kill.at(-1)} ms, SIGSTOP ${stop.at(-1)} ms\n`)
   }
 
+  // Agents that were never killed or stopped yet were declared dead somewhere: false deaths.
+  const victims = new Set(all.filter((a) => a.proc.signalCode !== null || a.proc.exitCode !== null).map((a) => a.peerId))
+  const falseDeaths = new Set(agents.flatMap((a) => a.changes.filter((c) => c.after === 'dead' && !victims.has(c.peerId)).map((c) => c.peerId))).size
+  const falseSuspicions = agents.flatMap((a) => a.changes.filter((c) => c.after === 'suspect' && !victims.has(c.peerId))).length
   const result = {
     machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, node: process.version, date: new Date().toISOString() },
     agents: N,
@@ -102,6 +126,8 @@ try {
     killDetectMs: summary(kill),
     stopDetectMs: summary(stop),
     stopMisses: misses,
+    falseDeaths,
+    falseSuspicions,
     idleBytesPerNodePerSecond: { meshPayload: mean(app), syscallReadWrite: mean(sys) },
   }
   console.log('\n| measure (%d agent processes) | p50 | p99 | max |', N)
@@ -110,6 +136,7 @@ try {
     const s = result[k]
     console.log(`| ${label} | ${s.p50} ms | ${s.p99} ms | ${s.max} ms |`)
   }
+  console.log(`healthy agents wrongly suspected: ${falseSuspicions} times (start-up bursts included); wrongly declared dead: ${falseDeaths}`)
   if (misses > 0) console.log(`SIGSTOP: ${misses} of ${ROUNDS} hung agents were still listed somewhere after 30 s (counted as 30 s)`)
   console.log(`\nidle gossip per node: ${result.idleBytesPerNodePerSecond.meshPayload} B/s of mesh protocol payload (probe + sync frames); ${result.idleBytesPerNodePerSecond.syscallReadWrite} B/s read+written by the process in all (includes gossipsub control, Noise and yamux framing, IPC)`)
   await mkdir(new URL('results/', import.meta.url), { recursive: true })

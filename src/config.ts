@@ -14,10 +14,27 @@ const ms = z.number().int().positive()
  * Of a hung agent: add up to one probeInterval before a neighbour probes it.
  */
 export const TimingSchema = z.object({
-  /** Each node probes one connected member per interval (SWIM). */
+  /** Probing runs once per interval (SWIM's protocol period), jittered at start. */
   probeIntervalMs: ms.default(500),
-  /** A direct probe (ping, ack) must be answered within this. */
+  /**
+   * Every connected neighbour is probed once per period: each tick probes
+   * ceil(neighbours * probeIntervalMs / probePeriodMs) of them, round robin, at most
+   * `maxProbesPerTick`. A probe is one frame on a long-lived stream per neighbour.
+   */
+  probePeriodMs: ms.default(1_000),
+  maxProbesPerTick: z.number().int().min(1).max(64).default(8),
+  /**
+   * Lifeguard's local health awareness: a node that looks slow to itself (helpers did not answer its
+   * indirect probes, or it had to refute) multiplies its probe timeouts by up to 1 + this, and probes
+   * less, so an overloaded host does not accuse healthy peers. Each good probe lowers it again.
+   */
+  maxHealthMultiplier: z.number().int().min(0).max(16).default(8),
+  /**
+   * A direct probe (ping, ack) must be answered within this at least; each neighbour's timeout
+   * adapts to its measured round trip (smoothed RTT + 4 deviations, as TCP does), up to the max.
+   */
   probeTimeoutMs: ms.default(300),
+  maxProbeTimeoutMs: ms.default(3_000),
   /** Indirect probes (through `indirectProbes` other members) must be answered within this. */
   indirectProbeTimeoutMs: ms.default(400),
   /** How many other members are asked to probe a member that missed a direct probe. */

@@ -23,8 +23,8 @@ import type { HeldKey } from './keys.ts'
 import { Quota } from './quota.ts'
 import { requestSync, serveSync, syncProtocol } from './sync.ts'
 import type { SyncContext, SyncResult, View } from './sync.ts'
-import { ping, pingReq, probeProtocol, serveProbe } from './probe.ts'
-import type { ProbeContext } from './probe.ts'
+import { ProbeChannel, probeProtocol, serveProbe } from './probe.ts'
+import type { ProbeContext, Answer } from './probe.ts'
 
 const log = logger('mesh:gossip')
 
@@ -71,6 +71,8 @@ export interface GossipNode {
   updateAdvert(body: AdvertBody): Promise<void>
   /** Runs one anti-entropy exchange with a peer (`full`: a whole snapshot). */
   syncWith(peerId: string, full?: boolean, options?: AbortOptions): Promise<SyncResult>
+  /** Members this node holds an open connection to: the ones it probes. */
+  neighbours(): string[]
   /** Cuts these peers off (no dials, no inbound, current connections closed): partitions in tests. */
   deny(peerIds: Iterable<string>): Promise<void>
   /** Lets these peers (all, when omitted) back in. */
@@ -106,6 +108,7 @@ class MeshGossip implements GossipNode {
   #nextJoinAt = 0
   #readyWaiters = Promise.withResolvers<void>()
   #publishPending = false
+  #publishRetries = 0
   #inflightProbes = new Set<string>()
   #probeOrder: string[] = []
   #redialAt = new Map<string, { at: number, backoff: number }>()
@@ -114,6 +117,11 @@ class MeshGossip implements GossipNode {
   #syncQuota: Quota
   #peerIds = new Map<string, PeerId>()
   #syncContext!: SyncContext
+  #channels = new Map<string, Promise<ProbeChannel>>()
+  /** Lifeguard's local health: 0 is healthy; each step stretches our probe timeouts and slows probing. */
+  #health = 0
+  /** Smoothed ack round trip and its deviation per neighbour, in ms. */
+  #rtt = new Map<string, { srtt: number, rttvar: number }>()
   #selfId = ''
 
   constructor (init: GossipOptionsInput & { advert?: AdvertBody }, seam: GossipSeam) {
@@ -160,6 +168,7 @@ class MeshGossip implements GossipNode {
     this.#replica.onChange((c) => {
       if ((c.after === 'dead' || c.after === 'left') && c.before !== undefined) this.#redialAt.set(c.peerId, { at: this.#clock.now() + 1_000, backoff: 1_000 })
       if (c.after === 'alive') this.#redialAt.delete(c.peerId)
+      else if (c.after === 'dead' || c.after === 'left') this.#rtt.delete(c.peerId)
     })
     this.#syncContext = {
       replica: this.#replica,
@@ -191,6 +200,7 @@ class MeshGossip implements GossipNode {
     })
     host.addEventListener('peer:disconnect', (evt) => {
       const id = evt.detail.toString()
+      this.#dropChannel(id)
       if (this.#running && this.#member && this.#isUp(id)) this.#later(25, () => { void this.#probeMember(id) })
     })
     if (this.#member) await this.#issueAdvert(this.#clock.now(), 0)
@@ -229,6 +239,10 @@ class MeshGossip implements GossipNode {
     return res
   }
 
+  neighbours (): string[] {
+    return this.#running ? this.#connectedMembers() : []
+  }
+
   async deny (peerIds: Iterable<string>): Promise<void> {
     const ids = [...peerIds]
     for (const id of ids) this.#denied.add(id)
@@ -256,6 +270,7 @@ class MeshGossip implements GossipNode {
     }
     this.#running = false
     this.#abort.abort(new MeshError('MESH_ERR_ABORTED', 'the node is stopping'))
+    for (const id of [...this.#channels.keys()]) this.#dropChannel(id)
     for (const t of this.#timers) this.#clock.clearTimeout(t)
     this.#timers.clear()
     this.#replica?.stop()
@@ -309,8 +324,17 @@ class MeshGossip implements GossipNode {
     }
     this.#publishPending = false
     try {
-      await pubsub.publish(topic, this.#self!.envelope)
+      const { recipients } = await pubsub.publish(topic, this.#self!.envelope)
       this.stats.published++
+      // Gossipsub drops a message silently for a peer whose outbound stream is not open yet (just
+      // connected): none sent means none published. Retry soon, as a new sequence (the same bytes
+      // would be a duplicate), a bounded number of times; the heartbeat's gossip covers the rest.
+      if (recipients.length === 0 && this.#publishRetries < 20) {
+        this.#publishRetries++
+        this.#later(50, () => { void this.#issueAdvert(this.#self!.advert.incarnation, this.#self!.advert.seq + 1).catch(() => {}) })
+      } else if (recipients.length > 0) {
+        this.#publishRetries = 0
+      }
     } catch (err) {
       log('publish failed: %s', (err as Error).message)
       this.#publishPending = true
@@ -329,6 +353,7 @@ class MeshGossip implements GossipNode {
     const next = Math.max(this.#clock.now(), theirIncarnation + 1)
     if (!Number.isSafeInteger(next)) return
     this.stats.refutations++
+    this.#adjustHealth(1)
     log('refuting incarnation %d with %d', theirIncarnation, next)
     this.#issueAdvert(next, 0).catch((err: Error) => { log.error('refutation failed: %s', err.message) })
   }
@@ -394,9 +419,15 @@ class MeshGossip implements GossipNode {
     if (merged === 'self') { this.#refute(s.incarnation); return TopicValidatorResult.Ignore }
     if (merged !== 'started' && merged !== 'confirmed') return TopicValidatorResult.Ignore
     this.stats.accepted++
-    // Confirm independently: probe the suspect ourselves; only a failed probe adds our voice.
+    // Confirm independently: the suspect's neighbours probe it; only a failed probe adds a voice.
+    // Non-neighbours do not dial it: each dial costs a Noise handshake on both ends and leaves a
+    // connection to probe for good, and on a loaded host (start-up bursts) that amplified false
+    // suspicions into a lasting storm, even when sampled and budgeted. The cost: a member killed
+    // before it has connected to its neighbours (within about 200 ms of joining) is confirmed by
+    // its door alone and waits the full suspicion timeout.
     const e = replica.get(s.subject)
-    if (this.#member && e?.suspecters !== undefined && !e.suspecters.has(selfId) && e.suspecters.size <= this.options.timing.suspicionConfirmations) {
+    if (this.#member && e?.suspecters !== undefined && !e.suspecters.has(selfId) &&
+      e.suspecters.size <= this.options.timing.suspicionConfirmations && this.#connectedTo(s.subject)) {
       void this.#probeMember(s.subject)
     }
     return TopicValidatorResult.Accept
@@ -416,7 +447,7 @@ class MeshGossip implements GossipNode {
   readonly #probeContext: ProbeContext = {
     viewOf: (p) => this.#viewOf(p),
     onView: (v) => { this.#onView(v) },
-    probeFor: async (target, options) => this.#directProbe(target, this.options.timing.indirectProbeTimeoutMs * 0.8, options),
+    probeFor: async (target, options) => this.#directProbe(target, this.#probeTimeout(target), options),
     bytes: this.stats.probeBytes,
   }
 
@@ -431,10 +462,9 @@ class MeshGossip implements GossipNode {
   }
 
   async #onProbeStream (stream: Stream, conn: Connection): Promise<void> {
-    await this.#bounded(this.options.timing.indirectProbeTimeoutMs * 2, {}, async (signal) => {
-      await serveProbe(stream, conn.remotePeer.toString(), this.#probeContext, { signal })
-      await stream.close({ signal }).catch(() => {})
-    }).catch((err: Error) => { stream.abort(err) })
+    // Long-lived: it ends when the prober closes it, the connection dies, or this node stops.
+    await serveProbe(stream, conn.remotePeer.toString(), this.#probeContext, { signal: this.#abort.signal })
+      .then(async () => stream.close().catch(() => {}), (err: Error) => { stream.abort(err) })
   }
 
   // ---- probing (SWIM) --------------------------------------------------------------------------
@@ -442,6 +472,10 @@ class MeshGossip implements GossipNode {
   #isUp (peerId: string): boolean {
     const l = this.#replica?.get(peerId)?.liveness
     return l === 'alive' || l === 'suspect'
+  }
+
+  #connectedTo (peerId: string): boolean {
+    return this.#host!.getConnections(this.#pid(peerId)).some((c) => c.status === 'open')
   }
 
   /** Members we hold an open connection to: probing and anti-entropy stay on existing connections. */
@@ -455,31 +489,46 @@ class MeshGossip implements GossipNode {
   }
 
   #probeTick (): void {
-    // Round robin over a shuffled list of neighbours (SWIM): one probe per tick. More per tick
-    // (to bound the period on nodes with many neighbours) tipped a loaded host into a storm of
-    // timeouts and suspicions; Lifeguard's local health awareness is the fix to land first.
-    while (this.#probeOrder.length > 0) {
+    // Round robin over a shuffled list of neighbours (SWIM), enough per tick that each neighbour is
+    // probed once per probePeriodMs; fewer while this node is itself unhealthy (Lifeguard).
+    const t = this.options.timing
+    const neighbours = this.#connectedMembers()
+    const wanted = Math.ceil(neighbours.length * t.probeIntervalMs / t.probePeriodMs / (1 + this.#health))
+    let count = Math.min(t.maxProbesPerTick, Math.max(1, wanted))
+    let refilled = false
+    while (count > 0) {
+      if (this.#probeOrder.length === 0) {
+        if (refilled) return
+        this.#probeOrder = shuffle(neighbours)
+        refilled = true
+      }
       const id = this.#probeOrder.pop()!
-      if (this.#isUp(id) && id !== this.peerId) { void this.#probeMember(id); return }
+      if (this.#isUp(id) && id !== this.#selfId) { void this.#probeMember(id); count-- }
     }
-    this.#probeOrder = shuffle(this.#connectedMembers())
-    const id = this.#probeOrder.pop()
-    if (id !== undefined) void this.#probeMember(id)
+  }
+
+  /** Lifeguard's awareness: +1 when we look slow (no helper answered, we had to refute), -1 per good probe. */
+  #adjustHealth (delta: number): void {
+    this.#health = Math.min(this.options.timing.maxHealthMultiplier, Math.max(0, this.#health + delta))
   }
 
   async #probeMember (target: string): Promise<void> {
-    if (!this.#running || this.#inflightProbes.has(target) || target === this.peerId) return
+    if (!this.#running || this.#inflightProbes.has(target) || target === this.#selfId) return
     this.#inflightProbes.add(target)
     try {
       const t = this.options.timing
       this.stats.probes++
-      let ok = await this.#directProbe(target, t.probeTimeoutMs)
-      if (!ok) {
-        const helpers = shuffle(this.#connectedMembers().filter((p) => p !== target)).slice(0, t.indirectProbes)
-        const results = await Promise.all(helpers.map(async (h) => this.#indirectProbe(h, target, t.indirectProbeTimeoutMs)))
-        ok = results.some(Boolean)
+      const timeout = this.#probeTimeout(target)
+      if (await this.#directProbe(target, timeout)) {
+        this.#adjustHealth(-1)
+        return
       }
-      if (!ok && this.#running && this.#isUp(target)) {
+      const helpers = shuffle(this.#connectedMembers().filter((p) => p !== target)).slice(0, t.indirectProbes)
+      const answers = await Promise.all(helpers.map(async (h) => this.#indirectProbe(h, target, Math.max(t.indirectProbeTimeoutMs * (1 + this.#health), timeout + this.#probeTimeout(h)))))
+      if (answers.includes('ack')) return
+      // Helpers that answered nothing (not even a nack) suggest the slow one is us, not the target.
+      if (helpers.length > 0 && answers.every((a) => a === 'none')) this.#adjustHealth(1)
+      if (this.#running && this.#isUp(target)) {
         this.stats.probeFailures++
         await this.#suspect(target)
       }
@@ -488,15 +537,64 @@ class MeshGossip implements GossipNode {
     }
   }
 
-  async #directProbe (target: string, timeoutMs: number, options: AbortOptions = {}): Promise<boolean> {
-    if (this.#denied.has(target)) return false
-    return this.#exchange(target, probeProtocol(this.options.mesh), timeoutMs, options, async (stream, signal) => ping(stream, target, this.#probeContext, { signal }))
-      .catch((err: Error) => { log('probe of %s failed: %s', target, err.message); return false })
+  /** The long-lived probe stream to a neighbour, opened on first use and shared by concurrent probes. */
+  async #channel (peerId: string, signal: AbortSignal): Promise<ProbeChannel> {
+    const existing = this.#channels.get(peerId)
+    if (existing !== undefined) {
+      const ch = await existing.catch(() => undefined)
+      if (ch?.open === true) return ch
+      if (this.#channels.get(peerId) === existing) this.#channels.delete(peerId)
+    }
+    const opening = this.#openStream(peerId, probeProtocol(this.options.mesh), signal)
+      .then((stream) => new ProbeChannel(stream, peerId, this.#probeContext))
+    this.#channels.set(peerId, opening)
+    opening.catch(() => { if (this.#channels.get(peerId) === opening) this.#channels.delete(peerId) })
+    return opening
   }
 
-  async #indirectProbe (helper: string, target: string, timeoutMs: number): Promise<boolean> {
-    return this.#exchange(helper, probeProtocol(this.options.mesh), timeoutMs, {}, async (stream, signal) => pingReq(stream, target, this.#probeContext, { signal }))
-      .catch((err: Error) => { log('indirect probe of %s through %s failed: %s', target, helper, err.message); return false })
+  #dropChannel (peerId: string): void {
+    const ch = this.#channels.get(peerId)
+    this.#channels.delete(peerId)
+    void ch?.then((c) => { c.close() }, () => {})
+  }
+
+  /**
+   * How long to wait for `peerId`'s ack: like TCP's retransmission timeout, the smoothed round trip
+   * plus four deviations, never below probeTimeoutMs, times our own health multiplier. A loaded host
+   * answers late but answers; a fixed timeout made every late ack a suspicion.
+   */
+  #probeTimeout (peerId: string): number {
+    const t = this.options.timing
+    const r = this.#rtt.get(peerId)
+    const adaptive = r === undefined ? 0 : r.srtt + 4 * r.rttvar
+    return Math.min(t.maxProbeTimeoutMs, Math.max(t.probeTimeoutMs, adaptive)) * (1 + this.#health)
+  }
+
+  #recordRtt (peerId: string, sample: number): void {
+    const r = this.#rtt.get(peerId)
+    if (r === undefined) {
+      if (this.#rtt.size >= 10_000) this.#rtt.clear()
+      this.#rtt.set(peerId, { srtt: sample, rttvar: sample / 2 })
+    } else { // RFC 6298 gains
+      r.rttvar = 0.75 * r.rttvar + 0.25 * Math.abs(r.srtt - sample)
+      r.srtt = 0.875 * r.srtt + 0.125 * sample
+    }
+  }
+
+  async #directProbe (target: string, timeoutMs: number, options: AbortOptions = {}): Promise<boolean> {
+    if (this.#denied.has(target)) return false
+    return this.#bounded(timeoutMs, options, async (signal) => {
+      const channel = await this.#channel(target, signal)
+      const sent = this.#clock.now()
+      const ok = await channel.ping({ signal })
+      if (ok) this.#recordRtt(target, this.#clock.now() - sent)
+      return ok
+    }).catch((err: Error) => { log('probe of %s failed: %s', target, err.message); return false })
+  }
+
+  async #indirectProbe (helper: string, target: string, timeoutMs: number): Promise<Answer> {
+    return this.#bounded(timeoutMs, {}, async (signal) => (await this.#channel(helper, signal)).pingReq(target, { signal }))
+      .catch((err: Error): Answer => { log('indirect probe of %s through %s failed: %s', target, helper, err.message); return 'none' })
   }
 
   async #suspect (target: string): Promise<void> {
@@ -528,7 +626,8 @@ class MeshGossip implements GossipNode {
     if (connected.length < o.minConnections) {
       const have = new Set(connected)
       const candidates = [...this.replica.up()].map((e) => e.advert.peerId).filter((p) => p !== this.peerId && !have.has(p) && !this.#denied.has(p))
-      for (const p of shuffle(candidates).slice(0, Math.min(3, o.minConnections - connected.length))) void this.#connect(p)
+      // The whole deficit at once: a new agent with a single neighbour is probed by one member only.
+      for (const p of shuffle(candidates).slice(0, o.minConnections - connected.length)) void this.#connect(p)
     }
     // Redial one dead member whose backoff expired: this is how a healed partition finds itself again.
     for (const [id, r] of this.#redialAt) {

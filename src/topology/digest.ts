@@ -12,6 +12,7 @@ const WIDTH = 16
 export class Digest {
   readonly #buckets = Array.from({ length: DIGEST_BUCKETS }, () => Buffer.alloc(WIDTH))
   readonly #counts = new Array<number>(DIGEST_BUCKETS).fill(0)
+  #total = 0
 
   /** Adds (or, called again with the same arguments, removes) one entry. */
   toggle (peerId: string, incarnation: number, seq: number, delta: 1 | -1): void {
@@ -20,13 +21,19 @@ export class Digest {
     const acc = this.#buckets[b]
     for (let i = 0; i < WIDTH; i++) acc[i] ^= h[i]
     this.#counts[b] += delta
+    this.#total += delta
+  }
+
+  /** Entries in the digest. */
+  get count (): number {
+    return this.#total
   }
 
   /** The XOR of every bucket, hex, with the entry count. */
   root (): string {
     const acc = Buffer.alloc(WIDTH)
     for (const b of this.#buckets) for (let i = 0; i < WIDTH; i++) acc[i] ^= b[i]
-    return `${acc.toString('hex')}:${this.#counts.reduce((a, c) => a + c, 0)}`
+    return `${acc.toString('hex')}:${this.#total}`
   }
 
   /** Per-bucket hashes (hex with count), for finding which buckets differ. */

@@ -109,6 +109,11 @@ export class Replica {
     return this.#entries.values()
   }
 
+  /** How many members are alive or suspect (O(1): kept with the digest). */
+  get upCount (): number {
+    return this.#digest.count
+  }
+
   /** Members that are alive or suspect. */
   * up (): Generator<ReplicaEntry> {
     for (const e of this.#entries.values()) if (isUp(e.liveness)) yield e
