@@ -110,10 +110,53 @@ export type GossipOptions = z.infer<typeof GossipOptionsSchema>
 /** Gossip options as a caller writes them (defaults optional). */
 export type GossipOptionsInput = z.input<typeof GossipOptionsSchema>
 
+/** The agent's MCP endpoint (Streamable HTTP). */
+export const HttpOptionsSchema = z.object({
+  /** Interface to bind. Loopback by default: nothing is exposed until you choose to. */
+  host: z.string().min(1).default('127.0.0.1'),
+  /** Port to bind; 0 takes any free port (the advert carries the real one). */
+  port: z.number().int().min(0).max(65_535).default(0),
+  /** Host name or IP put in the advertised URL, when callers must use another than `host`. */
+  announceHost: z.string().min(1).optional(),
+  /** Largest request body accepted (413 above): 4 MiB, as the stock SDK. */
+  maxBodyBytes: z.number().int().min(1024).default(4 * 1024 * 1024),
+  /** Requests served at once (503 MESH_ERR_SERVER_BUSY above, and callers fail over). */
+  maxConcurrentCalls: z.number().int().min(1).default(256),
+}).strict()
+
+/** Options of `createMeshNode`: the gossip options plus the endpoint, calls and shutdown. */
+export const MeshNodeOptionsSchema = GossipOptionsSchema.omit({ role: true, ephemeralKey: true }).extend({
+  /** The agent's own version, shown in MCP `initialize` and `meshctl status`. */
+  version: z.string().min(1).max(64).default('1.0.0'),
+  http: HttpOptionsSchema.default(HttpOptionsSchema.parse({})),
+  /**
+   * After start, a call whose dependency has no provider yet waits up to this long for one to
+   * appear (the first sync and the providers' adverts). MCP Mesh uses 20 s.
+   */
+  settleMs: z.number().int().min(0).default(20_000),
+  /** Default timeout of one call (a dependency's `timeout` overrides it): 30 s, as MCP Mesh. */
+  callTimeoutMs: ms.default(30_000),
+  /** On stop, calls in flight get this long to finish before the endpoint closes. */
+  drainGraceMs: z.number().int().min(0).default(10_000),
+  /** Run the drain on SIGTERM and SIGINT, then end the process by the same signal. */
+  handleSignals: z.boolean().default(true),
+}).strict()
+
+/** Validated mesh node options. */
+export type MeshNodeOptions = z.infer<typeof MeshNodeOptionsSchema>
+/** Mesh node options as a caller writes them (defaults optional). */
+export type MeshNodeOptionsInput = z.input<typeof MeshNodeOptionsSchema>
+
 const list = (v: string): string[] => v.split(',').map((s) => s.trim()).filter((s) => s !== '')
 const bool = (v: string): boolean => /^(1|true|yes|on)$/i.test(v)
+// Numbers are passed on as written when they do not parse, so the schema names the variable's field.
+const num = (v: string): number | string => (/^-?\d+(\.\d+)?$/.test(v.trim()) ? Number(v) : v)
+const seconds = (v: string): number | string => { const n = num(v); return typeof n === 'number' ? Math.round(n * 1000) : n }
 
-/** Environment variables, named like MCP Mesh's so its users feel at home. */
+/**
+ * Environment variables, named like MCP Mesh's so its users feel at home. `key` is the option
+ * path (dotted for nested options); gossip-only nodes ignore the node-only keys.
+ */
 export const EnvVars = {
   MCP_MESH_NAMESPACE: { key: 'mesh', parse: String },
   MCP_MESH_AGENT_NAME: { key: 'name', parse: String },
@@ -123,36 +166,73 @@ export const EnvVars = {
   MCP_MESH_KEY_FILE: { key: 'keyFile', parse: String },
   MCP_MESH_HOME: { key: 'home', parse: String },
   MCP_MESH_COLOCATED: { key: 'colocated', parse: bool },
+  MCP_MESH_HTTP_HOST: { key: 'http.host', parse: String, node: true },
+  MCP_MESH_HTTP_PORT: { key: 'http.port', parse: num, node: true },
+  MCP_MESH_HTTP_ANNOUNCE_HOST: { key: 'http.announceHost', parse: String, node: true },
+  /** In seconds, as in MCP Mesh. */
+  MCP_MESH_CALL_TIMEOUT: { key: 'callTimeoutMs', parse: seconds, node: true },
+  MCP_MESH_SETTLE_MS: { key: 'settleMs', parse: num, node: true },
+  MCP_MESH_DRAIN_GRACE_MS: { key: 'drainGraceMs', parse: num, node: true },
 } as const
 
 /** Reads `MCP_MESH_*` variables into partial options (explicit options win over them). */
-export function optionsFromEnv (env: NodeJS.ProcessEnv = process.env): Partial<GossipOptionsInput> {
+export function optionsFromEnv (env: NodeJS.ProcessEnv = process.env, forNode = false): Record<string, unknown> {
   const out: Record<string, unknown> = {}
-  for (const [variable, { key, parse }] of Object.entries(EnvVars)) {
+  for (const [variable, spec] of Object.entries(EnvVars)) {
+    if ('node' in spec && !forNode) continue
     const raw = env[variable]
-    if (raw !== undefined && raw !== '') out[key] = parse(raw)
+    if (raw === undefined || raw === '') continue
+    const path = spec.key.split('.')
+    let target = out
+    for (const k of path.slice(0, -1)) target = (target[k] ??= {}) as Record<string, unknown>
+    target[path[path.length - 1]] = spec.parse(raw)
   }
-  return out as Partial<GossipOptionsInput>
+  return out
 }
 
-/** Validates options once, at the boundary; a bad value fails with the field named. */
+/** Validates gossip options once, at the boundary; a bad value fails with the field named. */
 export function parseGossipOptions (input: GossipOptionsInput, env: NodeJS.ProcessEnv = process.env): GossipOptions {
-  const merged = { ...optionsFromEnv(env), ...stripUndefined(input) }
-  const parsed = GossipOptionsSchema.safeParse(merged)
+  const o = parseWith(GossipOptionsSchema, 'mesh options', merge(optionsFromEnv(env), input))
+  checkTiming(o.timing)
+  return o
+}
+
+/** Validates `createMeshNode` options once; explicit options win over `MCP_MESH_*` variables. */
+export function parseMeshNodeOptions (input: MeshNodeOptionsInput, env: NodeJS.ProcessEnv = process.env): MeshNodeOptions {
+  const o = parseWith(MeshNodeOptionsSchema, 'mesh node options', merge(optionsFromEnv(env, true), input))
+  checkTiming(o.timing)
+  return o
+}
+
+function parseWith<S extends z.ZodType> (schema: S, what: string, input: unknown): z.infer<S> {
+  const parsed = schema.safeParse(input)
   if (!parsed.success) {
     // An unknown key is reported on its parent object: name the key itself, so a typo is obvious.
     const fields = parsed.error.issues.flatMap((i) => i.code === 'unrecognized_keys'
       ? i.keys.map((k) => [...i.path, k].join('.'))
       : [i.path.join('.') || '(options)'])
-    throw new MeshError('MESH_ERR_CONFIG_INVALID', `invalid mesh options: ${z.prettifyError(parsed.error)}`, { details: { fields, issues: parsed.error.issues } })
-  }
-  const t = parsed.data.timing
-  if (t.suspicionMinTimeoutMs > t.suspicionMaxTimeoutMs) {
-    throw new MeshError('MESH_ERR_CONFIG_INVALID', 'invalid mesh options: timing.suspicionMinTimeoutMs must not exceed timing.suspicionMaxTimeoutMs', { details: { fields: ['timing.suspicionMinTimeoutMs'] } })
+    throw new MeshError('MESH_ERR_CONFIG_INVALID', `invalid ${what}: ${z.prettifyError(parsed.error)}`, { details: { fields, issues: parsed.error.issues } })
   }
   return parsed.data
 }
 
-function stripUndefined<T extends object> (o: T): Partial<T> {
-  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>
+function checkTiming (t: z.infer<typeof TimingSchema>): void {
+  if (t.suspicionMinTimeoutMs > t.suspicionMaxTimeoutMs) {
+    throw new MeshError('MESH_ERR_CONFIG_INVALID', 'invalid mesh options: timing.suspicionMinTimeoutMs must not exceed timing.suspicionMaxTimeoutMs', { details: { fields: ['timing.suspicionMinTimeoutMs'] } })
+  }
+}
+
+/** Explicit options over environment ones; nested option objects merge one level deep. */
+function merge (fromEnv: Record<string, unknown>, input: object): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...fromEnv }
+  for (const [k, v] of Object.entries(input)) {
+    if (v === undefined) continue
+    const base = out[k]
+    out[k] = isPlainObject(v) && isPlainObject(base) ? { ...base, ...v } : v
+  }
+  return out
+}
+
+function isPlainObject (v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v)
 }

@@ -17,6 +17,16 @@ export const ErrorCodes = {
   MESH_ERR_NOT_STARTED: 'the node is not running',
   MESH_ERR_RESOLVE_INVALID_SPEC: 'a dependency spec is malformed',
   MESH_ERR_ABORTED: 'the operation was aborted by its signal or by stop()',
+  MESH_ERR_TOOL_INVALID: 'a tool definition is malformed or its name is already taken',
+  MESH_ERR_CALL_NO_PROVIDER: 'no live provider in the mesh matches the dependency (capability, version, tags)',
+  MESH_ERR_CALL_TIMEOUT: 'the call did not complete within its timeout',
+  MESH_ERR_CALL_UNREACHABLE: 'the provider refused or reset the connection before the request was sent',
+  MESH_ERR_CALL_FAILED: 'the call failed after it was sent (connection lost, HTTP or protocol error)',
+  MESH_ERR_CALL_INVALID_ARGS: 'the provider rejected the arguments (details hold the validation message)',
+  MESH_ERR_CALL_TOOL_ERROR: 'the provider ran the tool and it reported an error',
+  MESH_ERR_SERVER_BUSY: 'the provider is serving its maximum of concurrent requests',
+  MESH_ERR_SERVER_DRAINING: 'the provider is shutting down and takes no new calls',
+  MESH_ERR_SERVER_BODY_TOO_LARGE: 'the request body is larger than the provider accepts',
 } as const
 
 /** A stable error code: `MESH_ERR_<AREA>_<WHAT>`. */

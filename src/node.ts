@@ -1,0 +1,412 @@
+import type { RequestListener, Server } from 'node:http'
+import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js'
+import type { AuthInfo } from '@modelcontextprotocol/sdk/server/auth/types.js'
+import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js'
+import type { buildConnector } from 'undici'
+import { z } from 'zod'
+import semver from 'semver'
+import { parseMeshNodeOptions } from './config.ts'
+import type { MeshNodeOptions, MeshNodeOptionsInput } from './config.ts'
+import { MeshError } from './errors.ts'
+import { systemClock } from './clock.ts'
+import type { Clock } from './clock.ts'
+import { createGossipNode } from './gossip/gossip-node.ts'
+import type { AdvertBody, GossipNode, GossipSeam } from './gossip/gossip-node.ts'
+import { createResolver } from './topology/resolver.ts'
+import type { Candidate, Resolution } from './topology/resolver.ts'
+import type { Member, ToolAdvert } from './topology/advert.ts'
+import { ToolAdvertSchema } from './topology/advert.ts'
+import { normalizeDependency } from './topology/dependency.ts'
+import type { DependencySpec, ResolutionSpec } from './topology/dependency.ts'
+import type { ReplicaChange } from './topology/replica.ts'
+import { createEndpoint } from './server/endpoint.ts'
+import type { Endpoint } from './server/endpoint.ts'
+import { McpHttpClient } from './proxy/mcp-client.ts'
+import type { Progress } from './proxy/mcp-client.ts'
+import { createMeshTool } from './proxy/mesh-tool.ts'
+import type { CallOptions, DependencyDeclaration, MeshTool, MeshToolContext } from './proxy/mesh-tool.ts'
+
+/** What a tool handler gets besides its arguments and dependencies. */
+export interface ToolContext {
+  /** Aborts when the caller cancels or disconnects, or the node stops. Pass it to your own I/O. */
+  signal: AbortSignal
+  /** The caller's identity, when the endpoint authenticates callers. */
+  authInfo?: AuthInfo
+  /** The HTTP headers of the call (empty for in-process calls). */
+  headers: Record<string, string | string[] | undefined>
+  /** Reports progress to the caller (MCP `notifications/progress`), when it asked for it. */
+  progress(p: Progress): Promise<void>
+}
+
+/** Declares one tool: what it offers, what it takes and returns, and what it needs. */
+export interface ToolSpec<I extends z.ZodRawShape, D extends Record<string, DependencyDeclaration>> {
+  /** The capability it provides (default: the tool's name). */
+  capability?: string
+  /** Semver of the capability (default 1.0.0). */
+  version?: string
+  tags?: string[]
+  description?: string
+  /** Input fields (a zod shape); arguments are validated before the handler runs. */
+  input?: I
+  /** Output schema: results are validated and returned as structured content. */
+  output?: z.ZodRawShape
+  /** Dependencies by name: each becomes a callable in the handler's second argument. */
+  dependencies?: D
+}
+
+/** The injected callables, typed by each dependency's `output` schema where it has one. */
+export type Injected<D extends Record<string, DependencyDeclaration>> = {
+  [K in keyof D]: MeshTool<D[K] extends { output: infer S extends z.ZodType } ? z.output<S> : unknown>
+}
+
+/** A tool handler: arguments as validated, dependencies injected. */
+export type ToolHandler<I extends z.ZodRawShape, D extends Record<string, DependencyDeclaration>> =
+  (args: z.output<z.ZodObject<I>>, deps: Injected<D>, ctx: ToolContext) => unknown
+
+/** Pieces tests replace: the clock, the gossip seam, and the TLS seams of both call directions. */
+export interface MeshNodeSeam {
+  clock?: Clock
+  gossip?: GossipSeam
+  /** Builds the endpoint's listening server (HTTPS with client certificates, later). */
+  createServer?: (listener: RequestListener) => Server
+  /** undici connector options or connector for outbound calls (TLS, later). */
+  connect?: Partial<buildConnector.BuildOptions> | buildConnector.connector
+}
+
+/** An agent in the mesh: its tools, its endpoint, its view of the topology. */
+export interface MeshNode {
+  readonly options: MeshNodeOptions
+  /** libp2p peer ID (after start). */
+  readonly peerId: string
+  /** The agent's MCP endpoint URL (after start). */
+  readonly url: string
+  /** The gossip member underneath (replica, stats, addresses). */
+  readonly gossip: GossipNode
+  /** Registers a tool (before start). Returns the node, so calls chain. */
+  tool<I extends z.ZodRawShape = Record<never, never>, D extends Record<string, DependencyDeclaration> = Record<never, never>>(
+    name: string, spec: ToolSpec<I, D>, handler: ToolHandler<I, D>): this
+  /** A callable for a dependency, for use outside tool handlers. */
+  dependency<R = unknown>(declaration: DependencyDeclaration, name?: string): MeshTool<R>
+  /** One call outside a handler: resolves, calls, returns the structured result (or content). */
+  call<R = unknown>(dependency: DependencyDeclaration, args?: Record<string, unknown>, options?: CallOptions): Promise<R>
+  /** Members of the topology as this agent sees them now. */
+  members(): Member[]
+  /** Explains how a dependency resolves now (as `meshctl explain`). */
+  explain(dependency: DependencySpec): Resolution
+  /** Calls `listener` on every topology change; returns the unsubscribe function. */
+  onTopologyChange(listener: (c: ReplicaChange) => void): () => void
+  /** Starts the endpoint, joins the mesh and advertises the tools. Idempotent. */
+  start(): Promise<void>
+  /** Resolves after the first sync with the mesh. */
+  ready(options?: { signal?: AbortSignal }): Promise<void>
+  /**
+   * Drains and leaves: advertises `draining`, refuses new calls (callers fail over), lets calls
+   * in flight finish for up to `drainGraceMs`, then leaves the mesh and closes everything. Idempotent.
+   */
+  stop(): Promise<void>
+}
+
+/**
+ * Creates an agent. Options are validated here (explicit options over `MCP_MESH_*` variables);
+ * a bad value throws `MESH_ERR_CONFIG_INVALID` naming it. Nothing runs until `start()`.
+ */
+export function createMeshNode (options: MeshNodeOptionsInput, seam: MeshNodeSeam = {}): MeshNode {
+  return new Node(options, seam)
+}
+
+interface LocalTool {
+  advert: ToolAdvert
+  input: z.ZodObject
+  run: (args: unknown, ctx: ToolContext) => Promise<CallToolResult>
+}
+
+/** Providers that refused a connection are tried last for this long. */
+const AVOID_MS = 10_000
+
+class Node implements MeshNode {
+  readonly options: MeshNodeOptions
+  readonly #clock: Clock
+  readonly #seam: MeshNodeSeam
+  readonly #mcp: McpServer
+  readonly #tools = new Map<string, LocalTool>()
+  readonly #dependencies: Array<{ capability: string, version?: string }> = []
+  readonly #resolver = createResolver()
+  readonly #cache = new Map<string, { resolution: Resolution, tier: number, turn: number }>()
+  readonly #client: McpHttpClient
+  readonly #avoid = new Map<string, number>()
+  readonly #toolContext: MeshToolContext
+  #gossip?: GossipNode
+  #endpoint?: Endpoint
+  #ready = false
+  #settleUntil = Number.POSITIVE_INFINITY
+  #started?: Promise<void>
+  #stopped?: Promise<void>
+  #signalHandler?: (signal: NodeJS.Signals) => void
+  #stopAbort = new AbortController()
+
+  constructor (input: MeshNodeOptionsInput, seam: MeshNodeSeam) {
+    this.options = parseMeshNodeOptions(input)
+    this.#seam = seam
+    this.#clock = seam.clock ?? systemClock
+    this.#mcp = new McpServer({ name: this.options.name, version: this.options.version }, { capabilities: { tools: {} } })
+    this.#client = new McpHttpClient({ clientName: this.options.name, clientVersion: this.options.version, ...(seam.connect === undefined ? {} : { connect: seam.connect }) })
+    this.#toolContext = {
+      clock: this.#clock,
+      selfPeerId: () => this.#gossip?.peerId ?? '',
+      resolve: (specs, key) => this.#resolve(specs, key),
+      nextChange: (signal) => this.#nextChange(signal),
+      settleUntil: () => this.#settleUntil,
+      callTimeoutMs: this.options.callTimeoutMs,
+      callRemote: (c, args, o) => this.#callRemote(c, args, o),
+      callLocal: (tool, args, signal) => this.#callLocal(tool, args, signal),
+      offered: () => this.#offered(),
+      avoid: this.#avoid,
+      avoidMs: AVOID_MS,
+    }
+  }
+
+  get gossip (): GossipNode {
+    if (this.#gossip === undefined) throw new MeshError('MESH_ERR_NOT_STARTED', 'the node has not been started: await node.start() first')
+    return this.#gossip
+  }
+
+  get peerId (): string { return this.#gossip?.peerId ?? '' }
+  get url (): string { return this.#endpoint?.url ?? '' }
+
+  tool<I extends z.ZodRawShape, D extends Record<string, DependencyDeclaration>> (name: string, spec: ToolSpec<I, D>, handler: ToolHandler<I, D>): this {
+    if (this.#started !== undefined) throw new MeshError('MESH_ERR_TOOL_INVALID', `tool ${name}: register tools before start()`)
+    if (this.#tools.has(name)) throw new MeshError('MESH_ERR_TOOL_INVALID', `tool ${name} is already registered on this node`)
+    const input = z.object(spec.input ?? {}) as z.ZodObject
+    const output = spec.output === undefined ? undefined : z.object(spec.output)
+    const parsed = ToolAdvertSchema.safeParse({
+      name,
+      capability: spec.capability ?? name,
+      version: spec.version ?? '1.0.0',
+      tags: spec.tags ?? [],
+      description: spec.description,
+      inputSchema: z.toJSONSchema(input),
+      outputSchema: output === undefined ? undefined : z.toJSONSchema(output),
+    })
+    if (!parsed.success) throw new MeshError('MESH_ERR_TOOL_INVALID', `tool ${name}: ${z.prettifyError(parsed.error)}`, { details: { issues: parsed.error.issues } })
+
+    const deps: Record<string, MeshTool> = {}
+    for (const [dep, declaration] of Object.entries(spec.dependencies ?? {})) {
+      let first: ResolutionSpec
+      try {
+        first = normalizeDependency(declaration as DependencySpec)[0]
+      } catch (err) {
+        throw new MeshError('MESH_ERR_TOOL_INVALID', `tool ${name}, dependency ${dep}: ${(err as Error).message}`, { cause: err })
+      }
+      deps[dep] = createMeshTool(dep, declaration, this.#toolContext)
+      if (!this.#dependencies.some((d) => d.capability === first.capability && d.version === first.version)) {
+        this.#dependencies.push(first.version === undefined ? { capability: first.capability } : { capability: first.capability, version: first.version })
+      }
+    }
+    const run = async (args: unknown, ctx: ToolContext): Promise<CallToolResult> =>
+      toResult(await handler(args as z.output<z.ZodObject<I>>, deps as Injected<D>, ctx))
+    this.#tools.set(name, { advert: parsed.data, input, run })
+
+    this.#mcp.registerTool(name, {
+      description: spec.description,
+      inputSchema: input,
+      ...(output === undefined ? {} : { outputSchema: output }),
+    }, async (args, extra) => run(args, {
+      signal: extra.signal,
+      ...(extra.authInfo === undefined ? {} : { authInfo: extra.authInfo }),
+      headers: extra.requestInfo?.headers ?? {},
+      progress: async (p) => {
+        const token = extra._meta?.progressToken
+        if (token === undefined) return
+        await extra.sendNotification({ method: 'notifications/progress', params: { ...p, progressToken: token } })
+      },
+    }))
+    return this
+  }
+
+  dependency<R = unknown> (declaration: DependencyDeclaration, name?: string): MeshTool<R> {
+    const specs = normalizeDependency(declaration as DependencySpec)
+    return createMeshTool<R>(name ?? specs[0].capability, declaration, this.#toolContext)
+  }
+
+  async call<R = unknown> (dependency: DependencyDeclaration, args?: Record<string, unknown>, options?: CallOptions): Promise<R> {
+    return await this.dependency<R>(dependency)(args, options)
+  }
+
+  members (): Member[] {
+    return [...this.gossip.replica.members()]
+  }
+
+  explain (dependency: DependencySpec): Resolution {
+    return this.#resolver.resolve(this.members(), dependency, 'explain')
+  }
+
+  onTopologyChange (listener: (c: ReplicaChange) => void): () => void {
+    return this.gossip.replica.onChange(listener)
+  }
+
+  start (): Promise<void> {
+    this.#started ??= this.#start()
+    return this.#started
+  }
+
+  async #start (): Promise<void> {
+    const o = this.options
+    this.#endpoint = createEndpoint({
+      mcp: this.#mcp,
+      host: o.http.host,
+      port: o.http.port,
+      ...(o.http.announceHost === undefined ? {} : { announceHost: o.http.announceHost }),
+      maxBodyBytes: o.http.maxBodyBytes,
+      maxConcurrentCalls: o.http.maxConcurrentCalls,
+      isReady: () => this.#ready,
+      ...(this.#seam.createServer === undefined ? {} : { createServer: this.#seam.createServer }),
+    })
+    await this.#endpoint.start()
+    const { version: _v, http: _h, settleMs: _s, callTimeoutMs: _c, drainGraceMs: _d, handleSignals: _hs, ...gossipOptions } = o
+    this.#gossip = createGossipNode({ ...gossipOptions, advert: this.#advertBody('alive') }, { ...this.#seam.gossip, ...(this.#seam.clock === undefined ? {} : { clock: this.#seam.clock }) })
+    try {
+      await this.#gossip.start({ signal: this.#stopAbort.signal })
+    } catch (err) {
+      await this.#endpoint.stop()
+      throw err
+    }
+    this.#settleUntil = this.#clock.now() + o.settleMs
+    this.#gossip.replica.onChange(() => this.#cache.clear())
+    this.#cache.clear()
+    this.#gossip.ready({ signal: this.#stopAbort.signal }).then(() => { this.#ready = true }, () => {})
+    if (o.handleSignals) {
+      this.#signalHandler = (signal) => {
+        this.#removeSignalHandlers()
+        // Drain, then end the way the signal would have, so exit codes and supervisors see it.
+        this.stop().finally(() => process.kill(process.pid, signal))
+      }
+      process.once('SIGTERM', this.#signalHandler)
+      process.once('SIGINT', this.#signalHandler)
+    }
+  }
+
+  async ready (options: { signal?: AbortSignal } = {}): Promise<void> {
+    await this.gossip.ready(options)
+  }
+
+  stop (): Promise<void> {
+    this.#stopped ??= this.#stop()
+    return this.#stopped
+  }
+
+  async #stop (): Promise<void> {
+    this.#removeSignalHandlers()
+    await this.#started?.catch(() => {})
+    const gossip = this.#gossip
+    const endpoint = this.#endpoint
+    if (gossip !== undefined && endpoint !== undefined) {
+      // Tell the mesh first, so callers stop choosing us while calls in flight finish.
+      await gossip.updateAdvert(this.#advertBody('draining')).catch(() => {})
+      await endpoint.drain(this.options.drainGraceMs)
+    }
+    this.#stopAbort.abort(new MeshError('MESH_ERR_ABORTED', 'the node is stopping'))
+    await endpoint?.stop()
+    await this.#client.close()
+    await gossip?.stop()
+  }
+
+  #removeSignalHandlers (): void {
+    if (this.#signalHandler === undefined) return
+    process.off('SIGTERM', this.#signalHandler)
+    process.off('SIGINT', this.#signalHandler)
+    this.#signalHandler = undefined
+  }
+
+  #advertBody (status: 'alive' | 'draining'): AdvertBody {
+    return {
+      tools: [...this.#tools.values()].map((t) => t.advert),
+      dependencies: this.#dependencies,
+      endpoint: this.#endpoint?.url,
+      status,
+    }
+  }
+
+  /** Resolution cached until the topology changes; round robin rotates within the top tier. */
+  #resolve (specs: ResolutionSpec[], key: string): Resolution {
+    if (this.#gossip === undefined) throw new MeshError('MESH_ERR_NOT_STARTED', 'the node has not been started: await node.start() before calling dependencies')
+    let entry = this.#cache.get(key)
+    if (entry === undefined) {
+      const resolution = this.#resolver.resolve(this.#gossip.replica.members(), specs, key)
+      const top = resolution.ranked[0]
+      const tier = top === undefined ? 0 : resolution.ranked.filter((c) => sameTier(c, top)).length
+      entry = { resolution, tier, turn: 0 }
+      this.#cache.set(key, entry)
+      return resolution
+    }
+    const { resolution, tier } = entry
+    if (tier <= 1) return resolution
+    const pick = ++entry.turn % tier
+    const ranked = [resolution.ranked[pick], ...resolution.ranked.filter((_, i) => i !== pick)]
+    return { ...resolution, selected: ranked[0], ranked }
+  }
+
+  #nextChange (signal: AbortSignal): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const off = this.gossip.replica.onChange(() => { done(); resolve() })
+      const onAbort = (): void => { done(); reject(signal.reason) }
+      const done = (): void => { off(); signal.removeEventListener('abort', onAbort) }
+      if (signal.aborted) { onAbort(); return }
+      signal.addEventListener('abort', onAbort, { once: true })
+    })
+  }
+
+  async #callRemote (c: Candidate, args: unknown, o: { signal: AbortSignal, headers?: Record<string, string>, onProgress?: (p: Progress) => void }): Promise<CallToolResult> {
+    if (c.endpoint === undefined) {
+      throw new MeshError('MESH_ERR_CALL_UNREACHABLE', `${c.agent} advertises no MCP endpoint`, { details: { notSent: true } })
+    }
+    return await this.#client.callTool(c.endpoint, c.tool.name, args, {
+      signal: AbortSignal.any([o.signal, this.#stopAbort.signal]),
+      ...(o.headers === undefined ? {} : { headers: o.headers }),
+      ...(o.onProgress === undefined ? {} : { onProgress: o.onProgress }),
+    })
+  }
+
+  /** A dependency this agent provides itself: run in process, with the same validation. */
+  async #callLocal (name: string, args: unknown, signal: AbortSignal): Promise<CallToolResult> {
+    const tool = this.#tools.get(name)
+    if (tool === undefined) throw new MeshError('MESH_ERR_CALL_NO_PROVIDER', `tool ${name} is not registered on this node`)
+    const parsed = tool.input.safeParse(args ?? {})
+    if (!parsed.success) {
+      return { isError: true, content: [{ type: 'text', text: `Input validation error: Invalid arguments for tool ${name}: ${z.prettifyError(parsed.error)}` }] }
+    }
+    try {
+      return await tool.run(parsed.data, { signal, headers: {}, progress: async () => {} })
+    } catch (err) {
+      return { isError: true, content: [{ type: 'text', text: err instanceof Error ? err.message : String(err) }] }
+    }
+  }
+
+  #offered (): string[] {
+    const out = new Set<string>()
+    for (const m of this.gossip.replica.members()) {
+      if (m.liveness === 'dead' || m.liveness === 'left' || m.advert.status === 'draining') continue
+      for (const t of m.advert.tools) out.add(t.capability)
+    }
+    return [...out].sort()
+  }
+}
+
+function sameTier (a: Candidate, b: Candidate): boolean {
+  return a.liveness === b.liveness && a.score === b.score && semver.eq(a.version, b.version)
+}
+
+/** What a handler returned, as an MCP tool result. Objects also go out as structured content. */
+function toResult (value: unknown): CallToolResult {
+  if (isCallToolResult(value)) return value
+  if (typeof value === 'string') return { content: [{ type: 'text', text: value }] }
+  const text = JSON.stringify(value) ?? 'null'
+  const structured = typeof value === 'object' && value !== null && !Array.isArray(value)
+  return structured
+    ? { content: [{ type: 'text', text }], structuredContent: value as Record<string, unknown> }
+    : { content: [{ type: 'text', text }] }
+}
+
+function isCallToolResult (v: unknown): v is CallToolResult {
+  return typeof v === 'object' && v !== null && Array.isArray((v as { content?: unknown }).content) &&
+    (v as { content: unknown[] }).content.every((c) => typeof c === 'object' && c !== null && typeof (c as { type?: unknown }).type === 'string')
+}

@@ -1,0 +1,190 @@
+import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js'
+import type { z } from 'zod'
+import { MeshError, isMeshError } from '../errors.ts'
+import type { Clock } from '../clock.ts'
+import { normalizeDependency } from '../topology/dependency.ts'
+import type { DependencySpec, ResolutionSpec } from '../topology/dependency.ts'
+import type { Candidate, Resolution } from '../topology/resolver.ts'
+import type { Progress } from './mcp-client.ts'
+
+/**
+ * A dependency as declared on a tool: a capability name, a spec, an ordered list of specs, or
+ * a spec with call options. `output` (a zod schema) types and checks the result.
+ */
+export type DependencyDeclaration = DependencySpec | (ResolutionSpec & {
+  /** Timeout of one call through this dependency, in ms (default: the node's `callTimeoutMs`). */
+  timeout?: number
+  /** Checks and types the result (the provider's structured content). */
+  output?: z.ZodType
+})
+
+/** Options of one call through an injected tool. */
+export interface CallOptions {
+  signal?: AbortSignal
+  /** Overrides the dependency's timeout, in ms. */
+  timeout?: number
+  headers?: Record<string, string>
+  onProgress?: (p: Progress) => void
+}
+
+/** Who served a call. */
+export interface ProviderInfo {
+  agent: string
+  peerId: string
+  tool: string
+  endpoint?: string
+  /** True when the provider was this agent itself (called in process, no network). */
+  local: boolean
+}
+
+/**
+ * An injected remote tool: call it like a function. It resolves its provider from the local
+ * replica on every call (so a better provider is used at once), calls it directly, and returns
+ * the structured result (or the content, when the tool returns no structured content).
+ */
+export interface MeshTool<R = unknown> {
+  (args?: Record<string, unknown>, options?: CallOptions): Promise<R>
+  /** The same call, also saying which provider served it. */
+  invoke(args?: Record<string, unknown>, options?: CallOptions): Promise<{ result: R, provider: ProviderInfo }>
+  /** Whether a provider exists now. */
+  readonly available: boolean
+  /** The capability of the first spec. */
+  readonly capability: string
+  /** The current resolution, with the reasons for every candidate (as `meshctl explain`). */
+  resolve(): Resolution
+}
+
+/** What a MeshTool needs from its node. */
+export interface MeshToolContext {
+  clock: Clock
+  selfPeerId: () => string
+  /** Resolves against the current replica (cached until the topology changes). */
+  resolve: (specs: ResolutionSpec[], key: string) => Resolution
+  /** Resolves on the next topology change, or when `signal` aborts. */
+  nextChange: (signal: AbortSignal) => Promise<void>
+  /** Until when calls with no provider wait for one (the settle window), in clock ms. */
+  settleUntil: () => number
+  callTimeoutMs: number
+  callRemote: (c: Candidate, args: unknown, options: { signal: AbortSignal, headers?: Record<string, string>, onProgress?: (p: Progress) => void }) => Promise<CallToolResult>
+  callLocal: (tool: string, args: unknown, signal: AbortSignal) => Promise<CallToolResult>
+  /** Capabilities offered in the mesh now (for NO_PROVIDER messages). */
+  offered: () => string[]
+  /** Providers that just refused a connection are avoided for a while. */
+  avoid: Map<string, number>
+  avoidMs: number
+}
+
+/** Builds the callable for one declared dependency. */
+export function createMeshTool<R = unknown> (name: string, declaration: DependencyDeclaration, ctx: MeshToolContext): MeshTool<R> {
+  const specs = normalizeDependency(declaration as DependencySpec)
+  const options = (typeof declaration === 'object' && !Array.isArray(declaration) ? declaration : {}) as { output?: z.ZodType, timeout?: number }
+  const { output, timeout } = options
+  const key = JSON.stringify(specs)
+
+  async function invoke (args: Record<string, unknown> = {}, call: CallOptions = {}): Promise<{ result: R, provider: ProviderInfo }> {
+    const ms = call.timeout ?? timeout ?? ctx.callTimeoutMs
+    const signal = call.signal === undefined ? AbortSignal.timeout(ms) : AbortSignal.any([call.signal, AbortSignal.timeout(ms)])
+    const unreachable: MeshError[] = []
+    for (;;) {
+      const resolution = ctx.resolve(specs, key)
+      const order = failoverOrder(resolution.ranked, ctx)
+      for (const c of order) {
+        if (unreachable.some((e) => e.details?.peerId === c.peerId)) continue
+        const local = c.peerId === ctx.selfPeerId()
+        const provider: ProviderInfo = { agent: c.agent, peerId: c.peerId, tool: c.tool.name, local, ...(c.endpoint === undefined ? {} : { endpoint: c.endpoint }) }
+        try {
+          const raw = local
+            ? await ctx.callLocal(c.tool.name, args, signal)
+            : await ctx.callRemote(c, args, { signal, headers: call.headers, onProgress: call.onProgress })
+          return { result: unwrap<R>(raw, name, provider, output), provider }
+        } catch (err) {
+          if (signal.aborted && !isMeshError(err)) throw timeoutOrAbort(signal, name, err)
+          if (!isMeshError(err) || err.details?.notSent !== true) throw err
+          // Refused before anything ran there: mark it and go to the next candidate at once.
+          ctx.avoid.set(c.peerId, ctx.clock.now() + ctx.avoidMs)
+          unreachable.push(new MeshError(err.code, err.message, { cause: err, details: { ...err.details, peerId: c.peerId, agent: c.agent } }))
+        }
+      }
+      if (unreachable.length > 0 && order.length > 0) {
+        throw new MeshError('MESH_ERR_CALL_UNREACHABLE', `every provider of ${name} (${specs[0].capability}) refused the call: ${unreachable.map((e) => e.message).join('; ')}`, {
+          details: { dependency: name, attempts: unreachable.map((e) => e.details) },
+        })
+      }
+      if (ctx.clock.now() >= ctx.settleUntil() || signal.aborted) throw noProvider(name, specs, ctx, signal)
+      // Inside the settle window: wait for the topology to change (or the window to close).
+      const waitFor = AbortSignal.any([signal, AbortSignal.timeout(Math.max(1, ctx.settleUntil() - ctx.clock.now()))])
+      await ctx.nextChange(waitFor).catch(() => {})
+    }
+  }
+
+  const tool = (async (args?: Record<string, unknown>, call?: CallOptions) => (await invoke(args, call)).result) as MeshTool<R>
+  Object.defineProperties(tool, {
+    invoke: { value: invoke },
+    available: { get: () => ctx.resolve(specs, key).ranked.length > 0 },
+    capability: { value: specs[0].capability },
+    resolve: { value: () => ctx.resolve(specs, key) },
+    name: { value: name },
+  })
+  return tool
+}
+
+/** The ranked candidates, providers that just refused moved to the end (still tried last). */
+function failoverOrder (ranked: Candidate[], ctx: MeshToolContext): Candidate[] {
+  if (ctx.avoid.size === 0) return ranked
+  const now = ctx.clock.now()
+  const fresh: Candidate[] = []
+  const avoided: Candidate[] = []
+  for (const c of ranked) {
+    const until = ctx.avoid.get(c.peerId)
+    if (until !== undefined && until <= now) ctx.avoid.delete(c.peerId)
+    ;(until !== undefined && until > now ? avoided : fresh).push(c)
+  }
+  return [...fresh, ...avoided]
+}
+
+/** Turns a tool result into what the caller gets: structured content, else content; errors thrown. */
+function unwrap<R> (r: CallToolResult, dependency: string, provider: ProviderInfo, output: z.ZodType | undefined): R {
+  if (r.isError === true) {
+    const text = r.content.map((c) => (c.type === 'text' ? c.text : '')).join('\n')
+    const invalid = /^(MCP error -32602: )?Input validation error/.test(text)
+    throw new MeshError(invalid ? 'MESH_ERR_CALL_INVALID_ARGS' : 'MESH_ERR_CALL_TOOL_ERROR', `${provider.agent}/${provider.tool} (for ${dependency}): ${text}`, {
+      details: { provider, content: r.content, ...(invalid ? { validation: text } : {}) },
+    })
+  }
+  const value = r.structuredContent ?? r.content
+  if (output === undefined) return value as R
+  const checked = output.safeParse(value)
+  if (!checked.success) {
+    throw new MeshError('MESH_ERR_CALL_FAILED', `${provider.agent}/${provider.tool} returned a result that does not match the declared output of ${dependency}`, {
+      details: { provider, issues: checked.error.issues },
+    })
+  }
+  return checked.data as R
+}
+
+function timeoutOrAbort (signal: AbortSignal, name: string, cause: unknown): MeshError {
+  const reason: unknown = signal.reason
+  return reason instanceof DOMException && reason.name === 'TimeoutError'
+    ? new MeshError('MESH_ERR_CALL_TIMEOUT', `the call through ${name} timed out`, { cause })
+    : new MeshError('MESH_ERR_ABORTED', `the call through ${name} was aborted`, { cause: reason ?? cause })
+}
+
+function noProvider (name: string, specs: ResolutionSpec[], ctx: MeshToolContext, signal: AbortSignal): MeshError {
+  if (signal.aborted) return timeoutOrAbort(signal, name, undefined)
+  const offered = ctx.offered()
+  const wanted = specs.map(describeSpec).join(', then ')
+  const similar = offered.filter((c) => specs.some((s) => c === s.capability))
+  const hint = similar.length > 0
+    ? `the mesh offers ${specs[0].capability}, but no live provider matches the version and tags (see meshctl explain ${specs[0].capability})`
+    : offered.length > 0 ? `the mesh offers: ${offered.join(', ')}` : 'the mesh offers no capabilities yet'
+  return new MeshError('MESH_ERR_CALL_NO_PROVIDER', `no provider for ${name}: wanted ${wanted}; ${hint}`, {
+    details: { dependency: name, capability: specs[0].capability, specs, offered },
+  })
+}
+
+function describeSpec (s: ResolutionSpec): string {
+  const parts = [s.capability]
+  if (s.version !== undefined) parts.push(`version ${s.version}`)
+  if (s.tags !== undefined && s.tags.length > 0) parts.push(`tags ${JSON.stringify(s.tags)}`)
+  return parts.join(' ')
+}
