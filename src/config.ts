@@ -125,7 +125,7 @@ export const HttpOptionsSchema = z.object({
 }).strict()
 
 /** Options of `createMeshNode`: the gossip options plus the endpoint, calls and shutdown. */
-export const MeshNodeOptionsSchema = GossipOptionsSchema.omit({ role: true, ephemeralKey: true }).extend({
+export const MeshNodeOptionsSchema = GossipOptionsSchema.omit({ role: true }).extend({
   /** The agent's own version, shown in MCP `initialize` and `meshctl status`. */
   version: z.string().min(1).max(64).default('1.0.0'),
   http: HttpOptionsSchema.default(HttpOptionsSchema.parse({})),

@@ -1,24 +1,29 @@
 /**
  * A service mesh that lives inside MCP agents: agents gossip signed capability adverts over
- * libp2p, each keeps its own replica of the topology and resolves its dependencies locally.
- * No registry, no sidecar; bootstrap nodes only open the door.
+ * libp2p, each keeps its own replica of the topology, resolves its dependencies locally and
+ * calls providers directly over standard MCP (Streamable HTTP). No registry, no sidecar;
+ * bootstrap nodes only open the door.
  *
  * @example
  * ```ts
- * import { createGossipNode, createResolver } from 'mcp-mesh-p2p'
+ * import { createMeshNode } from 'mcp-mesh-p2p'
+ * import { z } from 'zod'
  *
- * const node = createGossipNode({
- *   name: 'weather-agent',
- *   bootstrap: [process.env.MESH_BOOTSTRAP!],
- *   advert: { tools: [{ name: 'get_weather', capability: 'weather', version: '1.0.0', tags: ['claude'] }] },
- * })
+ * const node = createMeshNode({ name: 'trip-planner', bootstrap: [process.env.MCP_MESH_BOOTSTRAP!] })
+ * node.tool('plan_trip', {
+ *   input: { destination: z.string() },
+ *   dependencies: { weather: { capability: 'weather', tags: ['+claude'] }, hotels: 'hotels' },
+ * }, async (args, { weather, hotels }) => ({ forecast: await weather(args), hotels: await hotels(args) }))
  * await node.start()
- * await node.ready()
- * const r = createResolver().resolve(node.replica.members(), { capability: 'weather', tags: ['+claude'] })
- * console.log(r.selected?.agent)
- * await node.stop()
  * ```
  */
+export { createMeshNode } from './node.ts'
+export type { MeshNode, MeshNodeSeam, ToolSpec, ToolHandler, ToolContext, Injected } from './node.ts'
+export type { MeshTool, CallOptions, CallStats, ProviderInfo, DependencyDeclaration } from './proxy/mesh-tool.ts'
+export { McpHttpClient } from './proxy/mcp-client.ts'
+export type { McpHttpClientInit, RawCallOptions, Progress } from './proxy/mcp-client.ts'
+export { createEndpoint, MCP_PATH } from './server/endpoint.ts'
+export type { Endpoint, EndpointInit } from './server/endpoint.ts'
 export { createGossipNode } from './gossip/gossip-node.ts'
 export type { GossipNode, GossipStats, GossipSeam, AdvertBody } from './gossip/gossip-node.ts'
 export { startBootstrap } from './bootstrap/daemon.ts'
@@ -31,8 +36,8 @@ export { Replica } from './topology/replica.ts'
 export type { ReplicaEntry, ReplicaChange } from './topology/replica.ts'
 export { AdvertSchema, AdvertLimits } from './topology/advert.ts'
 export type { Advert, ToolAdvert, Member, Liveness } from './topology/advert.ts'
-export { GossipOptionsSchema, parseGossipOptions, EnvVars } from './config.ts'
-export type { GossipOptions, GossipOptionsInput } from './config.ts'
+export { GossipOptionsSchema, MeshNodeOptionsSchema, HttpOptionsSchema, parseGossipOptions, parseMeshNodeOptions, EnvVars } from './config.ts'
+export type { GossipOptions, GossipOptionsInput, MeshNodeOptions, MeshNodeOptionsInput } from './config.ts'
 export { MeshError, ErrorCodes, isMeshError } from './errors.ts'
 export type { ErrorCode } from './errors.ts'
 export { systemClock, ManualClock } from './clock.ts'

@@ -4,7 +4,6 @@ import type { AuthInfo } from '@modelcontextprotocol/sdk/server/auth/types.js'
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js'
 import type { buildConnector } from 'undici'
 import { z } from 'zod'
-import semver from 'semver'
 import { parseMeshNodeOptions } from './config.ts'
 import type { MeshNodeOptions, MeshNodeOptionsInput } from './config.ts'
 import { MeshError } from './errors.ts'
@@ -13,7 +12,7 @@ import type { Clock } from './clock.ts'
 import { createGossipNode } from './gossip/gossip-node.ts'
 import type { AdvertBody, GossipNode, GossipSeam } from './gossip/gossip-node.ts'
 import { createResolver } from './topology/resolver.ts'
-import type { Candidate, Resolution } from './topology/resolver.ts'
+import type { Resolution } from './topology/resolver.ts'
 import type { Member, ToolAdvert } from './topology/advert.ts'
 import { ToolAdvertSchema } from './topology/advert.ts'
 import { normalizeDependency } from './topology/dependency.ts'
@@ -24,7 +23,8 @@ import type { Endpoint } from './server/endpoint.ts'
 import { McpHttpClient } from './proxy/mcp-client.ts'
 import type { Progress } from './proxy/mcp-client.ts'
 import { createMeshTool } from './proxy/mesh-tool.ts'
-import type { CallOptions, DependencyDeclaration, MeshTool, MeshToolContext } from './proxy/mesh-tool.ts'
+import { createCaller } from './proxy/caller.ts'
+import type { CallOptions, CallStats, DependencyDeclaration, MeshTool, MeshToolContext } from './proxy/mesh-tool.ts'
 
 /** What a tool handler gets besides its arguments and dependencies. */
 export interface ToolContext {
@@ -80,6 +80,10 @@ export interface MeshNode {
   readonly peerId: string
   /** The agent's MCP endpoint URL (after start). */
   readonly url: string
+  /** Calls this agent made through injected tools: ok, failed by code, failovers. */
+  readonly stats: CallStats
+  /** Requests the endpoint is serving now. */
+  readonly inflight: number
   /** The gossip member underneath (replica, stats, addresses). */
   readonly gossip: GossipNode
   /** Registers a tool (before start). Returns the node, so calls chain. */
@@ -120,9 +124,6 @@ interface LocalTool {
   run: (args: unknown, ctx: ToolContext) => Promise<CallToolResult>
 }
 
-/** Providers that refused a connection are tried last for this long. */
-const AVOID_MS = 10_000
-
 class Node implements MeshNode {
   readonly options: MeshNodeOptions
   readonly #clock: Clock
@@ -131,9 +132,7 @@ class Node implements MeshNode {
   readonly #tools = new Map<string, LocalTool>()
   readonly #dependencies: Array<{ capability: string, version?: string }> = []
   readonly #resolver = createResolver()
-  readonly #cache = new Map<string, { resolution: Resolution, tier: number, turn: number }>()
   readonly #client: McpHttpClient
-  readonly #avoid = new Map<string, number>()
   readonly #toolContext: MeshToolContext
   #gossip?: GossipNode
   #endpoint?: Endpoint
@@ -150,19 +149,15 @@ class Node implements MeshNode {
     this.#clock = seam.clock ?? systemClock
     this.#mcp = new McpServer({ name: this.options.name, version: this.options.version }, { capabilities: { tools: {} } })
     this.#client = new McpHttpClient({ clientName: this.options.name, clientVersion: this.options.version, ...(seam.connect === undefined ? {} : { connect: seam.connect }) })
-    this.#toolContext = {
+    this.#toolContext = createCaller({
+      gossip: () => this.#gossip,
+      client: this.#client,
       clock: this.#clock,
-      selfPeerId: () => this.#gossip?.peerId ?? '',
-      resolve: (specs, key) => this.#resolve(specs, key),
-      nextChange: (signal) => this.#nextChange(signal),
       settleUntil: () => this.#settleUntil,
       callTimeoutMs: this.options.callTimeoutMs,
-      callRemote: (c, args, o) => this.#callRemote(c, args, o),
+      stopSignal: this.#stopAbort.signal,
       callLocal: (tool, args, signal) => this.#callLocal(tool, args, signal),
-      offered: () => this.#offered(),
-      avoid: this.#avoid,
-      avoidMs: AVOID_MS,
-    }
+    })
   }
 
   get gossip (): GossipNode {
@@ -172,6 +167,8 @@ class Node implements MeshNode {
 
   get peerId (): string { return this.#gossip?.peerId ?? '' }
   get url (): string { return this.#endpoint?.url ?? '' }
+  get stats (): CallStats { return this.#toolContext.stats }
+  get inflight (): number { return this.#endpoint?.inflight ?? 0 }
 
   tool<I extends z.ZodRawShape, D extends Record<string, DependencyDeclaration>> (name: string, spec: ToolSpec<I, D>, handler: ToolHandler<I, D>): this {
     if (this.#started !== undefined) throw new MeshError('MESH_ERR_TOOL_INVALID', `tool ${name}: register tools before start()`)
@@ -271,8 +268,6 @@ class Node implements MeshNode {
       throw err
     }
     this.#settleUntil = this.#clock.now() + o.settleMs
-    this.#gossip.replica.onChange(() => this.#cache.clear())
-    this.#cache.clear()
     this.#gossip.ready({ signal: this.#stopAbort.signal }).then(() => { this.#ready = true }, () => {})
     if (o.handleSignals) {
       this.#signalHandler = (signal) => {
@@ -326,46 +321,6 @@ class Node implements MeshNode {
     }
   }
 
-  /** Resolution cached until the topology changes; round robin rotates within the top tier. */
-  #resolve (specs: ResolutionSpec[], key: string): Resolution {
-    if (this.#gossip === undefined) throw new MeshError('MESH_ERR_NOT_STARTED', 'the node has not been started: await node.start() before calling dependencies')
-    let entry = this.#cache.get(key)
-    if (entry === undefined) {
-      const resolution = this.#resolver.resolve(this.#gossip.replica.members(), specs, key)
-      const top = resolution.ranked[0]
-      const tier = top === undefined ? 0 : resolution.ranked.filter((c) => sameTier(c, top)).length
-      entry = { resolution, tier, turn: 0 }
-      this.#cache.set(key, entry)
-      return resolution
-    }
-    const { resolution, tier } = entry
-    if (tier <= 1) return resolution
-    const pick = ++entry.turn % tier
-    const ranked = [resolution.ranked[pick], ...resolution.ranked.filter((_, i) => i !== pick)]
-    return { ...resolution, selected: ranked[0], ranked }
-  }
-
-  #nextChange (signal: AbortSignal): Promise<void> {
-    return new Promise((resolve, reject) => {
-      const off = this.gossip.replica.onChange(() => { done(); resolve() })
-      const onAbort = (): void => { done(); reject(signal.reason) }
-      const done = (): void => { off(); signal.removeEventListener('abort', onAbort) }
-      if (signal.aborted) { onAbort(); return }
-      signal.addEventListener('abort', onAbort, { once: true })
-    })
-  }
-
-  async #callRemote (c: Candidate, args: unknown, o: { signal: AbortSignal, headers?: Record<string, string>, onProgress?: (p: Progress) => void }): Promise<CallToolResult> {
-    if (c.endpoint === undefined) {
-      throw new MeshError('MESH_ERR_CALL_UNREACHABLE', `${c.agent} advertises no MCP endpoint`, { details: { notSent: true } })
-    }
-    return await this.#client.callTool(c.endpoint, c.tool.name, args, {
-      signal: AbortSignal.any([o.signal, this.#stopAbort.signal]),
-      ...(o.headers === undefined ? {} : { headers: o.headers }),
-      ...(o.onProgress === undefined ? {} : { onProgress: o.onProgress }),
-    })
-  }
-
   /** A dependency this agent provides itself: run in process, with the same validation. */
   async #callLocal (name: string, args: unknown, signal: AbortSignal): Promise<CallToolResult> {
     const tool = this.#tools.get(name)
@@ -381,18 +336,6 @@ class Node implements MeshNode {
     }
   }
 
-  #offered (): string[] {
-    const out = new Set<string>()
-    for (const m of this.gossip.replica.members()) {
-      if (m.liveness === 'dead' || m.liveness === 'left' || m.advert.status === 'draining') continue
-      for (const t of m.advert.tools) out.add(t.capability)
-    }
-    return [...out].sort()
-  }
-}
-
-function sameTier (a: Candidate, b: Candidate): boolean {
-  return a.liveness === b.liveness && a.score === b.score && semver.eq(a.version, b.version)
 }
 
 /** What a handler returned, as an MCP tool result. Objects also go out as structured content. */

@@ -27,6 +27,16 @@ export interface CallOptions {
   onProgress?: (p: Progress) => void
 }
 
+/** What a caller counts about its calls through injected tools. */
+export interface CallStats {
+  /** Calls that returned a result. */
+  ok: number
+  /** Calls that failed, by error code. */
+  failed: Record<string, number>
+  /** Times a refused provider was skipped for the next candidate. */
+  failovers: number
+}
+
 /** Who served a call. */
 export interface ProviderInfo {
   agent: string
@@ -69,6 +79,8 @@ export interface MeshToolContext {
   callLocal: (tool: string, args: unknown, signal: AbortSignal) => Promise<CallToolResult>
   /** Capabilities offered in the mesh now (for NO_PROVIDER messages). */
   offered: () => string[]
+  /** Counters of this caller's calls (`node.stats.calls`). */
+  stats: CallStats
   /** Providers that just refused a connection are avoided for a while. */
   avoid: Map<string, number>
   avoidMs: number
@@ -80,6 +92,11 @@ export function createMeshTool<R = unknown> (name: string, declaration: Dependen
   const options = (typeof declaration === 'object' && !Array.isArray(declaration) ? declaration : {}) as { output?: z.ZodType, timeout?: number }
   const { output, timeout } = options
   const key = JSON.stringify(specs)
+  const failed = (err: unknown): unknown => {
+    const code = isMeshError(err) ? err.code : 'OTHER'
+    ctx.stats.failed[code] = (ctx.stats.failed[code] ?? 0) + 1
+    return err
+  }
 
   async function invoke (args: Record<string, unknown> = {}, call: CallOptions = {}): Promise<{ result: R, provider: ProviderInfo }> {
     const ms = call.timeout ?? timeout ?? ctx.callTimeoutMs
@@ -96,21 +113,24 @@ export function createMeshTool<R = unknown> (name: string, declaration: Dependen
           const raw = local
             ? await ctx.callLocal(c.tool.name, args, signal)
             : await ctx.callRemote(c, args, { signal, headers: call.headers, onProgress: call.onProgress })
-          return { result: unwrap<R>(raw, name, provider, output), provider }
+          const result = unwrap<R>(raw, name, provider, output)
+          ctx.stats.ok++
+          return { result, provider }
         } catch (err) {
-          if (signal.aborted && !isMeshError(err)) throw timeoutOrAbort(signal, name, err)
-          if (!isMeshError(err) || err.details?.notSent !== true) throw err
+          if (signal.aborted && !isMeshError(err)) throw failed(timeoutOrAbort(signal, name, err))
+          if (!isMeshError(err) || err.details?.notSent !== true) throw failed(err)
+          ctx.stats.failovers++
           // Refused before anything ran there: mark it and go to the next candidate at once.
           ctx.avoid.set(c.peerId, ctx.clock.now() + ctx.avoidMs)
           unreachable.push(new MeshError(err.code, err.message, { cause: err, details: { ...err.details, peerId: c.peerId, agent: c.agent } }))
         }
       }
       if (unreachable.length > 0 && order.length > 0) {
-        throw new MeshError('MESH_ERR_CALL_UNREACHABLE', `every provider of ${name} (${specs[0].capability}) refused the call: ${unreachable.map((e) => e.message).join('; ')}`, {
+        throw failed(new MeshError('MESH_ERR_CALL_UNREACHABLE', `every provider of ${name} (${specs[0].capability}) refused the call: ${unreachable.map((e) => e.message).join('; ')}`, {
           details: { dependency: name, attempts: unreachable.map((e) => e.details) },
-        })
+        }))
       }
-      if (ctx.clock.now() >= ctx.settleUntil() || signal.aborted) throw noProvider(name, specs, ctx, signal)
+      if (ctx.clock.now() >= ctx.settleUntil() || signal.aborted) throw failed(noProvider(name, specs, ctx, signal))
       // Inside the settle window: wait for the topology to change (or the window to close).
       const waitFor = AbortSignal.any([signal, AbortSignal.timeout(Math.max(1, ctx.settleUntil() - ctx.clock.now()))])
       await ctx.nextChange(waitFor).catch(() => {})

@@ -1,0 +1,19 @@
+// The hotels provider.
+import { createMeshNode } from 'mcp-mesh-p2p'
+import { Hotels, TripInput, delay, seed } from './shapes.ts'
+
+const node = createMeshNode({ name: 'hotels' })
+
+node.tool('find_hotels', {
+  capability: 'hotels',
+  description: 'Hotels with rooms for the dates',
+  input: TripInput,
+  output: Hotels.shape,
+}, async ({ destination }) => {
+  await delay()
+  const base = 80 + (seed(destination) % 120)
+  return { hotels: [{ name: `Grand ${destination}`, pricePerNight: base + 90 }, { name: `${destination} Central Inn`, pricePerNight: base }], by: 'hotels' }
+})
+
+await node.start()
+console.log(`hotels serving at ${node.url}`)

@@ -1,0 +1,22 @@
+// The shapes the trip-planner agents exchange: declared once, used by providers and consumers.
+import { z } from 'zod'
+
+/** What every trip tool takes. */
+export const TripInput = { destination: z.string().min(1), dates: z.string().min(1) }
+
+export const Forecast = z.object({ destination: z.string(), summary: z.string(), highC: z.number(), by: z.string() })
+export const Hotels = z.object({ hotels: z.array(z.object({ name: z.string(), pricePerNight: z.number() })), by: z.string() })
+export const Flights = z.object({ flights: z.array(z.object({ flight: z.string(), departs: z.string() })), by: z.string() })
+
+/** A small deterministic number from a string, so answers differ by destination but not by run. */
+export function seed (s: string): number {
+  let h = 7
+  for (const c of s) h = (h * 31 + c.charCodeAt(0)) % 997
+  return h
+}
+
+/** Tests make calls slow to observe draining. */
+export const delay = async (): Promise<void> => {
+  const ms = Number(process.env.TRIP_DELAY_MS ?? 0)
+  if (ms > 0) await new Promise((resolve) => setTimeout(resolve, ms))
+}

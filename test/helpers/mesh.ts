@@ -1,0 +1,27 @@
+// In-process mesh nodes for tests: real libp2p over loopback TCP, real HTTP, no key files.
+import type { MeshNodeOptionsInput } from '../../src/config.ts'
+import { createMeshNode } from '../../src/node.ts'
+import type { MeshNode } from '../../src/node.ts'
+
+/** Options every in-process test node shares: its own mesh name, throwaway keys, no signal handlers. */
+export function testNodeOptions (mesh: string, name: string, extra: Partial<MeshNodeOptionsInput> = {}): MeshNodeOptionsInput {
+  return { mesh, name, ephemeralKey: true, colocated: true, handleSignals: false, settleMs: 0, ...extra }
+}
+
+/** Creates a node, lets `define` register its tools, starts it and waits for its first sync. */
+export async function startNode (mesh: string, name: string, define: (n: MeshNode) => void, extra: Partial<MeshNodeOptionsInput> = {}): Promise<MeshNode> {
+  const node = createMeshNode(testNodeOptions(mesh, name, extra))
+  define(node)
+  await node.start()
+  await node.ready()
+  return node
+}
+
+/** Polls `check` until it returns true, failing after `ms`. */
+export async function until (check: () => boolean | Promise<boolean>, ms = 10_000, what = 'condition'): Promise<void> {
+  const deadline = Date.now() + ms
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await new Promise((resolve) => setTimeout(resolve, 25))
+  }
+}

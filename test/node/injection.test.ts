@@ -1,0 +1,123 @@
+// Injection between in-process agents over real libp2p (TCP) and real HTTP.
+import t from 'tap'
+import { z } from 'zod'
+import { request } from 'undici'
+import { createMeshNode } from '../../src/node.ts'
+import type { MeshNode } from '../../src/node.ts'
+import { testNodeOptions, startNode, until } from '../helpers/mesh.ts'
+
+const MESH = `inject-${process.pid}`
+const Forecast = z.object({ city: z.string(), tempC: z.number(), by: z.string() })
+const nodes: MeshNode[] = []
+t.teardown(async () => { await Promise.all(nodes.map((n) => n.stop())) })
+
+function weather (name: string, tags: string[], tempC: number) {
+  return (n: MeshNode): void => {
+    n.tool('get_weather', { capability: 'weather', tags, input: { city: z.string() }, output: { city: z.string(), tempC: z.number(), by: z.string() } },
+      ({ city }) => ({ city, tempC, by: name }))
+  }
+}
+
+const first = await startNode(MESH, 'weather-basic', weather('weather-basic', ['basic'], 10))
+nodes.push(first)
+const join = { bootstrap: first.gossip.addrs }
+
+t.test('a dependency is injected, called directly, and its result typed by the declared output', async (t) => {
+  const planner = await startNode(MESH, 'planner', (n) => {
+    n.tool('plan_trip', {
+      input: { city: z.string() },
+      dependencies: { weather: { capability: 'weather', output: Forecast } },
+    }, async ({ city }, { weather }) => {
+      const { result, provider } = await weather.invoke({ city })
+      return { forecast: result, via: provider.agent, available: weather.available }
+    })
+  }, join)
+  nodes.push(planner)
+  await until(() => planner.explain('weather').selected !== null, 10_000, 'planner sees weather')
+  const out = await planner.call<{ forecast: z.infer<typeof Forecast>, via: string, available: boolean }>('plan_trip', { city: 'Oslo' })
+  t.same(out, { forecast: { city: 'Oslo', tempC: 10, by: 'weather-basic' }, via: 'weather-basic', available: true })
+  const invoked = await planner.dependency('plan_trip').invoke({ city: 'Rome' })
+  t.equal(invoked.provider.local, true, 'a dependency on the agent\'s own capability runs in process')
+  t.equal(invoked.provider.agent, 'planner')
+})
+
+t.test('a better provider that appears is used on the next call, with no restart', async (t) => {
+  const caller = await startNode(MESH, 'caller-better', () => {}, join)
+  nodes.push(caller)
+  const w = caller.dependency<z.infer<typeof Forecast>>({ capability: 'weather', tags: ['+claude'] })
+  await until(() => w.available, 10_000, 'weather available')
+  t.equal((await w({ city: 'x' })).by, 'weather-basic')
+  const claude = await startNode(MESH, 'weather-claude', weather('weather-claude', ['claude'], 20), join)
+  nodes.push(claude)
+  await until(() => caller.explain({ capability: 'weather', tags: ['+claude'] }).selected?.agent === 'weather-claude', 10_000, 'claude provider seen')
+  t.equal((await w({ city: 'x' })).by, 'weather-claude', 'the preferred provider serves the next call')
+  t.equal((await w({ city: 'y' })).by, 'weather-claude')
+})
+
+t.test('equal providers share the load by round robin', async (t) => {
+  const twin = await startNode(MESH, 'weather-basic-2', weather('weather-basic-2', ['basic'], 10), join)
+  nodes.push(twin)
+  const caller = await startNode(MESH, 'caller-rr', () => {}, join)
+  nodes.push(caller)
+  const w = caller.dependency<z.infer<typeof Forecast>>({ capability: 'weather', tags: ['basic'] })
+  await until(() => caller.explain({ capability: 'weather', tags: ['basic'] }).ranked.length === 2, 10_000, 'both basic providers seen')
+  const served = new Set<string>()
+  for (let i = 0; i < 6; i++) served.add((await w({ city: 'z' })).by)
+  t.same([...served].sort(), ['weather-basic', 'weather-basic-2'])
+})
+
+t.test('NO_PROVIDER names the capability, the filters and what the mesh offers', async (t) => {
+  const caller = await startNode(MESH, 'caller-none', () => {}, join)
+  nodes.push(caller)
+  await until(() => caller.explain('weather').selected !== null, 10_000, 'weather seen')
+  const err = await caller.call({ capability: 'weather', tags: ['gpt'], version: '^2' }, { city: 'x' }).catch((e: unknown) => e)
+  t.match(err, { code: 'MESH_ERR_CALL_NO_PROVIDER', details: { capability: 'weather', specs: [{ capability: 'weather', tags: ['gpt'], version: '^2' }] } })
+  t.match((err as Error).message, /weather version \^2 tags \["gpt"\]/)
+  t.match((err as Error).message, /meshctl explain weather/)
+  const none = await caller.call('translate', {}).catch((e: unknown) => e)
+  t.match(none, { code: 'MESH_ERR_CALL_NO_PROVIDER' })
+  t.ok(((none as { details: { offered: string[] } }).details.offered).includes('weather'), 'it lists what the mesh offers instead')
+  t.equal(caller.dependency('translate').available, false)
+})
+
+t.test('the settle window lets an early call wait for its first provider', async (t) => {
+  const caller = createMeshNode(testNodeOptions(MESH, 'caller-settle', { ...join, settleMs: 15_000 }))
+  nodes.push(caller)
+  await caller.start()
+  const started = Date.now()
+  const pending = caller.call<{ word: string }>('late_capability', { word: 'hello' })
+  await new Promise((resolve) => setTimeout(resolve, 500))
+  const late = await startNode(MESH, 'late', (n) => {
+    n.tool('late_tool', { capability: 'late_capability', input: { word: z.string() } }, ({ word }) => ({ word }))
+  }, join)
+  nodes.push(late)
+  t.same(await pending, { word: 'hello' }, 'the call waited and was served')
+  t.ok(Date.now() - started < 15_000, 'served before the window closed')
+})
+
+t.test('bad arguments fail with MESH_ERR_CALL_INVALID_ARGS and the validation message', async (t) => {
+  const caller = await startNode(MESH, 'caller-bad', () => {}, join)
+  nodes.push(caller)
+  await until(() => caller.dependency('weather').available, 10_000, 'weather seen')
+  const err = await caller.call('weather', { city: 42 }).catch((e: unknown) => e)
+  t.match(err, { code: 'MESH_ERR_CALL_INVALID_ARGS' })
+  t.match((err as { details: { validation: string } }).details.validation, /city/)
+})
+
+t.test('readyz is 503 until the first sync with the mesh', async (t) => {
+  const lonely = createMeshNode(testNodeOptions(MESH, 'lonely', { bootstrap: ['/ip4/127.0.0.1/tcp/9/p2p/12D3KooWLmbNTmpTYWh5ZtY2x8fjJ8yhLGRKmMsZVsvoyYV1pqH4'] }))
+  nodes.push(lonely)
+  await lonely.start()
+  const res = await request(lonely.url.replace('/mcp', '/readyz'))
+  t.equal(res.statusCode, 503)
+  t.same(await res.body.json(), { status: 'starting' })
+})
+
+t.test('tools are validated when declared', async (t) => {
+  const n = createMeshNode(testNodeOptions(MESH, 'bad-tools'))
+  t.throws(() => n.tool('x', { version: 'one' }, () => 1), { code: 'MESH_ERR_TOOL_INVALID' })
+  t.throws(() => n.tool('y', { dependencies: { d: { capability: '' } } }, () => 1), { code: 'MESH_ERR_TOOL_INVALID' })
+  n.tool('z', {}, () => 1)
+  t.throws(() => n.tool('z', {}, () => 1), { code: 'MESH_ERR_TOOL_INVALID' }, 'a name is taken once')
+  t.throws(() => createMeshNode(testNodeOptions(MESH, 'bad-opts', { http: { port: -1 } })), { code: 'MESH_ERR_CONFIG_INVALID', details: { fields: ['http.port'] } })
+})

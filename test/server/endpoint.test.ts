@@ -1,0 +1,178 @@
+// The agent's MCP endpoint over real HTTP: the stock SDK client, raw requests, limits, health, drain.
+import t from 'tap'
+import { z } from 'zod'
+import { request } from 'undici'
+import { Client } from '@modelcontextprotocol/sdk/client/index.js'
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js'
+import { createMeshNode } from '../../src/node.ts'
+import type { MeshNode } from '../../src/node.ts'
+import { McpHttpClient } from '../../src/proxy/mcp-client.ts'
+import { testNodeOptions, until } from '../helpers/mesh.ts'
+
+const MESH = `endpoint-${process.pid}`
+let release!: () => void
+let gate = new Promise<void>((resolve) => { release = resolve })
+let slowAborted = 0
+
+function define (n: MeshNode): void {
+  n.tool('echo', {
+    description: 'Echoes a word',
+    input: { word: z.string().min(1), times: z.number().int().min(1).max(3).default(1) },
+    output: { echoed: z.string() },
+  }, ({ word, times }) => ({ echoed: Array(times).fill(word).join(' ') }))
+  n.tool('count', { input: { to: z.number().int().max(10) } }, async ({ to }, _deps, ctx) => {
+    for (let i = 1; i <= to; i++) await ctx.progress({ progress: i, total: to, message: `step ${i}` })
+    return { counted: to }
+  })
+  n.tool('slow', {}, async (_args, _deps, ctx) => {
+    ctx.signal.addEventListener('abort', () => { slowAborted++ })
+    await Promise.race([gate, new Promise((resolve) => ctx.signal.addEventListener('abort', resolve))])
+    return 'done'
+  })
+  n.tool('fails', {}, () => { throw new Error('the tool broke') })
+}
+
+const node = createMeshNode(testNodeOptions(MESH, 'endpoint', { http: { maxBodyBytes: 2048, maxConcurrentCalls: 2 }, drainGraceMs: 5_000 }))
+define(node)
+t.teardown(() => node.stop())
+
+const post = async (body: unknown, headers: Record<string, string> = {}): Promise<{ status: number, type: string, text: string }> => {
+  const res = await request(node.url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', ...headers },
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+  })
+  return { status: res.statusCode, type: String(res.headers['content-type'] ?? ''), text: await res.body.text() }
+}
+const call = (name: string, args: unknown, id = 1): unknown => ({ jsonrpc: '2.0', id, method: 'tools/call', params: { name, arguments: args } })
+
+t.test('readyz says starting before start, ready after the first sync', async (t) => {
+  await node.start()
+  await node.ready()
+  await until(async () => (await request(node.url.replace('/mcp', '/readyz'))).statusCode === 200, 5_000, 'readyz')
+  const health = await request(node.url.replace('/mcp', '/healthz'))
+  t.equal(health.statusCode, 200)
+  t.same(await health.body.json(), { status: 'ok' })
+})
+
+t.test('the stock MCP SDK client lists and calls tools', async (t) => {
+  const client = new Client({ name: 'stock', version: '1.0.0' })
+  const transport = new StreamableHTTPClientTransport(new URL(node.url))
+  await client.connect(transport)
+  const { tools } = await client.listTools()
+  t.same(tools.map((x) => x.name).sort(), ['count', 'echo', 'fails', 'slow'])
+  const echo = tools.find((x) => x.name === 'echo')!
+  t.same(echo.inputSchema.required, ['word'], 'the input JSON schema is published')
+  t.equal((echo.inputSchema.properties as Record<string, { type?: string }>).word.type, 'string')
+  t.ok(echo.outputSchema, 'the output schema is published')
+  const r = await client.callTool({ name: 'echo', arguments: { word: 'hi', times: 2 } })
+  t.same(r.structuredContent, { echoed: 'hi hi' })
+
+  const progress: number[] = []
+  const counted = await client.callTool({ name: 'count', arguments: { to: 3 } }, undefined, { onprogress: (p) => { progress.push(p.progress) } })
+  t.same(counted.structuredContent, { counted: 3 })
+  t.same(progress, [1, 2, 3], 'progress notifications reach the stock client on the POST stream')
+  await client.close()
+})
+
+t.test('bad arguments come back as an MCP tool error with the validation details', async (t) => {
+  const res = await post(call('echo', { word: '', times: 9 }))
+  t.equal(res.status, 200)
+  const body = JSON.parse(res.text) as { id: number, result: { isError: boolean, content: Array<{ text: string }> } }
+  t.equal(body.id, 1, 'the client\'s own request ID comes back')
+  t.equal(body.result.isError, true)
+  t.match(body.result.content[0].text, /Input validation error/)
+  t.match(body.result.content[0].text, /word/)
+  t.match(body.result.content[0].text, /times/)
+
+  const client = new McpHttpClient({ clientName: 'lean' })
+  t.teardown(() => client.close())
+  const lean = await client.callTool(node.url, 'echo', { word: 3 }, { timeoutMs: 5_000 })
+  t.equal(lean.isError, true)
+  const unknown = await client.callTool(node.url, 'nope', {}, { timeoutMs: 5_000 })
+  t.equal(unknown.isError, true, 'an unknown tool is a tool error')
+  const broke = await client.callTool(node.url, 'fails', {}, { timeoutMs: 5_000 })
+  t.match(broke.content[0], { type: 'text', text: 'the tool broke' })
+})
+
+t.test('protocol rules: JSON and SSE answers, batches, parse errors, methods, versions', async (t) => {
+  const progress = await post({ jsonrpc: '2.0', id: 'p', method: 'tools/call', params: { name: 'count', arguments: { to: 2 }, _meta: { progressToken: 'tok' } } })
+  t.match(progress.type, /text\/event-stream/, 'a call that reports progress is answered on an SSE stream')
+  const events = progress.text.split('\n').filter((l) => l.startsWith('data: ')).map((l) => JSON.parse(l.slice(6)) as { method?: string, id?: string, params?: { progressToken?: string } })
+  t.same(events.map((e) => e.method ?? `answer:${e.id}`), ['notifications/progress', 'notifications/progress', 'answer:p'])
+  t.equal(events[0].params?.progressToken, 'tok')
+
+  const batch = await post([call('echo', { word: 'a' }, 1), call('echo', { word: 'b' }, 2)])
+  const answers = JSON.parse(batch.text) as Array<{ id: number, result: { structuredContent: unknown } }>
+  t.same(answers.map((a) => [a.id, a.result.structuredContent]), [[1, { echoed: 'a' }], [2, { echoed: 'b' }]], 'a batch is answered in order')
+
+  t.equal((await post('{nope')).status, 400, 'malformed JSON is a 400 parse error')
+  t.match(JSON.parse((await post('{nope')).text), { error: { code: -32700 } })
+  t.equal((await post({ hello: 1 })).status, 400, 'a non-JSON-RPC body is a 400')
+  t.equal((await post({ jsonrpc: '2.0', method: 'notifications/initialized' })).status, 202, 'notifications are accepted with 202')
+  t.equal((await post(call('echo', { word: 'a' }), { 'content-type': 'text/plain' })).status, 415)
+  t.equal((await post(call('echo', { word: 'a' }), { 'mcp-protocol-version': '1999-01-01' })).status, 400, 'an unsupported protocol version is refused')
+  const get = await request(node.url)
+  t.equal(get.statusCode, 405, 'no server-initiated stream: GET is 405')
+  await get.body.dump()
+})
+
+t.test('body size and concurrency limits refuse with clear errors', async (t) => {
+  const big = await post(call('echo', { word: 'x'.repeat(4096) }))
+  t.equal(big.status, 413)
+  t.match(JSON.parse(big.text), { error: { data: { code: 'MESH_ERR_SERVER_BODY_TOO_LARGE' } } })
+
+  gate = new Promise<void>((resolve) => { release = resolve })
+  const a = post(call('slow', {}, 1))
+  const b = post(call('slow', {}, 2))
+  await until(() => endpointInflight() >= 2, 5_000, 'two slow calls in flight')
+  const busy = await post(call('echo', { word: 'x' }))
+  t.equal(busy.status, 503, 'a third concurrent request is refused')
+  t.match(JSON.parse(busy.text), { error: { data: { code: 'MESH_ERR_SERVER_BUSY' } } })
+  const client = new McpHttpClient({ clientName: 'lean' })
+  t.teardown(() => client.close())
+  await t.rejects(client.callTool(node.url, 'echo', { word: 'x' }, { timeoutMs: 5_000 }), { code: 'MESH_ERR_SERVER_BUSY' }, 'the lean client reports the mesh code')
+  release()
+  t.same((await Promise.all([a, b])).map((r) => r.status), [200, 200])
+})
+
+t.test('a client that disconnects aborts its handler', async (t) => {
+  gate = new Promise<void>((resolve) => { release = resolve })
+  const before = slowAborted
+  const ac = new AbortController()
+  const pending = request(node.url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
+    body: JSON.stringify(call('slow', {})),
+    signal: ac.signal,
+  }).catch(() => undefined)
+  await until(() => endpointInflight() >= 1, 5_000, 'slow call in flight')
+  ac.abort()
+  await pending
+  await until(() => slowAborted > before, 5_000, 'handler signal aborted')
+  t.equal(endpointInflight(), 0, 'nothing is left in flight')
+  release()
+})
+
+t.test('drain: a call in flight completes, new calls are refused, readyz says draining', async (t) => {
+  gate = new Promise<void>((resolve) => { release = resolve })
+  const inflight = post(call('slow', {}))
+  await until(() => endpointInflight() >= 1, 5_000, 'slow call in flight')
+  const stopping = node.stop()
+  await until(async () => (await request(node.url.replace('/mcp', '/readyz'))).statusCode === 503, 5_000, 'readyz 503')
+  const ready = await request(node.url.replace('/mcp', '/readyz'))
+  t.same(await ready.body.json(), { status: 'draining' })
+  const refused = await post(call('echo', { word: 'late' }))
+  t.equal(refused.status, 503)
+  t.match(JSON.parse(refused.text), { error: { data: { code: 'MESH_ERR_SERVER_DRAINING' } } })
+  release()
+  const done = await inflight
+  t.equal(done.status, 200, 'the call in flight finished')
+  t.match(JSON.parse(done.text), { result: { content: [{ text: 'done' }] } })
+  await stopping
+  await t.rejects(request(node.url.replace('/mcp', '/healthz')), 'the listener is closed after the drain')
+})
+
+function endpointInflight (): number {
+  return node.inflight
+}
