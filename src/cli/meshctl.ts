@@ -1,13 +1,18 @@
-import { createGossipNode } from '../gossip/gossip-node.ts'
-import type { GossipNode } from '../gossip/gossip-node.ts'
 import { createResolver, formatExplanation } from '../topology/resolver.ts'
 import type { ReplicaEntry } from '../topology/replica.ts'
-import { isMeshError, MeshError } from '../errors.ts'
+import { isMeshError } from '../errors.ts'
 import { Exit, UsageError, commaList, painter, parse } from './args.ts'
+import { common, observe } from './observe.ts'
+import { call, CALL_HELP } from './call.ts'
+import { status, STATUS_HELP } from './status.ts'
+import { start, START_HELP } from './start.ts'
 
 const HELP = `Usage: meshctl <command> [options]
 
 Commands:
+  start <agent files...>    runs agents as processes (and a local bootstrap when none is given)
+  call <capability> [json]  calls a capability and prints the result and which agent served it
+  status <agent>            one agent: liveness, endpoint, readiness, tools, dependencies
   list                      agents, capabilities, tags, versions, endpoints and liveness
   explain <capability>      how a dependency on <capability> resolves, and why
 
@@ -19,8 +24,8 @@ Common options:
   -h, --help                help for a command
 
 meshctl joins the mesh as an observer (no advert, a throwaway identity), takes a snapshot of the
-topology and prints it. Exit codes: 0 ok, 1 failed, 2 usage error, 3 mesh unreachable,
-4 (explain) no provider.`
+topology and works from it. Exit codes: 0 ok, 1 failed, 2 usage error, 3 mesh unreachable,
+4 no provider (explain, call) or no such agent (status). Run meshctl <command> --help for more.`
 
 const LIST_HELP = `Usage: meshctl list [--all] [--json] [--bootstrap <multiaddr>] [--mesh <name>]
 
@@ -33,31 +38,6 @@ Runs the resolver exactly as an agent would and prints every provider considered
 why it was rejected.
   --tags     comma list: tag (required), +tag (preferred), -tag (excluded), a|b (one of a or b)
   --version  a semver range, for example ^1.2 or >=2`
-
-const common = {
-  bootstrap: { type: 'string', multiple: true },
-  mesh: { type: 'string' },
-  timeout: { type: 'string' },
-  json: { type: 'boolean' },
-  help: { type: 'boolean', short: 'h' },
-} as const
-
-async function observe (values: { bootstrap?: string[], mesh?: string, timeout?: string }): Promise<GossipNode> {
-  const bootstrap = commaList(values.bootstrap)
-  const env = commaList(process.env.MCP_MESH_BOOTSTRAP)
-  if (bootstrap.length === 0 && env.length === 0) throw new UsageError('no mesh to join: pass --bootstrap <multiaddr> or set MCP_MESH_BOOTSTRAP')
-  const timeout = Number(values.timeout ?? 5_000)
-  if (!Number.isInteger(timeout) || timeout <= 0) throw new UsageError(`--timeout must be a positive number of milliseconds, got "${values.timeout}"`)
-  const node = createGossipNode({ name: 'meshctl', role: 'observer', ephemeralKey: true, mesh: values.mesh, bootstrap: bootstrap.length > 0 ? bootstrap : undefined })
-  await node.start()
-  try {
-    await node.ready({ signal: AbortSignal.timeout(timeout) })
-  } catch (err) {
-    await node.stop()
-    throw new MeshError('MESH_ERR_JOIN_FAILED', `could not reach the mesh within ${timeout} ms through ${(bootstrap.length > 0 ? bootstrap : env).join(', ')}`, { cause: err })
-  }
-  return node
-}
 
 function memberJson (e: ReplicaEntry) {
   const a = e.advert
@@ -110,13 +90,21 @@ async function main (argv: string[]): Promise<number> {
   const [command, ...rest] = argv
   if (command === undefined || command === '-h' || command === '--help' || command === 'help') { console.log(HELP); return command === undefined ? Exit.usage : Exit.ok }
   if (command === 'list') return list(rest)
+  if (command === 'call') return call(rest)
+  if (command === 'status') return status(rest)
+  if (command === 'start') return start(rest)
   if (command === 'explain') return explain(rest)
   throw new UsageError(`unknown command "${command}"`)
 }
 
 main(process.argv.slice(2)).then((code) => { process.exitCode = code }, (err: unknown) => {
-  if (err instanceof UsageError) { console.error(`meshctl: ${err.message}\n\n${HELP}`); process.exitCode = Exit.usage; return }
+  if (err instanceof UsageError) {
+    const helps: Record<string, string> = { list: LIST_HELP, explain: EXPLAIN_HELP, call: CALL_HELP, status: STATUS_HELP, start: START_HELP }
+    console.error(`meshctl: ${err.message}\n\n${helps[process.argv[2] ?? ''] ?? HELP}`)
+    process.exitCode = Exit.usage
+    return
+  }
   if (isMeshError(err, 'MESH_ERR_RESOLVE_INVALID_SPEC')) { console.error(`meshctl: ${err.message}`); process.exitCode = Exit.usage; return }
   console.error(`meshctl: ${isMeshError(err) ? `${err.code}: ` : ''}${(err as Error).message}`)
-  process.exitCode = isMeshError(err, 'MESH_ERR_JOIN_FAILED') ? Exit.unreachable : Exit.failure
+  process.exitCode = isMeshError(err, 'MESH_ERR_JOIN_FAILED') ? Exit.unreachable : isMeshError(err, 'MESH_ERR_CALL_NO_PROVIDER') ? Exit.noProvider : Exit.failure
 })

@@ -1,0 +1,64 @@
+import { systemClock } from '../clock.ts'
+import { McpHttpClient } from '../proxy/mcp-client.ts'
+import { createCaller } from '../proxy/caller.ts'
+import { createMeshTool } from '../proxy/mesh-tool.ts'
+import { Exit, UsageError, commaList, painter, parse } from './args.ts'
+import { common, observe } from './observe.ts'
+
+export const CALL_HELP = `Usage: meshctl call <capability> [json-arguments] [options]
+
+Resolves <capability> exactly as an agent would, calls the chosen provider directly over MCP and
+prints the result, then which agent served it. A provider that refuses the connection is skipped
+for the next one.
+  --tags <list>          tag (required), +tag (preferred), -tag (excluded), a|b (one of)
+  --version <range>      a semver range, for example ^1.2
+  --call-timeout <ms>    how long the call may take (default 30000)
+  --json                 print {"result", "provider", "ms"} as JSON
+  --bootstrap, --mesh, --timeout (join timeout, ms) as for every command
+
+Example: meshctl call plan_trip '{"destination":"Lisbon","dates":"May 3-7"}'
+Exit codes: 0 ok, 1 the call failed (tool error, timeout, refused), 2 usage, 3 mesh unreachable,
+4 no provider.`
+
+/** `meshctl call`: one call through the mesh from the command line. */
+export async function call (argv: string[]): Promise<number> {
+  const { values, positionals } = parse(argv, { ...common, tags: { type: 'string', multiple: true }, version: { type: 'string' }, 'call-timeout': { type: 'string' } })
+  if (values.help === true) { console.log(CALL_HELP); return Exit.ok }
+  const [capability, json] = positionals
+  if (capability === undefined) throw new UsageError('call needs a capability, for example: meshctl call weather \'{"destination":"Oslo"}\'')
+  let args: Record<string, unknown> = {}
+  if (json !== undefined) {
+    try {
+      args = JSON.parse(json) as Record<string, unknown>
+    } catch (err) {
+      throw new UsageError(`the arguments are not JSON (${(err as Error).message}); quote them, for example '{"city":"Oslo"}'`)
+    }
+    if (typeof args !== 'object' || args === null || Array.isArray(args)) throw new UsageError('the arguments must be a JSON object')
+  }
+  const callTimeoutMs = Number(values['call-timeout'] ?? 30_000)
+  if (!Number.isInteger(callTimeoutMs) || callTimeoutMs <= 0) throw new UsageError(`--call-timeout must be a positive number of milliseconds, got "${values['call-timeout']}"`)
+  const tags = commaList(values.tags).map((t) => t.includes('|') ? t.split('|') : t)
+  const spec = { capability, ...(tags.length > 0 ? { tags } : {}), ...(values.version !== undefined ? { version: values.version } : {}) }
+
+  const node = await observe(values)
+  const client = new McpHttpClient({ clientName: 'meshctl' })
+  const stop = new AbortController()
+  try {
+    const context = createCaller({ gossip: () => node, client, clock: systemClock, settleUntil: () => 0, callTimeoutMs, stopSignal: stop.signal })
+    const started = performance.now()
+    const { result, provider } = await createMeshTool(capability, spec, context).invoke(args)
+    const ms = Math.round((performance.now() - started) * 10) / 10
+    if (values.json === true) {
+      console.log(JSON.stringify({ result, provider, ms }, null, 2))
+    } else {
+      console.log(typeof result === 'string' ? result : JSON.stringify(result, null, 2))
+      const p = painter()
+      console.log(p.dim(`served by ${provider.agent} (${provider.tool} at ${provider.endpoint ?? 'in process'}) in ${ms} ms`))
+    }
+    return Exit.ok
+  } finally {
+    stop.abort()
+    await client.close()
+    await node.stop()
+  }
+}

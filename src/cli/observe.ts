@@ -1,0 +1,32 @@
+import { createGossipNode } from '../gossip/gossip-node.ts'
+import type { GossipNode } from '../gossip/gossip-node.ts'
+import { MeshError } from '../errors.ts'
+import { UsageError, commaList } from './args.ts'
+
+/** Options every command that reads the mesh shares. */
+export const common = {
+  bootstrap: { type: 'string', multiple: true },
+  mesh: { type: 'string' },
+  timeout: { type: 'string' },
+  json: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+} as const
+
+/** Joins as an observer (no advert, throwaway key) and waits for the first sync. */
+export async function observe (values: { bootstrap?: string[], mesh?: string, timeout?: string }): Promise<GossipNode> {
+  const bootstrap = commaList(values.bootstrap)
+  const env = commaList(process.env.MCP_MESH_BOOTSTRAP)
+  if (bootstrap.length === 0 && env.length === 0) throw new UsageError('no mesh to join: pass --bootstrap <multiaddr> or set MCP_MESH_BOOTSTRAP')
+  const timeout = Number(values.timeout ?? 5_000)
+  if (!Number.isInteger(timeout) || timeout <= 0) throw new UsageError(`--timeout must be a positive number of milliseconds, got "${values.timeout}"`)
+  const node = createGossipNode({ name: 'meshctl', role: 'observer', ephemeralKey: true, mesh: values.mesh, bootstrap: bootstrap.length > 0 ? bootstrap : undefined })
+  await node.start()
+  try {
+    await node.ready({ signal: AbortSignal.timeout(timeout) })
+  } catch (err) {
+    await node.stop()
+    throw new MeshError('MESH_ERR_JOIN_FAILED', `could not reach the mesh within ${timeout} ms through ${(bootstrap.length > 0 ? bootstrap : env).join(', ')}`, { cause: err })
+  }
+  return node
+}
+

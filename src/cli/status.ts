@@ -1,0 +1,63 @@
+import { request } from 'undici'
+import { Exit, UsageError, painter, parse } from './args.ts'
+import { common, observe } from './observe.ts'
+
+export const STATUS_HELP = `Usage: meshctl status <agent> [--json] [--bootstrap <multiaddr>] [--mesh <name>]
+
+Shows every instance of <agent> (by name, or by peer ID or its last characters): liveness as this
+mesh sees it, advert version, MCP endpoint and what its /readyz says now, tools (capability,
+version, tags) and declared dependencies with the provider each resolves to.
+Exit codes: 0 ok, 1 failed, 2 usage, 3 mesh unreachable, 4 no such agent.`
+
+/** `meshctl status`: one agent as the mesh sees it, plus its own readiness. */
+export async function status (argv: string[]): Promise<number> {
+  const { values, positionals } = parse(argv, common)
+  if (values.help === true) { console.log(STATUS_HELP); return Exit.ok }
+  const who = positionals[0]
+  if (who === undefined) throw new UsageError('status needs an agent name, for example: meshctl status weather-claude')
+  const node = await observe(values)
+  const members = [...node.replica.members()]
+  await node.stop()
+  const matches = members.filter((m) => m.advert.name === who || m.advert.peerId === who || (who.length >= 6 && m.advert.peerId.endsWith(who)))
+  if (matches.length === 0) {
+    console.error(`meshctl: no agent named "${who}" in mesh "${node.options.mesh}"; meshctl list shows the members`)
+    return Exit.noProvider
+  }
+  const { createResolver } = await import('../topology/resolver.ts')
+  const resolver = createResolver()
+  const rows = await Promise.all(matches.map(async (m) => {
+    const a = m.advert
+    const ready = a.endpoint === undefined ? undefined : await readiness(a.endpoint)
+    const dependencies = a.dependencies.map((d) => {
+      const r = resolver.resolve(members, d)
+      return { ...d, resolvesTo: r.selected === null ? null : r.selected.agent }
+    })
+    return {
+      name: a.name, peerId: a.peerId, role: a.role, liveness: m.liveness, status: a.status, incarnation: a.incarnation, seq: a.seq,
+      endpoint: a.endpoint, ready, addrs: a.addrs,
+      tools: a.tools.map((t) => ({ name: t.name, capability: t.capability, version: t.version, tags: t.tags })),
+      dependencies,
+    }
+  }))
+  if (values.json === true) { console.log(JSON.stringify(rows, null, 2)); return Exit.ok }
+  const p = painter()
+  for (const r of rows) {
+    const live = r.status === 'draining' ? p.yellow('draining') : r.liveness === 'alive' ? p.green('alive') : p.red(r.liveness)
+    console.log(`${p.bold(r.name)}  ${live}  peer ${r.peerId}  (incarnation ${r.incarnation}, seq ${r.seq})`)
+    console.log(`  endpoint   ${r.endpoint ?? '-'}${r.ready === undefined ? '' : `  readyz: ${r.ready}`}`)
+    for (const t of r.tools) console.log(`  tool       ${t.name}: ${t.capability}@${t.version}${t.tags.length > 0 ? ` [${t.tags.join(',')}]` : ''}`)
+    for (const d of r.dependencies) console.log(`  depends on ${d.capability}${d.version === undefined ? '' : `@${d.version}`} -> ${d.resolvesTo ?? p.red('no provider')}`)
+  }
+  return Exit.ok
+}
+
+/** What the agent's own /readyz says (ready, starting, draining) or why it could not be read. */
+async function readiness (endpoint: string): Promise<string> {
+  try {
+    const res = await request(new URL('/readyz', endpoint), { signal: AbortSignal.timeout(2_000) })
+    const body = await res.body.json() as { status?: string }
+    return body.status ?? `HTTP ${res.statusCode}`
+  } catch (err) {
+    return `unreachable (${(err as { code?: string }).code ?? (err as Error).message})`
+  }
+}

@@ -1,0 +1,111 @@
+// Calls between agents running as separate OS processes (the trip-planner examples), over real
+// libp2p gossip and real HTTP: typed results, late providers, kill -9 failover, drain on SIGTERM.
+import t from 'tap'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { request } from 'undici'
+import { startBootstrap } from '../../src/bootstrap/daemon.ts'
+import { createMeshNode } from '../../src/node.ts'
+import type { MeshNode } from '../../src/node.ts'
+import { Flights, Forecast, Hotels } from '../../examples/trip-planner/shapes.ts'
+import { spawnExample } from '../helpers/agents.ts'
+import type { ExampleAgent } from '../helpers/agents.ts'
+import { testNodeOptions, until } from '../helpers/mesh.ts'
+
+const MESH = `calls-${process.pid}`
+const home = await mkdtemp(join(tmpdir(), 'mesh-calls-'))
+const boot = await startBootstrap({ mesh: MESH, ephemeralKey: true, colocated: true, listen: ['/ip4/127.0.0.1/tcp/0'] })
+const env = { MCP_MESH_NAMESPACE: MESH, MCP_MESH_HOME: home, MCP_MESH_BOOTSTRAP: boot.addrs[0] }
+const agents: ExampleAgent[] = []
+const nodes: MeshNode[] = []
+const spawnAgent = async (file: string, args: string[] = [], extra: Record<string, string> = {}): Promise<ExampleAgent> => {
+  const a = await spawnExample(file, args, { ...env, ...extra })
+  agents.push(a)
+  return a
+}
+t.teardown(async () => {
+  for (const a of agents) if (a.proc.exitCode === null && a.proc.signalCode === null) a.proc.kill('SIGKILL')
+  await Promise.all(agents.map((a) => a.exited))
+  await Promise.all(nodes.map((n) => n.stop()))
+  await boot.stop()
+  await rm(home, { recursive: true, force: true })
+})
+
+const trip = { destination: 'Oslo', dates: 'May 3-7' }
+await Promise.all([spawnAgent('hotels.ts'), spawnAgent('flights.ts'), spawnAgent('weather.ts', ['weather-basic', 'basic', 'plain']), spawnAgent('planner.ts')])
+const tester = createMeshNode(testNodeOptions(MESH, 'tester', { bootstrap: boot.addrs, settleMs: 20_000 }))
+nodes.push(tester)
+await tester.start()
+await tester.ready()
+
+t.test('plan_trip calls three providers in other processes; results are typed as declared', async (t) => {
+  const plan = await tester.call<Record<string, unknown>>('plan_trip', trip)
+  t.equal(plan.destination, 'Oslo')
+  t.same(plan.servedBy, { weather: 'weather-basic', hotels: 'hotels', flights: 'flights' })
+  const forecast = await tester.call({ capability: 'weather', output: Forecast }, trip)
+  t.ok(Forecast.safeParse(forecast).success, 'the weather result matches the declared output schema')
+  t.ok(Hotels.safeParse(await tester.call({ capability: 'hotels', output: Hotels }, trip)).success)
+  t.ok(Flights.safeParse(await tester.call({ capability: 'flights', output: Flights }, trip)).success)
+})
+
+t.test('bad arguments across processes: MESH_ERR_CALL_INVALID_ARGS with the validation message', async (t) => {
+  const err = await tester.call('plan_trip', { destination: 7 }).catch((e: unknown) => e)
+  t.match(err, { code: 'MESH_ERR_CALL_INVALID_ARGS' })
+  t.match((err as { details: { validation: string } }).details.validation, /destination/)
+  t.match((err as { details: { validation: string } }).details.validation, /dates/)
+})
+
+t.test('NO_PROVIDER from another process\'s view says what the mesh offers', async (t) => {
+  const err = await tester.call('translate', {}, { timeout: 200 }).catch((e: unknown) => e)
+  t.match(err, { code: 'MESH_ERR_CALL_TIMEOUT' }, 'inside the settle window the call waits, bounded by its timeout')
+  const quick = createMeshNode(testNodeOptions(MESH, 'tester-quick', { bootstrap: boot.addrs, settleMs: 0 }))
+  nodes.push(quick)
+  await quick.start()
+  await quick.ready()
+  const none = await quick.call('translate', {}).catch((e: unknown) => e)
+  t.match(none, { code: 'MESH_ERR_CALL_NO_PROVIDER', details: { capability: 'translate' } })
+  t.same((none as { details: { offered: string[] } }).details.offered, ['flights', 'hotels', 'plan_trip', 'weather'])
+})
+
+let claude: ExampleAgent
+t.test('settle window and a later provider: an early call waits, the next plan uses the newcomer', async (t) => {
+  const early = tester.call<{ by: string }>({ capability: 'weather', tags: ['claude'] }, trip)
+  claude = await spawnAgent('weather.ts', ['weather-claude', 'claude,premium', 'rich'])
+  t.equal((await early).by, 'weather-claude', 'the early call was served once the provider appeared')
+  await until(async () => ((await tester.call<{ servedBy: { weather: string } }>('plan_trip', trip)).servedBy.weather === 'weather-claude'), 15_000, 'planner prefers weather-claude')
+  t.pass('plan_trip now uses weather-claude, with no restart')
+})
+
+t.test('kill -9 a provider: the next call fails over at once, nothing fails', async (t) => {
+  const before = { ...tester.stats, failed: { ...tester.stats.failed } }
+  claude.proc.kill('SIGKILL')
+  await claude.exited
+  t.equal(tester.explain({ capability: 'weather', tags: ['+claude'] }).selected?.agent, 'weather-claude', 'the replica still lists it (detection takes about a second)')
+  const w = await tester.dependency<{ by: string }>({ capability: 'weather', tags: ['+claude'] }).invoke(trip)
+  t.equal(w.result.by, 'weather-basic')
+  t.ok(tester.stats.failovers > before.failovers, 'the refused provider was skipped for the next candidate')
+  t.same(tester.stats.failed, before.failed, 'no call failed')
+  const plan = await tester.call<{ servedBy: { weather: string } }>('plan_trip', trip)
+  t.equal(plan.servedBy.weather, 'weather-basic', 'the planner\'s own call failed over or resolved anew')
+})
+
+t.test('SIGTERM drains: the call in flight completes, a new call goes elsewhere, readyz says draining', async (t) => {
+  const slow1 = await spawnAgent('weather.ts', ['weather-slow-1', 'slow,first', 'plain'], { TRIP_DELAY_MS: '1500', MCP_MESH_DRAIN_GRACE_MS: '5000' })
+  await spawnAgent('weather.ts', ['weather-slow-2', 'slow', 'plain'], { TRIP_DELAY_MS: '200' })
+  await until(() => tester.explain({ capability: 'weather', tags: ['slow'] }).ranked.length === 2, 15_000, 'both slow providers seen')
+  const inflight = tester.call<{ by: string }>({ capability: 'weather', tags: ['first'] }, trip).then((r) => ({ ...r, at: Date.now() }))
+  await new Promise((resolve) => setTimeout(resolve, 400))
+  slow1.proc.kill('SIGTERM')
+  await until(async () => {
+    const res = await request(slow1.url.replace('/mcp', '/readyz')).catch(() => undefined)
+    return res !== undefined && (await res.body.json() as { status: string }).status === 'draining'
+  }, 5_000, 'readyz draining')
+  const next = await tester.call<{ by: string }>({ capability: 'weather', tags: ['slow'] }, trip)
+  t.equal(next.by, 'weather-slow-2', 'a new call goes to the other provider')
+  const done = await inflight
+  t.equal(done.by, 'weather-slow-1', 'the call in flight completed on the draining provider')
+  const exit = await slow1.exited
+  t.equal(exit.signal, 'SIGTERM', 'the process ends by the signal after draining')
+  t.ok(exit.at >= done.at, 'it exited only after the call in flight was answered')
+})
