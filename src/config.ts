@@ -118,6 +118,11 @@ export const HttpOptionsSchema = z.object({
   port: z.number().int().min(0).max(65_535).default(0),
   /** Host name or IP put in the advertised URL, when callers must use another than `host`. */
   announceHost: z.string().min(1).optional(),
+  /**
+   * Host names accepted in requests' Host header (DNS-rebinding protection). Default: when bound
+   * to loopback, only localhost, 127.0.0.1 and [::1]; otherwise any (identity checks callers).
+   */
+  allowedHosts: z.array(z.string().min(1)).optional(),
   /** Largest request body accepted (413 above): 4 MiB, as the stock SDK. */
   maxBodyBytes: z.number().int().min(1024).default(4 * 1024 * 1024),
   /** Requests served at once (503 MESH_ERR_SERVER_BUSY above, and callers fail over). */

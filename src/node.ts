@@ -1,7 +1,9 @@
 import type { RequestListener, Server } from 'node:http'
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js'
 import type { AuthInfo } from '@modelcontextprotocol/sdk/server/auth/types.js'
-import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js'
+import { ListToolsRequestSchema, SetLevelRequestSchema } from '@modelcontextprotocol/sdk/types.js'
+import type { CallToolResult, LoggingLevel, ServerNotification, ServerRequest } from '@modelcontextprotocol/sdk/types.js'
+import type { RequestHandlerExtra } from '@modelcontextprotocol/sdk/shared/protocol.js'
 import type { buildConnector } from 'undici'
 import { z } from 'zod'
 import { parseMeshNodeOptions } from './config.ts'
@@ -36,6 +38,13 @@ export interface ToolContext {
   headers: Record<string, string | string[] | undefined>
   /** Reports progress to the caller (MCP `notifications/progress`), when it asked for it. */
   progress(p: Progress): Promise<void>
+  /** Sends a log message to the caller (MCP `notifications/message`), streamed before the result. */
+  log(level: LoggingLevel, data: unknown): Promise<void>
+  /**
+   * The SDK's request context, for what the mesh does not wrap (sampling and elicitation
+   * requests to the caller: `mcp.sendRequest`). Undefined when the call ran in process.
+   */
+  mcp?: RequestHandlerExtra<ServerRequest, ServerNotification>
 }
 
 /** Declares one tool: what it offers, what it takes and returns, and what it needs. */
@@ -47,9 +56,9 @@ export interface ToolSpec<I extends z.ZodRawShape, D extends Record<string, Depe
   tags?: string[]
   description?: string
   /** Input fields (a zod shape); arguments are validated before the handler runs. */
-  input?: I
+  input?: I | z.ZodObject<I>
   /** Output schema: results are validated and returned as structured content. */
-  output?: z.ZodRawShape
+  output?: z.ZodRawShape | z.ZodObject
   /** Dependencies by name: each becomes a callable in the handler's second argument. */
   dependencies?: D
 }
@@ -110,6 +119,8 @@ export interface MeshNode {
   stop(): Promise<void>
 }
 
+const LOG_LEVELS: LoggingLevel[] = ['debug', 'info', 'notice', 'warning', 'error', 'critical', 'alert', 'emergency']
+
 /**
  * Creates an agent. Options are validated here (explicit options over `MCP_MESH_*` variables);
  * a bad value throws `MESH_ERR_CONFIG_INVALID` naming it. Nothing runs until `start()`.
@@ -142,12 +153,18 @@ class Node implements MeshNode {
   #stopped?: Promise<void>
   #signalHandler?: (signal: NodeJS.Signals) => void
   #stopAbort = new AbortController()
+  #logLevel: LoggingLevel = 'info'
 
   constructor (input: MeshNodeOptionsInput, seam: MeshNodeSeam) {
     this.options = parseMeshNodeOptions(input)
     this.#seam = seam
     this.#clock = seam.clock ?? systemClock
-    this.#mcp = new McpServer({ name: this.options.name, version: this.options.version }, { capabilities: { tools: {} } })
+    this.#mcp = new McpServer({ name: this.options.name, version: this.options.version }, { capabilities: { tools: {}, logging: {} } })
+    // One server serves every caller, so the level is the endpoint's (the SDK keeps it per session).
+    this.#mcp.server.setRequestHandler(SetLevelRequestSchema, (req) => {
+      this.#logLevel = req.params.level
+      return {}
+    })
     this.#client = new McpHttpClient({ clientName: this.options.name, clientVersion: this.options.version, ...(seam.connect === undefined ? {} : { connect: seam.connect }) })
     this.#toolContext = createCaller({
       gossip: () => this.#gossip,
@@ -173,15 +190,16 @@ class Node implements MeshNode {
   tool<I extends z.ZodRawShape, D extends Record<string, DependencyDeclaration>> (name: string, spec: ToolSpec<I, D>, handler: ToolHandler<I, D>): this {
     if (this.#started !== undefined) throw new MeshError('MESH_ERR_TOOL_INVALID', `tool ${name}: register tools before start()`)
     if (this.#tools.has(name)) throw new MeshError('MESH_ERR_TOOL_INVALID', `tool ${name} is already registered on this node`)
-    const input = z.object(spec.input ?? {}) as z.ZodObject
-    const output = spec.output === undefined ? undefined : z.object(spec.output)
+    const input = (spec.input instanceof z.ZodObject ? spec.input : z.object(spec.input ?? {})) as z.ZodObject
+    const output = spec.output === undefined ? undefined : spec.output instanceof z.ZodObject ? spec.output : z.object(spec.output)
     const parsed = ToolAdvertSchema.safeParse({
       name,
       capability: spec.capability ?? name,
       version: spec.version ?? '1.0.0',
       tags: spec.tags ?? [],
       description: spec.description,
-      inputSchema: z.toJSONSchema(input),
+      // JSON Schema 2020-12, MCP's default dialect; inputs as callers write them (defaults optional).
+      inputSchema: z.toJSONSchema(input, { io: 'input' }),
       outputSchema: output === undefined ? undefined : z.toJSONSchema(output),
     })
     if (!parsed.success) throw new MeshError('MESH_ERR_TOOL_INVALID', `tool ${name}: ${z.prettifyError(parsed.error)}`, { details: { issues: parsed.error.issues } })
@@ -202,6 +220,7 @@ class Node implements MeshNode {
     const run = async (args: unknown, ctx: ToolContext): Promise<CallToolResult> =>
       toResult(await handler(args as z.output<z.ZodObject<I>>, deps as Injected<D>, ctx))
     this.#tools.set(name, { advert: parsed.data, input, run })
+    if (this.#tools.size === 1) this.#listToolsFromAdverts()
 
     this.#mcp.registerTool(name, {
       description: spec.description,
@@ -216,8 +235,30 @@ class Node implements MeshNode {
         if (token === undefined) return
         await extra.sendNotification({ method: 'notifications/progress', params: { ...p, progressToken: token } })
       },
+      log: async (level, data) => {
+        // The SDK's sendLoggingMessage is not tied to the request, and only the call's own
+        // stream can carry it (there is no GET stream), so send it as related, after the level check.
+        if (LOG_LEVELS.indexOf(level) < LOG_LEVELS.indexOf(this.#logLevel)) return
+        await extra.sendNotification({ method: 'notifications/message', params: { level, data, logger: this.options.name } })
+      },
+      mcp: extra,
     }))
     return this
+  }
+
+  /**
+   * tools/list serves the schemas the advert carries (JSON Schema 2020-12, MCP's default
+   * dialect), so MCP clients and mesh peers see the same thing; the SDK would emit draft-07.
+   */
+  #listToolsFromAdverts (): void {
+    this.#mcp.server.setRequestHandler(ListToolsRequestSchema, () => ({
+      tools: [...this.#tools.values()].map(({ advert: a }) => ({
+        name: a.name,
+        ...(a.description === undefined ? {} : { description: a.description }),
+        inputSchema: a.inputSchema as { type: 'object' },
+        ...(a.outputSchema === undefined ? {} : { outputSchema: a.outputSchema as { type: 'object' } }),
+      })),
+    }))
   }
 
   dependency<R = unknown> (declaration: DependencyDeclaration, name?: string): MeshTool<R> {
@@ -254,6 +295,7 @@ class Node implements MeshNode {
       port: o.http.port,
       ...(o.http.announceHost === undefined ? {} : { announceHost: o.http.announceHost }),
       maxBodyBytes: o.http.maxBodyBytes,
+      ...(allowedHosts(o) === undefined ? {} : { allowedHosts: allowedHosts(o) }),
       maxConcurrentCalls: o.http.maxConcurrentCalls,
       isReady: () => this.#ready,
       ...(this.#seam.createServer === undefined ? {} : { createServer: this.#seam.createServer }),
@@ -330,7 +372,7 @@ class Node implements MeshNode {
       return { isError: true, content: [{ type: 'text', text: `Input validation error: Invalid arguments for tool ${name}: ${z.prettifyError(parsed.error)}` }] }
     }
     try {
-      return await tool.run(parsed.data, { signal, headers: {}, progress: async () => {} })
+      return await tool.run(parsed.data, { signal, headers: {}, progress: async () => {}, log: async () => {} })
     } catch (err) {
       return { isError: true, content: [{ type: 'text', text: err instanceof Error ? err.message : String(err) }] }
     }
@@ -347,6 +389,16 @@ function toResult (value: unknown): CallToolResult {
   return structured
     ? { content: [{ type: 'text', text }], structuredContent: value as Record<string, unknown> }
     : { content: [{ type: 'text', text }] }
+}
+
+/** Loopback-bound endpoints answer only to loopback host names unless told otherwise. */
+function allowedHosts (o: MeshNodeOptions): string[] | undefined {
+  if (o.http.allowedHosts !== undefined) return o.http.allowedHosts.map((h) => h.toLowerCase())
+  const loopback = ['127.0.0.1', 'localhost', '::1', '[::1]']
+  if (!loopback.includes(o.http.host) && !o.http.host.startsWith('127.')) return undefined
+  const names = ['localhost', '127.0.0.1', '[::1]', o.http.host.toLowerCase()]
+  if (o.http.announceHost !== undefined) names.push(o.http.announceHost.toLowerCase())
+  return names
 }
 
 function isCallToolResult (v: unknown): v is CallToolResult {

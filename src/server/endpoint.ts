@@ -28,6 +28,11 @@ export interface EndpointInit {
    * Identity plugs an HTTPS server with client-certificate checks in here.
    */
   createServer?: (listener: RequestListener) => Server
+  /**
+   * Host names accepted in the Host header (DNS-rebinding protection). Undefined: any Host, but a
+   * browser's Origin must still name the same host.
+   */
+  allowedHosts?: string[]
   /** Who is calling (the identity seam); becomes `extra.authInfo` in tool handlers. */
   authenticate?: (req: IncomingMessage) => AuthInfo | undefined
 }
@@ -75,6 +80,8 @@ export function createEndpoint (init: EndpointInit): Endpoint {
   }
 
   function onPost (req: IncomingMessage, res: ServerResponse): void {
+    const refusal = hostRefusal(req, init.allowedHosts)
+    if (refusal !== undefined) { reject(res, 403, undefined, refusal); return }
     if (draining) { reject(res, 503, 'MESH_ERR_SERVER_DRAINING', 'this agent is draining: call another provider'); return }
     if (transport.inflight >= init.maxConcurrentCalls) {
       reject(res, 503, 'MESH_ERR_SERVER_BUSY', `this agent serves at most ${init.maxConcurrentCalls} requests at once`)
@@ -119,11 +126,11 @@ export function createEndpoint (init: EndpointInit): Endpoint {
         return
       }
       const exchange: Exchange = { res, waiting: new Set(), answers: [], batch, sse: false, done: false }
-      transport.dispatch(messages, exchange, {
+      const requests = transport.dispatch(messages, exchange, {
         requestInfo: { headers: req.headers },
         authInfo: init.authenticate?.(req),
       })
-      if (exchange.waiting.size === 0) {
+      if (requests === 0) {
         exchange.done = true
         res.writeHead(202).end()
         return
@@ -175,6 +182,30 @@ export function createEndpoint (init: EndpointInit): Endpoint {
       return stopped
     },
   }
+}
+
+/** Why a request's Host or Origin is refused (a page in a browser must not reach a local agent). */
+function hostRefusal (req: IncomingMessage, allowed: string[] | undefined): string | undefined {
+  const host = hostname(req.headers.host ?? '')
+  if (allowed !== undefined && !allowed.includes(host)) return `Host ${host} is not allowed (http.allowedHosts)`
+  const origin = req.headers.origin
+  if (origin === undefined || origin === 'null') return undefined
+  let originHost: string
+  try {
+    originHost = new URL(origin).hostname
+  } catch {
+    return 'Origin is malformed'
+  }
+  if (originHost !== host && !(allowed ?? []).includes(originHost)) return `Origin ${origin} is not allowed`
+  return undefined
+}
+
+/** The host name of a Host header, without the port (IPv6 keeps its brackets). */
+function hostname (header: string): string {
+  const h = header.toLowerCase()
+  if (h.startsWith('[')) return h.slice(0, h.indexOf(']') + 1)
+  const colon = h.lastIndexOf(':')
+  return colon === -1 ? h : h.slice(0, colon)
 }
 
 function isJsonRpc (m: unknown): m is JSONRPCMessage {

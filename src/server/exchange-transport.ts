@@ -55,10 +55,15 @@ export class ExchangeTransport implements Transport {
     this.#idle.clear()
   }
 
-  /** Hands the messages of one POST to the protocol engine; answers arrive through `send`. */
-  dispatch (messages: JSONRPCMessage[], exchange: Exchange, info: { requestInfo: RequestInfo, authInfo?: AuthInfo }): void {
+  /**
+   * Hands the messages of one POST to the protocol engine; answers arrive through `send` (some
+   * synchronously, such as "method not found"). Returns how many requests the POST carried.
+   */
+  dispatch (messages: JSONRPCMessage[], exchange: Exchange, info: { requestInfo: RequestInfo, authInfo?: AuthInfo }): number {
+    let requests = 0
     for (const m of messages) {
       if ('method' in m && 'id' in m) {
+        requests++
         const id = this.#nextId++
         this.#pending.set(id, { exchange, clientId: m.id })
         exchange.waiting.add(id)
@@ -71,6 +76,7 @@ export class ExchangeTransport implements Transport {
         this.onmessage?.(m, info)
       }
     }
+    return requests
   }
 
   /** The client went away: cancel what it was waiting for, so handlers see their signal abort. */

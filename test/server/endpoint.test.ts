@@ -106,12 +106,18 @@ t.test('protocol rules: JSON and SSE answers, batches, parse errors, methods, ve
   const answers = JSON.parse(batch.text) as Array<{ id: number, result: { structuredContent: unknown } }>
   t.same(answers.map((a) => [a.id, a.result.structuredContent]), [[1, { echoed: 'a' }], [2, { echoed: 'b' }]], 'a batch is answered in order')
 
+  const unknownMethod = await post({ jsonrpc: '2.0', id: 9, method: 'resources/list' })
+  t.match(JSON.parse(unknownMethod.text), { id: 9, error: { code: -32601 } }, 'an unknown method is answered at once with method not found')
   t.equal((await post('{nope')).status, 400, 'malformed JSON is a 400 parse error')
   t.match(JSON.parse((await post('{nope')).text), { error: { code: -32700 } })
   t.equal((await post({ hello: 1 })).status, 400, 'a non-JSON-RPC body is a 400')
   t.equal((await post({ jsonrpc: '2.0', method: 'notifications/initialized' })).status, 202, 'notifications are accepted with 202')
   t.equal((await post(call('echo', { word: 'a' }), { 'content-type': 'text/plain' })).status, 415)
   t.equal((await post(call('echo', { word: 'a' }), { 'mcp-protocol-version': '1999-01-01' })).status, 400, 'an unsupported protocol version is refused')
+  const evil = await post({ jsonrpc: '2.0', id: 1, method: 'ping' }, { host: 'evil.example.com', origin: 'http://evil.example.com' })
+  t.equal(evil.status, 403, 'a loopback agent refuses another Host (DNS rebinding)')
+  const origin = await post({ jsonrpc: '2.0', id: 1, method: 'ping' }, { origin: 'http://evil.example.com' })
+  t.equal(origin.status, 403, 'and a browser Origin of another site')
   const get = await request(node.url)
   t.equal(get.statusCode, 405, 'no server-initiated stream: GET is 405')
   await get.body.dump()
