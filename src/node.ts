@@ -22,6 +22,7 @@ import type { DependencySpec, ResolutionSpec } from './topology/dependency.ts'
 import type { ReplicaChange } from './topology/replica.ts'
 import { createEndpoint } from './server/endpoint.ts'
 import type { Endpoint } from './server/endpoint.ts'
+import type { CallExtra } from './server/exchange-transport.ts'
 import { McpHttpClient } from './proxy/mcp-client.ts'
 import type { Progress } from './proxy/mcp-client.ts'
 import { createMeshTool } from './proxy/mesh-tool.ts'
@@ -132,6 +133,7 @@ export function createMeshNode (options: MeshNodeOptionsInput, seam: MeshNodeSea
 interface LocalTool {
   advert: ToolAdvert
   input: z.ZodObject
+  output: z.ZodObject | undefined
   run: (args: unknown, ctx: ToolContext) => Promise<CallToolResult>
 }
 
@@ -219,14 +221,20 @@ class Node implements MeshNode {
     }
     const run = async (args: unknown, ctx: ToolContext): Promise<CallToolResult> =>
       toResult(await handler(args as z.output<z.ZodObject<I>>, deps as Injected<D>, ctx))
-    this.#tools.set(name, { advert: parsed.data, input, run })
+    this.#tools.set(name, { advert: parsed.data, input, output, run })
     if (this.#tools.size === 1) this.#listToolsFromAdverts()
 
     this.#mcp.registerTool(name, {
       description: spec.description,
       inputSchema: input,
       ...(output === undefined ? {} : { outputSchema: output }),
-    }, async (args, extra) => run(args, {
+    }, async (args, extra) => await run(args, this.#context(extra)))
+    return this
+  }
+
+  /** The handler's context from the SDK's request context (or the fast path's, shaped alike). */
+  #context (extra: CallExtra): ToolContext {
+    return {
       signal: extra.signal,
       ...(extra.authInfo === undefined ? {} : { authInfo: extra.authInfo }),
       headers: extra.requestInfo?.headers ?? {},
@@ -236,14 +244,38 @@ class Node implements MeshNode {
         await extra.sendNotification({ method: 'notifications/progress', params: { ...p, progressToken: token } })
       },
       log: async (level, data) => {
-        // The SDK's sendLoggingMessage is not tied to the request, and only the call's own
-        // stream can carry it (there is no GET stream), so send it as related, after the level check.
+        // Only the call's own stream can carry it (there is no GET stream), so it is sent as
+        // related to the call, after the level check (the SDK's sendLoggingMessage is neither).
         if (LOG_LEVELS.indexOf(level) < LOG_LEVELS.indexOf(this.#logLevel)) return
         await extra.sendNotification({ method: 'notifications/message', params: { level, data, logger: this.options.name } })
       },
       mcp: extra,
-    }))
-    return this
+    }
+  }
+
+  /**
+   * `tools/call` on the endpoint's fast path, with the SDK's rules: arguments validated first
+   * (a failure is an `isError` result naming the fields), thrown errors become `isError` results,
+   * structured content is checked against the output schema.
+   */
+  #fastCall (name: string, args: unknown, extra: CallExtra): Promise<CallToolResult> | undefined {
+    const tool = this.#tools.get(name)
+    if (tool === undefined) return undefined // unknown tools: the SDK answers
+    return (async () => {
+      const parsed = await parseMaybeAsync(tool.input, args ?? {})
+      if (!parsed.success) return toolError(`Input validation error: Invalid arguments for tool ${name}: ${z.prettifyError(parsed.error)}`)
+      let result: CallToolResult
+      try {
+        result = await tool.run(parsed.data, this.#context(extra))
+      } catch (err) {
+        return toolError(err instanceof Error ? err.message : String(err))
+      }
+      if (tool.output === undefined || result.isError === true) return result
+      if (result.structuredContent === undefined) return toolError(`Output validation error: Tool ${name} has an output schema but no structured content was provided`)
+      const checked = await parseMaybeAsync(tool.output, result.structuredContent)
+      if (!checked.success) return toolError(`Output validation error: Invalid structured content for tool ${name}: ${z.prettifyError(checked.error)}`)
+      return result
+    })()
   }
 
   /**
@@ -299,6 +331,7 @@ class Node implements MeshNode {
       maxConcurrentCalls: o.http.maxConcurrentCalls,
       isReady: () => this.#ready,
       ...(this.#seam.createServer === undefined ? {} : { createServer: this.#seam.createServer }),
+      fastCall: (name, args, extra) => this.#fastCall(name, args, extra),
     })
     await this.#endpoint.start()
     const { version: _v, http: _h, settleMs: _s, callTimeoutMs: _c, drainGraceMs: _d, handleSignals: _hs, ...gossipOptions } = o
@@ -367,14 +400,12 @@ class Node implements MeshNode {
   async #callLocal (name: string, args: unknown, signal: AbortSignal): Promise<CallToolResult> {
     const tool = this.#tools.get(name)
     if (tool === undefined) throw new MeshError('MESH_ERR_CALL_NO_PROVIDER', `tool ${name} is not registered on this node`)
-    const parsed = tool.input.safeParse(args ?? {})
-    if (!parsed.success) {
-      return { isError: true, content: [{ type: 'text', text: `Input validation error: Invalid arguments for tool ${name}: ${z.prettifyError(parsed.error)}` }] }
-    }
+    const parsed = await parseMaybeAsync(tool.input, args ?? {})
+    if (!parsed.success) return toolError(`Input validation error: Invalid arguments for tool ${name}: ${z.prettifyError(parsed.error)}`)
     try {
       return await tool.run(parsed.data, { signal, headers: {}, progress: async () => {}, log: async () => {} })
     } catch (err) {
-      return { isError: true, content: [{ type: 'text', text: err instanceof Error ? err.message : String(err) }] }
+      return toolError(err instanceof Error ? err.message : String(err))
     }
   }
 
@@ -389,6 +420,20 @@ function toResult (value: unknown): CallToolResult {
   return structured
     ? { content: [{ type: 'text', text }], structuredContent: value as Record<string, unknown> }
     : { content: [{ type: 'text', text }] }
+}
+
+function toolError (text: string): CallToolResult {
+  return { isError: true, content: [{ type: 'text', text }] }
+}
+
+/** Synchronous parse (the common case, cheaper), async only for schemas with async refinements. */
+async function parseMaybeAsync (schema: z.ZodType, value: unknown): Promise<z.ZodSafeParseResult<unknown>> {
+  try {
+    return schema.safeParse(value)
+  } catch (err) {
+    if (err instanceof z.core.$ZodAsyncError) return await schema.safeParseAsync(value)
+    throw err
+  }
 }
 
 /** Loopback-bound endpoints answer only to loopback host names unless told otherwise. */

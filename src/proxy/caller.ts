@@ -52,6 +52,7 @@ export function createCaller (init: CallerInit): MeshToolContext {
     selfPeerId: () => init.gossip()?.peerId ?? '',
     settleUntil: init.settleUntil,
     callTimeoutMs: init.callTimeoutMs,
+    stopSignal: init.stopSignal,
     stats: { ok: 0, failed: {}, failovers: 0 },
     avoid: new Map(),
     avoidMs: AVOID_MS,
@@ -90,7 +91,7 @@ export function createCaller (init: CallerInit): MeshToolContext {
         throw new MeshError('MESH_ERR_CALL_UNREACHABLE', `${c.agent} advertises no MCP endpoint`, { details: { notSent: true } })
       }
       return await init.client.callTool(c.endpoint, c.tool.name, args, {
-        signal: AbortSignal.any([o.signal, init.stopSignal]),
+        signal: o.signal, // already linked to the stop signal by the MeshTool
         ...(o.headers === undefined ? {} : { headers: o.headers }),
         ...(o.onProgress === undefined ? {} : { onProgress: o.onProgress }),
       })

@@ -29,6 +29,9 @@ export interface McpHttpClientInit {
 }
 
 interface Provider { pool: Pool, path: string, version?: Promise<string> }
+const NO_SIGNALS: AbortSignal[] = []
+/** A signal that never aborts, for calls with neither a signal nor a timeout. */
+const NEVER = new AbortController().signal
 
 const ACCEPT = 'application/json, text/event-stream'
 /** undici connect errors: the request never left this process, so another provider may take it. */
@@ -42,6 +45,8 @@ const NOT_SENT = new Set(['ECONNREFUSED', 'ECONNRESET', 'EHOSTUNREACH', 'ENETUNR
 export class McpHttpClient {
   readonly #init: McpHttpClientInit
   readonly #providers = new Map<string, Provider>()
+  /** Parsed URLs: parsing one costs more than the rest of the lookup. */
+  readonly #byUrl = new Map<string, { origin: string, provider: Provider }>()
   #nextId = 1
   #closed = false
 
@@ -51,8 +56,10 @@ export class McpHttpClient {
 
   /** Calls `tool` on the MCP endpoint at `url`; throws MeshError `MESH_ERR_CALL_*` codes. */
   async callTool (url: string, tool: string, args: unknown, options: RawCallOptions): Promise<CallToolResult> {
-    const signals = [options.signal, options.timeoutMs === undefined ? undefined : AbortSignal.timeout(options.timeoutMs)].filter((s) => s !== undefined)
-    const signal = signals.length === 1 ? signals[0] : AbortSignal.any(signals)
+    const signals = options.timeoutMs === undefined ? NO_SIGNALS : [AbortSignal.timeout(options.timeoutMs)]
+    const signal = options.signal === undefined
+      ? (signals[0] ?? NEVER)
+      : signals.length === 0 ? options.signal : AbortSignal.any([options.signal, ...signals])
     const p = this.#provider(url)
     const version = await (p.version ??= this.#initialize(url, p, signal).catch((err: unknown) => {
       p.version = undefined
@@ -84,7 +91,9 @@ export class McpHttpClient {
   }
 
   #provider (url: string): Provider {
-    if (this.#closed) throw new MeshError('MESH_ERR_NOT_STARTED', 'the MCP client is closed')
+    if (this.#closed) throw new MeshError('MESH_ERR_NOT_STARTED', 'the MCP client is closed (its node has stopped)')
+    const known = this.#byUrl.get(url)
+    if (known !== undefined && this.#providers.get(known.origin) === known.provider) return known.provider
     const u = new URL(url)
     let p = this.#providers.get(u.origin)
     if (p === undefined) {
@@ -96,6 +105,8 @@ export class McpHttpClient {
       p = { pool, path: u.pathname }
       this.#providers.set(u.origin, p)
     }
+    if (this.#byUrl.size > 10_000) this.#byUrl.clear()
+    this.#byUrl.set(url, { origin: u.origin, provider: p })
     return p
   }
 

@@ -6,6 +6,7 @@ import { normalizeDependency } from '../topology/dependency.ts'
 import type { DependencySpec, ResolutionSpec } from '../topology/dependency.ts'
 import type { Candidate, Resolution } from '../topology/resolver.ts'
 import type { Progress } from './mcp-client.ts'
+import { deadline } from './deadline.ts'
 
 /**
  * A dependency as declared on a tool: a capability name, a spec, an ordered list of specs, or
@@ -75,6 +76,8 @@ export interface MeshToolContext {
   /** Until when calls with no provider wait for one (the settle window), in clock ms. */
   settleUntil: () => number
   callTimeoutMs: number
+  /** Aborts every call (the node is stopping). */
+  stopSignal: AbortSignal
   callRemote: (c: Candidate, args: unknown, options: { signal: AbortSignal, headers?: Record<string, string>, onProgress?: (p: Progress) => void }) => Promise<CallToolResult>
   callLocal: (tool: string, args: unknown, signal: AbortSignal) => Promise<CallToolResult>
   /** Capabilities offered in the mesh now (for NO_PROVIDER messages). */
@@ -100,7 +103,15 @@ export function createMeshTool<R = unknown> (name: string, declaration: Dependen
 
   async function invoke (args: Record<string, unknown> = {}, call: CallOptions = {}): Promise<{ result: R, provider: ProviderInfo }> {
     const ms = call.timeout ?? timeout ?? ctx.callTimeoutMs
-    const signal = call.signal === undefined ? AbortSignal.timeout(ms) : AbortSignal.any([call.signal, AbortSignal.timeout(ms)])
+    const limit = deadline(ctx.clock, ms, [call.signal, ctx.stopSignal])
+    try {
+      return await attempt(args, call, limit.signal)
+    } finally {
+      limit.done()
+    }
+  }
+
+  async function attempt (args: Record<string, unknown>, call: CallOptions, signal: AbortSignal): Promise<{ result: R, provider: ProviderInfo }> {
     const unreachable: MeshError[] = []
     for (;;) {
       const resolution = ctx.resolve(specs, key)

@@ -7,7 +7,7 @@ import { SUPPORTED_PROTOCOL_VERSIONS } from '@modelcontextprotocol/sdk/types.js'
 import type { JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js'
 import type { ErrorCode } from '../errors.ts'
 import { ExchangeTransport } from './exchange-transport.ts'
-import type { Exchange } from './exchange-transport.ts'
+import type { Exchange, FastCall } from './exchange-transport.ts'
 
 /** How an agent's MCP endpoint listens and what it accepts. */
 export interface EndpointInit {
@@ -33,6 +33,8 @@ export interface EndpointInit {
    * browser's Origin must still name the same host.
    */
   allowedHosts?: string[]
+  /** The `tools/call` fast path (see ExchangeTransport); without it every request goes through the SDK. */
+  fastCall?: FastCall
   /** Who is calling (the identity seam); becomes `extra.authInfo` in tool handlers. */
   authenticate?: (req: IncomingMessage) => AuthInfo | undefined
 }
@@ -56,7 +58,7 @@ export const MCP_PATH = '/mcp'
 
 /** Creates the endpoint; nothing listens until `start()`. */
 export function createEndpoint (init: EndpointInit): Endpoint {
-  const transport = new ExchangeTransport()
+  const transport = new ExchangeTransport(init.fastCall === undefined ? undefined : { server: init.mcp.server, fastCall: init.fastCall })
   let server: Server | undefined
   let url = ''
   let draining = false

@@ -1,7 +1,18 @@
 import type { ServerResponse } from 'node:http'
 import type { Transport, TransportSendOptions } from '@modelcontextprotocol/sdk/shared/transport.js'
 import type { AuthInfo } from '@modelcontextprotocol/sdk/server/auth/types.js'
-import type { JSONRPCMessage, RequestId, RequestInfo } from '@modelcontextprotocol/sdk/types.js'
+import type { RequestHandlerExtra } from '@modelcontextprotocol/sdk/shared/protocol.js'
+import type { Server } from '@modelcontextprotocol/sdk/server/index.js'
+import type { CallToolResult, JSONRPCMessage, RequestId, RequestInfo, ServerNotification, ServerRequest } from '@modelcontextprotocol/sdk/types.js'
+
+/** The request context a tool handler gets, as the SDK shapes it. */
+export type CallExtra = RequestHandlerExtra<ServerRequest, ServerNotification>
+
+/**
+ * The hot path: runs `tools/call` for a tool it knows, or returns undefined to leave the request
+ * to the SDK's engine. It must apply the SDK's rules (validation, errors as `isError` results).
+ */
+export type FastCall = (name: string, args: unknown, extra: CallExtra) => Promise<CallToolResult> | undefined
 
 /**
  * One HTTP POST in flight: the requests it carried and the response they are answered on.
@@ -35,6 +46,21 @@ export class ExchangeTransport implements Transport {
   #pending = new Map<number, Pending>()
   #closed = false
   #idle = new Set<() => void>()
+  /** Abort controllers of calls on the fast path (the SDK keeps its own for the rest). */
+  #fast = new Map<number, AbortController>()
+  readonly #server: Server | undefined
+  readonly #fastCall: FastCall | undefined
+
+  /**
+   * `fastCall` and `server` enable the fast path for `tools/call`: the SDK's profile showed about
+   * 40 µs of CPU per call in its generic dispatch (schema guards that fail on every request,
+   * request and result re-parsing, promise chains). Notifications and requests back to the
+   * caller still go through the SDK's `server`, tied to the call.
+   */
+  constructor (fast?: { server: Server, fastCall: FastCall }) {
+    this.#server = fast?.server
+    this.#fastCall = fast?.fastCall
+  }
 
   async start (): Promise<void> {}
 
@@ -67,10 +93,12 @@ export class ExchangeTransport implements Transport {
         const id = this.#nextId++
         this.#pending.set(id, { exchange, clientId: m.id })
         exchange.waiting.add(id)
-        this.onmessage?.({ ...m, id }, info)
+        if (m.method !== 'tools/call' || !this.#runFast(id, m.params, info)) this.onmessage?.({ ...m, id }, info)
       } else if ('method' in m && m.method === 'notifications/cancelled') {
         const internal = this.#internalIdOf((m.params as { requestId?: RequestId } | undefined)?.requestId)
-        if (internal !== undefined) this.onmessage?.({ ...m, params: { ...m.params, requestId: internal } }, info)
+        const fast = internal === undefined ? undefined : this.#fast.get(internal)
+        if (fast !== undefined) this.#cancelFast(internal!, fast, 'cancelled by the client')
+        else if (internal !== undefined) this.onmessage?.({ ...m, params: { ...m.params, requestId: internal } }, info)
       } else {
         // Notifications and responses to our own requests (elicitation, sampling) use server IDs.
         this.onmessage?.(m, info)
@@ -79,10 +107,57 @@ export class ExchangeTransport implements Transport {
     return requests
   }
 
+  /** Runs a `tools/call` on the fast path; false when the tool is left to the SDK. */
+  #runFast (id: number, params: unknown, info: { requestInfo: RequestInfo, authInfo?: AuthInfo }): boolean {
+    const server = this.#server
+    if (this.#fastCall === undefined || server === undefined) return false
+    const p = params as { name?: unknown, arguments?: unknown, _meta?: CallExtra['_meta'] } | undefined
+    if (typeof p?.name !== 'string') return false
+    const controller = new AbortController()
+    const extra: CallExtra = {
+      signal: controller.signal,
+      requestId: id,
+      ...(p._meta === undefined ? {} : { _meta: p._meta }),
+      ...(info.authInfo === undefined ? {} : { authInfo: info.authInfo }),
+      requestInfo: info.requestInfo,
+      sendNotification: async (n) => {
+        if (!controller.signal.aborted) await server.notification(n, { relatedRequestId: id })
+      },
+      sendRequest: async (r, schema, options) => await server.request(r, schema, { ...options, relatedRequestId: id }),
+    } as CallExtra
+    const running = this.#fastCall(p.name, p.arguments, extra)
+    if (running === undefined) return false
+    this.#fast.set(id, controller)
+    running.then(
+      (result) => this.send({ jsonrpc: '2.0', id, result }),
+      (err: Error) => this.send({ jsonrpc: '2.0', id, error: { code: -32603, message: err.message ?? 'Internal error' } }),
+    ).catch((err: Error) => this.onerror?.(err)).finally(() => this.#fast.delete(id))
+    return true
+  }
+
+  #cancelFast (id: number, controller: AbortController, reason: string): void {
+    controller.abort(reason)
+    this.#fast.delete(id)
+    const p = this.#pending.get(id)
+    if (p !== undefined) {
+      // A cancelled request gets no answer (as in the SDK); the POST ends without one.
+      this.#pending.delete(id)
+      p.exchange.waiting.delete(id)
+      if (p.exchange.waiting.size === 0 && !p.exchange.done) finish(p.exchange)
+      this.#settled()
+    }
+  }
+
   /** The client went away: cancel what it was waiting for, so handlers see their signal abort. */
   abandon (exchange: Exchange): void {
     for (const id of exchange.waiting) {
-      this.onmessage?.({ jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: id, reason: 'client disconnected' } })
+      const fast = this.#fast.get(id)
+      if (fast !== undefined) {
+        fast.abort('client disconnected')
+        this.#fast.delete(id)
+      } else {
+        this.onmessage?.({ jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: id, reason: 'client disconnected' } })
+      }
       this.#pending.delete(id)
     }
     exchange.waiting.clear()
@@ -147,6 +222,10 @@ function finish (exchange: Exchange): void {
   exchange.done = true
   if (exchange.sse) {
     exchange.res.end()
+    return
+  }
+  if (exchange.answers.length === 0) {
+    exchange.res.writeHead(202).end() // every request of the POST was cancelled
     return
   }
   const body = JSON.stringify(exchange.batch ? exchange.answers : exchange.answers[0])

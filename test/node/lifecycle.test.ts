@@ -1,0 +1,63 @@
+// A stopped agent leaves nothing running: no listeners, no sockets (HTTP pools included), no timers
+// of the mesh's own (libp2p keeps a few internal timers briefly; gossip/lifecycle.test.ts has more).
+import t from 'tap'
+import { z } from 'zod'
+import { createMeshNode } from '../../src/node.ts'
+import { systemClock } from '../../src/clock.ts'
+import type { Clock, TimerHandle } from '../../src/clock.ts'
+import { testNodeOptions } from '../helpers/mesh.ts'
+
+function countingClock (): Clock & { pending: Set<TimerHandle> } {
+  const pending = new Set<TimerHandle>()
+  return {
+    pending,
+    now: () => systemClock.now(),
+    setTimeout (fn, ms) {
+      const h: TimerHandle = systemClock.setTimeout(() => { pending.delete(h); fn() }, ms)
+      pending.add(h)
+      return h
+    },
+    clearTimeout (h) { pending.delete(h); systemClock.clearTimeout(h) },
+  }
+}
+const handles = (): Record<string, number> => {
+  const count: Record<string, number> = {}
+  for (const r of process.getActiveResourcesInfo()) count[r] = (count[r] ?? 0) + 1
+  return count
+}
+
+t.test('start, calls, stop: nothing is left behind, and stop is idempotent', async (t) => {
+  const baseline = handles()
+  const clock = countingClock()
+  const mesh = `lifecycle-${process.pid}`
+  const a = createMeshNode(testNodeOptions(mesh, 'a'), { clock })
+  a.tool('echo', { input: { text: z.string() } }, ({ text }) => ({ text }))
+  await a.start()
+  const b = createMeshNode(testNodeOptions(mesh, 'b', { bootstrap: a.gossip.addrs }), { clock })
+  await b.start()
+  await b.ready()
+  t.same(await b.call('echo', { text: 'hi' }), { text: 'hi' }, 'a call went through (a pooled connection is open)')
+  t.ok(clock.pending.size > 0, 'timers run while the nodes run')
+  await Promise.all([b.stop(), b.stop()])
+  await a.stop()
+  await a.stop()
+  for (let i = 0; i < 100; i++) {
+    const now = handles()
+    if ((now.TCPSocketWrap ?? 0) <= (baseline.TCPSocketWrap ?? 0) && (now.TCPServerWrap ?? 0) <= (baseline.TCPServerWrap ?? 0)) break
+    await new Promise((resolve) => setTimeout(resolve, 10))
+  }
+  const after = handles()
+  t.equal(after.TCPSocketWrap ?? 0, baseline.TCPSocketWrap ?? 0, 'no TCP socket left (gossip, MCP endpoint, client pools)')
+  t.equal(after.TCPServerWrap ?? 0, baseline.TCPServerWrap ?? 0, 'no listener left')
+  t.equal(clock.pending.size, 0, 'no timer of the mesh left')
+  await t.rejects(b.call('echo', { text: 'late' }), { code: 'MESH_ERR_NOT_STARTED' }, 'a stopped node makes no calls')
+})
+
+t.test('stop before start is harmless; tools cannot be added after start', async (t) => {
+  const n = createMeshNode(testNodeOptions('never', 'never'))
+  await n.stop()
+  const m = createMeshNode(testNodeOptions(`late-${process.pid}`, 'late'))
+  await m.start()
+  t.throws(() => m.tool('x', {}, () => 1), { code: 'MESH_ERR_TOOL_INVALID' })
+  await m.stop()
+})
