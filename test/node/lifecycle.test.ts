@@ -3,28 +3,9 @@
 import t from 'tap'
 import { z } from 'zod'
 import { createMeshNode } from '../../src/node.ts'
-import { systemClock } from '../../src/clock.ts'
-import type { Clock, TimerHandle } from '../../src/clock.ts'
+import { countingClock, handles, settleHandles } from '../helpers/resources.ts'
 import { testNodeOptions } from '../helpers/mesh.ts'
 
-function countingClock (): Clock & { pending: Set<TimerHandle> } {
-  const pending = new Set<TimerHandle>()
-  return {
-    pending,
-    now: () => systemClock.now(),
-    setTimeout (fn, ms) {
-      const h: TimerHandle = systemClock.setTimeout(() => { pending.delete(h); fn() }, ms)
-      pending.add(h)
-      return h
-    },
-    clearTimeout (h) { pending.delete(h); systemClock.clearTimeout(h) },
-  }
-}
-const handles = (): Record<string, number> => {
-  const count: Record<string, number> = {}
-  for (const r of process.getActiveResourcesInfo()) count[r] = (count[r] ?? 0) + 1
-  return count
-}
 
 t.test('start, calls, stop: nothing is left behind, and stop is idempotent', async (t) => {
   const baseline = handles()
@@ -41,12 +22,7 @@ t.test('start, calls, stop: nothing is left behind, and stop is idempotent', asy
   await Promise.all([b.stop(), b.stop()])
   await a.stop()
   await a.stop()
-  for (let i = 0; i < 100; i++) {
-    const now = handles()
-    if ((now.TCPSocketWrap ?? 0) <= (baseline.TCPSocketWrap ?? 0) && (now.TCPServerWrap ?? 0) <= (baseline.TCPServerWrap ?? 0)) break
-    await new Promise((resolve) => setTimeout(resolve, 10))
-  }
-  const after = handles()
+  const after = await settleHandles(baseline) // closed sockets are released over the next turns
   t.equal(after.TCPSocketWrap ?? 0, baseline.TCPSocketWrap ?? 0, 'no TCP socket left (gossip, MCP endpoint, client pools)')
   t.equal(after.TCPServerWrap ?? 0, baseline.TCPServerWrap ?? 0, 'no listener left')
   t.equal(clock.pending.size, 0, 'no timer of the mesh left')

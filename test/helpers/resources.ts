@@ -1,0 +1,35 @@
+// What a test checks to prove a stopped node leaves nothing running.
+import { systemClock } from '../../src/clock.ts'
+import type { Clock, TimerHandle } from '../../src/clock.ts'
+
+/** The system clock, counting the timers the mesh holds (libp2p's own internals use their own). */
+export function countingClock (): Clock & { pending: Set<TimerHandle> } {
+  const pending = new Set<TimerHandle>()
+  return {
+    pending,
+    now: () => systemClock.now(),
+    setTimeout (fn, ms) {
+      const h: TimerHandle = systemClock.setTimeout(() => { pending.delete(h); fn() }, ms)
+      pending.add(h)
+      return h
+    },
+    clearTimeout (h) { pending.delete(h); systemClock.clearTimeout(h) },
+  }
+}
+
+/** Active resources of the process by kind (TCPSocketWrap, TCPServerWrap, Timeout, ...). */
+export function handles (): Record<string, number> {
+  const count: Record<string, number> = {}
+  for (const r of process.getActiveResourcesInfo()) count[r] = (count[r] ?? 0) + 1
+  return count
+}
+
+/** Waits (bounded) until no more sockets or listeners are open than at `baseline`. */
+export async function settleHandles (baseline: Record<string, number>): Promise<Record<string, number>> {
+  for (let i = 0; i < 100; i++) {
+    const now = handles()
+    if ((now.TCPSocketWrap ?? 0) <= (baseline.TCPSocketWrap ?? 0) && (now.TCPServerWrap ?? 0) <= (baseline.TCPServerWrap ?? 0)) return now
+    await new Promise((resolve) => setTimeout(resolve, 10))
+  }
+  return handles()
+}
