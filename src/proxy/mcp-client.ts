@@ -25,6 +25,8 @@ export interface McpHttpClientInit {
   clientVersion?: string
   /** Keep-alive connections per provider. */
   connections?: number
+  /** Largest answer read from a provider (default 10 MiB, as MCP Mesh's maxResponseSize). */
+  maxResponseBytes?: number
   connect?: Partial<buildConnector.BuildOptions> | buildConnector.connector
 }
 
@@ -133,8 +135,12 @@ export class McpHttpClient {
     try {
       if (type.startsWith('text/event-stream')) {
         const sse = new SseParser()
+        const max = this.#init.maxResponseBytes ?? DEFAULT_MAX_RESPONSE
+        let size = 0
         res.body.setEncoding('utf8')
         for await (const chunk of res.body) {
+          size += (chunk as string).length
+          if (size > max) { discard(res); throw tooLarge(url, max) }
           for (const data of sse.push(chunk as string)) {
             const m = JSON.parse(data) as { id?: unknown, method?: string, params?: Progress & { progressToken?: unknown } }
             if (m.id === id && m.method === undefined) answer = m as typeof answer
@@ -145,9 +151,9 @@ export class McpHttpClient {
           }
           if (answer !== undefined) break
         }
-        res.body.destroy()
+        discard(res)
       } else {
-        answer = JSON.parse(await res.body.text()) as typeof answer
+        answer = JSON.parse(await readCapped(res, this.#init.maxResponseBytes ?? DEFAULT_MAX_RESPONSE, url)) as typeof answer
       }
     } catch (err) {
       throw callError(err, url, signal)
@@ -186,6 +192,36 @@ export class McpHttpClient {
       details: { url, status: res.statusCode, notSent: res.statusCode === 503 },
     })
   }
+}
+
+const DEFAULT_MAX_RESPONSE = 10 * 1024 * 1024
+
+function tooLarge (url: string, max: number): MeshError {
+  return new MeshError('MESH_ERR_CALL_FAILED', `${url} sent an answer larger than ${max} bytes (maxResponseBytes)`, { details: { url, maxResponseBytes: max } })
+}
+
+/** Reads a JSON body, refusing more than `max` bytes (by Content-Length first, then by counting). */
+async function readCapped (res: Dispatcher.ResponseData, max: number, url: string): Promise<string> {
+  const declared = Number(res.headers['content-length'] ?? -1)
+  if (declared > max) {
+    discard(res)
+    throw tooLarge(url, max)
+  }
+  if (declared >= 0) return await res.body.text()
+  const chunks: Buffer[] = []
+  let size = 0
+  for await (const chunk of res.body) {
+    size += (chunk as Buffer).length
+    if (size > max) { discard(res); throw tooLarge(url, max) }
+    chunks.push(chunk as Buffer)
+  }
+  return Buffer.concat(chunks, size).toString('utf8')
+}
+
+/** Drops the rest of a body and its connection; undici reports that as an error nobody waits for. */
+function discard (res: Dispatcher.ResponseData): void {
+  res.body.on('error', () => {})
+  res.body.destroy()
 }
 
 /** Maps an undici or abort failure to a mesh error that says whether the request left this process. */

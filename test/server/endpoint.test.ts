@@ -142,6 +142,15 @@ t.test('body size and concurrency limits refuse with clear errors', async (t) =>
   t.same((await Promise.all([a, b])).map((r) => r.status), [200, 200])
 })
 
+t.test('the client refuses an answer larger than maxResponseBytes', async (t) => {
+  const client = new McpHttpClient({ clientName: 'capped', maxResponseBytes: 1024 })
+  t.teardown(() => client.close())
+  const small = await client.callTool(node.url, 'echo', { word: 'ok' }, { timeoutMs: 5_000 })
+  t.same(small.structuredContent, { echoed: 'ok' })
+  await t.rejects(client.callTool(node.url, 'echo', { word: 'x'.repeat(1500), times: 3 }, { timeoutMs: 5_000 }),
+    { code: 'MESH_ERR_CALL_FAILED', details: { maxResponseBytes: 1024 } })
+})
+
 t.test('a client that disconnects aborts its handler', async (t) => {
   gate = new Promise<void>((resolve) => { release = resolve })
   const before = slowAborted
