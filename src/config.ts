@@ -51,6 +51,12 @@ export const TimingSchema = z.object({
   antiEntropyIntervalMs: ms.default(2_000),
   /** Connection upkeep: dial random members while below `minConnections`; redial dead members. */
   maintainIntervalMs: ms.default(1_000),
+  /**
+   * Dead members are redialled (one per upkeep tick) with a backoff that doubles from 1 s up to
+   * this. It bounds how long a healed partition waits for its first bridge: measured in the
+   * simulation, a 30 s cap left halves apart for up to 23 s after the heal.
+   */
+  redialMaxBackoffMs: ms.default(4_000),
   /** Adverts are re-issued (seq + 1) after half this; older adverts are refused (replays). */
   maxAdvertAgeMs: ms.default(60 * 60_000),
   /** Adverts dated further in the future than this are refused (clock skew allowance). */

@@ -47,10 +47,15 @@ export interface GossipStats {
   probeBytes: { in: number, out: number }
 }
 
-/** Pieces tests and simulations replace: the clock, the key, the transports. */
+/** Pieces tests and simulations replace: the clock, the key, the transports, faults. */
 export interface GossipSeam extends Omit<HostSeam, 'deny'> {
   clock?: Clock
   privateKey?: PrivateKey
+  /**
+   * Fault injection for simulations: return true to lose an inbound gossip message (it is
+   * neither merged nor forwarded by this node) or a probe ping (it is not answered).
+   */
+  lose?: (kind: 'gossip' | 'probe', from: string) => boolean
 }
 
 /** A running member of a mesh (agent, bootstrap or observer) as far as discovery goes. */
@@ -77,8 +82,11 @@ export interface GossipNode {
   deny(peerIds: Iterable<string>): Promise<void>
   /** Lets these peers (all, when omitted) back in. */
   allow(peerIds?: Iterable<string>): void
-  /** Says goodbye (signed leave), stops every loop and closes every socket. Idempotent. */
-  stop(): Promise<void>
+  /**
+   * Says goodbye (signed leave), stops every loop and closes every socket. Idempotent.
+   * `leave: false` skips the goodbye: peers see the sockets close, as after a crash (simulations).
+   */
+  stop(options?: { leave?: boolean }): Promise<void>
 }
 
 /** Creates a gossip node; nothing runs until `start()`. Options are validated here. */
@@ -254,15 +262,15 @@ class MeshGossip implements GossipNode {
     else for (const id of peerIds) this.#denied.delete(id)
   }
 
-  async stop (): Promise<void> {
-    this.#stopping ??= this.#doStop()
+  async stop (options: { leave?: boolean } = {}): Promise<void> {
+    this.#stopping ??= this.#doStop(options.leave ?? true)
     return this.#stopping
   }
 
-  async #doStop (): Promise<void> {
+  async #doStop (leave: boolean): Promise<void> {
     const host = this.#host
     if (host === undefined) return
-    if (this.#running && this.#member && this.#self !== undefined) {
+    if (leave && this.#running && this.#member && this.#self !== undefined) {
       // Best effort: a signed leave lets every replica drop us at once instead of after a suspicion.
       const leave = { v: ADVERT_SCHEMA_VERSION, mesh: this.options.mesh, peerId: this.peerId, incarnation: this.#self.advert.incarnation, issuedAt: this.#clock.now() }
       const bytes = await encodeMessage('leave', leave, this.options.mesh, this.#key!)
@@ -365,7 +373,8 @@ class MeshGossip implements GossipNode {
     return reason === 'quota' || reason === 'too-old' || reason === 'future' || reason === 'unknown-sender' ? TopicValidatorResult.Ignore : TopicValidatorResult.Reject
   }
 
-  async #validate (_from: PeerId, msg: Message): Promise<TopicValidatorResult> {
+  async #validate (from: PeerId, msg: Message): Promise<TopicValidatorResult> {
+    if (this.#seam.lose?.('gossip', from.toString()) === true) return TopicValidatorResult.Ignore
     if (msg.type !== 'unsigned') return this.#drop('malformed')
     return this.#receive(msg.data, 'gossip')
   }
@@ -448,6 +457,7 @@ class MeshGossip implements GossipNode {
     viewOf: (p) => this.#viewOf(p),
     onView: (v) => { this.#onView(v) },
     probeFor: async (target, options) => this.#directProbe(target, this.#probeTimeout(target), options),
+    lose: (from: string) => this.#seam.lose?.('probe', from) === true,
     bytes: this.stats.probeBytes,
   }
 
@@ -634,7 +644,7 @@ class MeshGossip implements GossipNode {
       if (r.at > now || this.#denied.has(id)) continue
       const e = this.replica.get(id)
       if (e === undefined || this.#isUp(id)) { this.#redialAt.delete(id); continue }
-      r.backoff = Math.min(r.backoff * 2, 30_000)
+      r.backoff = Math.min(r.backoff * 2, o.timing.redialMaxBackoffMs)
       r.at = now + r.backoff
       this.syncWith(id).catch(() => {})
       break

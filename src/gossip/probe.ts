@@ -32,6 +32,8 @@ export interface ProbeContext {
   /** Probes `target` directly on behalf of another member. */
   probeFor(target: string, options: AbortOptions): Promise<boolean>
   bytes: { in: number, out: number }
+  /** Fault injection (simulations): true loses this ping, so the prober sees no answer. */
+  lose?: (from: string) => boolean
 }
 
 const enc = new TextEncoder()
@@ -146,6 +148,7 @@ export async function serveProbe (stream: Stream, remote: string, ctx: ProbeCont
       throw err
     }
     if (frame.t === 'ping') {
+      if (ctx.lose?.(remote) === true) continue
       if (frame.you !== undefined) ctx.onView(frame.you, remote)
       await io.send({ t: 'ack', n: frame.n, you: ctx.viewOf(remote) }, options)
     } else if (frame.t === 'req') {

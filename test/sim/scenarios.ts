@@ -1,0 +1,101 @@
+// Scenarios shared by the simulation tests (small sizes, in CI) and the benchmarks (large sizes).
+// Each returns what it measured; tests assert outcomes, benchmarks report the numbers.
+import { scenario } from './harness.ts'
+import type { Simulation, SimMember } from './harness.ts'
+
+const REAL = 'libp2p 3, gossipsub, the mesh codec, sync, SWIM probing, replica and resolver; transport: @libp2p/memory with plaintext'
+
+/** Builds a converged mesh of one bootstrap and `n` agents; returns the agents. */
+export async function converge (sim: Simulation, n: number): Promise<{ agents: SimMember[], startMs: number, convergeMs: number }> {
+  const t0 = performance.now()
+  await sim.bootstrap()
+  const agents = await sim.add(n)
+  const startMs = performance.now() - t0
+  const convergeMs = await sim.until(`${n} agents to converge`, () => sim.converged(), 120_000 + n * 200)
+  return { agents, startMs, convergeMs }
+}
+
+/** One new agent with a new capability: time until 99 % and 100 % of agents resolve it. */
+export async function spreadNew (sim: Simulation, via?: string[]): Promise<{ p99Ms: number, p100Ms: number }> {
+  const capability = `fresh-${Math.floor(sim.rng() * 1e9)}`
+  const t0 = performance.now()
+  await sim.add(1, { capability: () => capability, ...(via === undefined ? {} : { via }) })
+  await sim.until(`99% to resolve ${capability}`, () => sim.resolvable(capability) >= 0.99, 60_000, 5)
+  const p99Ms = performance.now() - t0
+  await sim.until(`100% to resolve ${capability}`, () => sim.resolvable(capability) >= 1, 60_000, 5)
+  return { p99Ms, p100Ms: performance.now() - t0 }
+}
+
+const pick = <T>(sim: Simulation, xs: T[]): T => xs[Math.floor(sim.rng() * xs.length)]
+
+export const joinAndSpread = scenario('join, converge, spread a new capability', REAL, async (sim, n) => {
+  const { startMs, convergeMs } = await converge(sim, n)
+  const spread = await spreadNew(sim)
+  return { startMs, convergeMs, spread99Ms: spread.p99Ms, spread100Ms: spread.p100Ms, wronglyDead: sim.wronglyDead() }
+})
+
+export const crashDetected = scenario('a crashed agent is dropped by every replica', REAL, async (sim, n) => {
+  const { agents } = await converge(sim, n)
+  const victim = pick(sim, agents)
+  const t0 = performance.now()
+  await sim.crash(victim.name)
+  await sim.until(`every replica to drop ${victim.name}`, () => sim.listing(victim.node.peerId) === 0, 60_000, 10)
+  const detectMs = performance.now() - t0
+  return { detectMs, wronglyDead: sim.wronglyDead() }
+})
+
+/** Splits the mesh in two halves for `holdMs`, heals, and times the reconvergence. */
+export function partitionHeals (holdMs: number) {
+  return scenario(`a partition of ${holdMs / 1000} s heals`, REAL + '; partitions: the connection gater', async (sim, n) => {
+    await converge(sim, n)
+    const all = sim.up()
+    const shuffled = [...all].sort(() => sim.rng() - 0.5)
+    const a = shuffled.slice(0, Math.floor(all.length / 2))
+    const b = shuffled.slice(a.length)
+    const t0 = performance.now()
+    await sim.partition(a, b)
+    // Each side drops the other (every member of A lists no member of B, and back).
+    const split = (): boolean => a.every((m) => b.every((o) => m.node.replica.get(o.node.peerId)?.liveness === 'dead' || m.node.replica.get(o.node.peerId)?.liveness === 'left')) &&
+      b.every((m) => a.every((o) => m.node.replica.get(o.node.peerId)?.liveness === 'dead' || m.node.replica.get(o.node.peerId)?.liveness === 'left'))
+    const splitMs = await sim.until('each side to drop the other', split, 60_000 + holdMs, 50)
+    const rest = holdMs - (performance.now() - t0)
+    if (rest > 0) await new Promise((resolve) => setTimeout(resolve, rest))
+    const t1 = performance.now()
+    sim.heal()
+    const healMs = await sim.until('the mesh to reconverge after the heal', () => sim.converged(), 120_000, 20)
+    return { splitMs, heldMs: t1 - t0, healMs, wronglyDead: sim.wronglyDead() }
+  })
+}
+
+export const bootstrapKilled = scenario('the bootstrap dies; a new agent joins through an agent', REAL, async (sim, n) => {
+  const { agents } = await converge(sim, n)
+  const [boot] = sim.up('bootstrap')
+  await sim.crash(boot.name)
+  await sim.until('every replica to drop the bootstrap', () => sim.listing(boot.node.peerId) === 0, 60_000)
+  const door = pick(sim, agents).node.addrs.slice(0, 1)
+  const spread = await spreadNew(sim, door)
+  return { join99Ms: spread.p99Ms, join100Ms: spread.p100Ms, wronglyDead: sim.wronglyDead() }
+})
+
+export const lossy = (rate: number) => scenario(`${rate * 100} % message loss`, REAL + '; loss: inbound gossip and probe pings dropped at random', async (sim, n) => {
+  await converge(sim, n)
+  sim.loss = rate
+  const spread = await spreadNew(sim)
+  // Hold the loss long enough for probing to face it (several probe periods).
+  await new Promise((resolve) => setTimeout(resolve, 5_000))
+  const wronglyDead = sim.wronglyDead()
+  sim.loss = 0
+  return { spread99Ms: spread.p99Ms, spread100Ms: spread.p100Ms, wronglyDead }
+})
+
+export const churn = (rounds: number) => scenario(`churn: ${rounds} crashes and ${rounds} joins`, REAL, async (sim, n) => {
+  await converge(sim, n)
+  const t0 = performance.now()
+  for (let i = 0; i < rounds; i++) {
+    await sim.crash(pick(sim, sim.up('agent')).name)
+    await sim.add(1)
+    await new Promise((resolve) => setTimeout(resolve, 200))
+  }
+  const settleMs = await sim.until('the mesh to converge after churn', () => sim.converged(), 60_000)
+  return { churnMs: performance.now() - t0, settleMs, wronglyDead: sim.wronglyDead() }
+})
