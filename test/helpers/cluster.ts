@@ -1,4 +1,4 @@
-import { fork } from 'node:child_process'
+import { fork, spawn } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 
@@ -28,10 +28,16 @@ export interface AgentProcess {
   exited: Promise<void>
 }
 
-/** Starts an agent process with these gossip options and waits until it has started. */
-export async function spawnAgent (options: Record<string, unknown> & { name: string }): Promise<AgentProcess> {
+/**
+ * Starts an agent process with these gossip options and waits until it has started. `wrap` runs
+ * it through a command first (for example `ip netns exec <host>`), keeping the IPC channel.
+ */
+export async function spawnAgent (options: Record<string, unknown> & { name: string }, wrap: string[] = []): Promise<AgentProcess> {
   const spawnedAt = Date.now()
-  const proc = fork(fixture, [JSON.stringify({ ephemeralKey: true, colocated: true, ...options })], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+  const args = [fixture, JSON.stringify({ ephemeralKey: true, colocated: true, ...options })]
+  const proc = wrap.length === 0
+    ? fork(fixture, args.slice(1), { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+    : spawn(wrap[0], [...wrap.slice(1), process.execPath, ...args], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
   const exited = new Promise<void>((resolve) => { proc.once('exit', () => { resolve() }) })
   let seq = 0
   const waiting = new Map<number, { resolve: (v: unknown) => void, reject: (e: Error) => void }>()
