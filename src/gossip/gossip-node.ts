@@ -44,6 +44,11 @@ export interface GossipStats {
   refutations: number
   syncs: number
   syncBytes: { in: number, out: number }
+  /**
+   * Gossip payload: bytes of messages this node validated (in), and of its own publications times
+   * the peers they went to (out). Gossipsub's forwarding and control traffic are not included.
+   */
+  gossipBytes: { in: number, out: number }
   probeBytes: { in: number, out: number }
 }
 
@@ -96,7 +101,7 @@ export function createGossipNode (init: GossipOptionsInput & { advert?: AdvertBo
 
 class MeshGossip implements GossipNode {
   readonly options: GossipOptions
-  readonly stats: GossipStats = { dropped: {}, accepted: 0, published: 0, probes: 0, probeFailures: 0, suspicionsRaised: 0, refutations: 0, syncs: 0, syncBytes: { in: 0, out: 0 }, probeBytes: { in: 0, out: 0 } }
+  readonly stats: GossipStats = { dropped: {}, accepted: 0, published: 0, probes: 0, probeFailures: 0, suspicionsRaised: 0, refutations: 0, syncs: 0, syncBytes: { in: 0, out: 0 }, gossipBytes: { in: 0, out: 0 }, probeBytes: { in: 0, out: 0 } }
   readonly #clock: Clock
   readonly #seam: GossipSeam
   readonly #denied = new Set<string>()
@@ -333,6 +338,7 @@ class MeshGossip implements GossipNode {
     this.#publishPending = false
     try {
       const { recipients } = await pubsub.publish(topic, this.#self!.envelope)
+      this.stats.gossipBytes.out += this.#self!.envelope.length * recipients.length
       this.stats.published++
       // Gossipsub drops a message silently for a peer whose outbound stream is not open yet (just
       // connected): none sent means none published. Retry soon, as a new sequence (the same bytes
@@ -375,6 +381,7 @@ class MeshGossip implements GossipNode {
 
   async #validate (from: PeerId, msg: Message): Promise<TopicValidatorResult> {
     if (this.#seam.lose?.('gossip', from.toString()) === true) return TopicValidatorResult.Ignore
+    this.stats.gossipBytes.in += msg.data.length
     if (msg.type !== 'unsigned') return this.#drop('malformed')
     return this.#receive(msg.data, 'gossip')
   }
@@ -616,7 +623,9 @@ class MeshGossip implements GossipNode {
     log('suspect %s (%s)', target, e.advert.name)
     const msg = { v: ADVERT_SCHEMA_VERSION, mesh: this.options.mesh, subject: target, incarnation: e.advert.incarnation, from: this.peerId, issuedAt: this.#clock.now() }
     const bytes = await encodeMessage('suspect', msg, this.options.mesh, this.#key!)
-    await this.#host!.services.pubsub.publish(advertTopic(this.options.mesh), bytes).catch((err: Error) => { log('suspect publish failed: %s', err.message) })
+    await this.#host!.services.pubsub.publish(advertTopic(this.options.mesh), bytes)
+      .then(({ recipients }) => { this.stats.gossipBytes.out += bytes.length * recipients.length })
+      .catch((err: Error) => { log('suspect publish failed: %s', err.message) })
   }
 
   // ---- anti-entropy, joining, connection upkeep ----------------------------------------------

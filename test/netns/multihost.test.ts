@@ -89,7 +89,8 @@ async function main (): Promise<void> {
     for (const h of [h4, h5]) await cut(h, ipsA)
     const split = await waitFor('each side to drop the other', async () => (await sees(sideA, sideA)) && (await sees(sideB, sideB)), 60_000, 200)
     t.comment(`each side dropped the other in ${split} ms`)
-    await new Promise((resolve) => setTimeout(resolve, 5_000))
+    // The issue's benchmark holds 30 s (NETNS_HOLD_MS=30000); CI holds 5 s.
+    await new Promise((resolve) => setTimeout(resolve, Number(process.env.NETNS_HOLD_MS ?? 5_000)))
     for (const h of hosts) await uncut(h)
     const heal = await waitFor('the halves to reconverge', async () => sees(live(), live()), 60_000, 100)
     t.comment(`reconverged ${heal} ms after the heal`)

@@ -1,0 +1,53 @@
+// Draws docs/benchmarks.svg from bench/results/sim.json: new-capability convergence and idle
+// bytes per node against N (log scale), as two panels. Plain SVG, no dependency.
+// Usage: node bench/chart.ts
+import { readFile, writeFile, mkdir } from 'node:fs/promises'
+
+interface Row { n: number, spread99Ms: number, spread100Ms: number, detectMs: number, idleBytesPerNodePerS: { probe: number, sync: number, gossip: number } }
+const { rows } = JSON.parse(await readFile(new URL('./results/sim.json', import.meta.url), 'utf8')) as { rows: Row[] }
+
+const W = 420
+const H = 260
+const M = { l: 60, r: 20, t: 30, b: 45 }
+const esc = (s: string): string => s.replace(/&/g, '&amp;').replace(/</g, '&lt;')
+
+function panel (x0: number, title: string, yLabel: string, series: Array<{ name: string, colour: string, points: Array<[number, number]> }>): string {
+  const xs = series.flatMap((s) => s.points.map((p) => p[0]))
+  const ys = series.flatMap((s) => s.points.map((p) => p[1]))
+  const lx = (v: number): number => Math.log10(v)
+  const [xmin, xmax] = [lx(Math.min(...xs)), lx(Math.max(...xs))]
+  const ymax = Math.max(...ys) * 1.15
+  const px = (v: number): number => x0 + M.l + ((lx(v) - xmin) / Math.max(1e-9, xmax - xmin)) * (W - M.l - M.r)
+  const py = (v: number): number => M.t + (1 - v / ymax) * (H - M.t - M.b)
+  const out: string[] = [`<text x="${x0 + W / 2}" y="18" text-anchor="middle" font-weight="bold">${esc(title)}</text>`]
+  for (let i = 0; i <= 4; i++) {
+    const v = (ymax / 4) * i
+    out.push(`<line x1="${x0 + M.l}" x2="${x0 + W - M.r}" y1="${py(v)}" y2="${py(v)}" stroke="#ddd"/>`, `<text x="${x0 + M.l - 6}" y="${py(v) + 4}" text-anchor="end">${Math.round(v)}</text>`)
+  }
+  for (const n of [...new Set(xs)]) out.push(`<text x="${px(n)}" y="${H - M.b + 16}" text-anchor="middle">${n}</text>`)
+  out.push(`<text x="${x0 + W / 2}" y="${H - 8}" text-anchor="middle">nodes (log scale)</text>`)
+  out.push(`<text x="${x0 + 14}" y="${H / 2}" text-anchor="middle" transform="rotate(-90 ${x0 + 14} ${H / 2})">${esc(yLabel)}</text>`)
+  series.forEach((s, i) => {
+    out.push(`<polyline fill="none" stroke="${s.colour}" stroke-width="2" points="${s.points.map(([x, y]) => `${px(x)},${py(y)}`).join(' ')}"/>`)
+    for (const [x, y] of s.points) out.push(`<circle cx="${px(x)}" cy="${py(y)}" r="3" fill="${s.colour}"/>`)
+    out.push(`<text x="${x0 + M.l + 8}" y="${M.t + 14 + i * 14}" fill="${s.colour}">${esc(s.name)}</text>`)
+  })
+  return out.join('\n')
+}
+
+const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${2 * W}" height="${H}" font-family="sans-serif" font-size="11">
+<rect width="100%" height="100%" fill="white"/>
+${panel(0, 'New capability reaches every replica', 'ms', [
+  { name: '100 % of nodes', colour: '#c0392b', points: rows.map((r) => [r.n, r.spread100Ms]) },
+  { name: '99 % of nodes', colour: '#2980b9', points: rows.map((r) => [r.n, r.spread99Ms]) },
+])}
+${panel(W, 'Idle mesh traffic per node', 'bytes/s (sent + received)', [
+  { name: 'total', colour: '#2c3e50', points: rows.map((r) => [r.n, r.idleBytesPerNodePerS.probe + r.idleBytesPerNodePerS.sync + r.idleBytesPerNodePerS.gossip]) },
+  { name: 'probing', colour: '#27ae60', points: rows.map((r) => [r.n, r.idleBytesPerNodePerS.probe]) },
+  { name: 'anti-entropy', colour: '#8e44ad', points: rows.map((r) => [r.n, r.idleBytesPerNodePerS.sync]) },
+])}
+</svg>
+`
+await mkdir(new URL('../docs/', import.meta.url), { recursive: true })
+await writeFile(new URL('../docs/benchmarks.svg', import.meta.url), svg)
+console.log('wrote docs/benchmarks.svg')
