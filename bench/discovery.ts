@@ -9,7 +9,8 @@ import os from 'node:os'
 import { spawnAgent, stopAll, waitFor } from '../test/helpers/cluster.ts'
 import type { AgentProcess } from '../test/helpers/cluster.ts'
 
-const { values } = parseArgs({ options: { agents: { type: 'string', default: '20' }, rounds: { type: 'string', default: '10' }, idle: { type: 'string', default: '10' } } })
+const { values } = parseArgs({ options: { agents: { type: 'string', default: '20' }, rounds: { type: 'string', default: '10' }, idle: { type: 'string', default: '10' }, burn: { type: 'string', default: '15' } } })
+const BURN_S = Number(values.burn)
 const N = Number(values.agents)
 const ROUNDS = Number(values.rounds)
 const IDLE_S = Number(values.idle)
@@ -70,6 +71,22 @@ try {
   const churn = (k: string): number => after.reduce((s, x, i) => s + ((x.stats as never)[k] as number) - ((before[i].stats as never)[k] as number), 0)
   console.log(`idle ${IDLE_S} s: ${churn('suspicionsRaised')} suspicions raised, ${churn('refutations')} refutations, ${churn('syncs')} anti-entropy rounds, ${churn('probes')} probes, ${churn('probeFailures')} failed`)
 
+  // Saturation: a busy loop per core in other processes; count suspicions and wrong deaths.
+  let saturation: { seconds: number, burners: number, suspicionsRaised: number, suspectEvents: number, deadEvents: number } | undefined
+  if (BURN_S > 0) {
+    const { spawn: spawnProcess } = await import('node:child_process')
+    const burners = os.cpus().map(() => spawnProcess(process.execPath, ['-e', 'for (;;) {}'], { stdio: 'ignore' }))
+    const raised0 = await Promise.all(agents.map(async (a) => ((await a.stats()) as { suspicionsRaised: number }).suspicionsRaised))
+    const from = Date.now()
+    await new Promise((resolve) => setTimeout(resolve, BURN_S * 1_000))
+    for (const b of burners) b.kill('SIGKILL')
+    await new Promise((resolve) => setTimeout(resolve, 3_000)) // suspicions raised late still count
+    const raised1 = await Promise.all(agents.map(async (a) => ((await a.stats()) as { suspicionsRaised: number }).suspicionsRaised))
+    const events = (state: string): number => agents.reduce((n, a) => n + a.changes.filter((c) => c.at >= from && c.after === state).length, 0)
+    saturation = { seconds: BURN_S, burners: burners.length, suspicionsRaised: raised1.reduce((s, x, i) => s + x - raised0[i], 0), suspectEvents: events('suspect'), deadEvents: events('dead') }
+    console.log(`CPU saturated by ${burners.length} busy loops for ${BURN_S} s: ${saturation.suspicionsRaised} suspicions raised, ${saturation.suspectEvents} suspect transitions seen, ${saturation.deadEvents} healthy agents wrongly declared dead`)
+  }
+
   let misses = 0
   const join: number[] = []
   const joinFromSpawn: number[] = []
@@ -129,6 +146,7 @@ try {
     falseDeaths,
     falseSuspicions,
     idleBytesPerNodePerSecond: { meshPayload: mean(app), syscallReadWrite: mean(sys) },
+    saturation,
   }
   console.log('\n| measure (%d agent processes) | p50 | p99 | max |', N)
   console.log('|---|---|---|---|')
