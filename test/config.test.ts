@@ -1,5 +1,5 @@
 import t from 'tap'
-import { GossipOptionsSchema, QuotaSchema, TimingSchema, optionsFromEnv, parseGossipOptions } from '../src/config.ts'
+import { GossipOptionsSchema, QuotaSchema, TimingSchema, optionsFromEnv, parseGossipOptions, parseMeshNodeOptions } from '../src/config.ts'
 import type { GossipOptionsInput } from '../src/config.ts'
 import { MeshError } from '../src/errors.ts'
 
@@ -125,4 +125,29 @@ t.test('suspicionMinTimeoutMs above suspicionMaxTimeoutMs fails', async (t) => {
   t.equal(viaDefault?.code, 'MESH_ERR_CONFIG_INVALID', 'also against the default max')
   const equal = parseGossipOptions({ name: 'a', timing: { suspicionMinTimeoutMs: 4_000, suspicionMaxTimeoutMs: 4_000 } }, {})
   t.equal(equal.timing.suspicionMinTimeoutMs, 4_000, 'equal bounds are allowed')
+})
+
+t.test('mesh node options: defaults, environment variables and their units', async (t) => {
+  const d = parseMeshNodeOptions({ name: 'a' }, {})
+  t.match(d, { settleMs: 20_000, callTimeoutMs: 30_000, drainGraceMs: 10_000, handleSignals: true, http: { host: '127.0.0.1', port: 0, maxBodyBytes: 4 * 1024 * 1024, maxConcurrentCalls: 256 } })
+  const env = { MCP_MESH_HTTP_HOST: '0.0.0.0', MCP_MESH_HTTP_PORT: '8080', MCP_MESH_CALL_TIMEOUT: '2.5', MCP_MESH_SETTLE_MS: '0', MCP_MESH_DRAIN_GRACE_MS: '500', MCP_MESH_NAMESPACE: 'prod' }
+  const o = parseMeshNodeOptions({ name: 'a' }, env)
+  t.equal(o.http.host, '0.0.0.0')
+  t.equal(o.http.port, 8080)
+  t.equal(o.callTimeoutMs, 2_500, 'MCP_MESH_CALL_TIMEOUT is in seconds, as in MCP Mesh')
+  t.equal(o.settleMs, 0)
+  t.equal(o.drainGraceMs, 500)
+  t.equal(o.mesh, 'prod', 'gossip variables apply to mesh nodes too')
+  const merged = parseMeshNodeOptions({ name: 'a', http: { maxConcurrentCalls: 8 } }, env)
+  t.equal(merged.http.host, '0.0.0.0', 'a nested option from the environment survives an explicit sibling')
+  t.equal(merged.http.maxConcurrentCalls, 8)
+  t.equal(parseMeshNodeOptions({ name: 'a', http: { port: 9 } }, env).http.port, 9, 'explicit options win')
+  t.same(optionsFromEnv(env), { mesh: 'prod' }, 'gossip-only nodes ignore the node variables')
+})
+
+t.test('mesh node options: a bad value or an unknown key fails, naming it', async (t) => {
+  t.same(fieldsOf(meshError(t, () => parseMeshNodeOptions({ name: 'a' }, { MCP_MESH_HTTP_PORT: 'eighty' }))), ['http.port'])
+  t.same(fieldsOf(meshError(t, () => parseMeshNodeOptions({ name: 'a' }, { MCP_MESH_CALL_TIMEOUT: '-1' }))), ['callTimeoutMs'])
+  t.same(fieldsOf(meshError(t, () => parseMeshNodeOptions({ name: 'a', http: { prot: 1 } } as never, {}))), ['http.prot'])
+  t.same(fieldsOf(meshError(t, () => parseMeshNodeOptions({ name: 'a', settle: 5 } as never, {}))), ['settle'])
 })

@@ -1,0 +1,44 @@
+// The SSE parser and the per-call deadline: small pieces on every call's path.
+import t from 'tap'
+import { SseParser } from '../../src/proxy/sse.ts'
+import { deadline } from '../../src/proxy/deadline.ts'
+import { ManualClock } from '../../src/clock.ts'
+
+t.test('SSE: events across chunk boundaries, CRLF, multi-line data, comments and other fields', async (t) => {
+  const p = new SseParser()
+  t.same(p.push(': comment\nevent: message\ndata: {"a"'), [])
+  t.same(p.push(':1}\n\n'), ['{"a":1}'], 'an event split across chunks')
+  t.same(p.push('id: 7\r\nretry: 10\r\ndata: one\r\ndata: two\r\n\r\n'), ['one\ntwo'], 'CRLF lines, data lines joined by newline')
+  t.same(p.push('data:no-space\n\ndata: x\n'), ['no-space'], 'the space after the colon is optional; an unfinished event waits')
+  t.same(p.push('\n'), ['x'])
+  t.same(p.push('\n\n'), [], 'blank lines without data make no event')
+})
+
+t.test('deadline: times out on the clock with a TimeoutError, follows linked signals, cleans up', async (t) => {
+  const clock = new ManualClock(0)
+  const d = deadline(clock, 1_000, [])
+  clock.advance(999)
+  t.equal(d.signal.aborted, false)
+  clock.advance(1)
+  t.equal(d.signal.aborted, true)
+  t.equal((d.signal.reason as DOMException).name, 'TimeoutError')
+  d.done()
+
+  const outer = new AbortController()
+  const linked = deadline(clock, 1_000, [outer.signal, undefined])
+  outer.abort(new Error('caller gave up'))
+  t.equal(linked.signal.aborted, true)
+  t.equal((linked.signal.reason as Error).message, 'caller gave up', 'the linked reason is kept')
+  linked.done()
+
+  const already = new AbortController()
+  already.abort('stopped')
+  t.equal(deadline(clock, 1_000, [already.signal]).signal.reason, 'stopped', 'an already aborted signal aborts at once')
+
+  const fresh = new AbortController()
+  const clean = deadline(clock, 1_000, [fresh.signal])
+  clean.done()
+  clock.advance(5_000)
+  fresh.abort('late')
+  t.equal(clean.signal.aborted, false, 'done() clears the timer and unlinks the signals')
+})
