@@ -50,3 +50,15 @@ t.test('churn: crashes and joins; the mesh converges to exactly the live members
   const m = await run(churn(5))
   t.equal(m.wronglyDead, 0)
 })
+
+t.test('virtual time: the same code on a clock that advances only when the process is idle', async (t) => {
+  const sim = new Simulation({ seed: 9, virtualTime: true })
+  try {
+    const m = await crashDetected.run(sim, 30)
+    t.equal(m.wronglyDead, 0)
+    // Protocol time, free of CPU queueing: at least the suspicion minimum, within its maximum.
+    t.ok(m.detectMs >= 1_000 && m.detectMs <= 8_000, `crash detected in ${Math.round(m.detectMs)} virtual ms`)
+  } finally {
+    await sim.stop()
+  }
+})

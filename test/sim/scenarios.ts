@@ -7,10 +7,10 @@ const REAL = 'libp2p 3, gossipsub, the mesh codec, sync, SWIM probing, replica a
 
 /** Builds a converged mesh of one bootstrap and `n` agents; returns the agents. */
 export async function converge (sim: Simulation, n: number): Promise<{ agents: SimMember[], startMs: number, convergeMs: number }> {
-  const t0 = performance.now()
+  const t0 = sim.now()
   await sim.bootstrap()
   const agents = await sim.add(n)
-  const startMs = performance.now() - t0
+  const startMs = sim.now() - t0
   const convergeMs = await sim.until(`${n} agents to converge`, () => sim.converged(), 120_000 + n * 200)
   return { agents, startMs, convergeMs }
 }
@@ -18,12 +18,12 @@ export async function converge (sim: Simulation, n: number): Promise<{ agents: S
 /** One new agent with a new capability: time until 99 % and 100 % of agents resolve it. */
 export async function spreadNew (sim: Simulation, via?: string[]): Promise<{ p99Ms: number, p100Ms: number }> {
   const capability = `fresh-${Math.floor(sim.rng() * 1e9)}`
-  const t0 = performance.now()
+  const t0 = sim.now()
   await sim.add(1, { capability: () => capability, ...(via === undefined ? {} : { via }) })
   await sim.until(`99% to resolve ${capability}`, () => sim.resolvable(capability) >= 0.99, 60_000, 5)
-  const p99Ms = performance.now() - t0
+  const p99Ms = sim.now() - t0
   await sim.until(`100% to resolve ${capability}`, () => sim.resolvable(capability) >= 1, 60_000, 5)
-  return { p99Ms, p100Ms: performance.now() - t0 }
+  return { p99Ms, p100Ms: sim.now() - t0 }
 }
 
 const pick = <T>(sim: Simulation, xs: T[]): T => xs[Math.floor(sim.rng() * xs.length)]
@@ -37,10 +37,10 @@ export const joinAndSpread = scenario('join, converge, spread a new capability',
 export const crashDetected = scenario('a crashed agent is dropped by every replica', REAL, async (sim, n) => {
   const { agents } = await converge(sim, n)
   const victim = pick(sim, agents)
-  const t0 = performance.now()
+  const t0 = sim.now()
   await sim.crash(victim.name)
   await sim.until(`every replica to drop ${victim.name}`, () => sim.listing(victim.node.peerId) === 0, 60_000, 10)
-  const detectMs = performance.now() - t0
+  const detectMs = sim.now() - t0
   return { detectMs, wronglyDead: sim.wronglyDead() }
 })
 
@@ -52,15 +52,15 @@ export function partitionHeals (holdMs: number) {
     const shuffled = [...all].sort(() => sim.rng() - 0.5)
     const a = shuffled.slice(0, Math.floor(all.length / 2))
     const b = shuffled.slice(a.length)
-    const t0 = performance.now()
+    const t0 = sim.now()
     await sim.partition(a, b)
     // Each side drops the other (every member of A lists no member of B, and back).
     const split = (): boolean => a.every((m) => b.every((o) => m.node.replica.get(o.node.peerId)?.liveness === 'dead' || m.node.replica.get(o.node.peerId)?.liveness === 'left')) &&
       b.every((m) => a.every((o) => m.node.replica.get(o.node.peerId)?.liveness === 'dead' || m.node.replica.get(o.node.peerId)?.liveness === 'left'))
     const splitMs = await sim.until('each side to drop the other', split, 60_000 + holdMs, 50)
-    const rest = holdMs - (performance.now() - t0)
-    if (rest > 0) await new Promise((resolve) => setTimeout(resolve, rest))
-    const t1 = performance.now()
+    const rest = holdMs - (sim.now() - t0)
+    if (rest > 0) await sim.sleep(rest)
+    const t1 = sim.now()
     sim.heal()
     const healMs = await sim.until('the mesh to reconverge after the heal', () => sim.converged(), 120_000, 20)
     return { splitMs, heldMs: t1 - t0, healMs, wronglyDead: sim.wronglyDead() }
@@ -82,7 +82,7 @@ export const lossy = (rate: number) => scenario(`${rate * 100} % message loss`, 
   sim.loss = rate
   const spread = await spreadNew(sim)
   // Hold the loss long enough for probing to face it (several probe periods).
-  await new Promise((resolve) => setTimeout(resolve, 5_000))
+  await sim.sleep(5_000)
   const wronglyDead = sim.wronglyDead()
   sim.loss = 0
   return { spread99Ms: spread.p99Ms, spread100Ms: spread.p100Ms, wronglyDead }
@@ -90,12 +90,12 @@ export const lossy = (rate: number) => scenario(`${rate * 100} % message loss`, 
 
 export const churn = (rounds: number) => scenario(`churn: ${rounds} crashes and ${rounds} joins`, REAL, async (sim, n) => {
   await converge(sim, n)
-  const t0 = performance.now()
+  const t0 = sim.now()
   for (let i = 0; i < rounds; i++) {
     await sim.crash(pick(sim, sim.up('agent')).name)
     await sim.add(1)
-    await new Promise((resolve) => setTimeout(resolve, 200))
+    await sim.sleep(200)
   }
   const settleMs = await sim.until('the mesh to converge after churn', () => sim.converged(), 60_000)
-  return { churnMs: performance.now() - t0, settleMs, wronglyDead: sim.wronglyDead() }
+  return { churnMs: sim.now() - t0, settleMs, wronglyDead: sim.wronglyDead() }
 })
