@@ -24,6 +24,7 @@ import { Quota } from './quota.ts'
 import { requestSync, serveSync, syncProtocol } from './sync.ts'
 import type { SyncContext, SyncResult, View } from './sync.ts'
 import { ProbeChannel, probeProtocol, serveProbe } from './probe.ts'
+import { Awareness } from './awareness.ts'
 import type { ProbeContext, Answer } from './probe.ts'
 
 const log = logger('mesh:gossip')
@@ -131,10 +132,8 @@ class MeshGossip implements GossipNode {
   #peerIds = new Map<string, PeerId>()
   #syncContext!: SyncContext
   #channels = new Map<string, Promise<ProbeChannel>>()
-  /** Lifeguard's local health: 0 is healthy; each step stretches our probe timeouts and slows probing. */
-  #health = 0
-  /** Smoothed ack round trip and its deviation per neighbour, in ms. */
-  #rtt = new Map<string, { srtt: number, rttvar: number }>()
+  /** Lifeguard's local health and each neighbour's round trip: our timeouts and probe rate. */
+  readonly #awareness: Awareness
   #selfId = ''
 
   constructor (init: GossipOptionsInput & { advert?: AdvertBody }, seam: GossipSeam) {
@@ -145,6 +144,7 @@ class MeshGossip implements GossipNode {
     this.#clock = seam.clock ?? systemClock
     this.#joinBackoff = this.options.timing.joinRetryMs
     const q = this.options.quota
+    this.#awareness = new Awareness(this.options.timing)
     this.#advertQuota = new Quota({ clock: this.#clock, perMinute: q.advertsPerMinute, burst: q.advertBurst })
     this.#syncQuota = new Quota({ clock: this.#clock, perMinute: q.syncPerMinute, burst: Math.max(10, q.syncPerMinute / 6) })
   }
@@ -181,7 +181,7 @@ class MeshGossip implements GossipNode {
     this.#replica.onChange((c) => {
       if ((c.after === 'dead' || c.after === 'left') && c.before !== undefined) this.#redialAt.set(c.peerId, { at: this.#clock.now() + 1_000, backoff: 1_000 })
       if (c.after === 'alive') this.#redialAt.delete(c.peerId)
-      else if (c.after === 'dead' || c.after === 'left') this.#rtt.delete(c.peerId)
+      else if (c.after === 'dead' || c.after === 'left') this.#awareness.forget(c.peerId)
     })
     this.#syncContext = {
       replica: this.#replica,
@@ -367,7 +367,7 @@ class MeshGossip implements GossipNode {
     const next = Math.max(this.#clock.now(), theirIncarnation + 1)
     if (!Number.isSafeInteger(next)) return
     this.stats.refutations++
-    this.#adjustHealth(1)
+    this.#awareness.adjust(1)
     log('refuting incarnation %d with %d', theirIncarnation, next)
     this.#issueAdvert(next, 0).catch((err: Error) => { log.error('refutation failed: %s', err.message) })
   }
@@ -463,7 +463,7 @@ class MeshGossip implements GossipNode {
   readonly #probeContext: ProbeContext = {
     viewOf: (p) => this.#viewOf(p),
     onView: (v) => { this.#onView(v) },
-    probeFor: async (target, options) => this.#directProbe(target, this.#probeTimeout(target), options),
+    probeFor: async (target, options) => this.#directProbe(target, this.#awareness.probeTimeout(target), options),
     lose: (from: string) => this.#seam.lose?.('probe', from) === true,
     bytes: this.stats.probeBytes,
   }
@@ -508,10 +508,8 @@ class MeshGossip implements GossipNode {
   #probeTick (): void {
     // Round robin over a shuffled list of neighbours (SWIM), enough per tick that each neighbour is
     // probed once per probePeriodMs; fewer while this node is itself unhealthy (Lifeguard).
-    const t = this.options.timing
     const neighbours = this.#connectedMembers()
-    const wanted = Math.ceil(neighbours.length * t.probeIntervalMs / t.probePeriodMs / (1 + this.#health))
-    let count = Math.min(t.maxProbesPerTick, Math.max(1, wanted))
+    let count = this.#awareness.probesPerTick(neighbours.length)
     let refilled = false
     while (count > 0) {
       if (this.#probeOrder.length === 0) {
@@ -524,27 +522,21 @@ class MeshGossip implements GossipNode {
     }
   }
 
-  /** Lifeguard's awareness: +1 when we look slow (no helper answered, we had to refute), -1 per good probe. */
-  #adjustHealth (delta: number): void {
-    this.#health = Math.min(this.options.timing.maxHealthMultiplier, Math.max(0, this.#health + delta))
-  }
-
   async #probeMember (target: string): Promise<void> {
     if (!this.#running || this.#inflightProbes.has(target) || target === this.#selfId) return
     this.#inflightProbes.add(target)
     try {
       const t = this.options.timing
       this.stats.probes++
-      const timeout = this.#probeTimeout(target)
-      if (await this.#directProbe(target, timeout)) {
-        this.#adjustHealth(-1)
+      if (await this.#directProbe(target, this.#awareness.probeTimeout(target))) {
+        this.#awareness.adjust(-1)
         return
       }
       const helpers = shuffle(this.#connectedMembers().filter((p) => p !== target)).slice(0, t.indirectProbes)
-      const answers = await Promise.all(helpers.map(async (h) => this.#indirectProbe(h, target, Math.max(t.indirectProbeTimeoutMs * (1 + this.#health), timeout + this.#probeTimeout(h)))))
+      const answers = await Promise.all(helpers.map(async (h) => this.#indirectProbe(h, target, this.#awareness.indirectTimeout(target, h))))
       if (answers.includes('ack')) return
       // Helpers that answered nothing (not even a nack) suggest the slow one is us, not the target.
-      if (helpers.length > 0 && answers.every((a) => a === 'none')) this.#adjustHealth(1)
+      if (helpers.length > 0 && answers.every((a) => a === 'none')) this.#awareness.adjust(1)
       if (this.#running && this.#isUp(target)) {
         this.stats.probeFailures++
         await this.#suspect(target)
@@ -575,28 +567,6 @@ class MeshGossip implements GossipNode {
     void ch?.then((c) => { c.close() }, () => {})
   }
 
-  /**
-   * How long to wait for `peerId`'s ack: like TCP's retransmission timeout, the smoothed round trip
-   * plus four deviations, never below probeTimeoutMs, times our own health multiplier. A loaded host
-   * answers late but answers; a fixed timeout made every late ack a suspicion.
-   */
-  #probeTimeout (peerId: string): number {
-    const t = this.options.timing
-    const r = this.#rtt.get(peerId)
-    const adaptive = r === undefined ? 0 : r.srtt + 4 * r.rttvar
-    return Math.min(t.maxProbeTimeoutMs, Math.max(t.probeTimeoutMs, adaptive)) * (1 + this.#health)
-  }
-
-  #recordRtt (peerId: string, sample: number): void {
-    const r = this.#rtt.get(peerId)
-    if (r === undefined) {
-      if (this.#rtt.size >= 10_000) this.#rtt.clear()
-      this.#rtt.set(peerId, { srtt: sample, rttvar: sample / 2 })
-    } else { // RFC 6298 gains
-      r.rttvar = 0.75 * r.rttvar + 0.25 * Math.abs(r.srtt - sample)
-      r.srtt = 0.875 * r.srtt + 0.125 * sample
-    }
-  }
 
   async #directProbe (target: string, timeoutMs: number, options: AbortOptions = {}): Promise<boolean> {
     if (this.#denied.has(target)) return false
@@ -604,7 +574,7 @@ class MeshGossip implements GossipNode {
       const channel = await this.#channel(target, signal)
       const sent = this.#clock.now()
       const ok = await channel.ping({ signal })
-      if (ok) this.#recordRtt(target, this.#clock.now() - sent)
+      if (ok) this.#awareness.recordRtt(target, this.#clock.now() - sent)
       return ok
     }).catch((err: Error) => { log('probe of %s failed: %s', target, err.message); return false })
   }

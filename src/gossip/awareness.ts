@@ -1,0 +1,75 @@
+import type { GossipOptions } from '../config.ts'
+
+type Timing = Pick<GossipOptions['timing'], 'probeIntervalMs' | 'probePeriodMs' | 'maxProbesPerTick' | 'probeTimeoutMs' | 'maxProbeTimeoutMs' | 'indirectProbeTimeoutMs' | 'maxHealthMultiplier'>
+
+/** Peers whose round trips are remembered; past this the table starts over. */
+const MAX_PEERS = 10_000
+
+/**
+ * How long a node waits for its peers, and how hard it probes. It keeps two things: Lifeguard's
+ * local health, and a smoothed round trip per peer. Pure state, no network and no clock, so the
+ * gossip node and a model simulation share it.
+ *
+ * - **Health** is 0 when the node is healthy. Each step stretches every timeout by one more
+ *   multiple and makes the node probe less, so an overloaded host does not accuse healthy peers.
+ * - **Round trips** follow TCP's retransmission timer: the smoothed RTT plus four deviations
+ *   (RFC 6298 gains).
+ */
+export class Awareness {
+  readonly #t: Timing
+  #health = 0
+  readonly #rtt = new Map<string, { srtt: number, rttvar: number }>()
+
+  constructor (timing: Timing) {
+    this.#t = timing
+  }
+
+  /** 0 when healthy, up to `maxHealthMultiplier`. */
+  get health (): number {
+    return this.#health
+  }
+
+  /** +1 when we look slow (no helper answered, we had to refute), -1 per good probe. */
+  adjust (delta: number): void {
+    this.#health = Math.min(this.#t.maxHealthMultiplier, Math.max(0, this.#health + delta))
+  }
+
+  /** How long to wait for `peerId`'s ack: adaptive, never below `probeTimeoutMs`, times our health. */
+  probeTimeout (peerId: string): number {
+    const r = this.#rtt.get(peerId)
+    const adaptive = r === undefined ? 0 : r.srtt + 4 * r.rttvar
+    return Math.min(this.#t.maxProbeTimeoutMs, Math.max(this.#t.probeTimeoutMs, adaptive)) * (1 + this.#health)
+  }
+
+  /** How long to wait for a helper's answer about `target`: both legs, at least the indirect timeout. */
+  indirectTimeout (target: string, helper: string): number {
+    return Math.max(this.#t.indirectProbeTimeoutMs * (1 + this.#health), this.probeTimeout(target) + this.probeTimeout(helper))
+  }
+
+  /** Records one ack round trip, in ms. */
+  recordRtt (peerId: string, sample: number): void {
+    const r = this.#rtt.get(peerId)
+    if (r === undefined) {
+      if (this.#rtt.size >= MAX_PEERS) this.#rtt.clear()
+      this.#rtt.set(peerId, { srtt: sample, rttvar: sample / 2 })
+    } else {
+      r.rttvar = 0.75 * r.rttvar + 0.25 * Math.abs(r.srtt - sample)
+      r.srtt = 0.875 * r.srtt + 0.125 * sample
+    }
+  }
+
+  /** Forgets a peer that died or left. */
+  forget (peerId: string): void {
+    this.#rtt.delete(peerId)
+  }
+
+  /**
+   * Probes to send this tick: enough that each of `neighbours` is probed once per probe period
+   * (SWIM), fewer while unhealthy, at least one and at most `maxProbesPerTick`.
+   */
+  probesPerTick (neighbours: number): number {
+    const t = this.#t
+    const wanted = Math.ceil(neighbours * t.probeIntervalMs / t.probePeriodMs / (1 + this.#health))
+    return Math.min(t.maxProbesPerTick, Math.max(1, wanted))
+  }
+}

@@ -1,0 +1,36 @@
+// Lifeguard health and adaptive probe timeouts: pure state, checked against the formulas.
+import t from 'tap'
+import { Awareness } from '../../src/gossip/awareness.ts'
+import { TimingSchema } from '../../src/config.ts'
+
+const timing = TimingSchema.parse({}) // probe 300 ms floor, 3 s cap, indirect 400 ms, health up to 8
+
+t.test('a neighbour with no round trip yet gets the floor; samples raise it like TCP RTO', async (t) => {
+  const a = new Awareness(timing)
+  t.equal(a.probeTimeout('p'), 300)
+  a.recordRtt('p', 100) // srtt 100, rttvar 50: 100 + 4 * 50 = 300
+  t.equal(a.probeTimeout('p'), 300)
+  a.recordRtt('p', 500) // rttvar 0.75*50 + 0.25*400 = 137.5; srtt 0.875*100 + 0.125*500 = 150
+  t.equal(a.probeTimeout('p'), 150 + 4 * 137.5)
+  a.recordRtt('q', 5_000)
+  t.equal(a.probeTimeout('q'), 3_000, 'capped at maxProbeTimeoutMs')
+  a.forget('q')
+  t.equal(a.probeTimeout('q'), 300, 'a forgotten peer starts again at the floor')
+})
+
+t.test('health stretches every timeout and slows probing, within its bounds', async (t) => {
+  const a = new Awareness(timing)
+  t.equal(a.probesPerTick(10), 5, 'ten neighbours, a tick every 500 ms, each probed once a second')
+  t.equal(a.probesPerTick(0), 1, 'at least one')
+  t.equal(a.probesPerTick(100), 8, 'at most maxProbesPerTick')
+  a.adjust(1)
+  t.equal(a.health, 1)
+  t.equal(a.probeTimeout('p'), 600)
+  t.equal(a.indirectTimeout('p', 'h'), 1_200, 'both legs, each stretched')
+  t.equal(a.probesPerTick(10), 3, 'half the probes while unhealthy (rounded up)')
+  for (let i = 0; i < 20; i++) a.adjust(1)
+  t.equal(a.health, 8, 'capped at maxHealthMultiplier')
+  for (let i = 0; i < 20; i++) a.adjust(-1)
+  t.equal(a.health, 0, 'never below healthy')
+  t.equal(a.indirectTimeout('p', 'h'), 600, 'healthy: the two legs (300 + 300) beat the 400 ms minimum')
+})
