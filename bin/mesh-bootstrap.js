@@ -1,3 +1,3 @@
 #!/usr/bin/env node
 import { launch } from './launch.js'
-await launch('../src/cli/mesh-bootstrap.ts')
+await launch('../dist/cli/mesh-bootstrap.js')

@@ -1,3 +1,3 @@
 #!/usr/bin/env node
 import { launch } from './launch.js'
-await launch('../src/cli/meshctl.ts')
+await launch('../dist/cli/meshctl.js')
