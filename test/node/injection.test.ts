@@ -3,6 +3,7 @@ import t from 'tap'
 import { z } from 'zod'
 import { request } from 'undici'
 import { createMeshNode } from '../../src/node.ts'
+import { createGossipNode } from '../../src/gossip/gossip-node.ts'
 import type { MeshNode } from '../../src/node.ts'
 import { testNodeOptions, startNode, until } from '../helpers/mesh.ts'
 
@@ -64,6 +65,30 @@ t.test('equal providers share the load by round robin', async (t) => {
   const served = new Set<string>()
   for (let i = 0; i < 6; i++) served.add((await w({ city: 'z' })).by)
   t.same([...served].sort(), ['weather-basic', 'weather-basic-2'])
+})
+
+t.test('a provider that refuses connections is skipped for the next candidate at once', async (t) => {
+  // A member that gossips and answers probes (so every replica holds it alive and preferred) but
+  // whose advertised MCP endpoint refuses connections: the failover path, deterministically.
+  const refusing = createGossipNode({
+    mesh: MESH, name: 'weather-refusing', ephemeralKey: true, colocated: true, bootstrap: join.bootstrap,
+    advert: { endpoint: 'http://127.0.0.1:9/mcp', tools: [{ name: 'get_weather', capability: 'weather', version: '9.0.0', tags: ['basic', 'claude'] }] },
+  })
+  await refusing.start()
+  t.teardown(() => refusing.stop())
+  const caller = await startNode(MESH, 'caller-failover', () => {}, join)
+  nodes.push(caller)
+  const spec = { capability: 'weather', tags: ['+claude'] }
+  await until(() => caller.explain(spec).selected?.agent === 'weather-refusing', 10_000, 'the refusing provider ranked first')
+  const before = caller.stats.failovers
+  const w = await caller.dependency<z.infer<typeof Forecast>>(spec).invoke({ city: 'x' })
+  t.not(w.provider.agent, 'weather-refusing', 'another provider served the call')
+  t.equal(caller.stats.failovers, before + 1, 'one failover')
+  t.same(caller.stats.failed, {}, 'no call failed')
+  t.equal(caller.explain(spec).selected?.agent, 'weather-refusing', 'the replica still ranks it first (it is alive in gossip)')
+  const again = await caller.dependency<z.infer<typeof Forecast>>(spec).invoke({ city: 'y' })
+  t.not(again.provider.agent, 'weather-refusing')
+  t.equal(caller.stats.failovers, before + 1, 'the next call tries it last, so it needs no failover')
 })
 
 t.test('NO_PROVIDER names the capability, the filters and what the mesh offers', async (t) => {

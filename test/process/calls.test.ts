@@ -81,10 +81,14 @@ t.test('kill -9 a provider: the next call fails over at once, nothing fails', as
   const before = { ...tester.stats, failed: { ...tester.stats.failed } }
   claude.proc.kill('SIGKILL')
   await claude.exited
-  t.equal(tester.explain({ capability: 'weather', tags: ['+claude'] }).selected?.agent, 'weather-claude', 'the replica still lists it (detection takes about a second)')
+  // Either the replica still ranks it first (then the call is refused and fails over), or a probe
+  // already marked it suspect (then it ranks below weather-basic). Both must serve the call;
+  // test/node/injection.test.ts checks the failover itself deterministically.
+  const stillFirst = tester.explain({ capability: 'weather', tags: ['+claude'] }).selected?.agent === 'weather-claude'
   const w = await tester.dependency<{ by: string }>({ capability: 'weather', tags: ['+claude'] }).invoke(trip)
   t.equal(w.result.by, 'weather-basic')
-  t.ok(tester.stats.failovers > before.failovers, 'the refused provider was skipped for the next candidate')
+  if (stillFirst) t.ok(tester.stats.failovers > before.failovers, 'the refused provider was skipped for the next candidate')
+  else t.comment('weather-claude was already suspect: no failover was needed')
   t.same(tester.stats.failed, before.failed, 'no call failed')
   const plan = await tester.call<{ servedBy: { weather: string } }>('plan_trip', trip)
   t.equal(plan.servedBy.weather, 'weather-basic', 'the planner\'s own call failed over or resolved anew')
