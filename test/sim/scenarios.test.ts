@@ -6,7 +6,7 @@ import { Simulation } from './harness.ts'
 import type { Scenario } from './harness.ts'
 import { bootstrapKilled, churn, crashDetected, joinAndSpread, lossy, partitionHeals } from './scenarios.ts'
 
-const N = Number(process.env.SIM_NODES ?? 60)
+const N = Number(process.env.SIM_NODES ?? 40)
 t.setTimeout(900_000)
 
 async function run (sc: Scenario, n = N, seed = 42) {

@@ -57,7 +57,7 @@ export function partitionHeals (holdMs: number) {
     // Each side drops the other (every member of A lists no member of B, and back).
     const split = (): boolean => a.every((m) => b.every((o) => m.node.replica.get(o.node.peerId)?.liveness === 'dead' || m.node.replica.get(o.node.peerId)?.liveness === 'left')) &&
       b.every((m) => a.every((o) => m.node.replica.get(o.node.peerId)?.liveness === 'dead' || m.node.replica.get(o.node.peerId)?.liveness === 'left'))
-    const splitMs = await sim.until('each side to drop the other', split, 60_000 + holdMs, 50)
+    const splitMs = await sim.until('each side to drop the other', split, 120_000 + holdMs, 50)
     const rest = holdMs - (sim.now() - t0)
     if (rest > 0) await sim.sleep(rest)
     const t1 = sim.now()
