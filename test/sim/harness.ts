@@ -233,7 +233,7 @@ export class Simulation {
 
   /** Lets `ms` pass (virtual or real). */
   async sleep (ms: number): Promise<void> {
-    if (this.#clock !== undefined) await this.#clock.advance(ms)
+    if (this.#clock !== undefined) await this.#clock.run(ms)
     else await new Promise((resolve) => setTimeout(resolve, ms))
   }
 
