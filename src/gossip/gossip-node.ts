@@ -1,11 +1,6 @@
-import { peerIdFromString } from '@libp2p/peer-id'
-import { multiaddr } from '@multiformats/multiaddr'
-import type { Multiaddr } from '@multiformats/multiaddr'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { logger } from '@libp2p/logger'
-import { TopicValidatorResult } from '@libp2p/gossipsub'
-import type { Message } from '@libp2p/gossipsub'
-import type { PeerId, PrivateKey, Stream, AbortOptions, Connection } from '@libp2p/interface'
+import type { PrivateKey, AbortOptions } from '@libp2p/interface'
 import { parseGossipOptions } from '../config.ts'
 import type { GossipOptions, GossipOptionsInput } from '../config.ts'
 import { systemClock } from '../clock.ts'
@@ -14,16 +9,17 @@ import { MeshError } from '../errors.ts'
 import { AdvertSchema, ADVERT_SCHEMA_VERSION, compareVersions } from '../topology/advert.ts'
 import type { Advert, AdvertInput } from '../topology/advert.ts'
 import { Replica } from '../topology/replica.ts'
-import { createHost, advertTopic } from './host.ts'
-import type { MeshHost, HostSeam } from './host.ts'
+import type { HostSeam } from './host.ts'
+import { createLibp2pNet } from './libp2p-net.ts'
+import type { FrameStream, MeshNet, NetFactory, Verdict } from './net.ts'
 import { decodeMessage, dropReason, encodeMessage } from './codec.ts'
 import type { DropReason } from './codec.ts'
 import { holdDefaultKey, loadOrCreateKey } from './keys.ts'
 import type { HeldKey } from './keys.ts'
 import { Quota } from './quota.ts'
-import { requestSync, serveSync, syncProtocol } from './sync.ts'
+import { requestSync, serveSync } from './sync.ts'
 import type { SyncContext, SyncResult, View } from './sync.ts'
-import { ProbeChannel, probeProtocol, serveProbe } from './probe.ts'
+import { ProbeChannel, serveProbe, MAX_PROBE_FRAME_BYTES } from './probe.ts'
 import { Awareness } from './awareness.ts'
 import type { ProbeContext, Answer } from './probe.ts'
 
@@ -53,10 +49,19 @@ export interface GossipStats {
   probeBytes: { in: number, out: number }
 }
 
-/** Pieces tests and simulations replace: the clock, the key, the transports, faults. */
+/** Pieces tests and simulations replace: the clock, the key, the network, randomness, faults. */
 export interface GossipSeam extends Omit<HostSeam, 'deny'> {
   clock?: Clock
   privateKey?: PrivateKey
+  /** The network (default: libp2p, built with this seam's transports and encrypters). */
+  net?: NetFactory
+  /** Every random choice the node makes (probe order, peers, jitter); default `Math.random`. */
+  random?: () => number
+  /**
+   * Decodes and verifies a signed message (default `decodeMessage`). The model simulation passes a
+   * memo of it: thousands of nodes then share one decoded copy of each advert.
+   */
+  decode?: typeof decodeMessage
   /**
    * Fault injection for simulations: return true to lose an inbound gossip message (it is
    * neither merged nor forwarded by this node) or a probe ping (it is not answered).
@@ -107,7 +112,7 @@ class MeshGossip implements GossipNode {
   readonly #seam: GossipSeam
   readonly #denied = new Set<string>()
   #body: AdvertBody
-  #host?: MeshHost
+  #net?: MeshNet
   #replica?: Replica
   #key?: PrivateKey
   #held?: HeldKey
@@ -129,11 +134,12 @@ class MeshGossip implements GossipNode {
   #ticks = 0
   #advertQuota: Quota
   #syncQuota: Quota
-  #peerIds = new Map<string, PeerId>()
   #syncContext!: SyncContext
   #channels = new Map<string, Promise<ProbeChannel>>()
   /** Lifeguard's local health and each neighbour's round trip: our timeouts and probe rate. */
   readonly #awareness: Awareness
+  readonly #random: () => number
+  readonly #decode: typeof decodeMessage
   #selfId = ''
 
   constructor (init: GossipOptionsInput & { advert?: AdvertBody }, seam: GossipSeam) {
@@ -142,6 +148,8 @@ class MeshGossip implements GossipNode {
     this.#body = advert ?? { tools: [] }
     this.#seam = seam
     this.#clock = seam.clock ?? systemClock
+    this.#random = seam.random ?? Math.random
+    this.#decode = seam.decode ?? decodeMessage
     this.#joinBackoff = this.options.timing.joinRetryMs
     const q = this.options.quota
     this.#awareness = new Awareness(this.options.timing)
@@ -159,7 +167,7 @@ class MeshGossip implements GossipNode {
   }
 
   get addrs (): string[] {
-    return this.#host?.getMultiaddrs().map(String) ?? []
+    return this.#net?.addrs() ?? []
   }
 
   get advert (): Advert | undefined {
@@ -171,12 +179,14 @@ class MeshGossip implements GossipNode {
   }
 
   async start (options: AbortOptions = {}): Promise<void> {
-    if (this.#running || this.#host !== undefined) return
+    if (this.#running || this.#net !== undefined) return
     options.signal?.throwIfAborted()
     const o = this.options
     this.#key = this.#seam.privateKey ?? await this.#loadKey()
-    const host = this.#host = await createHost(o, this.#key, { ...this.#seam, deny: this.#denied })
-    const selfId = this.#selfId = host.peerId.toString()
+    const maxFrameBytes = Math.max(2 * 1024 * 1024, o.quota.maxMessageBytes * 4)
+    const init = { options: o, privateKey: this.#key, deny: this.#denied, maxFrameBytes: { sync: maxFrameBytes, probe: MAX_PROBE_FRAME_BYTES } }
+    const net = this.#net = await (this.#seam.net ?? (async (i) => createLibp2pNet(i, this.#seam)))(init)
+    const selfId = this.#selfId = net.peerId
     this.#replica = new Replica({ selfId, clock: this.#clock, timing: o.timing })
     this.#replica.onChange((c) => {
       if ((c.after === 'dead' || c.after === 'left') && c.before !== undefined) this.#redialAt.set(c.peerId, { at: this.#clock.now() + 1_000, backoff: 1_000 })
@@ -196,26 +206,19 @@ class MeshGossip implements GossipNode {
       ingest: async (env) => { await this.#receive(env, 'sync') },
       allow: (p) => this.#syncQuota.take(p),
       pageSize: o.quota.syncPageSize,
-      maxFrameBytes: Math.max(2 * 1024 * 1024, o.quota.maxMessageBytes * 4),
+      maxFrameBytes,
       bytes: this.stats.syncBytes,
     }
-    const handlerOpts = { maxInboundStreams: 256, maxOutboundStreams: 256 }
-    await host.handle(syncProtocol(o.mesh), (stream, conn) => this.#onSyncStream(stream, conn), handlerOpts)
-    await host.handle(probeProtocol(o.mesh), (stream, conn) => this.#onProbeStream(stream, conn), handlerOpts)
-    await host.start()
+    await net.start({
+      validate: async (from, data, signed) => this.#validate(from, data, signed),
+      subscribed: () => { if (this.#publishPending) void this.#publishSelf() },
+      disconnected: (id) => {
+        this.#dropChannel(id)
+        if (this.#running && this.#member && this.#isUp(id)) this.#later(25, () => { void this.#probeMember(id) })
+      },
+      stream: (protocol, stream, from) => { void (protocol === 'sync' ? this.#onSyncStream(stream, from) : this.#onProbeStream(stream, from)) },
+    })
     this.#running = true
-    const pubsub = host.services.pubsub
-    const topic = advertTopic(o.mesh)
-    pubsub.topicValidators.set(topic, async (from, msg) => this.#validate(from, msg))
-    pubsub.subscribe(topic)
-    pubsub.addEventListener('subscription-change', (evt) => {
-      if (this.#publishPending && evt.detail.subscriptions.some((s) => s.subscribe && s.topic === topic)) void this.#publishSelf()
-    })
-    host.addEventListener('peer:disconnect', (evt) => {
-      const id = evt.detail.toString()
-      this.#dropChannel(id)
-      if (this.#running && this.#member && this.#isUp(id)) this.#later(25, () => { void this.#probeMember(id) })
-    })
     if (this.#member) await this.#issueAdvert(this.#clock.now(), 0)
     if (o.bootstrap.length === 0) {
       this.#joined = true
@@ -247,7 +250,7 @@ class MeshGossip implements GossipNode {
   }
 
   async syncWith (peerId: string, full = false, options: AbortOptions = {}): Promise<SyncResult> {
-    const res = await this.#exchange(peerId, syncProtocol(this.options.mesh), 5_000, options, async (stream, signal) => requestSync(stream, peerId, this.#syncContext, full, { signal }))
+    const res = await this.#exchange(peerId, 5_000, options, async (stream, signal) => requestSync(stream, peerId, this.#syncContext, full, { signal }))
     this.stats.syncs++
     return res
   }
@@ -259,7 +262,7 @@ class MeshGossip implements GossipNode {
   async deny (peerIds: Iterable<string>): Promise<void> {
     const ids = [...peerIds]
     for (const id of ids) this.#denied.add(id)
-    await Promise.all(ids.map(async (id) => this.#host?.hangUp(this.#pid(id)).catch(() => {})))
+    await Promise.all(ids.map(async (id) => this.#net?.hangUp(id).catch(() => {})))
   }
 
   allow (peerIds?: Iterable<string>): void {
@@ -273,13 +276,13 @@ class MeshGossip implements GossipNode {
   }
 
   async #doStop (leave: boolean): Promise<void> {
-    const host = this.#host
-    if (host === undefined) return
+    const net = this.#net
+    if (net === undefined) return
     if (leave && this.#running && this.#member && this.#self !== undefined) {
       // Best effort: a signed leave lets every replica drop us at once instead of after a suspicion.
       const leave = { v: ADVERT_SCHEMA_VERSION, mesh: this.options.mesh, peerId: this.peerId, incarnation: this.#self.advert.incarnation, issuedAt: this.#clock.now() }
       const bytes = await encodeMessage('leave', leave, this.options.mesh, this.#key!)
-      await host.services.pubsub.publish(advertTopic(this.options.mesh), bytes).catch(() => {})
+      await net.publish(bytes).catch(() => {})
     }
     this.#running = false
     this.#abort.abort(new MeshError('MESH_ERR_ABORTED', 'the node is stopping'))
@@ -289,8 +292,7 @@ class MeshGossip implements GossipNode {
     this.#replica?.stop()
     this.#readyWaiters.reject(new MeshError('MESH_ERR_NOT_STARTED', 'the node stopped before its first sync'))
     this.#readyWaiters.promise.catch(() => {})
-    host.services.pubsub.topicValidators.clear()
-    await host.stop()
+    await net.stop()
     await this.#held?.release()
     log('stopped %s', this.peerId)
   }
@@ -328,25 +330,24 @@ class MeshGossip implements GossipNode {
   }
 
   async #publishSelf (): Promise<void> {
-    const pubsub = this.#host!.services.pubsub
-    const topic = advertTopic(this.options.mesh)
+    const net = this.#net!
     // The first publish after connecting reaches nobody until subscriptions are exchanged: wait for one.
-    if (pubsub.getSubscribers(topic).length === 0) {
+    if (net.subscribers() === 0) {
       this.#publishPending = true
       return
     }
     this.#publishPending = false
     try {
-      const { recipients } = await pubsub.publish(topic, this.#self!.envelope)
-      this.stats.gossipBytes.out += this.#self!.envelope.length * recipients.length
+      const recipients = await net.publish(this.#self!.envelope)
+      this.stats.gossipBytes.out += this.#self!.envelope.length * recipients
       this.stats.published++
       // Gossipsub drops a message silently for a peer whose outbound stream is not open yet (just
       // connected): none sent means none published. Retry soon, as a new sequence (the same bytes
       // would be a duplicate), a bounded number of times; the heartbeat's gossip covers the rest.
-      if (recipients.length === 0 && this.#publishRetries < 20) {
+      if (recipients === 0 && this.#publishRetries < 20) {
         this.#publishRetries++
         this.#later(50, () => { void this.#issueAdvert(this.#self!.advert.incarnation, this.#self!.advert.seq + 1).catch(() => {}) })
-      } else if (recipients.length > 0) {
+      } else if (recipients > 0) {
         this.#publishRetries = 0
       }
     } catch (err) {
@@ -374,26 +375,26 @@ class MeshGossip implements GossipNode {
 
   // ---- gossip validation (runs before anything is forwarded) ---------------------------------
 
-  #drop (reason: DropReason): TopicValidatorResult {
+  #drop (reason: DropReason): Verdict {
     this.stats.dropped[reason] = (this.stats.dropped[reason] ?? 0) + 1
-    return reason === 'quota' || reason === 'too-old' || reason === 'future' || reason === 'unknown-sender' ? TopicValidatorResult.Ignore : TopicValidatorResult.Reject
+    return reason === 'quota' || reason === 'too-old' || reason === 'future' || reason === 'unknown-sender' ? 'ignore' : 'reject'
   }
 
-  async #validate (from: PeerId, msg: Message): Promise<TopicValidatorResult> {
-    if (this.#seam.lose?.('gossip', from.toString()) === true) return TopicValidatorResult.Ignore
-    this.stats.gossipBytes.in += msg.data.length
-    if (msg.type !== 'unsigned') return this.#drop('malformed')
-    return this.#receive(msg.data, 'gossip')
+  async #validate (from: string, data: Uint8Array, signed: boolean): Promise<Verdict> {
+    if (this.#seam.lose?.('gossip', from) === true) return 'ignore'
+    this.stats.gossipBytes.in += data.length
+    if (signed) return this.#drop('malformed')
+    return this.#receive(data, 'gossip')
   }
 
   /**
    * Verifies and merges one signed message, from gossip (returns what gossipsub should do with it)
    * or from sync (same checks, no quota: a sync page holds at most one version per member).
    */
-  async #receive (bytes: Uint8Array, via: 'gossip' | 'sync'): Promise<TopicValidatorResult> {
+  async #receive (bytes: Uint8Array, via: 'gossip' | 'sync'): Promise<Verdict> {
     let decoded
     try {
-      decoded = await decodeMessage(bytes, this.options.mesh, this.options.quota.maxMessageBytes)
+      decoded = await this.#decode(bytes, this.options.mesh, this.options.quota.maxMessageBytes)
     } catch (err) {
       return this.#drop(dropReason(err))
     }
@@ -403,37 +404,37 @@ class MeshGossip implements GossipNode {
       const a = decoded.payload
       if (a.peerId === selfId) {
         if (compareVersions(a, this.#self?.advert ?? { incarnation: -1, seq: 0 }) >= 0) this.#refute(a.incarnation, true)
-        return TopicValidatorResult.Ignore
+        return 'ignore'
       }
       const known = replica.get(a.peerId)
       if (known !== undefined) {
         const cmp = compareVersions(a, known.advert)
         // The version we hold, first seen by sync (a joiner pushes its advert to its door before it
         // gossips it): forward it, or the door would stop its spread. Gossipsub's seen-cache stops loops.
-        if (cmp === 0 && (known.liveness === 'alive' || known.liveness === 'suspect')) return TopicValidatorResult.Accept
-        if (cmp <= 0) return TopicValidatorResult.Ignore
+        if (cmp === 0 && (known.liveness === 'alive' || known.liveness === 'suspect')) return 'accept'
+        if (cmp <= 0) return 'ignore'
       }
       if (via === 'gossip' && !this.#advertQuota.take(a.peerId)) return this.#drop('quota')
       const merged = replica.applyAdvert(a, bytes)
       if (merged === 'too-old' || merged === 'future') return this.#drop(merged)
-      if (merged === 'new' || merged === 'updated' || merged === 'revived') { this.stats.accepted++; return TopicValidatorResult.Accept }
-      return TopicValidatorResult.Ignore
+      if (merged === 'new' || merged === 'updated' || merged === 'revived') { this.stats.accepted++; return 'accept' }
+      return 'ignore'
     }
     if (decoded.kind === 'leave') {
       const l = decoded.payload
-      if (l.peerId === selfId) return TopicValidatorResult.Ignore
-      if (replica.applyLeave(l.peerId, l.incarnation, bytes) === 'left') { this.stats.accepted++; return TopicValidatorResult.Accept }
+      if (l.peerId === selfId) return 'ignore'
+      if (replica.applyLeave(l.peerId, l.incarnation, bytes) === 'left') { this.stats.accepted++; return 'accept' }
       // A leave we already hold (learnt by sync) is forwarded too, for the same reason as adverts.
       const left = replica.get(l.peerId)
-      return left?.liveness === 'left' && left.downIncarnation === l.incarnation ? TopicValidatorResult.Accept : TopicValidatorResult.Ignore
+      return left?.liveness === 'left' && left.downIncarnation === l.incarnation ? 'accept' : 'ignore'
     }
-    if (via === 'sync') return TopicValidatorResult.Ignore // suspicions travel by gossip only
+    if (via === 'sync') return 'ignore' // suspicions travel by gossip only
     const s = decoded.payload
     if (replica.get(s.from) === undefined || !this.#isUp(s.from)) return this.#drop('unknown-sender')
     if (!this.#advertQuota.take(s.from)) return this.#drop('quota')
     const merged = replica.applySuspect(s.subject, s.incarnation, s.from)
-    if (merged === 'self') { this.#refute(s.incarnation); return TopicValidatorResult.Ignore }
-    if (merged !== 'started' && merged !== 'confirmed') return TopicValidatorResult.Ignore
+    if (merged === 'self') { this.#refute(s.incarnation); return 'ignore' }
+    if (merged !== 'started' && merged !== 'confirmed') return 'ignore'
     this.stats.accepted++
     // Confirm independently: the suspect's neighbours probe it; only a failed probe adds a voice.
     // Non-neighbours do not dial it: each dial costs a Noise handshake on both ends and leaves a
@@ -446,7 +447,7 @@ class MeshGossip implements GossipNode {
       e.suspecters.size <= this.options.timing.suspicionConfirmations && this.#connectedTo(s.subject)) {
       void this.#probeMember(s.subject)
     }
-    return TopicValidatorResult.Accept
+    return 'accept'
   }
 
   // ---- views: how we see a peer, and what a peer says about us -------------------------------
@@ -468,19 +469,19 @@ class MeshGossip implements GossipNode {
     bytes: this.stats.probeBytes,
   }
 
-  async #onSyncStream (stream: Stream, conn: Connection): Promise<void> {
+  async #onSyncStream (stream: FrameStream, from: string): Promise<void> {
     await this.#bounded(10_000, {}, async (signal) => {
-      await serveSync(stream, conn.remotePeer.toString(), this.#syncContext, { signal })
+      await serveSync(stream, from, this.#syncContext, { signal })
       await stream.close({ signal }).catch(() => {})
     }).catch((err: Error) => {
-      log('sync from %s failed: %s', conn.remotePeer, err.message)
+      log('sync from %s failed: %s', from, err.message)
       stream.abort(err)
     })
   }
 
-  async #onProbeStream (stream: Stream, conn: Connection): Promise<void> {
+  async #onProbeStream (stream: FrameStream, from: string): Promise<void> {
     // Long-lived: it ends when the prober closes it, the connection dies, or this node stops.
-    await serveProbe(stream, conn.remotePeer.toString(), this.#probeContext, { signal: this.#abort.signal })
+    await serveProbe(stream, from, this.#probeContext, { signal: this.#abort.signal })
       .then(async () => stream.close().catch(() => {}), (err: Error) => { stream.abort(err) })
   }
 
@@ -492,17 +493,12 @@ class MeshGossip implements GossipNode {
   }
 
   #connectedTo (peerId: string): boolean {
-    return this.#host!.getConnections(this.#pid(peerId)).some((c) => c.status === 'open')
+    return this.#net!.isConnected(peerId)
   }
 
   /** Members we hold an open connection to: probing and anti-entropy stay on existing connections. */
   #connectedMembers (): string[] {
-    const out = new Set<string>()
-    for (const c of this.#host!.getConnections()) {
-      const id = c.remotePeer.toString()
-      if (c.status === 'open' && this.#isUp(id) && !this.#denied.has(id)) out.add(id)
-    }
-    return [...out]
+    return this.#net!.connections().filter((id) => this.#isUp(id) && !this.#denied.has(id))
   }
 
   #probeTick (): void {
@@ -514,7 +510,7 @@ class MeshGossip implements GossipNode {
     while (count > 0) {
       if (this.#probeOrder.length === 0) {
         if (refilled) return
-        this.#probeOrder = shuffle(neighbours)
+        this.#probeOrder = this.#shuffle(neighbours)
         refilled = true
       }
       const id = this.#probeOrder.pop()!
@@ -532,7 +528,7 @@ class MeshGossip implements GossipNode {
         this.#awareness.adjust(-1)
         return
       }
-      const helpers = shuffle(this.#connectedMembers().filter((p) => p !== target)).slice(0, t.indirectProbes)
+      const helpers = this.#shuffle(this.#connectedMembers().filter((p) => p !== target)).slice(0, t.indirectProbes)
       const answers = await Promise.all(helpers.map(async (h) => this.#indirectProbe(h, target, this.#awareness.indirectTimeout(target, h))))
       if (answers.includes('ack')) return
       // Helpers that answered nothing (not even a nack) suggest the slow one is us, not the target.
@@ -554,7 +550,7 @@ class MeshGossip implements GossipNode {
       if (ch?.open === true) return ch
       if (this.#channels.get(peerId) === existing) this.#channels.delete(peerId)
     }
-    const opening = this.#openStream(peerId, probeProtocol(this.options.mesh), signal)
+    const opening = this.#openStream(peerId, 'probe', signal)
       .then((stream) => new ProbeChannel(stream, peerId, this.#probeContext))
     this.#channels.set(peerId, opening)
     opening.catch(() => { if (this.#channels.get(peerId) === opening) this.#channels.delete(peerId) })
@@ -593,8 +589,8 @@ class MeshGossip implements GossipNode {
     log('suspect %s (%s)', target, e.advert.name)
     const msg = { v: ADVERT_SCHEMA_VERSION, mesh: this.options.mesh, subject: target, incarnation: e.advert.incarnation, from: this.peerId, issuedAt: this.#clock.now() }
     const bytes = await encodeMessage('suspect', msg, this.options.mesh, this.#key!)
-    await this.#host!.services.pubsub.publish(advertTopic(this.options.mesh), bytes)
-      .then(({ recipients }) => { this.stats.gossipBytes.out += bytes.length * recipients.length })
+    await this.#net!.publish(bytes)
+      .then((recipients) => { this.stats.gossipBytes.out += bytes.length * recipients })
       .catch((err: Error) => { log('suspect publish failed: %s', err.message) })
   }
 
@@ -602,7 +598,7 @@ class MeshGossip implements GossipNode {
 
   #antiEntropyTick (): void {
     const peers = this.#connectedMembers().filter((p) => p !== this.peerId)
-    const target = peers[Math.floor(Math.random() * peers.length)]
+    const target = peers[Math.floor(this.#random() * peers.length)]
     if (target !== undefined) this.syncWith(target).catch((err: Error) => { log('anti-entropy with %s failed: %s', target, err.message) })
   }
 
@@ -616,7 +612,7 @@ class MeshGossip implements GossipNode {
       const have = new Set(connected)
       const candidates = [...this.replica.up()].map((e) => e.advert.peerId).filter((p) => p !== this.peerId && !have.has(p) && !this.#denied.has(p))
       // The whole deficit at once: a new agent with a single neighbour is probed by one member only.
-      for (const p of shuffle(candidates).slice(0, o.minConnections - connected.length)) void this.#connect(p)
+      for (const p of this.#shuffle(candidates).slice(0, o.minConnections - connected.length)) void this.#connect(p)
     }
     // Redial one dead member whose backoff expired: this is how a healed partition finds itself again.
     for (const [id, r] of this.#redialAt) {
@@ -640,10 +636,9 @@ class MeshGossip implements GossipNode {
     const o = this.options
     const errors: string[] = []
     try {
-      for (const addr of shuffle([...o.bootstrap])) {
+      for (const addr of this.#shuffle([...o.bootstrap])) {
         try {
-          const conn = await this.#bounded(5_000, {}, async (signal) => this.#host!.dial(multiaddr(addr), { signal }))
-          const remote = conn.remotePeer.toString()
+          const remote = await this.#bounded(5_000, {}, async (signal) => this.#net!.dialAddress(addr, { signal }))
           if (remote === this.peerId) continue
           await this.syncWith(remote, true)
           this.#joined = true
@@ -666,49 +661,28 @@ class MeshGossip implements GossipNode {
 
   async #connect (peerId: string): Promise<void> {
     try {
-      await this.#bounded(5_000, {}, async (signal) => this.#host!.dial(this.#addrsOf(peerId), { signal }))
+      await this.#bounded(5_000, {}, async (signal) => this.#net!.dial(peerId, this.#addrsOf(peerId), { signal }))
     } catch (err) {
       log('dial %s failed: %s', peerId, (err as Error).message)
     }
   }
 
-  async #openStream (peerId: string, protocol: string, signal: AbortSignal): Promise<Stream> {
-    const host = this.#host
-    if (host === undefined || !this.#running) throw new MeshError('MESH_ERR_NOT_STARTED', 'the node is not running')
-    const open = host.getConnections(this.#pid(peerId)).find((c) => c.status === 'open')
-    if (open !== undefined) return open.newStream(protocol, { signal })
-    const addrs = this.#addrsOf(peerId)
-    return host.dialProtocol(addrs.length > 0 ? addrs : this.#pid(peerId), protocol, { signal })
+  async #openStream (peerId: string, protocol: 'sync' | 'probe', signal: AbortSignal): Promise<FrameStream> {
+    const net = this.#net
+    if (net === undefined || !this.#running) throw new MeshError('MESH_ERR_NOT_STARTED', 'the node is not running')
+    return net.open(peerId, protocol, this.#addrsOf(peerId), { signal })
   }
 
-  #addrsOf (peerId: string): Multiaddr[] {
-    const addrs = this.#replica?.get(peerId)?.advert.addrs ?? []
-    const out: Multiaddr[] = []
-    for (const a of addrs) {
-      try {
-        const ma = multiaddr(a)
-        out.push(a.includes('/p2p/') ? ma : ma.encapsulate(`/p2p/${peerId}`))
-      } catch { /* an unparsable address is skipped; others may work */ }
-    }
-    return out
-  }
-
-  #pid (peerId: string): PeerId {
-    let id = this.#peerIds.get(peerId)
-    if (id === undefined) {
-      if (this.#peerIds.size >= 10_000) this.#peerIds.clear() // a parse cache, not state: bounded
-      id = peerIdFromString(peerId)
-      this.#peerIds.set(peerId, id)
-    }
-    return id
+  #addrsOf (peerId: string): readonly string[] {
+    return this.#replica?.get(peerId)?.advert.addrs ?? []
   }
 
   // ---- timers and signals on the injected clock -----------------------------------------------
 
   /** Opens a stream, runs one exchange on it, and always closes it (aborts it on failure): no stream leaks. */
-  async #exchange<T> (peerId: string, protocol: string, timeoutMs: number, options: AbortOptions, fn: (stream: Stream, signal: AbortSignal) => Promise<T>): Promise<T> {
+  async #exchange<T> (peerId: string, timeoutMs: number, options: AbortOptions, fn: (stream: FrameStream, signal: AbortSignal) => Promise<T>): Promise<T> {
     return this.#bounded(timeoutMs, options, async (signal) => {
-      const stream = await this.#openStream(peerId, protocol, signal)
+      const stream = await this.#openStream(peerId, 'sync', signal)
       try {
         const res = await fn(stream, signal)
         await stream.close({ signal }).catch(() => { stream.abort(new Error('close failed')) })
@@ -747,14 +721,14 @@ class MeshGossip implements GossipNode {
       try { fn() } catch (err) { log.error('periodic task failed: %s', (err as Error).message) }
       this.#later(intervalMs, tick)
     }
-    this.#later(Math.floor(Math.random() * intervalMs), tick)
+    this.#later(Math.floor(this.#random() * intervalMs), tick)
   }
-}
 
-function shuffle<T> (arr: T[]): T[] {
-  for (let i = arr.length - 1; i > 0; i--) {
-    const j = Math.floor(Math.random() * (i + 1))
-    ;[arr[i], arr[j]] = [arr[j], arr[i]]
+  #shuffle<T> (arr: T[]): T[] {
+    for (let i = arr.length - 1; i > 0; i--) {
+      const j = Math.floor(this.#random() * (i + 1))
+      ;[arr[i], arr[j]] = [arr[j], arr[i]]
+    }
+    return arr
   }
-  return arr
 }

@@ -9,6 +9,7 @@ import { gossipsub, StrictNoSign } from '@libp2p/gossipsub'
 import type { GossipSub } from '@libp2p/gossipsub'
 import { createHash } from 'node:crypto'
 import type { GossipOptions } from '../config.ts'
+import type { DenyList } from './net.ts'
 
 /**
  * The libp2p services the mesh runs. Gossipsub comes from `@libp2p/gossipsub` (the libp2p 3 port);
@@ -21,11 +22,6 @@ export type MeshServices = {
 
 /** The libp2p node of a mesh member. */
 export type MeshHost = Libp2p<MeshServices>
-
-/** Peers a test or an operator cuts off: no dials, no inbound connections. */
-export interface DenyList {
-  has(peerId: string): boolean
-}
 
 /** Extra pieces of the host that tests and simulations replace (the network seam). */
 export interface HostSeam {

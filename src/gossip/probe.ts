@@ -1,6 +1,7 @@
 import { z } from 'zod'
-import { lpStream } from '@libp2p/utils'
-import type { Stream, AbortOptions } from '@libp2p/interface'
+import type { AbortOptions } from '@libp2p/interface'
+import { END_OF_STREAM } from './net.ts'
+import type { FrameStream } from './net.ts'
 import type { View } from './sync.ts'
 import { MeshError } from '../errors.ts'
 
@@ -39,8 +40,10 @@ export interface ProbeContext {
 const enc = new TextEncoder()
 const dec = new TextDecoder()
 
-function framing (stream: Stream, ctx: ProbeContext) {
-  const lp = lpStream(stream, { maxDataLength: 1024 })
+/** Largest probe frame, in bytes. */
+export const MAX_PROBE_FRAME_BYTES = 1024
+
+function framing (lp: FrameStream, ctx: ProbeContext) {
   return {
     send: async (f: ProbeFrame, options?: AbortOptions) => {
       const b = enc.encode(JSON.stringify(f))
@@ -48,7 +51,7 @@ function framing (stream: Stream, ctx: ProbeContext) {
       await lp.write(b, options)
     },
     recv: async (options?: AbortOptions): Promise<ProbeFrame> => {
-      const b = (await lp.read(options)).subarray()
+      const b = await lp.read(options)
       ctx.bytes.in += b.length
       return Frame.parse(JSON.parse(dec.decode(b)))
     },
@@ -63,12 +66,12 @@ export class ProbeChannel {
   readonly #io: ReturnType<typeof framing>
   readonly #remote: string
   readonly #ctx: ProbeContext
-  readonly #stream: Stream
+  readonly #stream: FrameStream
   readonly #pending = new Map<number, (answer: Answer) => void>()
   #next = 0
   #closed = false
 
-  constructor (stream: Stream, remote: string, ctx: ProbeContext) {
+  constructor (stream: FrameStream, remote: string, ctx: ProbeContext) {
     this.#stream = stream
     this.#remote = remote
     this.#ctx = ctx
@@ -137,14 +140,14 @@ export class ProbeChannel {
 }
 
 /** Answers probes on an inbound stream until the prober closes it or `options.signal` aborts. */
-export async function serveProbe (stream: Stream, remote: string, ctx: ProbeContext, options: AbortOptions): Promise<void> {
+export async function serveProbe (stream: FrameStream, remote: string, ctx: ProbeContext, options: AbortOptions): Promise<void> {
   const io = framing(stream, ctx)
   for (;;) {
     let frame: ProbeFrame
     try {
       frame = await io.recv(options)
     } catch (err) {
-      if ((err as Error).name === 'UnexpectedEOFError') return
+      if ((err as Error).name === END_OF_STREAM) return
       throw err
     }
     if (frame.t === 'ping') {

@@ -1,6 +1,7 @@
 import { z } from 'zod'
-import { lpStream } from '@libp2p/utils'
-import type { Stream, AbortOptions } from '@libp2p/interface'
+import type { AbortOptions } from '@libp2p/interface'
+import { END_OF_STREAM } from './net.ts'
+import type { FrameStream } from './net.ts'
 import type { Replica, ReplicaEntry } from '../topology/replica.ts'
 import { DIGEST_BUCKETS } from '../topology/digest.ts'
 import { compareVersions } from '../topology/advert.ts'
@@ -66,8 +67,7 @@ const enc = new TextEncoder()
 const dec = new TextDecoder()
 const b64 = (u: Uint8Array): string => Buffer.from(u.buffer, u.byteOffset, u.byteLength).toString('base64')
 
-function framer (stream: Stream, ctx: SyncContext, options: AbortOptions) {
-  const lp = lpStream(stream, { maxDataLength: ctx.maxFrameBytes })
+function framer (lp: FrameStream, ctx: SyncContext, options: AbortOptions) {
   return {
     async send (frame: RequestFrame | ReplyFrame): Promise<void> {
       const bytes = enc.encode(JSON.stringify(frame))
@@ -75,7 +75,7 @@ function framer (stream: Stream, ctx: SyncContext, options: AbortOptions) {
       await lp.write(bytes, options)
     },
     async recv<T extends z.ZodType> (schema: T): Promise<z.infer<T>> {
-      const data = (await lp.read(options)).subarray()
+      const data = await lp.read(options)
       ctx.bytes.in += data.length
       const parsed = schema.safeParse(JSON.parse(dec.decode(data)))
       if (!parsed.success) throw new MeshError('MESH_ERR_SYNC_FAILED', `malformed sync frame: ${parsed.error.issues[0]?.message}`)
@@ -88,7 +88,7 @@ function framer (stream: Stream, ctx: SyncContext, options: AbortOptions) {
  * Runs one exchange as the requester: digests first; only buckets that differ are paged through.
  * `full` asks for everything (a join snapshot). Pushes our own advert when the peer lacks it.
  */
-export async function requestSync (stream: Stream, remote: string, ctx: SyncContext, full: boolean, options: AbortOptions): Promise<SyncResult> {
+export async function requestSync (stream: FrameStream, remote: string, ctx: SyncContext, full: boolean, options: AbortOptions): Promise<SyncResult> {
   const io = framer(stream, ctx, options)
   const me = ctx.self()
   await io.send({ t: 'digest', root: full ? '' : ctx.replica.digestRoot(), me: me === undefined ? undefined : { i: me.i, s: me.s }, you: ctx.viewOf(remote) })
@@ -129,7 +129,7 @@ export async function requestSync (stream: Stream, remote: string, ctx: SyncCont
 }
 
 /** Serves sync requests on one inbound stream until the requester closes it. */
-export async function serveSync (stream: Stream, remote: string, ctx: SyncContext, options: AbortOptions): Promise<void> {
+export async function serveSync (stream: FrameStream, remote: string, ctx: SyncContext, options: AbortOptions): Promise<void> {
   const io = framer(stream, ctx, options)
   if (!ctx.allow(remote)) {
     await io.send({ t: 'error', code: 'rate-limited' })
@@ -142,7 +142,7 @@ export async function serveSync (stream: Stream, remote: string, ctx: SyncContex
     try {
       req = await io.recv(Request)
     } catch (err) {
-      if ((err as Error).name === 'UnexpectedEOFError') return // the requester is done
+      if ((err as Error).name === END_OF_STREAM) return // the requester is done
       throw err
     }
     if (req.t === 'digest') {

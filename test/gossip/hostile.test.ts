@@ -16,7 +16,8 @@ import { createHost, advertTopic } from '../../src/gossip/host.ts'
 import type { MeshHost } from '../../src/gossip/host.ts'
 import { encodeMessage, Kinds } from '../../src/gossip/codec.ts'
 import type { DropReason, Suspect } from '../../src/gossip/codec.ts'
-import { ProbeChannel, probeProtocol, serveProbe } from '../../src/gossip/probe.ts'
+import { ProbeChannel, probeProtocol, serveProbe, MAX_PROBE_FRAME_BYTES } from '../../src/gossip/probe.ts'
+import { lpFrames } from '../../src/gossip/libp2p-net.ts'
 import type { ProbeContext } from '../../src/gossip/probe.ts'
 import { parseGossipOptions } from '../../src/config.ts'
 import type { Advert, Liveness } from '../../src/topology/advert.ts'
@@ -80,7 +81,7 @@ t.teardown(async () => { await attacker.stop() })
 const probeCtx: ProbeContext = { viewOf: () => undefined, onView: () => {}, probeFor: async () => false, bytes: { in: 0, out: 0 } }
 await attacker.handle(probeProtocol(MESH), async (stream, conn) => {
   try {
-    await serveProbe(stream, conn.remotePeer.toString(), probeCtx, {}) // long-lived, like a real node's
+    await serveProbe(lpFrames(stream, MAX_PROBE_FRAME_BYTES), conn.remotePeer.toString(), probeCtx, {}) // long-lived, like a real node's
     await stream.close().catch(() => {})
   } catch (err) {
     stream.abort(err as Error)
@@ -245,7 +246,7 @@ t.test('a suspicion or probe view naming a huge incarnation neither crashes nor 
   // A probe from the attacker that says "I hold you dead at incarnation 2^53 - 1".
   const stream = await attacker.dialProtocol(attacker.getConnections()[0].remotePeer, probeProtocol(MESH))
   const lie: ProbeContext = { ...probeCtx, viewOf: () => ({ l: 'dead', i: Number.MAX_SAFE_INTEGER }) }
-  const channel = new ProbeChannel(stream, A.peerId, lie)
+  const channel = new ProbeChannel(lpFrames(stream, MAX_PROBE_FRAME_BYTES), A.peerId, lie)
   await channel.ping({ signal: AbortSignal.timeout(2_000) })
   channel.close()
   await sleep(timing.suspicionMaxTimeoutMs + 500)

@@ -1,0 +1,147 @@
+import { multiaddr } from '@multiformats/multiaddr'
+import type { Multiaddr } from '@multiformats/multiaddr'
+import { peerIdFromString } from '@libp2p/peer-id'
+import { lpStream } from '@libp2p/utils'
+import { TopicValidatorResult } from '@libp2p/gossipsub'
+import type { PeerId, Stream, AbortOptions } from '@libp2p/interface'
+import { createHost, advertTopic } from './host.ts'
+import type { HostSeam, MeshHost } from './host.ts'
+import { probeProtocol } from './probe.ts'
+import { syncProtocol } from './sync.ts'
+import type { FrameStream, MeshNet, MeshProtocol, NetEvents, NetInit, Verdict } from './net.ts'
+
+const VERDICT: Record<Verdict, TopicValidatorResult> = {
+  accept: TopicValidatorResult.Accept,
+  ignore: TopicValidatorResult.Ignore,
+  reject: TopicValidatorResult.Reject,
+}
+
+/** A libp2p stream as length-prefixed frames of at most `maxDataLength` bytes. */
+export function lpFrames (stream: Stream, maxDataLength: number): FrameStream {
+  const lp = lpStream(stream, { maxDataLength })
+  return {
+    read: async (options) => (await lp.read(options)).subarray(),
+    write: async (frame, options) => { await lp.write(frame, options) },
+    close: async (options) => { await stream.close(options) },
+    abort: (err) => { stream.abort(err) },
+  }
+}
+
+/** The production network: libp2p with gossipsub for adverts and two stream protocols. */
+export async function createLibp2pNet (init: NetInit, seam: Omit<HostSeam, 'deny'> = {}): Promise<MeshNet> {
+  const host = await createHost(init.options, init.privateKey, { ...seam, deny: init.deny })
+  return new Libp2pNet(host, init)
+}
+
+class Libp2pNet implements MeshNet {
+  readonly #host: MeshHost
+  readonly #init: NetInit
+  readonly #topic: string
+  readonly #protocols: Record<MeshProtocol, string>
+  readonly #peerIds = new Map<string, PeerId>()
+
+  constructor (host: MeshHost, init: NetInit) {
+    this.#host = host
+    this.#init = init
+    const mesh = init.options.mesh
+    this.#topic = advertTopic(mesh)
+    this.#protocols = { sync: syncProtocol(mesh), probe: probeProtocol(mesh) }
+  }
+
+  get peerId (): string {
+    return this.#host.peerId.toString()
+  }
+
+  addrs (): string[] {
+    return this.#host.getMultiaddrs().map(String)
+  }
+
+  async start (events: NetEvents): Promise<void> {
+    const host = this.#host
+    const handlerOpts = { maxInboundStreams: 256, maxOutboundStreams: 256 }
+    for (const kind of ['sync', 'probe'] as const) {
+      await host.handle(this.#protocols[kind], (stream, conn) => {
+        events.stream(kind, this.#frames(stream, kind), conn.remotePeer.toString())
+      }, handlerOpts)
+    }
+    await host.start()
+    const pubsub = host.services.pubsub
+    pubsub.topicValidators.set(this.#topic, async (from, msg) => VERDICT[await events.validate(from.toString(), msg.data, msg.type !== 'unsigned')])
+    pubsub.subscribe(this.#topic)
+    pubsub.addEventListener('subscription-change', (evt) => {
+      if (evt.detail.subscriptions.some((s) => s.subscribe && s.topic === this.#topic)) events.subscribed()
+    })
+    host.addEventListener('peer:disconnect', (evt) => { events.disconnected(evt.detail.toString()) })
+  }
+
+  async stop (): Promise<void> {
+    this.#host.services.pubsub.topicValidators.clear()
+    await this.#host.stop()
+  }
+
+  async publish (data: Uint8Array): Promise<number> {
+    const { recipients } = await this.#host.services.pubsub.publish(this.#topic, data)
+    return recipients.length
+  }
+
+  subscribers (): number {
+    return this.#host.services.pubsub.getSubscribers(this.#topic).length
+  }
+
+  connections (): string[] {
+    const out = new Set<string>()
+    for (const c of this.#host.getConnections()) if (c.status === 'open') out.add(c.remotePeer.toString())
+    return [...out]
+  }
+
+  isConnected (peerId: string): boolean {
+    return this.#host.getConnections(this.#pid(peerId)).some((c) => c.status === 'open')
+  }
+
+  async dial (peerId: string, addrs: readonly string[], options: AbortOptions): Promise<void> {
+    const mas = this.#multiaddrs(peerId, addrs)
+    await this.#host.dial(mas.length > 0 ? mas : this.#pid(peerId), options)
+  }
+
+  async dialAddress (addr: string, options: AbortOptions): Promise<string> {
+    const conn = await this.#host.dial(multiaddr(addr), options)
+    return conn.remotePeer.toString()
+  }
+
+  async hangUp (peerId: string): Promise<void> {
+    await this.#host.hangUp(this.#pid(peerId))
+  }
+
+  async open (peerId: string, protocol: MeshProtocol, addrs: readonly string[], options: AbortOptions): Promise<FrameStream> {
+    const name = this.#protocols[protocol]
+    const open = this.#host.getConnections(this.#pid(peerId)).find((c) => c.status === 'open')
+    if (open !== undefined) return this.#frames(await open.newStream(name, options), protocol)
+    const mas = this.#multiaddrs(peerId, addrs)
+    return this.#frames(await this.#host.dialProtocol(mas.length > 0 ? mas : this.#pid(peerId), name, options), protocol)
+  }
+
+  #frames (stream: Stream, protocol: MeshProtocol): FrameStream {
+    return lpFrames(stream, this.#init.maxFrameBytes[protocol])
+  }
+
+  #multiaddrs (peerId: string, addrs: readonly string[]): Multiaddr[] {
+    const out: Multiaddr[] = []
+    for (const a of addrs) {
+      try {
+        const ma = multiaddr(a)
+        out.push(a.includes('/p2p/') ? ma : ma.encapsulate(`/p2p/${peerId}`))
+      } catch { /* an unparsable address is skipped; others may work */ }
+    }
+    return out
+  }
+
+  #pid (peerId: string): PeerId {
+    let id = this.#peerIds.get(peerId)
+    if (id === undefined) {
+      if (this.#peerIds.size >= 10_000) this.#peerIds.clear() // a parse cache, not state: bounded
+      id = peerIdFromString(peerId)
+      this.#peerIds.set(peerId, id)
+    }
+    return id
+  }
+}
