@@ -263,6 +263,9 @@ class MeshGossip implements GossipNode {
     const ids = [...peerIds]
     for (const id of ids) this.#denied.add(id)
     await Promise.all(ids.map(async (id) => this.#net?.hangUp(id).catch(() => {})))
+    // A member we cut off may have no other neighbour on our side to notice: check each one (a
+    // member others still reach is vouched for by their indirect probes, and stays alive).
+    if (this.#running && this.#member) for (const id of ids) if (this.#isUp(id)) void this.#probeMember(id)
   }
 
   allow (peerIds?: Iterable<string>): void {
@@ -664,6 +667,10 @@ class MeshGossip implements GossipNode {
       await this.#bounded(5_000, {}, async (signal) => this.#net!.dial(peerId, this.#addrsOf(peerId), { signal }))
     } catch (err) {
       log('dial %s failed: %s', peerId, (err as Error).message)
+      // A member we cannot reach may be a neighbour of nobody on our side (after a partition):
+      // without this, no one would ever probe it. The probe's indirect path vouches for it if
+      // others reach it.
+      if (this.#running && this.#member && this.#isUp(peerId)) void this.#probeMember(peerId)
     }
   }
 

@@ -1,8 +1,12 @@
-// A network simulation with the real stack in one process: real gossip nodes (libp2p, gossipsub,
-// the mesh's sync, probing, topology and resolver code) over @libp2p/memory, with a network model:
-// per-node link latency, message loss, partitions between groups, crashes, churn, dead bootstraps.
-// Connection set-up is cheaper than in production (plaintext instead of Noise, by default), since
-// no scenario here tests encryption; scenarios say which parts they run for real.
+// A network simulation in one process: real gossip nodes (the mesh's adverts, validation, sync,
+// probing, suspicion, topology and resolver code) with a network model: per-node link latency,
+// message loss, partitions between groups, crashes, churn, dead bootstraps. Two networks:
+// - `memory` (default): libp2p and gossipsub for real over @libp2p/memory. Connection set-up is
+//   cheaper than in production (plaintext instead of Noise, by default), since no scenario here
+//   tests encryption. One event loop carries every node, so about 250 nodes saturate it.
+// - `model`: the same gossip node code on a virtual message layer (model/network.ts) and a
+//   discrete-event clock, with measured per-hop CPU costs: ten thousand nodes fit.
+// Scenarios say which parts they run for real.
 import { memory } from '@libp2p/memory'
 import { plaintext } from '@libp2p/plaintext'
 import { noise } from '@libp2p/noise'
@@ -10,7 +14,12 @@ import { createGossipNode } from '../../src/gossip/gossip-node.ts'
 import type { GossipNode } from '../../src/gossip/gossip-node.ts'
 import { createResolver } from '../../src/topology/resolver.ts'
 import type { GossipOptionsInput } from '../../src/config.ts'
+import type { ReplicaChange } from '../../src/topology/replica.ts'
 import { VirtualClock } from './virtual-clock.ts'
+import { EventClock } from './model/event-clock.ts'
+import { ModelNetwork } from './model/network.ts'
+import type { ModelOptions } from './model/network.ts'
+import { memoDecode } from './model/decode-memo.ts'
 
 /** How the simulated network behaves. */
 export interface SimOptions {
@@ -30,6 +39,10 @@ export interface SimOptions {
    * Message delivery then takes no virtual time; `latencyMs` must be 0.
    */
   virtualTime?: boolean
+  /** `memory` (default): libp2p over @libp2p/memory; `model`: the virtual message layer, on virtual time. */
+  network?: 'memory' | 'model'
+  /** The model network's delays, CPU costs and gossipsub degree (network `model` only). */
+  model?: Partial<ModelOptions>
 }
 
 /** One simulated member. */
@@ -63,14 +76,30 @@ export class Simulation {
   loss: number
   readonly #o: SimOptions
   readonly #cut = new Map<string, Set<string>>()
-  readonly #clock: VirtualClock | undefined
+  readonly #clock: VirtualClock | EventClock | undefined
+  /** The model network, when the simulation runs on it. */
+  readonly model: ModelNetwork | undefined
+  readonly #decode = memoDecode()
   #seq = 0
+  // Kept by every replica's change events, so queries cost O(N), not O(N^2), at ten thousand nodes.
+  /** Running observers (other than the subject) that list each peer as up. */
+  readonly #listedBy = new Map<string, number>()
+  /** For each peer: the observers that hold it dead or left. */
+  readonly #downBy = new Map<string, Set<SimMember>>()
+  /** Watched capabilities: for each, how many up providers each observer lists, and when each agent first listed one. */
+  readonly #watched = new Map<string, { counts: Map<SimMember, number>, reached: Map<SimMember, number> }>()
 
   constructor (options: SimOptions = {}) {
     this.#o = options
     if (options.virtualTime === true && (options.latencyMs ?? 0) > 0) throw new Error('simulation: virtual time needs latencyMs 0')
-    this.#clock = options.virtualTime === true ? new VirtualClock() : undefined
     this.rng = seeded(options.seed ?? 1)
+    if (options.network === 'model') {
+      const clock = new EventClock()
+      this.#clock = clock
+      this.model = new ModelNetwork(clock, seeded((options.seed ?? 1) + 7919), options.model)
+    } else {
+      this.#clock = options.virtualTime === true ? new VirtualClock() : undefined
+    }
     this.loss = options.loss ?? 0
     this.mesh = `sim-${process.pid}-${simCount++}`
   }
@@ -83,6 +112,14 @@ export class Simulation {
   /** Bootstrap addresses of running bootstraps (the doors). */
   doors (): string[] {
     return this.up('bootstrap').flatMap((m) => m.node.addrs.slice(0, 1))
+  }
+
+  /** The doors, or with none running (a seeded mesh), one running agent's address. */
+  #entrances (): string[] {
+    const doors = this.doors()
+    if (doors.length > 0) return doors
+    const agents = this.up('agent')
+    return agents.length === 0 ? [] : agents[Math.floor(this.rng() * agents.length)].node.addrs.slice(0, 1)
   }
 
   /** Starts a bootstrap. */
@@ -103,12 +140,13 @@ export class Simulation {
     const out: SimMember[] = []
     const batch = options.concurrency ?? 25
     for (let i = 0; i < specs.length; i += batch) {
-      out.push(...await this.#start(specs.slice(i, i + batch), options.via ?? this.doors()))
+      out.push(...await this.#start(specs.slice(i, i + batch), options.via ?? this.#entrances()))
     }
     return out
   }
 
   async #start (specs: Array<{ name: string, role: SimMember['role'], capability?: string }>, via: string[]): Promise<SimMember[]> {
+    const model = this.model
     return await Promise.all(specs.map(async ({ name, role, capability }) => {
       const node = createGossipNode({
         name,
@@ -116,14 +154,15 @@ export class Simulation {
         role,
         ephemeralKey: true,
         colocated: true,
-        listen: [`/memory/${this.mesh}-${name}`],
+        listen: model === undefined ? [`/memory/${this.mesh}-${name}`] : [],
         bootstrap: via,
         ...(this.#o.minConnections === undefined ? {} : { minConnections: this.#o.minConnections }),
         ...(this.#o.timing === undefined ? {} : { timing: this.#o.timing }),
         advert: { tools: capability === undefined ? [] : [{ name: 'tool', capability, version: '1.0.0', tags: [] }] },
       }, {
-        transports: [memory({ latency: this.#o.latencyMs ?? 0 })],
-        connectionEncrypters: [this.#o.encryption === 'noise' ? noise() : plaintext()],
+        ...(model === undefined
+          ? { transports: [memory({ latency: this.#o.latencyMs ?? 0 })], connectionEncrypters: [this.#o.encryption === 'noise' ? noise() : plaintext()] }
+          : { net: model.factory, random: seeded(Math.floor(this.rng() * 2 ** 32)), decode: this.#decode }),
         lose: () => this.loss > 0 && this.rng() < this.loss,
         ...(this.#clock === undefined ? {} : { clock: this.#clock }),
       })
@@ -131,14 +170,76 @@ export class Simulation {
       this.members.set(name, m)
       await node.start()
       m.up = true
+      node.replica.onChange((c) => { this.#track(m, c) })
       return m
     }))
+  }
+
+  /**
+   * Model network only: starts `count` agents as a mesh that has already converged (every replica
+   * holds every advert, merged by the replica's own code), then lets `settleMs` pass so connections,
+   * the gossip mesh and probing settle. Joins at this scale would spend the run on N^2 snapshot work.
+   */
+  async seedConverged (count: number, settleMs = 5_000): Promise<SimMember[]> {
+    if (this.model === undefined) throw new Error('simulation: seedConverged needs the model network')
+    const agents = await this.add(count, { via: [], concurrency: 500 })
+    const adverts = agents.map((m) => ({ advert: m.node.advert!, envelope: m.node.replica.get(m.node.peerId)!.envelope }))
+    for (const a of adverts) this.model.preseen(a.envelope)
+    for (const m of agents) {
+      const replica = m.node.replica
+      for (const a of adverts) if (a.advert.peerId !== m.node.peerId) replica.applyAdvert(a.advert, a.envelope)
+    }
+    await this.sleep(settleMs)
+    return agents
+  }
+
+  /** Tracks `capability` from now on: `resolvable` then costs O(N). Call before it appears. */
+  watch (capability: string): void {
+    if (!this.#watched.has(capability)) this.#watched.set(capability, { counts: new Map(), reached: new Map() })
+  }
+
+  /** When each agent (other than the providers) first listed a provider of a watched capability, in `now()` time, sorted. */
+  reachedAt (capability: string): number[] {
+    const w = this.#watched.get(capability)
+    return w === undefined ? [] : [...w.reached.values()].sort((a, b) => a - b)
+  }
+
+  #track (observer: SimMember, c: ReplicaChange): void {
+    if (!observer.up || c.peerId === observer.node.peerId) return
+    const wasUp = c.before === 'alive' || c.before === 'suspect'
+    const isUp = c.after === 'alive' || c.after === 'suspect'
+    if (wasUp !== isUp) this.#listedBy.set(c.peerId, (this.#listedBy.get(c.peerId) ?? 0) + (isUp ? 1 : -1))
+    if (isUp) this.#downBy.get(c.peerId)?.delete(observer)
+    else {
+      let by = this.#downBy.get(c.peerId)
+      if (by === undefined) this.#downBy.set(c.peerId, by = new Set())
+      by.add(observer)
+    }
+    if (this.#watched.size === 0 || wasUp === isUp) return
+    for (const tool of c.advert.tools) {
+      const w = this.#watched.get(tool.capability)
+      if (w === undefined) continue
+      w.counts.set(observer, (w.counts.get(observer) ?? 0) + (isUp ? 1 : -1))
+      if (isUp && observer.role === 'agent' && !w.reached.has(observer)) w.reached.set(observer, this.now())
+    }
+  }
+
+  /** A stopped member's replica no longer counts. */
+  #untrack (m: SimMember): void {
+    for (const e of m.node.replica.members()) {
+      const id = e.advert.peerId
+      if (id === m.node.peerId) continue
+      if (e.liveness === 'alive' || e.liveness === 'suspect') this.#listedBy.set(id, (this.#listedBy.get(id) ?? 0) - 1)
+      else this.#downBy.get(id)?.delete(m)
+    }
+    for (const w of this.#watched.values()) w.counts.delete(m)
   }
 
   /** Kills a member without a goodbye: its peers see its connections close, as after kill -9. */
   async crash (name: string): Promise<void> {
     const m = this.#get(name)
     m.up = false
+    this.#untrack(m)
     await m.node.stop({ leave: false })
   }
 
@@ -146,6 +247,7 @@ export class Simulation {
   async leave (name: string): Promise<void> {
     const m = this.#get(name)
     m.up = false
+    this.#untrack(m)
     await m.node.stop()
   }
 
@@ -175,6 +277,12 @@ export class Simulation {
   resolvable (capability: string): number {
     const agents = this.up('agent')
     if (agents.length === 0) return 0
+    const counts = this.#watched.get(capability)?.counts
+    if (counts !== undefined) {
+      let n = 0
+      for (const m of agents) if (m.capability === capability || (counts.get(m) ?? 0) > 0) n++
+      return n / agents.length
+    }
     const resolver = createResolver()
     let n = 0
     for (const m of agents) {
@@ -186,25 +294,15 @@ export class Simulation {
 
   /** Running members whose replica lists `peerId` as alive or suspect. */
   listing (peerId: string): number {
-    let n = 0
-    for (const m of this.up()) {
-      if (m.node.peerId === peerId) continue
-      const l = m.node.replica.get(peerId)?.liveness
-      if (l === 'alive' || l === 'suspect') n++
-    }
-    return n
+    return this.#listedBy.get(peerId) ?? 0
   }
 
   /** Pairs (observer, subject) of running, connected members where the observer holds the subject dead. */
   wronglyDead (): number {
-    const up = this.up()
     let n = 0
-    for (const o of up) {
-      const cut = this.#cut.get(o.name)
-      for (const s of up) {
-        if (s === o || cut?.has(s.node.peerId) === true) continue
-        const l = o.node.replica.get(s.node.peerId)?.liveness
-        if (l === 'dead' || l === 'left') n++
+    for (const s of this.up()) {
+      for (const o of this.#downBy.get(s.node.peerId) ?? []) {
+        if (o.up && this.#cut.get(o.name)?.has(s.node.peerId) !== true) n++
       }
     }
     return n
@@ -213,17 +311,8 @@ export class Simulation {
   /** True when every running member lists exactly the running members (and itself). */
   converged (): boolean {
     const up = this.up()
-    const ids = new Set(up.map((m) => m.node.peerId))
-    for (const o of up) {
-      let alive = 0
-      for (const e of o.node.replica.members()) {
-        const live = e.liveness === 'alive' || e.liveness === 'suspect'
-        if (live && !ids.has(e.advert.peerId)) return false
-        if (live) alive++
-      }
-      if (alive < ids.size) return false
-    }
-    return true
+    for (const m of this.members.values()) if (!m.up && this.listing(m.node.peerId) > 0) return false
+    return up.every((o) => o.node.replica.upCount === up.length)
   }
 
   /** Now, in ms: virtual time when the simulation runs on it, else the real monotonic clock. */
@@ -249,7 +338,7 @@ export class Simulation {
 
   /** Stops every member. */
   async stop (): Promise<void> {
-    await Promise.all(this.up().map(async (m) => { m.up = false; await m.node.stop({ leave: false }) }))
+    await Promise.all(this.up().map(async (m) => { m.up = false; this.#untrack(m); await m.node.stop({ leave: false }) }))
   }
 
   #get (name: string): SimMember {

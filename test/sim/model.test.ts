@@ -1,0 +1,166 @@
+// The model simulation: the mesh's own gossip node on a virtual message layer and event clock.
+// Its parts are tested first (the clock, streams, connections, gossip), then the scenarios run on
+// it at CI size, asserting outcomes like the real-stack scenarios do.
+import t from 'tap'
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import { EventClock } from './model/event-clock.ts'
+import { ModelNetwork } from './model/network.ts'
+import type { ModelNet } from './model/network.ts'
+import { seeded, Simulation } from './harness.ts'
+import { crashDetected, joinAndSpread, partitionHeals, spreadNew } from './scenarios.ts'
+import { END_OF_STREAM } from '../../src/gossip/net.ts'
+import type { FrameStream, MeshProtocol, NetEvents, Verdict } from '../../src/gossip/net.ts'
+import { parseGossipOptions } from '../../src/config.ts'
+
+t.setTimeout(600_000)
+
+t.test('the event clock fires timers in order, skips cleared ones, and drains promise chains', async (t) => {
+  const clock = new EventClock(1_000)
+  const fired: string[] = []
+  clock.setTimeout(() => { fired.push('b@20') }, 20)
+  const gone = clock.setTimeout(() => { fired.push('never') }, 15)
+  clock.setTimeout(() => {
+    fired.push('a@10')
+    // A chain of promises started by a timer runs to its end before time moves on.
+    void Promise.resolve().then(async () => { await null; fired.push(`chain@${clock.now() - 1_000}`); clock.setTimeout(() => { fired.push('c@10') }, 0) })
+  }, 10)
+  clock.clearTimeout(gone)
+  await clock.run(30)
+  t.same(fired, ['a@10', 'chain@10', 'c@10', 'b@20'])
+  t.equal(clock.now(), 1_030)
+  t.equal(clock.pending, 0)
+})
+
+interface Probe { net: ModelNet, streams: Array<{ protocol: MeshProtocol, stream: FrameStream, from: string }>, disconnected: string[], messages: string[] }
+
+async function pair (options: ConstructorParameters<typeof ModelNetwork>[2] = {}) {
+  const clock = new EventClock(0)
+  const network = new ModelNetwork(clock, seeded(3), { latencyMs: 5, ...options })
+  const make = async (name: string, verdict: Verdict = 'accept'): Promise<Probe> => {
+    const net = await network.factory({ options: parseGossipOptions({ name, mesh: 'm', colocated: true }, {}), privateKey: await generateKeyPair('Ed25519'), deny: new Set(), maxFrameBytes: { sync: 1024, probe: 1024 } }) as ModelNet
+    const p: Probe = { net, streams: [], disconnected: [], messages: [] }
+    const events: NetEvents = {
+      validate: async (from, data) => { p.messages.push(`${from === net.peerId ? 'self' : 'peer'}:${new TextDecoder().decode(data)}`); return verdict },
+      subscribed: () => {},
+      disconnected: (id) => { p.disconnected.push(id) },
+      stream: (protocol, stream, from) => { p.streams.push({ protocol, stream, from }) },
+    }
+    await net.start(events)
+    return p
+  }
+  return { clock, network, make }
+}
+
+t.test('model connections: a dial takes the handshake delays; frames arrive in order; close and abort reach the other end', async (t) => {
+  const { clock, make } = await pair()
+  const a = await make('a')
+  const b = await make('b')
+  const dialled = a.net.dial(b.net.peerId, [], {})
+  await clock.run(14)
+  t.notOk(a.net.isConnected(b.net.peerId), 'not connected before three one-way delays')
+  await clock.run(2)
+  await dialled
+  t.ok(a.net.isConnected(b.net.peerId) && b.net.isConnected(a.net.peerId), 'both ends hold the connection')
+  const s = await a.net.open(b.net.peerId, 'sync', [], {})
+  for (const x of ['one', 'two', 'three']) await s.write(new TextEncoder().encode(x))
+  await s.close()
+  await clock.run(10)
+  t.equal(b.streams.length, 1)
+  const [{ stream: r, protocol, from }] = b.streams
+  t.equal(protocol, 'sync')
+  t.equal(from, a.net.peerId)
+  const got: string[] = []
+  for (let i = 0; i < 3; i++) got.push(new TextDecoder().decode(await r.read()))
+  t.same(got, ['one', 'two', 'three'], 'in order')
+  await t.rejects(r.read(), { name: END_OF_STREAM }, 'the end of the stream after a close')
+  const s2 = await a.net.open(b.net.peerId, 'probe', [], {})
+  await clock.run(10)
+  const r2 = b.streams[1].stream
+  const pending = r2.read()
+  pending.catch(() => {}) // rejected while the clock runs; asserted below
+  s2.abort(new Error('gone'))
+  await clock.run(10)
+  await t.rejects(pending, { name: 'StreamResetError' }, 'an abort resets the other end')
+  await a.net.open(b.net.peerId, 'probe', [], {})
+  await clock.run(10)
+  const aborted = new AbortController()
+  const waiting = b.streams[2].stream.read({ signal: aborted.signal })
+  waiting.catch(() => {})
+  aborted.abort(new Error('caller gave up'))
+  await t.rejects(waiting, /caller gave up/, 'a read ends when its signal aborts')
+})
+
+t.test('model connections: a stopped node\'s peers see the connection drop; dialling it is refused', async (t) => {
+  const { clock, make } = await pair()
+  const a = await make('a')
+  const b = await make('b')
+  const dialled = a.net.dial(b.net.peerId, [], {})
+  await clock.run(20)
+  await dialled
+  await b.net.stop()
+  await clock.run(10)
+  t.same(a.disconnected, [b.net.peerId])
+  t.notOk(a.net.isConnected(b.net.peerId))
+  const again = a.net.dial(b.net.peerId, [], {})
+  void again.catch(() => {})
+  await clock.run(20)
+  await t.rejects(again, { name: 'DialError' })
+})
+
+t.test('model gossip: flood publish, forwarding on accept only, one delivery per node (seen-cache)', async (t) => {
+  const { clock, make } = await pair({ latencyMs: 1 })
+  const a = await make('a')
+  const b = await make('b')
+  const c = await make('c', 'ignore') // validates but does not forward
+  const d = await make('d')
+  // A line a - b - c - d, plus a - c: a reaches b and c directly; b forwards to c (a duplicate there);
+  // c does not forward, so d never hears it.
+  for (const [x, y] of [[a, b], [b, c], [c, d], [a, c]]) {
+    const dial = x.net.dial(y.net.peerId, [], {})
+    await clock.run(10)
+    await dial
+  }
+  await clock.run(10)
+  const sent = await a.net.publish(new TextEncoder().encode('hello'))
+  await clock.run(20)
+  t.equal(sent, 2, 'flood publish: to both subscribed connections')
+  t.same(b.messages, ['peer:hello'])
+  t.same(c.messages, ['peer:hello'], 'once, although it arrived twice')
+  t.same(d.messages, [], 'an ignored message is not forwarded')
+  t.equal(c.net.wire.duplicates, 1)
+})
+
+t.test('model network: the scenarios run on the mesh\'s own node code', async (t) => {
+  const model = { latencyMs: 0.25, jitterMs: 0.1, costs: { messageMs: 0.3, duplicateMs: 0, frameMs: 0.05, connectMs: 5 } }
+  const run = async <M>(fn: (sim: Simulation) => Promise<M>): Promise<M> => {
+    const sim = new Simulation({ seed: 5, network: 'model', model })
+    try { return await fn(sim) } finally { await sim.stop() }
+  }
+  const join = await run(async (sim) => joinAndSpread.run(sim, 100))
+  t.equal(join.wronglyDead, 0, 'no healthy node declared dead')
+  t.ok(join.spread100Ms > 0 && join.spread100Ms < 5_000, `100 joined; a new capability reached every replica in ${join.spread100Ms} virtual ms`)
+  const crash = await run(async (sim) => crashDetected.run(sim, 100))
+  t.equal(crash.wronglyDead, 0)
+  // A crash closes sockets: detected through probes and confirmed suspicion, within the suspicion bounds.
+  t.ok(crash.detectMs >= 1_000 && crash.detectMs <= 8_000, `crash dropped everywhere in ${crash.detectMs} virtual ms`)
+  const split = await run(async (sim) => partitionHeals(10_000).run(sim, 60))
+  t.equal(split.wronglyDead, 0, 'after the heal, everyone lists everyone')
+  t.comment(`partition: split in ${split.splitMs} ms, reconverged ${split.healMs} virtual ms after the heal`)
+})
+
+t.test('model network: 1,000 nodes seeded as converged; a new capability and a crash reach every replica', async (t) => {
+  const sim = new Simulation({ seed: 8, network: 'model', model: { latencyMs: 0.25, jitterMs: 0.1, costs: { messageMs: 0.3, duplicateMs: 0, frameMs: 0.05, connectMs: 5 } } })
+  try {
+    const agents = await sim.seedConverged(1_000, 3_000)
+    t.ok(sim.converged(), 'every replica lists the 1,000')
+    const spread = await spreadNew(sim)
+    t.ok(spread.p100Ms > 0, `a new capability at 99 % in ${spread.p99Ms} ms, 100 % in ${spread.p100Ms} virtual ms`)
+    const victim = agents[17]
+    await sim.crash(victim.name)
+    const detectMs = await sim.until('the crash to be dropped everywhere', () => sim.listing(victim.node.peerId) === 0, 30_000, 10)
+    t.ok(detectMs <= 8_000, `dropped everywhere in ${detectMs} virtual ms`)
+    t.equal(sim.wronglyDead(), 0)
+  } finally {
+    await sim.stop()
+  }
+})

@@ -1,0 +1,511 @@
+// The model simulation's message layer: an in-memory `MeshNet` for each node, so the mesh's own
+// gossip node (adverts, validation, SWIM probing, suspicion, sync, upkeep) runs unchanged on a
+// virtual clock with no libp2p. What libp2p and gossipsub do is imitated, not run:
+// - connections: a dial takes a handshake (3 one-way delays) and `connectMs` of CPU at each end;
+//   a crashed node's connections close (its peers see them drop), as a dead process's sockets do;
+// - gossip: a node publishes to every subscribed connection (gossipsub's flood publish); a node
+//   that validates a new message forwards it to its mesh peers (degree D, kept between Dlo and Dhi
+//   by a heartbeat); duplicates are dropped by a seen-cache; no IHAVE/IWANT gossip (anti-entropy
+//   is the mesh's repair path);
+// - streams: length-prefixed frames in order on their connection, half-close and reset;
+// - time: each delivery waits the link delay (plus jitter, FIFO per direction), then the
+//   receiver's CPU: each node has its own (a real deployment) or all share one (the one-process
+//   harness, for calibration). CPU costs per hop are measured on the real stack (BENCHMARKS.md).
+import type { AbortOptions } from '@libp2p/interface'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
+import { END_OF_STREAM } from '../../../src/gossip/net.ts'
+import type { FrameStream, MeshNet, MeshProtocol, NetEvents, NetFactory, NetInit } from '../../../src/gossip/net.ts'
+import type { EventClock } from './event-clock.ts'
+
+/** CPU each kind of work costs at the node doing it, in ms (measured on the real stack). */
+export interface ModelCosts {
+  /** Receiving a new gossip message: decode, verify, merge, forward. */
+  messageMs: number
+  /** Receiving a duplicate (dropped by the seen-cache). */
+  duplicateMs: number
+  /** Receiving one stream frame (a probe, an ack, a sync page). */
+  frameMs: number
+  /** Setting up one connection, at each end. */
+  connectMs: number
+}
+
+/** How the model network behaves. */
+export interface ModelOptions {
+  /** One-way delay of every link, ms. */
+  latencyMs: number
+  /** Extra delay, uniform in [0, jitterMs), per delivery (order is kept per direction). */
+  jitterMs: number
+  /** `per-node`: each node has its own CPU (deployment); `shared`: one CPU for all (the harness). */
+  cpu: 'per-node' | 'shared'
+  costs: ModelCosts
+  /** Gossipsub's mesh degree and bounds, and its heartbeat. */
+  D: number
+  Dlo: number
+  Dhi: number
+  heartbeatMs: number
+}
+
+/** Gossipsub's defaults and no CPU cost: override what a scenario measures. */
+export const MODEL_DEFAULTS: ModelOptions = {
+  latencyMs: 0,
+  jitterMs: 0,
+  cpu: 'per-node',
+  costs: { messageMs: 0, duplicateMs: 0, frameMs: 0, connectMs: 0 },
+  D: 6,
+  Dlo: 4,
+  Dhi: 12,
+  heartbeatMs: 1_000,
+}
+
+/** Bytes a message or frame carries on the wire beyond its payload (gossipsub RPC with topic, yamux, Noise, length prefix). */
+export const WIRE_OVERHEAD = { message: 80, frame: 32 }
+
+/** Traffic the model counted at one node (payload plus WIRE_OVERHEAD). */
+export interface WireStats { in: number, out: number, messages: number, duplicates: number, frames: number }
+
+const delayError = (): Error => Object.assign(new Error('connection closed'), { name: 'StreamResetError' })
+
+/** Every node of one model simulation, on one event clock. */
+export class ModelNetwork {
+  readonly clock: EventClock
+  readonly options: ModelOptions
+  readonly #rng: () => number
+  readonly #nodes = new Map<string, ModelNet>()
+  readonly #ids = new WeakMap<Uint8Array, number>()
+  /** Messages every node's seen-cache already holds (the adverts of a mesh seeded as converged). */
+  readonly #preseen = new Set<number>()
+  #nextId = 0
+  #sharedBusy = 0
+
+  constructor (clock: EventClock, rng: () => number, options: Partial<ModelOptions> = {}) {
+    this.clock = clock
+    this.#rng = rng
+    this.options = { ...MODEL_DEFAULTS, ...options, costs: { ...MODEL_DEFAULTS.costs, ...options.costs } }
+  }
+
+  /** The factory a gossip node's seam takes. */
+  readonly factory: NetFactory = async (init) => {
+    const net = new ModelNet(this, init)
+    this.#nodes.set(net.peerId, net)
+    return net
+  }
+
+  /** The node listening at a model address (`/model/<peer id>/p2p/<peer id>`). */
+  byAddress (addr: string): ModelNet | undefined {
+    return this.#nodes.get(addr.split('/p2p/').pop() ?? '')
+  }
+
+  node (peerId: string): ModelNet | undefined {
+    return this.#nodes.get(peerId)
+  }
+
+  /** Wire traffic summed over running nodes. */
+  wire (): WireStats {
+    const sum = { in: 0, out: 0, messages: 0, duplicates: 0, frames: 0 }
+    for (const n of this.#nodes.values()) {
+      if (!n.running) continue
+      for (const k of Object.keys(sum) as Array<keyof WireStats>) sum[k] += n.wire[k]
+    }
+    return sum
+  }
+
+  /** One message ID per payload object: every copy in flight is the same bytes. */
+  idOf (data: Uint8Array): number {
+    let id = this.#ids.get(data)
+    if (id === undefined) { id = ++this.#nextId; this.#ids.set(data, id) }
+    return id
+  }
+
+  /** Treats `data` as already seen everywhere: a seeded, converged mesh has spread it before. */
+  preseen (data: Uint8Array): void {
+    this.#preseen.add(this.idOf(data))
+  }
+
+  seenEverywhere (id: number): boolean {
+    return this.#preseen.has(id)
+  }
+
+  random (): number {
+    return this.#rng()
+  }
+
+  /** Runs `fn` once `cost` ms of the node's CPU are free after `now`: returns when it will run. */
+  cpu (node: ModelNet, cost: number, fn: () => void): void {
+    const now = this.clock.preciseNow()
+    const shared = this.options.cpu === 'shared'
+    const start = Math.max(now, shared ? this.#sharedBusy : node.busyUntil)
+    const done = start + cost
+    if (shared) this.#sharedBusy = done
+    else node.busyUntil = done
+    if (done <= now) fn()
+    else this.clock.setTimeout(fn, done - now)
+  }
+
+  /** Delivers over a link after its delay (FIFO per direction), then runs `fn` on the receiver's CPU. */
+  deliver (link: Link, from: ModelNet, cost: number, fn: () => void): void {
+    const o = this.options
+    const dir = link.a === from ? 0 : 1
+    const to = dir === 0 ? link.b : link.a
+    const now = this.clock.preciseNow()
+    const at = Math.max(now + o.latencyMs + (o.jitterMs > 0 ? this.#rng() * o.jitterMs : 0), link.last[dir])
+    link.last[dir] = at
+    this.clock.setTimeout(() => {
+      if (!link.open || !to.running) return
+      this.cpu(to, cost, () => { if (link.open && to.running) fn() })
+    }, at - now)
+  }
+
+  /** Waits `ms` of virtual time; rejects if `signal` aborts first. */
+  async wait (ms: number, signal?: AbortSignal): Promise<void> {
+    signal?.throwIfAborted()
+    await new Promise<void>((resolve, reject) => {
+      const onAbort = (): void => { this.clock.clearTimeout(h); reject(signal!.reason) }
+      const h = this.clock.setTimeout(() => { signal?.removeEventListener('abort', onAbort); resolve() }, ms)
+      signal?.addEventListener('abort', onAbort, { once: true })
+    })
+  }
+}
+
+/** A connection between two nodes: both ends share it. */
+class Link {
+  open = true
+  /** Arrival time of the last delivery each way (a < b, b < a): TCP keeps order. */
+  readonly last: [number, number] = [0, 0]
+  readonly streams = new Set<ModelStream>()
+  readonly a: ModelNet
+  readonly b: ModelNet
+  constructor (a: ModelNet, b: ModelNet) {
+    this.a = a
+    this.b = b
+  }
+  other (me: ModelNet): ModelNet { return me === this.a ? this.b : this.a }
+}
+
+/** One node's view of the model network. */
+export class ModelNet implements MeshNet {
+  readonly peerId: string
+  readonly wire: WireStats = { in: 0, out: 0, messages: 0, duplicates: 0, frames: 0 }
+  running = false
+  busyUntil = 0
+  readonly #net: ModelNetwork
+  readonly #init: NetInit
+  readonly #links = new Map<string, Link>()
+  readonly #dialing = new Map<string, Promise<Link>>()
+  readonly #subscribed = new Set<string>()
+  readonly #mesh = new Set<string>()
+  readonly #seen = new Map<number, number>()
+  #events?: NetEvents
+  #heartbeat?: { id: unknown }
+
+  constructor (net: ModelNetwork, init: NetInit) {
+    this.#net = net
+    this.#init = init
+    this.peerId = peerIdFromPrivateKey(init.privateKey).toString()
+  }
+
+  addrs (): string[] {
+    return [`/model/${this.peerId}/p2p/${this.peerId}`]
+  }
+
+  async start (events: NetEvents): Promise<void> {
+    this.#events = events
+    this.running = true
+    const beat = (): void => {
+      this.#heartbeat = this.#net.clock.setTimeout(beat, this.#net.options.heartbeatMs)
+      this.#maintainMesh()
+      const expiry = this.#net.clock.preciseNow() - 120_000 // gossipsub's seen-cache TTL
+      for (const [id, at] of this.#seen) { if (at >= expiry) break; this.#seen.delete(id) }
+    }
+    this.#heartbeat = this.#net.clock.setTimeout(beat, Math.floor(this.#net.random() * this.#net.options.heartbeatMs))
+  }
+
+  async stop (): Promise<void> {
+    if (!this.running) return
+    this.running = false
+    if (this.#heartbeat !== undefined) this.#net.clock.clearTimeout(this.#heartbeat as never)
+    for (const link of [...this.#links.values()]) this.#close(link, false)
+  }
+
+  async publish (data: Uint8Array): Promise<number> {
+    const id = this.#net.idOf(data)
+    this.#seen.set(id, this.#net.clock.preciseNow())
+    let sent = 0
+    for (const peer of this.#subscribed) {
+      const link = this.#links.get(peer)
+      if (link === undefined) continue
+      this.#send(link, id, data)
+      sent++
+    }
+    return sent
+  }
+
+  subscribers (): number {
+    return this.#subscribed.size
+  }
+
+  connections (): string[] {
+    return [...this.#links.keys()]
+  }
+
+  isConnected (peerId: string): boolean {
+    return this.#links.has(peerId)
+  }
+
+  async dial (peerId: string, _addrs: readonly string[], options: AbortOptions): Promise<void> {
+    await this.#link(peerId, options)
+  }
+
+  async dialAddress (addr: string, options: AbortOptions): Promise<string> {
+    const target = this.#net.byAddress(addr)
+    if (target === undefined) throw Object.assign(new Error(`no node listens at ${addr}`), { name: 'DialError' })
+    await this.#link(target.peerId, options)
+    return target.peerId
+  }
+
+  async hangUp (peerId: string): Promise<void> {
+    const link = this.#links.get(peerId)
+    if (link !== undefined) this.#close(link, true)
+  }
+
+  async open (peerId: string, protocol: MeshProtocol, _addrs: readonly string[], options: AbortOptions): Promise<FrameStream> {
+    const link = await this.#link(peerId, options)
+    const mine = new ModelStream(this.#net, link, this)
+    const theirs = new ModelStream(this.#net, link, link.other(this))
+    mine.peer = theirs
+    theirs.peer = mine
+    link.streams.add(mine).add(theirs)
+    // The remote's handler runs when the stream's opening frame arrives (it precedes any data).
+    this.#net.deliver(link, this, 0, () => { link.other(this).#events?.stream(protocol, theirs, this.peerId) })
+    return mine
+  }
+
+  // ---- connections -------------------------------------------------------------------------
+
+  async #link (peerId: string, options: AbortOptions): Promise<Link> {
+    options.signal?.throwIfAborted()
+    const existing = this.#links.get(peerId)
+    if (existing !== undefined) return existing
+    let pending = this.#dialing.get(peerId)
+    if (pending === undefined) {
+      pending = this.#connect(peerId).finally(() => { this.#dialing.delete(peerId) })
+      this.#dialing.set(peerId, pending)
+    }
+    const signal = options.signal
+    if (signal === undefined) return pending
+    return Promise.race([pending, new Promise<never>((_resolve, reject) => {
+      signal.addEventListener('abort', () => { reject(signal.reason) }, { once: true })
+    })])
+  }
+
+  async #connect (peerId: string): Promise<Link> {
+    const net = this.#net
+    const o = net.options
+    const target = net.node(peerId)
+    if (!this.running) throw Object.assign(new Error('node is stopped'), { name: 'DialError' })
+    if (this.#init.deny.has(peerId) || peerId === this.peerId) throw Object.assign(new Error(`dial to ${peerId} denied`), { name: 'DialDeniedError' })
+    if (target === undefined || !target.running || target.#init.deny.has(this.peerId)) {
+      // A dead host refuses at once (RST after one round trip); a gater closes the handshake.
+      await net.wait(2 * o.latencyMs)
+      throw Object.assign(new Error(`connection to ${peerId} refused`), { name: 'DialError' })
+    }
+    // TCP, Noise XX and yamux: about three one-way delays, and the handshake's CPU at both ends.
+    await net.wait(3 * o.latencyMs)
+    await new Promise<void>((resolve) => { net.cpu(this, o.costs.connectMs, resolve) })
+    await new Promise<void>((resolve) => { net.cpu(target, o.costs.connectMs, resolve) })
+    const again = this.#links.get(peerId)
+    if (again !== undefined) return again
+    if (!this.running || !target.running) throw Object.assign(new Error(`connection to ${peerId} closed`), { name: 'DialError' })
+    // The gater checks again once the handshake is done (a peer may have been denied meanwhile).
+    if (this.#init.deny.has(peerId) || target.#init.deny.has(this.peerId)) throw Object.assign(new Error(`connection to ${peerId} denied`), { name: 'DialDeniedError' })
+    const link = new Link(this, target)
+    this.#links.set(peerId, link)
+    target.#links.set(this.peerId, link)
+    // Each side learns the other's subscription one delay later; then the mesh may take it in.
+    net.deliver(link, this, 0, () => { target.#onSubscribed(this.peerId) })
+    net.deliver(link, target, 0, () => { this.#onSubscribed(peerId) })
+    return link
+  }
+
+  #onSubscribed (peerId: string): void {
+    if (!this.#links.has(peerId)) return
+    this.#subscribed.add(peerId)
+    if (this.#mesh.size < this.#net.options.D) this.#graft(peerId)
+    this.#events?.subscribed()
+  }
+
+  #close (link: Link, local: boolean): void {
+    if (!link.open) return
+    link.open = false
+    const other = link.other(this)
+    for (const end of [this, other]) {
+      const id = end === this ? other.peerId : this.peerId
+      end.#links.delete(id)
+      end.#subscribed.delete(id)
+      end.#mesh.delete(id)
+    }
+    for (const s of link.streams) s.reset()
+    // The other end sees the socket close one delay later (a crashed process's too).
+    const o = this.#net.options
+    this.#net.clock.setTimeout(() => { if (other.running) other.#events?.disconnected(this.peerId) }, o.latencyMs)
+    if (local) queueMicrotask(() => { if (this.running) this.#events?.disconnected(other.peerId) })
+  }
+
+  // ---- gossip --------------------------------------------------------------------------------
+
+  #send (link: Link, id: number, data: Uint8Array): void {
+    const to = link.other(this)
+    const size = data.length + WIRE_OVERHEAD.message
+    this.wire.out += size
+    this.#net.deliver(link, this, 0, () => { to.#receive(this.peerId, id, data, size) })
+  }
+
+  #receive (from: string, id: number, data: Uint8Array, size: number): void {
+    this.wire.in += size
+    if (this.#seen.has(id) || this.#net.seenEverywhere(id)) {
+      this.wire.duplicates++
+      this.#net.cpu(this, this.#net.options.costs.duplicateMs, () => {})
+      return
+    }
+    this.#seen.set(id, this.#net.clock.preciseNow())
+    this.wire.messages++
+    this.#net.cpu(this, this.#net.options.costs.messageMs, () => {
+      void this.#events!.validate(from, data, false).then((verdict) => {
+        if (verdict !== 'accept' || !this.running) return
+        for (const peer of this.#mesh) {
+          if (peer === from) continue
+          const link = this.#links.get(peer)
+          if (link !== undefined) this.#send(link, id, data)
+        }
+      }, () => {})
+    })
+  }
+
+  #graft (peerId: string): void {
+    const link = this.#links.get(peerId)
+    if (link === undefined) return
+    this.#mesh.add(peerId)
+    const other = link.other(this)
+    this.#net.deliver(link, this, 0, () => { if (other.#links.has(this.peerId)) other.#mesh.add(this.peerId) })
+  }
+
+  #maintainMesh (): void {
+    const o = this.#net.options
+    if (this.#mesh.size < o.Dlo) {
+      const candidates = [...this.#subscribed].filter((p) => !this.#mesh.has(p))
+      while (this.#mesh.size < o.D && candidates.length > 0) {
+        const [p] = candidates.splice(Math.floor(this.#net.random() * candidates.length), 1)
+        this.#graft(p)
+      }
+    } else if (this.#mesh.size > o.Dhi) {
+      const members = [...this.#mesh]
+      while (this.#mesh.size > o.D) {
+        const [p] = members.splice(Math.floor(this.#net.random() * members.length), 1)
+        this.#mesh.delete(p)
+        const link = this.#links.get(p)
+        if (link !== undefined) this.#net.deliver(link, this, 0, () => { link.other(this).#mesh.delete(this.peerId) })
+      }
+    }
+  }
+}
+
+/** One end of a stream: frames arrive in order; `close` ends our side, `abort` resets both. */
+class ModelStream implements FrameStream {
+  peer!: ModelStream
+  readonly #net: ModelNetwork
+  readonly #link: Link
+  readonly #owner: ModelNet
+  readonly #frames: Uint8Array[] = []
+  readonly #waiting: Array<{ resolve: (f: Uint8Array) => void, reject: (e: Error) => void }> = []
+  #ended = false
+  #error?: Error
+  #closedLocal = false
+
+  constructor (net: ModelNetwork, link: Link, owner: ModelNet) {
+    this.#net = net
+    this.#link = link
+    this.#owner = owner
+  }
+
+  async read (options: AbortOptions = {}): Promise<Uint8Array> {
+    options.signal?.throwIfAborted()
+    const f = this.#frames.shift()
+    if (f !== undefined) return f
+    if (this.#error !== undefined) throw this.#error
+    if (this.#ended) throw Object.assign(new Error('unexpected end of input'), { name: END_OF_STREAM })
+    return new Promise((resolve, reject) => {
+      const signal = options.signal
+      const w = {
+        resolve: (x: Uint8Array) => { signal?.removeEventListener('abort', onAbort); resolve(x) },
+        reject: (e: Error) => { signal?.removeEventListener('abort', onAbort); reject(e) },
+      }
+      const onAbort = (): void => {
+        const i = this.#waiting.indexOf(w)
+        if (i >= 0) this.#waiting.splice(i, 1)
+        reject(signal!.reason)
+      }
+      signal?.addEventListener('abort', onAbort, { once: true })
+      this.#waiting.push(w)
+    })
+  }
+
+  async write (frame: Uint8Array, options: AbortOptions = {}): Promise<void> {
+    options.signal?.throwIfAborted()
+    if (this.#error !== undefined) throw this.#error
+    if (this.#closedLocal) throw Object.assign(new Error('stream closed for writing'), { name: 'StreamStateError' })
+    const size = frame.length + WIRE_OVERHEAD.frame
+    this.#owner.wire.out += size
+    const peer = this.peer
+    this.#net.deliver(this.#link, this.#owner, this.#net.options.costs.frameMs, () => {
+      peer.#owner.wire.in += size
+      peer.#owner.wire.frames++
+      peer.#push(frame)
+    })
+  }
+
+  async close (): Promise<void> {
+    if (this.#closedLocal || this.#error !== undefined) return
+    this.#closedLocal = true
+    const peer = this.peer
+    this.#net.deliver(this.#link, this.#owner, 0, () => { peer.#end() })
+    if (this.#ended) this.#forget()
+  }
+
+  abort (err: Error): void {
+    if (this.#error !== undefined) return
+    this.#fail(err)
+    const peer = this.peer
+    this.#forget()
+    if (this.#link.open) this.#net.deliver(this.#link, this.#owner, 0, () => { peer.#fail(delayError()) })
+  }
+
+  /** The connection closed under the stream. */
+  reset (): void {
+    this.#fail(delayError())
+  }
+
+  #forget (): void {
+    this.#link.streams.delete(this)
+    this.#link.streams.delete(this.peer)
+  }
+
+  #push (frame: Uint8Array): void {
+    if (this.#error !== undefined) return
+    const w = this.#waiting.shift()
+    if (w !== undefined) w.resolve(frame)
+    else this.#frames.push(frame)
+  }
+
+  #end (): void {
+    this.#ended = true
+    if (this.#closedLocal) this.#forget()
+    const eof = (): Error => Object.assign(new Error('unexpected end of input'), { name: END_OF_STREAM })
+    for (const w of this.#waiting.splice(0)) w.reject(eof())
+  }
+
+  #fail (err: Error): void {
+    if (this.#error !== undefined) return
+    this.#error = err
+    this.#frames.length = 0
+    for (const w of this.#waiting.splice(0)) w.reject(err)
+  }
+}
