@@ -9,6 +9,7 @@ import { MeshError } from '../errors.ts'
 import { AdvertSchema, ADVERT_SCHEMA_VERSION, compareVersions } from '../topology/advert.ts'
 import type { Advert, AdvertInput } from '../topology/advert.ts'
 import { Replica } from '../topology/replica.ts'
+import type { EntryHash } from '../topology/digest.ts'
 import type { HostSeam } from './host.ts'
 import { createLibp2pNet } from './libp2p-net.ts'
 import type { FrameStream, MeshNet, NetFactory, Verdict } from './net.ts'
@@ -62,6 +63,8 @@ export interface GossipSeam extends Omit<HostSeam, 'deny'> {
    * memo of it: thousands of nodes then share one decoded copy of each advert.
    */
   decode?: typeof decodeMessage
+  /** The replica's digest hash (default SHA-256); the model simulation passes a memo of it. */
+  digestHash?: EntryHash
   /**
    * Fault injection for simulations: return true to lose an inbound gossip message (it is
    * neither merged nor forwarded by this node) or a probe ping (it is not answered).
@@ -129,6 +132,8 @@ class MeshGossip implements GossipNode {
   #publishPending = false
   #publishRetries = 0
   #inflightProbes = new Set<string>()
+  /** Upkeep dials in flight. */
+  readonly #upkeepDials = new Set<string>()
   #probeOrder: string[] = []
   #redialAt = new Map<string, { at: number, backoff: number }>()
   #ticks = 0
@@ -187,7 +192,7 @@ class MeshGossip implements GossipNode {
     const init = { options: o, privateKey: this.#key, deny: this.#denied, maxFrameBytes: { sync: maxFrameBytes, probe: MAX_PROBE_FRAME_BYTES } }
     const net = this.#net = await (this.#seam.net ?? (async (i) => createLibp2pNet(i, this.#seam)))(init)
     const selfId = this.#selfId = net.peerId
-    this.#replica = new Replica({ selfId, clock: this.#clock, timing: o.timing })
+    this.#replica = new Replica({ selfId, clock: this.#clock, timing: o.timing, ...(this.#seam.digestHash === undefined ? {} : { digestHash: this.#seam.digestHash }) })
     this.#replica.onChange((c) => {
       if ((c.after === 'dead' || c.after === 'left') && c.before !== undefined) this.#redialAt.set(c.peerId, { at: this.#clock.now() + 1_000, backoff: 1_000 })
       if (c.after === 'alive') this.#redialAt.delete(c.peerId)
@@ -611,11 +616,14 @@ class MeshGossip implements GossipNode {
     const now = this.#clock.now()
     const connected = this.#connectedMembers()
     if (o.bootstrap.length > 0 && (!this.#joined || connected.length === 0) && now >= this.#nextJoinAt) void this.#tryJoin()
-    if (connected.length < o.minConnections) {
+    // Dials still in flight count: on a loaded host they take long, and dialling the deficit again
+    // each tick piled up handshakes that made the load worse.
+    const deficit = o.minConnections - connected.length - this.#upkeepDials.size
+    if (deficit > 0) {
       const have = new Set(connected)
-      const candidates = [...this.replica.up()].map((e) => e.advert.peerId).filter((p) => p !== this.peerId && !have.has(p) && !this.#denied.has(p))
+      const candidates = [...this.replica.up()].map((e) => e.advert.peerId).filter((p) => p !== this.peerId && !have.has(p) && !this.#denied.has(p) && !this.#upkeepDials.has(p))
       // The whole deficit at once: a new agent with a single neighbour is probed by one member only.
-      for (const p of this.#shuffle(candidates).slice(0, o.minConnections - connected.length)) void this.#connect(p)
+      for (const p of this.#shuffle(candidates).slice(0, deficit)) void this.#connect(p)
     }
     // Redial one dead member whose backoff expired: this is how a healed partition finds itself again.
     for (const [id, r] of this.#redialAt) {
@@ -663,6 +671,7 @@ class MeshGossip implements GossipNode {
   }
 
   async #connect (peerId: string): Promise<void> {
+    this.#upkeepDials.add(peerId)
     try {
       await this.#bounded(5_000, {}, async (signal) => this.#net!.dial(peerId, this.#addrsOf(peerId), { signal }))
     } catch (err) {
@@ -671,6 +680,8 @@ class MeshGossip implements GossipNode {
       // without this, no one would ever probe it. The probe's indirect path vouches for it if
       // others reach it.
       if (this.#running && this.#member && this.#isUp(peerId)) void this.#probeMember(peerId)
+    } finally {
+      this.#upkeepDials.delete(peerId)
     }
   }
 

@@ -10,14 +10,18 @@ const WIDTH = 16
  * versions of the same members, so a converged anti-entropy round exchanges one hash.
  */
 export class Digest {
+  readonly #hash: EntryHash
   readonly #buckets = Array.from({ length: DIGEST_BUCKETS }, () => Buffer.alloc(WIDTH))
   readonly #counts = new Array<number>(DIGEST_BUCKETS).fill(0)
   #total = 0
 
+  constructor (hashEntry: EntryHash = sha256Entry) {
+    this.#hash = hashEntry
+  }
+
   /** Adds (or, called again with the same arguments, removes) one entry. */
   toggle (peerId: string, incarnation: number, seq: number, delta: 1 | -1): void {
-    // One-shot hashing: about 30 % cheaper than createHash per entry (a 1,000-member snapshot toggles 1,000).
-    const h = hash('sha256', `${peerId}\0${incarnation}\0${seq}`, 'buffer')
+    const h = this.#hash(`${peerId}\0${incarnation}\0${seq}`)
     const b = bucketOf(peerId)
     const acc = this.#buckets[b]
     for (let i = 0; i < WIDTH; i++) acc[i] ^= h[i]
@@ -42,6 +46,12 @@ export class Digest {
     return this.#buckets.map((b, i) => `${b.toString('hex')}:${this.#counts[i]}`)
   }
 }
+
+/** Hashes one digest entry (`peer\0incarnation\0seq`) to at least 16 bytes. */
+export type EntryHash = (entry: string) => Uint8Array
+
+/** SHA-256, one-shot: about 30 % cheaper than createHash per entry (a 1,000-member snapshot toggles 1,000). */
+export const sha256Entry: EntryHash = (entry) => hash('sha256', entry, 'buffer')
 
 /** The digest bucket a peer falls in (stable across nodes: from the peer ID's own bytes). */
 export function bucketOf (peerId: string): number {

@@ -2,6 +2,7 @@ import type { Clock, TimerHandle } from '../clock.ts'
 import type { Advert, Liveness, Member } from './advert.ts'
 import { compareVersions } from './advert.ts'
 import { Digest, bucketOf } from './digest.ts'
+import type { EntryHash } from './digest.ts'
 import { suspicionTimeout } from './suspicion.ts'
 
 /** The timing a replica needs (a subset of the `timing` options). */
@@ -20,6 +21,8 @@ export interface ReplicaInit {
   selfId: string
   clock: Clock
   timing: ReplicaTiming
+  /** The digest's entry hash (default SHA-256); the model simulation shares a memo of it across nodes. */
+  digestHash?: EntryHash
 }
 
 /** One member as held in the replica, with the signed bytes it arrived in (relayed by sync). */
@@ -79,13 +82,14 @@ export class Replica {
   readonly #clock: Clock
   readonly #timing: ReplicaTiming
   readonly #entries = new Map<string, MutableEntry>()
-  readonly #digest = new Digest()
+  readonly #digest: Digest
   readonly #listeners = new Set<(c: ReplicaChange) => void>()
 
   constructor (init: ReplicaInit) {
     this.selfId = init.selfId
     this.#clock = init.clock
     this.#timing = init.timing
+    this.#digest = new Digest(init.digestHash)
   }
 
   /** Subscribes to changes; returns the unsubscribe function. */

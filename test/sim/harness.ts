@@ -19,7 +19,7 @@ import { VirtualClock } from './virtual-clock.ts'
 import { EventClock } from './model/event-clock.ts'
 import { ModelNetwork } from './model/network.ts'
 import type { ModelOptions } from './model/network.ts'
-import { memoDecode } from './model/decode-memo.ts'
+import { memoDecode, memoDigestHash } from './model/decode-memo.ts'
 
 /** How the simulated network behaves. */
 export interface SimOptions {
@@ -80,6 +80,7 @@ export class Simulation {
   /** The model network, when the simulation runs on it. */
   readonly model: ModelNetwork | undefined
   readonly #decode = memoDecode()
+  readonly #digestHash = memoDigestHash()
   #seq = 0
   // Kept by every replica's change events, so queries cost O(N), not O(N^2), at ten thousand nodes.
   /** Running observers (other than the subject) that list each peer as up. */
@@ -162,9 +163,9 @@ export class Simulation {
       }, {
         ...(model === undefined
           ? { transports: [memory({ latency: this.#o.latencyMs ?? 0 })], connectionEncrypters: [this.#o.encryption === 'noise' ? noise() : plaintext()] }
-          : { net: model.factory, random: seeded(Math.floor(this.rng() * 2 ** 32)), decode: this.#decode }),
+          : { ...model.nodeSeam(), random: seeded(Math.floor(this.rng() * 2 ** 32)), decode: this.#decode, digestHash: this.#digestHash }),
         lose: () => this.loss > 0 && this.rng() < this.loss,
-        ...(this.#clock === undefined ? {} : { clock: this.#clock }),
+        ...(this.#clock === undefined || model !== undefined ? {} : { clock: this.#clock }),
       })
       const m: SimMember = { name, role, node, up: false, ...(capability === undefined ? {} : { capability }) }
       this.members.set(name, m)
@@ -177,14 +178,23 @@ export class Simulation {
 
   /**
    * Model network only: starts `count` agents as a mesh that has already converged (every replica
-   * holds every advert, merged by the replica's own code), then lets `settleMs` pass so connections,
-   * the gossip mesh and probing settle. Joins at this scale would spend the run on N^2 snapshot work.
+   * holds every advert, merged by the replica's own code; each node connected to `minConnections`
+   * random others), then lets `settleMs` pass so the gossip mesh and probing settle. Joins at this
+   * scale would spend the run on N^2 snapshot work, and a burst of handshakes.
    */
   async seedConverged (count: number, settleMs = 5_000): Promise<SimMember[]> {
     if (this.model === undefined) throw new Error('simulation: seedConverged needs the model network')
     const agents = await this.add(count, { via: [], concurrency: 500 })
     const adverts = agents.map((m) => ({ advert: m.node.advert!, envelope: m.node.replica.get(m.node.peerId)!.envelope }))
     for (const a of adverts) this.model.preseen(a.envelope)
+    // Connected as upkeep leaves a settled mesh: each node to `minConnections` random others.
+    const k = Math.min(this.#o.minConnections ?? 6, agents.length - 1)
+    for (const m of agents) {
+      for (let i = 0; i < k; i++) {
+        const other = agents[Math.floor(this.rng() * agents.length)]
+        if (other !== m) this.model.connectNow(m.node.peerId, other.node.peerId)
+      }
+    }
     for (const m of agents) {
       const replica = m.node.replica
       for (const a of adverts) if (a.advert.peerId !== m.node.peerId) replica.applyAdvert(a.advert, a.envelope)

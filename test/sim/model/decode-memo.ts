@@ -1,9 +1,11 @@
-// The model simulation's decoder: the real `decodeMessage`, run once per distinct message. Every
+// The model simulation's shared work. The decoder: the real `decodeMessage`, run once per distinct message. Every
 // node that receives the same bytes gets the same decoded object, so ten thousand replicas share
 // one copy of each advert. Verification is deterministic in the bytes, so nothing is skipped that
 // could change an outcome; its CPU is charged by the model's measured per-hop cost instead.
 import { decodeMessage } from '../../../src/gossip/codec.ts'
 import type { Decoded } from '../../../src/gossip/codec.ts'
+import { sha256Entry } from '../../../src/topology/digest.ts'
+import type { EntryHash } from '../../../src/topology/digest.ts'
 
 /** A memoizing `decode` seam: by identity for gossip (same bytes object), by content for sync copies. */
 export function memoDecode (): typeof decodeMessage {
@@ -20,5 +22,18 @@ export function memoDecode (): typeof decodeMessage {
     }
     byRef.set(bytes, decoded)
     return decoded
+  }
+}
+
+/** A memo of the digest's entry hash: every replica hashes the same member versions. */
+export function memoDigestHash (): EntryHash {
+  const memo = new Map<string, Uint8Array>()
+  return (entry) => {
+    let h = memo.get(entry)
+    if (h === undefined) {
+      h = sha256Entry(entry)
+      memo.set(entry, h)
+    }
+    return h
   }
 }

@@ -12,6 +12,7 @@
 //   receiver's CPU: each node has its own (a real deployment) or all share one (the one-process
 //   harness, for calibration). CPU costs per hop are measured on the real stack (BENCHMARKS.md).
 import type { AbortOptions } from '@libp2p/interface'
+import type { Clock, TimerHandle } from '../../../src/clock.ts'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { END_OF_STREAM } from '../../../src/gossip/net.ts'
 import type { FrameStream, MeshNet, MeshProtocol, NetEvents, NetFactory, NetInit } from '../../../src/gossip/net.ts'
@@ -38,6 +39,8 @@ export interface ModelOptions {
   /** `per-node`: each node has its own CPU (deployment); `shared`: one CPU for all (the harness). */
   cpu: 'per-node' | 'shared'
   costs: ModelCosts
+  /** Nodes' timers wait for the work their CPU queued before them (an event loop); false: they fire when due. */
+  timersWaitForCpu: boolean
   /** Gossipsub's mesh degree and bounds, and its heartbeat. */
   D: number
   Dlo: number
@@ -50,6 +53,7 @@ export const MODEL_DEFAULTS: ModelOptions = {
   latencyMs: 0,
   jitterMs: 0,
   cpu: 'per-node',
+  timersWaitForCpu: true,
   costs: { messageMs: 0, duplicateMs: 0, frameMs: 0, connectMs: 0 },
   D: 6,
   Dlo: 4,
@@ -76,6 +80,8 @@ export class ModelNetwork {
   readonly #preseen = new Set<number>()
   #nextId = 0
   #sharedBusy = 0
+  /** CPU charged so far, ms, by kind of work. */
+  readonly spent = { message: 0, duplicate: 0, frame: 0, connect: 0 }
 
   constructor (clock: EventClock, rng: () => number, options: Partial<ModelOptions> = {}) {
     this.clock = clock
@@ -84,7 +90,18 @@ export class ModelNetwork {
   }
 
   /** The factory a gossip node's seam takes. */
-  readonly factory: NetFactory = async (init) => {
+  readonly factory: NetFactory = async (init) => this.#add(init)
+
+  /**
+   * A node's clock and network, to pass together in its seam: its timers fire when due or, if its
+   * CPU is busy then, once the work queued before them is done (as on an event loop).
+   */
+  nodeSeam (): { clock: Clock, net: NetFactory } {
+    const clock = new LoopClock(this)
+    return { clock, net: async (init) => { const net = this.#add(init); clock.owner = net; return net } }
+  }
+
+  #add (init: NetInit): ModelNet {
     const net = new ModelNet(this, init)
     this.#nodes.set(net.peerId, net)
     return net
@@ -97,6 +114,14 @@ export class ModelNetwork {
 
   node (peerId: string): ModelNet | undefined {
     return this.#nodes.get(peerId)
+  }
+
+  /** Connects two running nodes at once, as if they had been connected for a while (seeding a converged mesh). */
+  connectNow (a: string, b: string): void {
+    const x = this.#nodes.get(a)
+    const y = this.#nodes.get(b)
+    if (x === undefined || y === undefined || a === b) throw new Error(`model: cannot connect ${a} and ${b}`)
+    x.linkNow(y)
   }
 
   /** Wire traffic summed over running nodes. */
@@ -127,6 +152,11 @@ export class ModelNetwork {
 
   random (): number {
     return this.#rng()
+  }
+
+  /** How far ahead of now the shared CPU is booked, ms (0 when idle or per-node). */
+  get backlogMs (): number {
+    return Math.max(0, this.#sharedBusy - this.clock.preciseNow())
   }
 
   /** Runs `fn` once `cost` ms of the node's CPU are free after `now`: returns when it will run. */
@@ -163,6 +193,36 @@ export class ModelNetwork {
       const h = this.clock.setTimeout(() => { signal?.removeEventListener('abort', onAbort); resolve() }, ms)
       signal?.addEventListener('abort', onAbort, { once: true })
     })
+  }
+}
+
+/** A node's timers on the model's clock, run behind the work its CPU has queued. */
+class LoopClock implements Clock {
+  owner?: ModelNet
+  readonly #net: ModelNetwork
+
+  constructor (net: ModelNetwork) {
+    this.#net = net
+  }
+
+  now (): number {
+    return this.#net.clock.now()
+  }
+
+  setTimeout (fn: () => void, ms: number): TimerHandle {
+    const t = { inner: undefined as TimerHandle | undefined, cancelled: false }
+    t.inner = this.#net.clock.setTimeout(() => {
+      const run = (): void => { if (!t.cancelled) fn() }
+      if (this.owner === undefined || !this.#net.options.timersWaitForCpu) run()
+      else this.#net.cpu(this.owner, 0, run)
+    }, ms)
+    return { id: t }
+  }
+
+  clearTimeout (handle: TimerHandle): void {
+    const t = handle.id as { inner: TimerHandle, cancelled: boolean }
+    t.cancelled = true
+    this.#net.clock.clearTimeout(t.inner)
   }
 }
 
@@ -310,6 +370,7 @@ export class ModelNet implements MeshNet {
     }
     // TCP, Noise XX and yamux: about three one-way delays, and the handshake's CPU at both ends.
     await net.wait(3 * o.latencyMs)
+    net.spent.connect += 2 * o.costs.connectMs
     await new Promise<void>((resolve) => { net.cpu(this, o.costs.connectMs, resolve) })
     await new Promise<void>((resolve) => { net.cpu(target, o.costs.connectMs, resolve) })
     const again = this.#links.get(peerId)
@@ -324,6 +385,16 @@ export class ModelNet implements MeshNet {
     net.deliver(link, this, 0, () => { target.#onSubscribed(this.peerId) })
     net.deliver(link, target, 0, () => { this.#onSubscribed(peerId) })
     return link
+  }
+
+  /** A connection that already exists, subscriptions exchanged (see `ModelNetwork.connectNow`). */
+  linkNow (target: ModelNet): void {
+    if (this.#links.has(target.peerId) || !this.running || !target.running) return
+    const link = new Link(this, target)
+    this.#links.set(target.peerId, link)
+    target.#links.set(this.peerId, link)
+    this.#onSubscribed(target.peerId)
+    target.#onSubscribed(this.peerId)
   }
 
   #onSubscribed (peerId: string): void {
@@ -363,11 +434,13 @@ export class ModelNet implements MeshNet {
     this.wire.in += size
     if (this.#seen.has(id) || this.#net.seenEverywhere(id)) {
       this.wire.duplicates++
+      this.#net.spent.duplicate += this.#net.options.costs.duplicateMs
       this.#net.cpu(this, this.#net.options.costs.duplicateMs, () => {})
       return
     }
     this.#seen.set(id, this.#net.clock.preciseNow())
     this.wire.messages++
+    this.#net.spent.message += this.#net.options.costs.messageMs
     this.#net.cpu(this, this.#net.options.costs.messageMs, () => {
       void this.#events!.validate(from, data, false).then((verdict) => {
         if (verdict !== 'accept' || !this.running) return
@@ -455,6 +528,7 @@ class ModelStream implements FrameStream {
     const size = frame.length + WIRE_OVERHEAD.frame
     this.#owner.wire.out += size
     const peer = this.peer
+    this.#net.spent.frame += this.#net.options.costs.frameMs
     this.#net.deliver(this.#link, this.#owner, this.#net.options.costs.frameMs, () => {
       peer.#owner.wire.in += size
       peer.#owner.wire.frames++
