@@ -3,7 +3,7 @@ import t from 'tap'
 import { Awareness } from '../../src/gossip/awareness.ts'
 import { TimingSchema } from '../../src/config.ts'
 
-const timing = TimingSchema.parse({}) // probe 300 ms floor, 3 s cap, indirect 400 ms, health up to 8
+const timing = TimingSchema.parse({ maxProbesPerTick: 8 }) // probe 300 ms floor, 3 s cap, indirect 400 ms, health up to 8
 
 t.test('a neighbour with no round trip yet gets the floor; samples raise it like TCP RTO', async (t) => {
   const a = new Awareness(timing)
@@ -23,6 +23,7 @@ t.test('health stretches every timeout and slows probing, within its bounds', as
   t.equal(a.probesPerTick(10), 5, 'ten neighbours, a tick every 500 ms, each probed once a second')
   t.equal(a.probesPerTick(0), 1, 'at least one')
   t.equal(a.probesPerTick(100), 8, 'at most maxProbesPerTick')
+  t.equal(new Awareness(TimingSchema.parse({})).probesPerTick(10), 2, 'by default at most 2 per tick: 4 a second whatever the degree')
   a.adjust(1)
   t.equal(a.health, 1)
   t.equal(a.probeTimeout('p'), 600)

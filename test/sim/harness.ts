@@ -253,6 +253,19 @@ export class Simulation {
     await m.node.stop({ leave: false })
   }
 
+  /**
+   * Model network only: the member hangs, as after SIGSTOP. Its connections stay open, but nothing
+   * reaches it or leaves it, so only probes can tell. It counts as down from now on.
+   */
+  hang (name: string): void {
+    const m = this.#get(name)
+    const net = this.model?.node(m.node.peerId)
+    if (net === undefined) throw new Error('simulation: hang needs the model network')
+    net.frozen = true
+    m.up = false
+    this.#untrack(m)
+  }
+
   /** Stops a member gracefully (signed leave). */
   async leave (name: string): Promise<void> {
     const m = this.#get(name)

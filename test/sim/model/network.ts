@@ -179,8 +179,9 @@ export class ModelNetwork {
     const now = this.clock.preciseNow()
     const at = Math.max(now + o.latencyMs + (o.jitterMs > 0 ? this.#rng() * o.jitterMs : 0), link.last[dir])
     link.last[dir] = at
+    if (from.frozen) return
     this.clock.setTimeout(() => {
-      if (!link.open || !to.running) return
+      if (!link.open || !to.running || to.frozen) return
       this.cpu(to, cost, () => { if (link.open && to.running) fn() })
     }, at - now)
   }
@@ -246,6 +247,8 @@ export class ModelNet implements MeshNet {
   readonly peerId: string
   readonly wire: WireStats = { in: 0, out: 0, messages: 0, duplicates: 0, frames: 0 }
   running = false
+  /** A hung process (SIGSTOP): its connections stay open, but it neither receives nor sends. */
+  frozen = false
   busyUntil = 0
   readonly #net: ModelNetwork
   readonly #init: NetInit
