@@ -21,7 +21,7 @@ export class Digest {
 
   /** Adds (or, called again with the same arguments, removes) one entry. */
   toggle (peerId: string, incarnation: number, seq: number, delta: 1 | -1): void {
-    const h = this.#hash(`${peerId}\0${incarnation}\0${seq}`)
+    const h = this.#hash(peerId, incarnation, seq)
     const b = bucketOf(peerId)
     const acc = this.#buckets[b]
     for (let i = 0; i < WIDTH; i++) acc[i] ^= h[i]
@@ -47,11 +47,14 @@ export class Digest {
   }
 }
 
-/** Hashes one digest entry (`peer\0incarnation\0seq`) to at least 16 bytes. */
-export type EntryHash = (entry: string) => Uint8Array
+/** Hashes one digest entry (a member's version) to at least 16 bytes. */
+export type EntryHash = (peerId: string, incarnation: number, seq: number) => Uint8Array
 
-/** SHA-256, one-shot: about 30 % cheaper than createHash per entry (a 1,000-member snapshot toggles 1,000). */
-export const sha256Entry: EntryHash = (entry) => hash('sha256', entry, 'buffer')
+/**
+ * SHA-256 of `peer\0incarnation\0seq`, one-shot: about 30 % cheaper than createHash per entry
+ * (a 1,000-member snapshot toggles 1,000).
+ */
+export const sha256Entry: EntryHash = (peerId, incarnation, seq) => hash('sha256', `${peerId}\0${incarnation}\0${seq}`, 'buffer')
 
 /** The digest bucket a peer falls in (stable across nodes: from the peer ID's own bytes). */
 export function bucketOf (peerId: string): number {

@@ -82,6 +82,7 @@ export class Simulation {
   readonly #decode = memoDecode()
   readonly #digestHash = memoDigestHash()
   #seq = 0
+  #seeding = false
   // Kept by every replica's change events, so queries cost O(N), not O(N^2), at ten thousand nodes.
   /** Running observers (other than the subject) that list each peer as up. */
   readonly #listedBy = new Map<string, number>()
@@ -195,10 +196,17 @@ export class Simulation {
         if (other !== m) this.model.connectNow(m.node.peerId, other.node.peerId)
       }
     }
-    for (const m of agents) {
-      const replica = m.node.replica
-      for (const a of adverts) if (a.advert.peerId !== m.node.peerId) replica.applyAdvert(a.advert, a.envelope)
+    // Tracked in bulk: every agent is listed up by every other one.
+    this.#seeding = true
+    try {
+      for (const m of agents) {
+        const replica = m.node.replica
+        for (const a of adverts) if (a.advert.peerId !== m.node.peerId) replica.applyAdvert(a.advert, a.envelope)
+      }
+    } finally {
+      this.#seeding = false
     }
+    for (const m of agents) this.#listedBy.set(m.node.peerId, (this.#listedBy.get(m.node.peerId) ?? 0) + agents.length - 1)
     await this.sleep(settleMs)
     return agents
   }
@@ -215,7 +223,7 @@ export class Simulation {
   }
 
   #track (observer: SimMember, c: ReplicaChange): void {
-    if (!observer.up || c.peerId === observer.node.peerId) return
+    if (this.#seeding || !observer.up || c.peerId === observer.node.peerId) return
     const wasUp = c.before === 'alive' || c.before === 'suspect'
     const isUp = c.after === 'alive' || c.after === 'suspect'
     if (wasUp !== isUp) this.#listedBy.set(c.peerId, (this.#listedBy.get(c.peerId) ?? 0) + (isUp ? 1 : -1))

@@ -25,15 +25,17 @@ export function memoDecode (): typeof decodeMessage {
   }
 }
 
-/** A memo of the digest's entry hash: every replica hashes the same member versions. */
+/**
+ * A memo of the digest's entry hash: every replica hashes the same member versions. Keyed by peer
+ * ID (a string V8 has hashed already), holding that member's last version seen.
+ */
 export function memoDigestHash (): EntryHash {
-  const memo = new Map<string, Uint8Array>()
-  return (entry) => {
-    let h = memo.get(entry)
-    if (h === undefined) {
-      h = sha256Entry(entry)
-      memo.set(entry, h)
-    }
+  const memo = new Map<string, { incarnation: number, seq: number, hash: Uint8Array }>()
+  return (peerId, incarnation, seq) => {
+    const m = memo.get(peerId)
+    if (m !== undefined && m.incarnation === incarnation && m.seq === seq) return m.hash
+    const h = sha256Entry(peerId, incarnation, seq)
+    memo.set(peerId, { incarnation, seq, hash: h })
     return h
   }
 }
