@@ -52,18 +52,19 @@ try {
   await converge(sim, N)
   await sleep(3_000)
   const nodes = sim.up()
-  const frames = (): number => nodes.reduce((s, m) => s + m.node.stats.probes, 0)
+  const probes = (): number => nodes.reduce((s, m) => s + m.node.stats.probes, 0)
   // Idle: probing and anti-entropy only. Frames received per probe: a ping and an ack (2);
   // anti-entropy: a digest and its answer (2) per sync.
   const framesIn = (): number => nodes.reduce((s, m) => s + 2 * m.node.stats.probes + 2 * m.node.stats.syncs, 0)
   const f0 = framesIn()
-  const p0 = frames()
+  const p0 = probes()
   const idle0 = process.cpuUsage()
   const t0 = performance.now()
   await sleep(5_000)
   const idleSecs = (performance.now() - t0) / 1000
   const idleCpuPerS = cpuMs(idle0) / idleSecs
   const framesPerS = (framesIn() - f0) / idleSecs
+  const probesPerS = (probes() - p0) / idleSecs
   const frameMs = idleCpuPerS / framesPerS
   // Advert updates: each reaches every other node once (plus duplicates); subtract idle CPU.
   const updates = 10
@@ -84,7 +85,7 @@ try {
   const connectPlain = await connectCost('plaintext')
   const connectNoise = await connectCost('noise')
   costs = { messageMs, duplicateMs: 0, frameMs, connectMs: connectPlain }
-  detail = { nodes: N, idleCpuMsPerS: idleCpuPerS, framesPerS, probesPerS: (frames() - p0) / idleSecs, updates, received, connectNoiseMs: connectNoise, connectPlaintextMs: connectPlain }
+  detail = { nodes: N, idleCpuMsPerS: idleCpuPerS, framesPerS, probesPerS, updates, received, connectNoiseMs: connectNoise, connectPlaintextMs: connectPlain }
 } finally {
   await sim.stop()
 }

@@ -219,7 +219,9 @@ class MeshGossip implements GossipNode {
       subscribed: () => { if (this.#publishPending) void this.#publishSelf() },
       disconnected: (id) => {
         this.#dropChannel(id)
-        if (this.#running && this.#member && this.#isUp(id)) this.#later(25, () => { void this.#probeMember(id) })
+        // Spread over 200 ms: when a crash closes a member's sockets, its neighbours do not all
+        // probe and suspect it in the same instant; the first voices arrive before the rest speak.
+        if (this.#running && this.#member && this.#isUp(id)) this.#later(25 + Math.floor(this.#random() * 200), () => { void this.#probeMember(id) })
       },
       stream: (protocol, stream, from) => { void (protocol === 'sync' ? this.#onSyncStream(stream, from) : this.#onProbeStream(stream, from)) },
     })
@@ -595,6 +597,11 @@ class MeshGossip implements GossipNode {
     if (merged !== 'started' && merged !== 'confirmed') return
     this.stats.suspicionsRaised++
     log('suspect %s (%s)', target, e.advert.name)
+    // Past `suspicionConfirmations` independent voices the timeout is at its minimum everywhere that
+    // heard them: one more changes nothing and costs every node a message. When a crash closes a
+    // member's sockets, all its neighbours suspect it at once; most of them stay quiet this way.
+    const voices = this.replica.get(target)?.suspecters?.size ?? 0
+    if (merged === 'confirmed' && voices > this.options.timing.suspicionConfirmations + 1) return
     const msg = { v: ADVERT_SCHEMA_VERSION, mesh: this.options.mesh, subject: target, incarnation: e.advert.incarnation, from: this.peerId, issuedAt: this.#clock.now() }
     const bytes = await encodeMessage('suspect', msg, this.options.mesh, this.#key!)
     await this.#net!.publish(bytes)
