@@ -18,7 +18,7 @@ import type { SimMember } from '../test/sim/harness.ts'
 import { spreadNew } from '../test/sim/scenarios.ts'
 import type { ModelCosts, ModelOptions } from '../test/sim/model/network.ts'
 
-const { values } = parseArgs({ options: { sizes: { type: 'string', default: '100,1000,10000' }, calibrate: { type: 'string', default: '100,200' }, idle: { type: 'string', default: '5' } } })
+const { values } = parseArgs({ options: { sizes: { type: 'string', default: '100,1000,10000' }, calibrate: { type: 'string', default: '100,200' }, idle: { type: 'string', default: '3' } } })
 const SIZES = values.sizes.split(',').filter(Boolean).map(Number)
 const CALIBRATE = values.calibrate.split(',').filter(Boolean).map(Number)
 const IDLE_S = Number(values.idle)
@@ -92,7 +92,7 @@ for (const n of SIZES) {
   const t0 = performance.now()
   const sim = new Simulation({ seed: n + 1, network: 'model', model: deployment })
   try {
-    const agents = await sim.seedConverged(n, 5_000)
+    const agents = await sim.seedConverged(n, 3_000)
     const seedS = (performance.now() - t0) / 1000
     console.log(`${n}: seeded in ${seedS.toFixed(0)} s, RSS ${mb().toFixed(0)} MB`)
     const idle = await traffic(sim, IDLE_S * 1000)

@@ -23,13 +23,14 @@ export const TimingSchema = z.object({
    */
   probePeriodMs: ms.default(1_000),
   /**
-   * The cap that usually applies: with 2 per 500 ms tick a node sends at most 4 probes a second
-   * whatever its degree, so each member is probed about 4 times a second by its neighbours in all
-   * (each of its d neighbours every d/4 s). Probing then costs every node the same at any mesh size.
-   * The model simulation (BENCHMARKS.md) measured a hung agent dropped in 1.7 to 2.1 s at 20 to
-   * 1,000 nodes with 2, against 1.6 to 1.8 s with 8, for 2.6 times less probe CPU and traffic.
+   * The cap that usually applies: with 3 per 500 ms tick a node sends at most 6 probes a second
+   * whatever its degree, so each member is probed about 6 times a second by its neighbours in all
+   * (each of its d neighbours every d/6 s). Probing then costs every node the same at any mesh size.
+   * The model simulation (BENCHMARKS.md) measured, at 1,000 nodes, half the probe CPU of a cap of 8
+   * with a hung agent still dropped in 1.7 to 1.8 s; a cap of 2 left a just-joined agent with 3
+   * neighbours, hung, undetected for up to 3.4 s (2.8 s with 3, 2.4 s with 8).
    */
-  maxProbesPerTick: z.number().int().min(1).max(64).default(2),
+  maxProbesPerTick: z.number().int().min(1).max(64).default(3),
   /**
    * Lifeguard's local health awareness: a node that looks slow to itself (helpers did not answer its
    * indirect probes, or it had to refute) multiplies its probe timeouts by up to 1 + this, and probes

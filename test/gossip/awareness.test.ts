@@ -23,7 +23,7 @@ t.test('health stretches every timeout and slows probing, within its bounds', as
   t.equal(a.probesPerTick(10), 5, 'ten neighbours, a tick every 500 ms, each probed once a second')
   t.equal(a.probesPerTick(0), 1, 'at least one')
   t.equal(a.probesPerTick(100), 8, 'at most maxProbesPerTick')
-  t.equal(new Awareness(TimingSchema.parse({})).probesPerTick(10), 2, 'by default at most 2 per tick: 4 a second whatever the degree')
+  t.equal(new Awareness(TimingSchema.parse({})).probesPerTick(10), 3, 'by default at most 3 per tick: 6 a second whatever the degree')
   a.adjust(1)
   t.equal(a.health, 1)
   t.equal(a.probeTimeout('p'), 600)

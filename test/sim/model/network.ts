@@ -39,7 +39,11 @@ export interface ModelOptions {
   /** `per-node`: each node has its own CPU (deployment); `shared`: one CPU for all (the harness). */
   cpu: 'per-node' | 'shared'
   costs: ModelCosts
-  /** Nodes' timers wait for the work their CPU queued before them (an event loop); false: they fire when due. */
+  /**
+   * true: a node's timers wait for all the work its CPU queued before they were due (a strict FIFO).
+   * false (default): they fire when due, as Node runs due timers ahead of pending I/O in each turn
+   * of its event loop; against the one-process harness this calibrated closer (BENCHMARKS.md).
+   */
   timersWaitForCpu: boolean
   /** Gossipsub's mesh degree and bounds, and its heartbeat. */
   D: number
@@ -53,7 +57,7 @@ export const MODEL_DEFAULTS: ModelOptions = {
   latencyMs: 0,
   jitterMs: 0,
   cpu: 'per-node',
-  timersWaitForCpu: true,
+  timersWaitForCpu: false,
   costs: { messageMs: 0, duplicateMs: 0, frameMs: 0, connectMs: 0 },
   D: 6,
   Dlo: 4,
