@@ -5,11 +5,11 @@ import { tcp } from '@libp2p/tcp'
 import { noise } from '@libp2p/noise'
 import { yamux } from '@libp2p/yamux'
 import { identify } from '@libp2p/identify'
-import { gossipsub, StrictNoSign } from '@libp2p/gossipsub'
+import { gossipsub, StrictNoSign, TopicValidatorResult } from '@libp2p/gossipsub'
 import type { GossipSub } from '@libp2p/gossipsub'
 import { createHash } from 'node:crypto'
 import type { GossipOptions } from '../config.ts'
-import type { DenyList } from './net.ts'
+import type { DenyList, Verdict } from './net.ts'
 
 /**
  * The libp2p services the mesh runs. Gossipsub comes from `@libp2p/gossipsub` (the libp2p 3 port);
@@ -29,6 +29,13 @@ export interface HostSeam {
   transports?: Libp2pOptions['transports']
   connectionEncrypters?: Libp2pOptions['connectionEncrypters']
   deny?: DenyList
+}
+
+/** A validator's verdict as gossipsub's own result. */
+export const TOPIC_VERDICT: Record<Verdict, TopicValidatorResult> = {
+  accept: TopicValidatorResult.Accept,
+  ignore: TopicValidatorResult.Ignore,
+  reject: TopicValidatorResult.Reject,
 }
 
 /** The gossipsub topic of a mesh: other meshes never share it. */

@@ -2,19 +2,12 @@ import { multiaddr } from '@multiformats/multiaddr'
 import type { Multiaddr } from '@multiformats/multiaddr'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { lpStream } from '@libp2p/utils'
-import { TopicValidatorResult } from '@libp2p/gossipsub'
 import type { PeerId, Stream, AbortOptions } from '@libp2p/interface'
-import { createHost, advertTopic } from './host.ts'
+import { createHost, advertTopic, TOPIC_VERDICT } from './host.ts'
 import type { HostSeam, MeshHost } from './host.ts'
 import { probeProtocol } from './probe.ts'
 import { syncProtocol } from './sync.ts'
-import type { FrameStream, MeshNet, MeshProtocol, NetEvents, NetInit, Verdict } from './net.ts'
-
-const VERDICT: Record<Verdict, TopicValidatorResult> = {
-  accept: TopicValidatorResult.Accept,
-  ignore: TopicValidatorResult.Ignore,
-  reject: TopicValidatorResult.Reject,
-}
+import type { FrameStream, MeshNet, MeshProtocol, NetEvents, NetInit } from './net.ts'
 
 /** A libp2p stream as length-prefixed frames of at most `maxDataLength` bytes. */
 export function lpFrames (stream: Stream, maxDataLength: number): FrameStream {
@@ -66,7 +59,7 @@ class Libp2pNet implements MeshNet {
     }
     await host.start()
     const pubsub = host.services.pubsub
-    pubsub.topicValidators.set(this.#topic, async (from, msg) => VERDICT[await events.validate(from.toString(), msg.data, msg.type !== 'unsigned')])
+    pubsub.topicValidators.set(this.#topic, async (from, msg) => TOPIC_VERDICT[await events.validate(from.toString(), msg.data, msg.type !== 'unsigned')])
     pubsub.subscribe(this.#topic)
     pubsub.addEventListener('subscription-change', (evt) => {
       if (evt.detail.subscriptions.some((s) => s.subscribe && s.topic === this.#topic)) events.subscribed()
