@@ -26,11 +26,14 @@ export const systemClock: Clock = {
   },
 }
 
-/** A clock that only moves when told: for unit tests and the model simulation. */
+interface ManualTimer { at: number, seq: number, fn: () => void }
+
+/** A clock that only moves when told: for unit tests and the simulations. Timers sit in a binary heap. */
 export class ManualClock implements Clock {
   #now: number
   #seq = 0
-  readonly #timers = new Map<number, { at: number, fn: () => void }>()
+  #heap: ManualTimer[] = []
+  readonly #live = new Set<number>()
 
   constructor (start = 1_700_000_000_000) {
     this.#now = start
@@ -41,35 +44,75 @@ export class ManualClock implements Clock {
   }
 
   setTimeout (fn: () => void, ms: number): TimerHandle {
-    const id = ++this.#seq
-    this.#timers.set(id, { at: this.#now + Math.max(0, ms), fn })
-    return { id }
+    const t = { at: this.#now + Math.max(0, ms), seq: ++this.#seq, fn }
+    this.#live.add(t.seq)
+    this.#push(t)
+    return { id: t.seq }
   }
 
   clearTimeout (handle: TimerHandle): void {
-    this.#timers.delete(handle.id as number)
+    this.#live.delete(handle.id as number)
   }
 
   /** Number of pending timers (tests check nothing is left behind). */
   get pending (): number {
-    return this.#timers.size
+    return this.#live.size
   }
 
   /** Moves time forward, firing due timers in order (timers they schedule fire too if due). */
   advance (ms: number): void {
     const end = this.#now + ms
-    for (;;) {
-      let nextId = -1
-      let nextAt = Infinity
-      for (const [id, t] of this.#timers) {
-        if (t.at < nextAt || (t.at === nextAt && id < nextId)) { nextAt = t.at; nextId = id }
-      }
-      if (nextId === -1 || nextAt > end) break
-      const t = this.#timers.get(nextId)!
-      this.#timers.delete(nextId)
-      this.#now = nextAt
-      t.fn()
+    for (let fn = this.takeDue(end); fn !== undefined; fn = this.takeDue(end)) fn()
+    this.#now = Math.max(this.#now, end)
+  }
+
+  /**
+   * For clocks that step time themselves (the simulations): removes the next timer due at or
+   * before `end`, moves time to it, and returns its callback; undefined when none is due.
+   */
+  takeDue (end: number): (() => void) | undefined {
+    const next = this.#peek()
+    if (next === undefined || next.at > end) return undefined
+    this.#pop()
+    this.#live.delete(next.seq)
+    this.#now = next.at
+    return next.fn
+  }
+
+  #peek (): ManualTimer | undefined {
+    while (this.#heap.length > 0 && !this.#live.has(this.#heap[0].seq)) this.#pop()
+    return this.#heap[0]
+  }
+
+  #less (a: ManualTimer, b: ManualTimer): boolean {
+    return a.at < b.at || (a.at === b.at && a.seq < b.seq)
+  }
+
+  #push (t: ManualTimer): void {
+    const h = this.#heap
+    h.push(t)
+    for (let i = h.length - 1; i > 0;) {
+      const p = (i - 1) >> 1
+      if (!this.#less(h[i], h[p])) break
+      ;[h[i], h[p]] = [h[p], h[i]]
+      i = p
     }
-    this.#now = end
+  }
+
+  #pop (): void {
+    const h = this.#heap
+    const last = h.pop()!
+    if (h.length === 0) return
+    h[0] = last
+    for (let i = 0; ;) {
+      const l = 2 * i + 1
+      const r = l + 1
+      let m = i
+      if (l < h.length && this.#less(h[l], h[m])) m = l
+      if (r < h.length && this.#less(h[r], h[m])) m = r
+      if (m === i) break
+      ;[h[i], h[m]] = [h[m], h[i]]
+      i = m
+    }
   }
 }

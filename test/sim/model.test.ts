@@ -48,7 +48,13 @@ async function pair (options: ConstructorParameters<typeof ModelNetwork>[2] = {}
     await net.start(events)
     return p
   }
-  return { clock, network, make }
+  /** Dials x to y and lets the handshake finish. */
+  const connect = async (x: Probe, y: Probe): Promise<void> => {
+    const dialled = x.net.dial(y.net.peerId, [], {})
+    await clock.run(20)
+    await dialled
+  }
+  return { clock, network, make, connect }
 }
 
 t.test('model connections: a dial takes the handshake delays; frames arrive in order; close and abort reach the other end', async (t) => {
@@ -91,12 +97,10 @@ t.test('model connections: a dial takes the handshake delays; frames arrive in o
 })
 
 t.test('model connections: a stopped node\'s peers see the connection drop; dialling it is refused', async (t) => {
-  const { clock, make } = await pair()
+  const { clock, make, connect } = await pair()
   const a = await make('a')
   const b = await make('b')
-  const dialled = a.net.dial(b.net.peerId, [], {})
-  await clock.run(20)
-  await dialled
+  await connect(a, b)
   await b.net.stop()
   await clock.run(10)
   t.same(a.disconnected, [b.net.peerId])
@@ -108,18 +112,14 @@ t.test('model connections: a stopped node\'s peers see the connection drop; dial
 })
 
 t.test('model gossip: flood publish, forwarding on accept only, one delivery per node (seen-cache)', async (t) => {
-  const { clock, make } = await pair({ latencyMs: 1 })
+  const { clock, make, connect } = await pair({ latencyMs: 1 })
   const a = await make('a')
   const b = await make('b')
   const c = await make('c', 'ignore') // validates but does not forward
   const d = await make('d')
   // A line a - b - c - d, plus a - c: a reaches b and c directly; b forwards to c (a duplicate there);
   // c does not forward, so d never hears it.
-  for (const [x, y] of [[a, b], [b, c], [c, d], [a, c]]) {
-    const dial = x.net.dial(y.net.peerId, [], {})
-    await clock.run(10)
-    await dial
-  }
+  for (const [x, y] of [[a, b], [b, c], [c, d], [a, c]]) await connect(x, y)
   await clock.run(10)
   const sent = await a.net.publish(new TextEncoder().encode('hello'))
   await clock.run(20)

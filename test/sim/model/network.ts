@@ -71,7 +71,7 @@ export const WIRE_OVERHEAD = { message: 80, frame: 32 }
 /** Traffic the model counted at one node (payload plus WIRE_OVERHEAD). */
 export interface WireStats { in: number, out: number, messages: number, duplicates: number, frames: number }
 
-const delayError = (): Error => Object.assign(new Error('connection closed'), { name: 'StreamResetError' })
+const resetError = (): Error => Object.assign(new Error('connection closed'), { name: 'StreamResetError' })
 
 /** Every node of one model simulation, on one event clock. */
 export class ModelNetwork {
@@ -84,8 +84,6 @@ export class ModelNetwork {
   readonly #preseen = new Set<number>()
   #nextId = 0
   #sharedBusy = 0
-  /** CPU charged so far, ms, by kind of work. */
-  readonly spent = { message: 0, duplicate: 0, frame: 0, connect: 0 }
 
   constructor (clock: EventClock, rng: () => number, options: Partial<ModelOptions> = {}) {
     this.clock = clock
@@ -156,11 +154,6 @@ export class ModelNetwork {
 
   random (): number {
     return this.#rng()
-  }
-
-  /** How far ahead of now the shared CPU is booked, ms (0 when idle or per-node). */
-  get backlogMs (): number {
-    return Math.max(0, this.#sharedBusy - this.clock.preciseNow())
   }
 
   /** Runs `fn` once `cost` ms of the node's CPU are free after `now`: returns when it will run. */
@@ -377,7 +370,6 @@ export class ModelNet implements MeshNet {
     }
     // TCP, Noise XX and yamux: about three one-way delays, and the handshake's CPU at both ends.
     await net.wait(3 * o.latencyMs)
-    net.spent.connect += 2 * o.costs.connectMs
     await new Promise<void>((resolve) => { net.cpu(this, o.costs.connectMs, resolve) })
     await new Promise<void>((resolve) => { net.cpu(target, o.costs.connectMs, resolve) })
     const again = this.#links.get(peerId)
@@ -441,13 +433,11 @@ export class ModelNet implements MeshNet {
     this.wire.in += size
     if (this.#seen.has(id) || this.#net.seenEverywhere(id)) {
       this.wire.duplicates++
-      this.#net.spent.duplicate += this.#net.options.costs.duplicateMs
       this.#net.cpu(this, this.#net.options.costs.duplicateMs, () => {})
       return
     }
     this.#seen.set(id, this.#net.clock.preciseNow())
     this.wire.messages++
-    this.#net.spent.message += this.#net.options.costs.messageMs
     this.#net.cpu(this, this.#net.options.costs.messageMs, () => {
       void this.#events!.validate(from, data, false).then((verdict) => {
         if (verdict !== 'accept' || !this.running) return
@@ -535,7 +525,6 @@ class ModelStream implements FrameStream {
     const size = frame.length + WIRE_OVERHEAD.frame
     this.#owner.wire.out += size
     const peer = this.peer
-    this.#net.spent.frame += this.#net.options.costs.frameMs
     this.#net.deliver(this.#link, this.#owner, this.#net.options.costs.frameMs, () => {
       peer.#owner.wire.in += size
       peer.#owner.wire.frames++
@@ -556,12 +545,12 @@ class ModelStream implements FrameStream {
     this.#fail(err)
     const peer = this.peer
     this.#forget()
-    if (this.#link.open) this.#net.deliver(this.#link, this.#owner, 0, () => { peer.#fail(delayError()) })
+    if (this.#link.open) this.#net.deliver(this.#link, this.#owner, 0, () => { peer.#fail(resetError()) })
   }
 
   /** The connection closed under the stream. */
   reset (): void {
-    this.#fail(delayError())
+    this.#fail(resetError())
   }
 
   #forget (): void {
