@@ -2,7 +2,8 @@ import { z } from 'zod'
 import type { AbortOptions } from '@libp2p/interface'
 import { END_OF_STREAM } from './net.ts'
 import type { FrameStream } from './net.ts'
-import type { View } from './sync.ts'
+import { ViewSchema, jsonFrames } from './frames.ts'
+import type { ByteCounter, JsonFrames, View } from './frames.ts'
 import { MeshError } from '../errors.ts'
 
 /**
@@ -14,7 +15,6 @@ export function probeProtocol (mesh: string): string {
   return `/mcp-mesh/${mesh}/probe/1`
 }
 
-const ViewSchema = z.object({ l: z.enum(['alive', 'suspect', 'dead', 'left']), i: z.number().int() }).optional()
 const nonce = z.number().int().nonnegative()
 const Frame = z.discriminatedUnion('t', [
   z.object({ t: z.literal('ping'), n: nonce, you: ViewSchema }),
@@ -32,38 +32,20 @@ export interface ProbeContext {
   onView(view: View, from: string): void
   /** Probes `target` directly on behalf of another member. */
   probeFor(target: string, options: AbortOptions): Promise<boolean>
-  bytes: { in: number, out: number }
+  bytes: ByteCounter
   /** Fault injection (simulations): true loses this ping, so the prober sees no answer. */
   lose?: (from: string) => boolean
 }
 
-const enc = new TextEncoder()
-const dec = new TextDecoder()
-
 /** Largest probe frame, in bytes. */
 export const MAX_PROBE_FRAME_BYTES = 1024
-
-function framing (lp: FrameStream, ctx: ProbeContext) {
-  return {
-    send: async (f: ProbeFrame, options?: AbortOptions) => {
-      const b = enc.encode(JSON.stringify(f))
-      ctx.bytes.out += b.length
-      await lp.write(b, options)
-    },
-    recv: async (options?: AbortOptions): Promise<ProbeFrame> => {
-      const b = await lp.read(options)
-      ctx.bytes.in += b.length
-      return Frame.parse(JSON.parse(dec.decode(b)))
-    },
-  }
-}
 
 /**
  * The outbound side of a long-lived probe stream to one neighbour. Pings and ping-reqs carry a
  * nonce; a reader loop matches acks to them, so a late ack (a resumed process) is simply dropped.
  */
 export class ProbeChannel {
-  readonly #io: ReturnType<typeof framing>
+  readonly #io: JsonFrames<ProbeFrame>
   readonly #remote: string
   readonly #ctx: ProbeContext
   readonly #stream: FrameStream
@@ -75,7 +57,7 @@ export class ProbeChannel {
     this.#stream = stream
     this.#remote = remote
     this.#ctx = ctx
-    this.#io = framing(stream, ctx)
+    this.#io = jsonFrames(stream, ctx.bytes, 'probe')
     void this.#readLoop()
   }
 
@@ -128,7 +110,7 @@ export class ProbeChannel {
   async #readLoop (): Promise<void> {
     try {
       for (;;) {
-        const f = await this.#io.recv()
+        const f = await this.#io.recv(Frame)
         if (f.t !== 'ack' && f.t !== 'nack') throw new MeshError('MESH_ERR_WIRE_MALFORMED', `unexpected probe frame ${f.t}`)
         if (f.t === 'ack' && f.you !== undefined) this.#ctx.onView(f.you, this.#remote)
         this.#pending.get(f.n)?.(f.t)
@@ -141,11 +123,11 @@ export class ProbeChannel {
 
 /** Answers probes on an inbound stream until the prober closes it or `options.signal` aborts. */
 export async function serveProbe (stream: FrameStream, remote: string, ctx: ProbeContext, options: AbortOptions): Promise<void> {
-  const io = framing(stream, ctx)
+  const io = jsonFrames<ProbeFrame>(stream, ctx.bytes, 'probe')
   for (;;) {
     let frame: ProbeFrame
     try {
-      frame = await io.recv(options)
+      frame = await io.recv(Frame, options)
     } catch (err) {
       if ((err as Error).name === END_OF_STREAM) return
       throw err

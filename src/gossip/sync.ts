@@ -1,11 +1,12 @@
 import { z } from 'zod'
 import type { AbortOptions } from '@libp2p/interface'
 import { END_OF_STREAM } from './net.ts'
+import { ViewSchema, jsonFrames } from './frames.ts'
+import type { ByteCounter, View } from './frames.ts'
 import type { FrameStream } from './net.ts'
 import type { Replica, ReplicaEntry } from '../topology/replica.ts'
 import { DIGEST_BUCKETS } from '../topology/digest.ts'
 import { compareVersions } from '../topology/advert.ts'
-import type { Liveness } from '../topology/advert.ts'
 import { MeshError } from '../errors.ts'
 
 /** The sync protocol of a mesh: join snapshots and anti-entropy. */
@@ -13,9 +14,6 @@ export function syncProtocol (mesh: string): string {
   return `/mcp-mesh/${mesh}/sync/1`
 }
 
-/** How one side sees the other, sent when it is not plain `alive`, so a wrongly suspected node refutes. */
-export interface View { l: Liveness, i: number }
-const ViewSchema = z.object({ l: z.enum(['alive', 'suspect', 'dead', 'left']), i: z.number().int() }).optional()
 const VersionSchema = z.object({ i: z.number().int(), s: z.number().int() }).optional()
 
 // Frames are read tolerantly (unknown fields ignored), with limits on list sizes.
@@ -53,7 +51,7 @@ export interface SyncContext {
   pageSize: number
   maxFrameBytes: number
   /** Bytes of sync frames sent and received (measured by tests and benchmarks). */
-  bytes: { in: number, out: number }
+  bytes: ByteCounter
 }
 
 /** What one sync exchange did. */
@@ -63,33 +61,14 @@ export interface SyncResult {
   pages: number
 }
 
-const enc = new TextEncoder()
-const dec = new TextDecoder()
 const b64 = (u: Uint8Array): string => Buffer.from(u.buffer, u.byteOffset, u.byteLength).toString('base64')
-
-function framer (lp: FrameStream, ctx: SyncContext, options: AbortOptions) {
-  return {
-    async send (frame: RequestFrame | ReplyFrame): Promise<void> {
-      const bytes = enc.encode(JSON.stringify(frame))
-      ctx.bytes.out += bytes.length
-      await lp.write(bytes, options)
-    },
-    async recv<T extends z.ZodType> (schema: T): Promise<z.infer<T>> {
-      const data = await lp.read(options)
-      ctx.bytes.in += data.length
-      const parsed = schema.safeParse(JSON.parse(dec.decode(data)))
-      if (!parsed.success) throw new MeshError('MESH_ERR_SYNC_FAILED', `malformed sync frame: ${parsed.error.issues[0]?.message}`)
-      return parsed.data
-    },
-  }
-}
 
 /**
  * Runs one exchange as the requester: digests first; only buckets that differ are paged through.
  * `full` asks for everything (a join snapshot). Pushes our own advert when the peer lacks it.
  */
 export async function requestSync (stream: FrameStream, remote: string, ctx: SyncContext, full: boolean, options: AbortOptions): Promise<SyncResult> {
-  const io = framer(stream, ctx, options)
+  const io = jsonFrames<RequestFrame | ReplyFrame>(stream, ctx.bytes, 'sync', options)
   const me = ctx.self()
   await io.send({ t: 'digest', root: full ? '' : ctx.replica.digestRoot(), me: me === undefined ? undefined : { i: me.i, s: me.s }, you: ctx.viewOf(remote) })
   const first = await io.recv(Reply)
@@ -130,7 +109,7 @@ export async function requestSync (stream: FrameStream, remote: string, ctx: Syn
 
 /** Serves sync requests on one inbound stream until the requester closes it. */
 export async function serveSync (stream: FrameStream, remote: string, ctx: SyncContext, options: AbortOptions): Promise<void> {
-  const io = framer(stream, ctx, options)
+  const io = jsonFrames<RequestFrame | ReplyFrame>(stream, ctx.bytes, 'sync', options)
   if (!ctx.allow(remote)) {
     await io.send({ t: 'error', code: 'rate-limited' })
     return

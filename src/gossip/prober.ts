@@ -1,0 +1,209 @@
+import { logger } from '@libp2p/logger'
+import type { PrivateKey } from '@libp2p/interface'
+import type { GossipOptions } from '../config.ts'
+import { ADVERT_SCHEMA_VERSION } from '../topology/advert.ts'
+import type { Replica } from '../topology/replica.ts'
+import type { Adverts } from './adverts.ts'
+import type { Awareness } from './awareness.ts'
+import { encodeMessage } from './codec.ts'
+import type { FrameStream, MeshNet } from './net.ts'
+import type { Peers } from './peers.ts'
+import { ProbeChannel, serveProbe } from './probe.ts'
+import type { Answer, ProbeContext } from './probe.ts'
+import type { TaskScope } from './scope.ts'
+import type { GossipStats } from './stats.ts'
+
+const log = logger('mesh:gossip')
+
+/** What the prober is built from. */
+export interface ProberInit {
+  options: GossipOptions
+  key: PrivateKey
+  net: MeshNet
+  replica: Replica
+  peers: Peers
+  scope: TaskScope
+  awareness: Awareness
+  adverts: Adverts
+  stats: GossipStats
+  /** Members probe; observers and bootstraps of no role answer probes but send none. */
+  member: boolean
+  /** Fault injection (simulations): true loses this inbound ping. */
+  lose?: (from: string) => boolean
+}
+
+/**
+ * SWIM failure detection: probes neighbours round robin over long-lived probe streams, asks
+ * others to probe a member that missed a direct probe, and raises a signed suspicion when they
+ * cannot reach it either. Answers other members' probes.
+ */
+export class Prober {
+  readonly #i: ProberInit
+  readonly #inflight = new Set<string>()
+  #order: string[] = []
+  readonly #channels = new Map<string, Promise<ProbeChannel>>()
+  readonly #ctx: ProbeContext
+
+  constructor (init: ProberInit) {
+    this.#i = init
+    const { peers, adverts, awareness, stats } = init
+    this.#ctx = {
+      viewOf: (p) => peers.viewOf(p),
+      onView: (v) => { adverts.onView(v) },
+      probeFor: async (target, options) => this.#direct(target, awareness.probeTimeout(target), options),
+      lose: (from) => init.lose?.(from) === true,
+      bytes: stats.probeBytes,
+    }
+  }
+
+  /**
+   * One protocol period's share: round robin over a shuffled list of neighbours (SWIM), enough
+   * per tick that each is probed once per `probePeriodMs`; fewer while this node is itself
+   * unhealthy (Lifeguard).
+   */
+  tick (): void {
+    if (!this.#i.member) return
+    const neighbours = this.#i.peers.neighbours()
+    let count = this.#i.awareness.probesPerTick(neighbours.length)
+    let refilled = false
+    while (count > 0) {
+      if (this.#order.length === 0) {
+        if (refilled) return
+        this.#order = this.#i.scope.shuffle(neighbours)
+        refilled = true
+      }
+      const id = this.#order.pop()!
+      if (this.#i.peers.isUp(id) && id !== this.#i.peers.selfId) { void this.probe(id); count-- }
+    }
+  }
+
+  /** Probes a member directly, then through others; suspects it when nobody reaches it. */
+  async probe (target: string): Promise<void> {
+    const { scope, peers, awareness, stats, options } = this.#i
+    if (!this.#i.member || !scope.running || this.#inflight.has(target) || target === peers.selfId) return
+    this.#inflight.add(target)
+    try {
+      stats.probes++
+      if (await this.#direct(target, awareness.probeTimeout(target))) {
+        awareness.adjust(-1)
+        return
+      }
+      const helpers = scope.shuffle(peers.neighbours().filter((p) => p !== target)).slice(0, options.timing.indirectProbes)
+      const answers = await Promise.all(helpers.map(async (h) => this.#indirect(h, target, awareness.indirectTimeout(target, h))))
+      if (answers.includes('ack')) return
+      // Helpers that answered nothing (not even a nack) suggest the slow one is us, not the target.
+      if (helpers.length > 0 && answers.every((a) => a === 'none')) awareness.adjust(1)
+      if (scope.running && peers.isUp(target)) {
+        stats.probeFailures++
+        await this.#suspect(target)
+      }
+    } finally {
+      this.#inflight.delete(target)
+    }
+  }
+
+  /**
+   * The last connection to a peer closed. Its neighbours probe it spread over 200 ms: when a crash
+   * closes a member's sockets, they do not all probe and suspect it in the same instant; the first
+   * voices arrive before the rest speak.
+   */
+  onDisconnected (peerId: string): void {
+    this.#dropChannel(peerId)
+    const { scope, peers } = this.#i
+    if (scope.running && this.#i.member && peers.isUp(peerId)) scope.later(25 + Math.floor(scope.random() * 200), () => { void this.probe(peerId) })
+  }
+
+  /**
+   * A peer holds `peerId` dead at `incarnation` while we hold it up. Not trusted (a liar could
+   * evict anyone): probe it; only a failed probe makes it suspect.
+   */
+  onDeadHint (peerId: string, incarnation: number): void {
+    const e = this.#i.replica.get(peerId)
+    if (e !== undefined && this.#i.peers.isUp(peerId) && e.advert.incarnation <= incarnation) void this.probe(peerId)
+  }
+
+  /**
+   * A suspicion of `subject` arrived. Confirm independently: the suspect's neighbours probe it;
+   * only a failed probe adds a voice. Non-neighbours do not dial it: each dial costs a Noise
+   * handshake on both ends and leaves a connection to probe for good, and on a loaded host
+   * (start-up bursts) that amplified false suspicions into a lasting storm, even when sampled and
+   * budgeted. The cost: a member killed before it has connected to its neighbours (within about
+   * 200 ms of joining) is confirmed by its door alone and waits the full suspicion timeout.
+   */
+  onSuspicion (subject: string): void {
+    const e = this.#i.replica.get(subject)
+    if (e?.suspecters !== undefined && !e.suspecters.has(this.#i.peers.selfId) &&
+      e.suspecters.size <= this.#i.options.timing.suspicionConfirmations && this.#i.peers.connectedTo(subject)) {
+      void this.probe(subject)
+    }
+  }
+
+  /** Serves a neighbour's long-lived probe stream until it closes it, the connection dies, or this node stops. */
+  async onStream (stream: FrameStream, from: string): Promise<void> {
+    await serveProbe(stream, from, this.#ctx, { signal: this.#i.scope.signal })
+      .then(async () => stream.close().catch(() => {}), (err: Error) => { stream.abort(err) })
+  }
+
+  /** Closes every probe stream (the node is stopping). */
+  stop (): void {
+    for (const id of [...this.#channels.keys()]) this.#dropChannel(id)
+  }
+
+  /** The long-lived probe stream to a neighbour, opened on first use and shared by concurrent probes. */
+  async #channel (peerId: string, signal: AbortSignal): Promise<ProbeChannel> {
+    const existing = this.#channels.get(peerId)
+    if (existing !== undefined) {
+      const ch = await existing.catch(() => undefined)
+      if (ch?.open === true) return ch
+      if (this.#channels.get(peerId) === existing) this.#channels.delete(peerId)
+    }
+    const opening = this.#i.peers.open(peerId, 'probe', signal)
+      .then((stream) => new ProbeChannel(stream, peerId, this.#ctx))
+    this.#channels.set(peerId, opening)
+    opening.catch(() => { if (this.#channels.get(peerId) === opening) this.#channels.delete(peerId) })
+    return opening
+  }
+
+  #dropChannel (peerId: string): void {
+    const ch = this.#channels.get(peerId)
+    this.#channels.delete(peerId)
+    void ch?.then((c) => { c.close() }, () => {})
+  }
+
+  async #direct (target: string, timeoutMs: number, options: { signal?: AbortSignal } = {}): Promise<boolean> {
+    if (this.#i.peers.isDenied(target)) return false
+    const { scope, awareness } = this.#i
+    return scope.bounded(timeoutMs, options, async (signal) => {
+      const channel = await this.#channel(target, signal)
+      const sent = scope.clock.now()
+      const ok = await channel.ping({ signal })
+      if (ok) awareness.recordRtt(target, scope.clock.now() - sent)
+      return ok
+    }).catch((err: Error) => { log('probe of %s failed: %s', target, err.message); return false })
+  }
+
+  async #indirect (helper: string, target: string, timeoutMs: number): Promise<Answer> {
+    return this.#i.scope.bounded(timeoutMs, {}, async (signal) => (await this.#channel(helper, signal)).pingReq(target, { signal }))
+      .catch((err: Error): Answer => { log('indirect probe of %s through %s failed: %s', target, helper, err.message); return 'none' })
+  }
+
+  async #suspect (target: string): Promise<void> {
+    const { replica, peers, options, stats, net } = this.#i
+    const e = replica.get(target)
+    if (e === undefined) return
+    const merged = replica.applySuspect(target, e.advert.incarnation, peers.selfId)
+    if (merged !== 'started' && merged !== 'confirmed') return
+    stats.suspicionsRaised++
+    log('suspect %s (%s)', target, e.advert.name)
+    // Past `suspicionConfirmations` independent voices the timeout is at its minimum everywhere that
+    // heard them: one more changes nothing and costs every node a message. When a crash closes a
+    // member's sockets, all its neighbours suspect it at once; most of them stay quiet this way.
+    const voices = replica.get(target)?.suspecters?.size ?? 0
+    if (merged === 'confirmed' && voices > options.timing.suspicionConfirmations + 1) return
+    const msg = { v: ADVERT_SCHEMA_VERSION, mesh: options.mesh, subject: target, incarnation: e.advert.incarnation, from: peers.selfId, issuedAt: this.#i.scope.clock.now() }
+    const bytes = await encodeMessage('suspect', msg, options.mesh, this.#i.key)
+    await net.publish(bytes)
+      .then((recipients) => { stats.gossipBytes.out += bytes.length * recipients })
+      .catch((err: Error) => { log('suspect publish failed: %s', err.message) })
+  }
+}

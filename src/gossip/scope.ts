@@ -1,0 +1,86 @@
+import type { AbortOptions } from '@libp2p/interface'
+import { logger } from '@libp2p/logger'
+import type { Clock, TimerHandle } from '../clock.ts'
+import { MeshError } from '../errors.ts'
+
+const log = logger('mesh:gossip')
+
+/**
+ * The timers and signals of one running gossip node, on its injected clock, and its source of
+ * randomness. Every component schedules through it, so `stop()` ends every loop and timer at
+ * once and nothing outlives the node.
+ */
+export class TaskScope {
+  readonly clock: Clock
+  readonly random: () => number
+  readonly #abort = new AbortController()
+  readonly #timers = new Set<TimerHandle>()
+  #running = false
+
+  constructor (clock: Clock, random: () => number) {
+    this.clock = clock
+    this.random = random
+  }
+
+  /** Aborts when the node stops. */
+  get signal (): AbortSignal {
+    return this.#abort.signal
+  }
+
+  /** True between `start()` and `stop()`. */
+  get running (): boolean {
+    return this.#running
+  }
+
+  start (): void {
+    this.#running = true
+  }
+
+  /** Stops every loop and pending timer, and aborts every bounded operation. */
+  stop (): void {
+    this.#running = false
+    this.#abort.abort(new MeshError('MESH_ERR_ABORTED', 'the node is stopping'))
+    for (const t of this.#timers) this.clock.clearTimeout(t)
+    this.#timers.clear()
+  }
+
+  /** Runs `fn` with a signal that aborts on stop(), on the caller's signal, or after `timeoutMs`; the timer is always cleared. */
+  async bounded<T> (timeoutMs: number, options: AbortOptions, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
+    const timeout = new AbortController()
+    const timer = this.clock.setTimeout(() => { timeout.abort(new MeshError('MESH_ERR_ABORTED', `timed out after ${timeoutMs} ms`)) }, timeoutMs)
+    const signals = [this.#abort.signal, timeout.signal]
+    if (options.signal !== undefined) signals.push(options.signal)
+    try {
+      return await fn(AbortSignal.any(signals))
+    } finally {
+      this.clock.clearTimeout(timer)
+    }
+  }
+
+  /** Runs `fn` once after `ms`, unless the node stopped by then. */
+  later (ms: number, fn: () => void): void {
+    const h = this.clock.setTimeout(() => {
+      this.#timers.delete(h)
+      if (this.#running) fn()
+    }, ms)
+    this.#timers.add(h)
+  }
+
+  /** Runs `fn` every `intervalMs` until stop(); the first tick is jittered so nodes started together do not run in lockstep. */
+  loop (intervalMs: number, fn: () => void): void {
+    const tick = (): void => {
+      try { fn() } catch (err) { log.error('periodic task failed: %s', (err as Error).message) }
+      this.later(intervalMs, tick)
+    }
+    this.later(Math.floor(this.random() * intervalMs), tick)
+  }
+
+  /** Shuffles `arr` in place (Fisher-Yates) with the node's randomness, and returns it. */
+  shuffle<T> (arr: T[]): T[] {
+    for (let i = arr.length - 1; i > 0; i--) {
+      const j = Math.floor(this.random() * (i + 1))
+      ;[arr[i], arr[j]] = [arr[j], arr[i]]
+    }
+    return arr
+  }
+}

@@ -1,0 +1,34 @@
+import type { DropReason } from './codec.ts'
+import type { ByteCounter } from './frames.ts'
+
+/** Counters a node keeps about its gossip (tests and benchmarks read them). */
+export interface GossipStats {
+  /** Messages dropped, by reason: each is counted once, at the node that dropped it. */
+  dropped: Partial<Record<DropReason, number>>
+  /** Gossip messages accepted (they changed the replica and were forwarded). */
+  accepted: number
+  published: number
+  probes: number
+  probeFailures: number
+  suspicionsRaised: number
+  refutations: number
+  syncs: number
+  syncBytes: ByteCounter
+  /**
+   * Gossip payload: bytes of messages this node validated (in), and of its own publications times
+   * the peers they went to (out). Gossipsub's forwarding and control traffic are not included.
+   */
+  gossipBytes: ByteCounter
+  probeBytes: ByteCounter
+}
+
+/** Fresh counters, all zero. */
+export function newGossipStats (): GossipStats {
+  return { dropped: {}, accepted: 0, published: 0, probes: 0, probeFailures: 0, suspicionsRaised: 0, refutations: 0, syncs: 0, syncBytes: { in: 0, out: 0 }, gossipBytes: { in: 0, out: 0 }, probeBytes: { in: 0, out: 0 } }
+}
+
+/** Counts one dropped message; returns what gossipsub should do with it. */
+export function countDrop (stats: GossipStats, reason: DropReason): 'ignore' | 'reject' {
+  stats.dropped[reason] = (stats.dropped[reason] ?? 0) + 1
+  return reason === 'quota' || reason === 'too-old' || reason === 'future' || reason === 'unknown-sender' ? 'ignore' : 'reject'
+}
