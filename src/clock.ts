@@ -8,6 +8,13 @@ export interface Clock {
   /** Runs `fn` after `ms`; returns a handle for `clearTimeout`. */
   setTimeout(fn: () => void, ms: number): TimerHandle
   clearTimeout(handle: TimerHandle): void
+  /**
+   * Runs `fn` once the work already waiting has run (I/O that arrived, callbacks queued ahead).
+   * A timeout fires in the timers phase, before the poll phase reads the sockets: after a busy
+   * spell an answer that arrived in time may still sit unread. Deciding "no answer" in a deferred
+   * callback sees it, so a slow event loop does not read as a slow peer.
+   */
+  defer(fn: () => void): void
 }
 
 /** Opaque timer handle. */
@@ -23,6 +30,9 @@ export const systemClock: Clock = {
   },
   clearTimeout (handle) {
     clearTimeout(handle.id as ReturnType<typeof setTimeout>)
+  },
+  defer (fn) {
+    setImmediate(fn) // the check phase runs after the poll phase has read what arrived
   },
 }
 
@@ -52,6 +62,11 @@ export class ManualClock implements Clock {
 
   clearTimeout (handle: TimerHandle): void {
     this.#live.delete(handle.id as number)
+  }
+
+  /** A zero-delay timer: it runs within the same `advance`, after the timers due before it. */
+  defer (fn: () => void): void {
+    this.setTimeout(fn, 0)
   }
 
   /** Number of pending timers (tests check nothing is left behind). */

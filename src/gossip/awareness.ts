@@ -2,6 +2,9 @@ import type { GossipOptions } from '../config.ts'
 
 type Timing = Pick<GossipOptions['timing'], 'probeIntervalMs' | 'probePeriodMs' | 'maxProbesPerTick' | 'probeTimeoutMs' | 'maxProbeTimeoutMs' | 'indirectProbeTimeoutMs' | 'maxHealthMultiplier'>
 
+/** A timeout decided less late than this is never blamed on this node's own backlog. */
+const MIN_LATE_MS = 25
+
 /** Peers whose round trips are remembered; past this the table starts over. */
 const MAX_PEERS = 10_000
 
@@ -44,6 +47,15 @@ export class Awareness {
   /** How long to wait for a helper's answer about `target`: both legs, at least the indirect timeout. */
   indirectTimeout (target: string, helper: string): number {
     return Math.max(this.#t.indirectProbeTimeoutMs * (1 + this.#health), this.probeTimeout(target) + this.probeTimeout(helper))
+  }
+
+  /**
+   * True when a timeout was decided so late (`lagMs` past its due time, spent on this node's own
+   * backlog) that the node's slowness, not the peer's, may explain the missing answer. Such a probe
+   * proves nothing: it raises our own health instead of accusing the peer (Lifeguard).
+   */
+  isLate (lagMs: number, timeoutMs: number): boolean {
+    return lagMs > Math.max(MIN_LATE_MS, timeoutMs / 4)
   }
 
   /** Records one ack round trip, in ms. */

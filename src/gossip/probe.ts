@@ -30,8 +30,8 @@ export type Answer = 'ack' | 'nack' | 'none'
 export interface ProbeContext {
   viewOf(peerId: string): View | undefined
   onView(view: View, from: string): void
-  /** Probes `target` directly on behalf of another member. */
-  probeFor(target: string, options: AbortOptions): Promise<boolean>
+  /** Probes `target` directly on behalf of another member: `none` sends no answer (this node was too slow to judge). */
+  probeFor(target: string, options: AbortOptions): Promise<Answer>
   bytes: ByteCounter
   /** Fault injection (simulations): true loses this ping, so the prober sees no answer. */
   lose?: (from: string) => boolean
@@ -139,8 +139,8 @@ export async function serveProbe (stream: FrameStream, remote: string, ctx: Prob
     } else if (frame.t === 'req') {
       // Answered when done; later pings on this stream are not held up by it.
       const { n, target } = frame
-      void ctx.probeFor(target, options).catch(() => false)
-        .then(async (ok) => io.send(ok ? { t: 'ack', n, you: undefined } : { t: 'nack', n }, options))
+      void ctx.probeFor(target, options).catch((): Answer => 'nack')
+        .then(async (a) => { if (a !== 'none') await io.send(a === 'ack' ? { t: 'ack', n, you: undefined } : { t: 'nack', n }, options) })
         .catch(() => {})
     }
   }

@@ -10,10 +10,14 @@ import type { FrameStream, MeshNet } from './net.ts'
 import type { Peers } from './peers.ts'
 import { ProbeChannel, serveProbe } from './probe.ts'
 import type { Answer, ProbeContext } from './probe.ts'
+import { timeoutLag } from './scope.ts'
 import type { TaskScope } from './scope.ts'
 import type { GossipStats } from './stats.ts'
 
 const log = logger('mesh:gossip')
+
+/** How one probe ended: acknowledged, not acknowledged, or decided too late to mean anything. */
+type ProbeOutcome = 'ack' | 'nack' | 'late'
 
 /** What the prober is built from. */
 export interface ProberInit {
@@ -50,7 +54,14 @@ export class Prober {
     this.#ctx = {
       viewOf: (p) => peers.viewOf(p),
       onView: (v) => { adverts.onView(v) },
-      probeFor: async (target, options) => this.#direct(target, awareness.probeTimeout(target), options),
+      // A helper probes over a connection it already holds and never dials for another member: a
+      // dial costs a handshake at both ends, and on a loaded host those handshakes delayed more acks
+      // and fed a storm of false suspicions (the model simulation, BENCHMARKS.md). Not connected: a nack at once.
+      probeFor: async (target, options) => {
+        if (!peers.connectedTo(target)) return 'nack'
+        const outcome = await this.#direct(target, awareness.probeTimeout(target), options)
+        return outcome === 'late' ? 'none' : outcome // too slow to judge: no answer, rather than a false nack
+      },
       lose: (from) => init.lose?.(from) === true,
       bytes: stats.probeBytes,
     }
@@ -77,20 +88,35 @@ export class Prober {
     }
   }
 
-  /** Probes a member directly, then through others; suspects it when nobody reaches it. */
+  /**
+   * Probes a member directly, then through others; suspects it when nobody reaches it. A probe
+   * whose timeout this node decided late, behind its own backlog, proves nothing about the peer:
+   * it raises our own health (longer timeouts, fewer probes) instead of accusing anyone.
+   */
   async probe (target: string): Promise<void> {
     const { scope, peers, awareness, stats, options } = this.#i
     if (!this.#i.member || !scope.running || this.#inflight.has(target) || target === peers.selfId) return
     this.#inflight.add(target)
     try {
       stats.probes++
-      if (await this.#direct(target, awareness.probeTimeout(target))) {
+      const direct = await this.#direct(target, awareness.probeTimeout(target))
+      if (direct === 'ack') {
         awareness.adjust(-1)
+        return
+      }
+      if (direct === 'late') {
+        stats.probesLate++
+        awareness.adjust(1)
         return
       }
       const helpers = scope.shuffle(peers.neighbours().filter((p) => p !== target)).slice(0, options.timing.indirectProbes)
       const answers = await Promise.all(helpers.map(async (h) => this.#indirect(h, target, awareness.indirectTimeout(target, h))))
       if (answers.includes('ack')) return
+      if (answers.includes('late')) {
+        stats.probesLate++
+        awareness.adjust(1)
+        return
+      }
       // Helpers that answered nothing (not even a nack) suggest the slow one is us, not the target.
       if (helpers.length > 0 && answers.every((a) => a === 'none')) awareness.adjust(1)
       if (scope.running && peers.isUp(target)) {
@@ -170,21 +196,45 @@ export class Prober {
     void ch?.then((c) => { c.close() }, () => {})
   }
 
-  async #direct (target: string, timeoutMs: number, options: { signal?: AbortSignal } = {}): Promise<boolean> {
-    if (this.#i.peers.isDenied(target)) return false
+  /** One ping: `ack`, `nack` (no answer in time, or no way to reach it), or `late` (see `probe`). */
+  async #direct (target: string, timeoutMs: number, options: { signal?: AbortSignal } = {}): Promise<ProbeOutcome> {
+    if (this.#i.peers.isDenied(target)) return 'nack'
     const { scope, awareness } = this.#i
-    return scope.bounded(timeoutMs, options, async (signal) => {
+    let reason: unknown
+    const ok = await scope.bounded(timeoutMs, options, async (signal) => {
       const channel = await this.#channel(target, signal)
       const sent = scope.clock.now()
-      const ok = await channel.ping({ signal })
-      if (ok) awareness.recordRtt(target, scope.clock.now() - sent)
-      return ok
-    }).catch((err: Error) => { log('probe of %s failed: %s', target, err.message); return false })
+      const acked = await channel.ping({ signal })
+      if (acked) awareness.recordRtt(target, scope.clock.now() - sent)
+      else reason = signal.reason
+      return acked
+    }).catch((err: Error) => {
+      log('probe of %s failed: %s', target, err.message)
+      reason = err
+      return false
+    })
+    return ok ? 'ack' : this.#lateness(reason, timeoutMs)
   }
 
-  async #indirect (helper: string, target: string, timeoutMs: number): Promise<Answer> {
-    return this.#i.scope.bounded(timeoutMs, {}, async (signal) => (await this.#channel(helper, signal)).pingReq(target, { signal }))
-      .catch((err: Error): Answer => { log('indirect probe of %s through %s failed: %s', target, helper, err.message); return 'none' })
+  /** Asks `helper` to probe `target`: its answer, `none` when it gave none in time, `late` (see `probe`). */
+  async #indirect (helper: string, target: string, timeoutMs: number): Promise<ProbeOutcome | 'none'> {
+    let reason: unknown
+    const answer = await this.#i.scope.bounded(timeoutMs, {}, async (signal) => {
+      const a = await (await this.#channel(helper, signal)).pingReq(target, { signal })
+      if (a === 'none') reason = signal.reason
+      return a
+    }).catch((err: Error): Answer => {
+      log('indirect probe of %s through %s failed: %s', target, helper, err.message)
+      reason = err
+      return 'none'
+    })
+    return answer === 'none' && this.#lateness(reason, timeoutMs) === 'late' ? 'late' : answer
+  }
+
+  /** A missing answer: `late` when this node decided the timeout behind its own backlog. */
+  #lateness (reason: unknown, timeoutMs: number): 'nack' | 'late' {
+    const lag = timeoutLag(reason)
+    return lag !== undefined && this.#i.awareness.isLate(lag, timeoutMs) ? 'late' : 'nack'
   }
 
   async #suspect (target: string): Promise<void> {

@@ -6,6 +6,14 @@ import { MeshError } from '../errors.ts'
 const log = logger('mesh:gossip')
 
 /**
+ * How late the node was in deciding that a `bounded` operation timed out (ms past its due time,
+ * spent on work queued ahead of it), or undefined when `reason` is not such a timeout.
+ */
+export function timeoutLag (reason: unknown): number | undefined {
+  return reason instanceof MeshError && reason.details?.timedOut === true ? reason.details.lagMs as number : undefined
+}
+
+/**
  * The timers and signals of one running gossip node, on its injected clock, and its source of
  * randomness. Every component schedules through it, so `stop()` ends every loop and timer at
  * once and nothing outlives the node.
@@ -47,7 +55,16 @@ export class TaskScope {
   /** Runs `fn` with a signal that aborts on stop(), on the caller's signal, or after `timeoutMs`; the timer is always cleared. */
   async bounded<T> (timeoutMs: number, options: AbortOptions, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
     const timeout = new AbortController()
-    const timer = this.clock.setTimeout(() => { timeout.abort(new MeshError('MESH_ERR_ABORTED', `timed out after ${timeoutMs} ms`)) }, timeoutMs)
+    // Deferred past pending I/O: an answer that arrived in time but sits unread behind a busy
+    // event loop still counts (see Clock.defer).
+    const due = this.clock.now() + timeoutMs
+    const timer = this.clock.setTimeout(() => {
+      this.clock.defer(() => {
+        // How late this node got round to it: a node that was itself busy cannot tell a slow peer from its own backlog.
+        const lagMs = Math.max(0, this.clock.now() - due)
+        timeout.abort(new MeshError('MESH_ERR_ABORTED', `timed out after ${timeoutMs} ms`, { details: { timedOut: true, lagMs } }))
+      })
+    }, timeoutMs)
     const signals = [this.#abort.signal, timeout.signal]
     if (options.signal !== undefined) signals.push(options.signal)
     try {

@@ -10,6 +10,8 @@ export interface GossipStats {
   published: number
   probes: number
   probeFailures: number
+  /** Probes that proved nothing: their timeout was decided late, behind this node's own backlog. */
+  probesLate: number
   suspicionsRaised: number
   refutations: number
   syncs: number
@@ -24,7 +26,7 @@ export interface GossipStats {
 
 /** Fresh counters, all zero. */
 export function newGossipStats (): GossipStats {
-  return { dropped: {}, accepted: 0, published: 0, probes: 0, probeFailures: 0, suspicionsRaised: 0, refutations: 0, syncs: 0, syncBytes: { in: 0, out: 0 }, gossipBytes: { in: 0, out: 0 }, probeBytes: { in: 0, out: 0 } }
+  return { dropped: {}, accepted: 0, published: 0, probes: 0, probeFailures: 0, probesLate: 0, suspicionsRaised: 0, refutations: 0, syncs: 0, syncBytes: { in: 0, out: 0 }, gossipBytes: { in: 0, out: 0 }, probeBytes: { in: 0, out: 0 } }
 }
 
 /** Counts one dropped message; returns what gossipsub should do with it. */

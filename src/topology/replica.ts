@@ -231,7 +231,10 @@ export class Replica {
 
   /** Cancels every suspicion timer. */
   stop (): void {
-    for (const e of this.#entries.values()) if (e.timer !== undefined) this.#clock.clearTimeout(e.timer)
+    for (const e of this.#entries.values()) {
+      if (e.timer !== undefined) this.#clock.clearTimeout(e.timer)
+      e.timer = undefined
+    }
   }
 
   #scheduleDeath (e: MutableEntry): void {
@@ -239,10 +242,16 @@ export class Replica {
     const t = this.#timing
     const timeout = suspicionTimeout(e.suspecters!.size - 1, t.suspicionMinTimeoutMs, t.suspicionMaxTimeoutMs, t.suspicionConfirmations)
     const wait = Math.max(0, e.suspectSince! + timeout - this.#clock.now())
-    e.timer = this.#clock.setTimeout(() => {
-      e.timer = undefined
-      if (e.liveness === 'suspect') this.#markDown(e, 'dead', e.suspectIncarnation!)
+    const timer = this.#clock.setTimeout(() => {
+      // Decided after pending I/O: a refutation that arrived in time, behind a busy event loop,
+      // is merged first (see Clock.defer).
+      this.#clock.defer(() => {
+        if (e.timer !== timer) return // refuted or rescheduled meanwhile
+        e.timer = undefined
+        if (e.liveness === 'suspect') this.#markDown(e, 'dead', e.suspectIncarnation!)
+      })
     }, wait)
+    e.timer = timer
   }
 
   #clearSuspicion (e: MutableEntry): void {

@@ -35,3 +35,12 @@ t.test('health stretches every timeout and slows probing, within its bounds', as
   t.equal(a.health, 0, 'never below healthy')
   t.equal(a.indirectTimeout('p', 'h'), 600, 'healthy: the two legs (300 + 300) beat the 400 ms minimum')
 })
+
+t.test('a timeout decided more than a quarter of its length late (at least 25 ms) is blamed on this node', async (t) => {
+  const a = new Awareness(timing)
+  t.notOk(a.isLate(0, 300), 'on time')
+  t.notOk(a.isLate(75, 300), 'a quarter of 300 ms late: still judged')
+  t.ok(a.isLate(76, 300), 'past a quarter: this node was behind')
+  t.notOk(a.isLate(25, 40), 'short timeouts: 25 ms of lag is tolerated')
+  t.ok(a.isLate(26, 40))
+})

@@ -14,6 +14,7 @@ export function countingClock (): Clock & { pending: Set<TimerHandle> } {
       return h
     },
     clearTimeout (h) { pending.delete(h); systemClock.clearTimeout(h) },
+    defer: (fn) => { systemClock.defer(fn) },
   }
 }
 

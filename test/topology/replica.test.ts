@@ -208,6 +208,20 @@ t.test('suspicion', async (t) => {
     t.equal(replica.get('p1')?.liveness, 'alive', 'still alive well past max')
   })
 
+  t.test('a refutation that arrived by the time the suspicion expires, but is not read yet, wins', async (t) => {
+    const { clock, replica, ad } = setup(t)
+    replica.applyAdvert(ad('p1', 5, 2), env)
+    replica.applySuspect('p1', 5, 'a')
+    // The refutation is delivered at the instant the suspicion times out, queued behind the timer
+    // (an event loop runs due timers before it reads the sockets).
+    clock.setTimeout(() => { replica.applyAdvert(ad('p1', 6, 0), env) }, timing.suspicionMaxTimeoutMs)
+    const seen: string[] = []
+    replica.onChange((c) => { seen.push(c.after) })
+    clock.advance(timing.suspicionMaxTimeoutMs + 1)
+    t.same(seen, ['alive'], 'never dead: the death is decided after pending work, which refuted it')
+    t.equal(replica.get('p1')?.advert.incarnation, 6)
+  })
+
   t.test('a higher seq in the same incarnation does not refute the suspicion', async (t) => {
     const { clock, replica, ad } = setup(t)
     replica.applyAdvert(ad('p1', 5, 2), env)

@@ -222,6 +222,12 @@ class LoopClock implements Clock {
     t.cancelled = true
     this.#net.clock.clearTimeout(t.inner)
   }
+
+  /** After the work this node's CPU has queued (deliveries that arrived are waiting there). */
+  defer (fn: () => void): void {
+    if (this.owner === undefined) this.#net.clock.setTimeout(fn, 0)
+    else this.#net.cpu(this.owner, 0, fn)
+  }
 }
 
 /** A connection between two nodes: both ends share it. */
