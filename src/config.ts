@@ -86,6 +86,26 @@ export const QuotaSchema = z.object({
   maxMessageBytes: z.number().int().min(1024).max(4 * 1024 * 1024).default(64 * 1024),
   /** Entries per sync page. */
   syncPageSize: z.number().int().min(1).max(1_000).default(200),
+  /**
+   * Members a replica holds at most, tombstones included. At the cap a new member takes the place
+   * of the oldest tombstone, or is refused (counted as `member-cap`) when there is none: a flood
+   * of fresh keys stops here. 20,000 leaves room for 10,000 agents and their churn, at about
+   * 2 to 3 KB a member.
+   */
+  maxMembers: z.number().int().min(16).default(20_000),
+  /**
+   * Probe frames (pings and requests to probe another member) served per peer per second. An
+   * honest neighbour sends at most a few: a node sends 6 probes a second in all, and each failed
+   * probe asks 3 helpers. Frames over the quota get no answer and are counted.
+   */
+  probeFramesPerSecond: z.number().int().positive().default(20),
+  /**
+   * Dials this node makes to one member per minute (upkeep, probes, redials), each trying at most
+   * `maxDialAddrs` of its advertised addresses: a member cannot turn the mesh into a port scanner
+   * of the addresses it advertises. Redialling a healed partition uses about 15 a minute.
+   */
+  dialsPerMemberPerMinute: z.number().int().positive().default(20),
+  maxDialAddrs: z.number().int().min(1).max(16).default(4),
 }).strict()
 
 /** Options of the gossip host, shared by agents, bootstraps and observers. */

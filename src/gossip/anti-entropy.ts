@@ -58,7 +58,11 @@ export class AntiEntropy {
       onView: (v) => { adverts.onView(v) },
       onDeadHint: (p, inc) => { prober.onDeadHint(p, inc) },
       ingest: init.ingest,
-      allow: (p) => quota.take(p),
+      allow: (p) => {
+        if (quota.take(p)) return true
+        stats.refused.sync++
+        return false
+      },
       pageSize: q.syncPageSize,
       maxFrameBytes: init.maxFrameBytes,
       bytes: stats.syncBytes,

@@ -3,7 +3,7 @@ import { peerIdFromString } from '@libp2p/peer-id'
 import { createPublicKey, verify } from 'node:crypto'
 import type { KeyObject } from 'node:crypto'
 import type { PrivateKey } from '@libp2p/interface'
-import { AdvertSchema, AdvertLimits } from '../topology/advert.ts'
+import { AdvertSchema, AdvertLimits, NameSchema, PeerIdSchema } from '../topology/advert.ts'
 import type { Advert } from '../topology/advert.ts'
 import { MeshError } from '../errors.ts'
 
@@ -16,17 +16,17 @@ const kindByCode = new Map<number, Kind>(Object.entries(Kinds).map(([k, v]) => [
 /** A suspicion: `from` could not reach `subject` at `incarnation`. Signed by `from`. */
 export const SuspectSchema = z.object({
   v: z.number().int().min(1),
-  mesh: z.string().min(1).max(128),
-  subject: z.string().min(1).max(128),
+  mesh: NameSchema,
+  subject: PeerIdSchema,
   incarnation: z.number().int().nonnegative(),
-  from: z.string().min(1).max(128),
+  from: PeerIdSchema,
   issuedAt: z.number().int().nonnegative(),
 })
 /** A leave: the subject itself says it is going. Signed only by its subject. */
 export const LeaveSchema = z.object({
   v: z.number().int().min(1),
-  mesh: z.string().min(1).max(128),
-  peerId: z.string().min(1).max(128),
+  mesh: NameSchema,
+  peerId: PeerIdSchema,
   incarnation: z.number().int().nonnegative(),
   issuedAt: z.number().int().nonnegative(),
 })
@@ -42,7 +42,7 @@ export type Decoded =
   | { kind: 'leave', payload: Leave, signer: string }
 
 /** Why a message was dropped: stable names, counted per node (`stats.dropped`). */
-export type DropReason = 'too-large' | 'malformed' | 'invalid' | 'too-many-tools' | 'signature' | 'mesh-mismatch' | 'unsupported-key' | 'too-old' | 'future' | 'quota' | 'unknown-sender'
+export type DropReason = 'too-large' | 'malformed' | 'invalid' | 'too-many-tools' | 'signature' | 'mesh-mismatch' | 'unsupported-key' | 'too-old' | 'future' | 'quota' | 'unknown-sender' | 'member-cap'
 
 const MAGIC = 0x4d // 'M'
 const WIRE_VERSION = 1

@@ -163,8 +163,8 @@ class MeshGossip implements GossipNode {
     const member = o.role !== 'observer'
     const stats = this.stats
     const awareness = this.#awareness
-    const replica = new Replica({ selfId: net.peerId, clock: scope.clock, timing: o.timing, ...(seam.digestHash === undefined ? {} : { digestHash: seam.digestHash }) })
-    const peers = new Peers(net, replica, this.#denied, () => scope.running)
+    const replica = new Replica({ selfId: net.peerId, clock: scope.clock, timing: o.timing, maxMembers: o.quota.maxMembers, ...(seam.digestHash === undefined ? {} : { digestHash: seam.digestHash }) })
+    const peers = new Peers({ options: o, net, replica, clock: scope.clock, denied: this.#denied, running: () => scope.running })
     const adverts = new Adverts({ options: o, key, net, replica, scope, awareness, stats, body: this.#body })
     const lose = seam.lose
     const prober = new Prober({ options: o, key, net, replica, peers, scope, awareness, adverts, stats, member, ...(lose === undefined ? {} : { lose: (from: string) => lose('probe', from) }) })

@@ -51,7 +51,7 @@ export class Intake {
 
   /**
    * Verifies and merges one signed message, from gossip (returns what gossipsub should do with it)
-   * or from sync (same checks, no quota: a sync page holds at most one version per member).
+   * or from sync (the same checks and quotas).
    */
   async receive (bytes: Uint8Array, via: 'gossip' | 'sync'): Promise<Verdict> {
     const { options, replica, peers, adverts, stats } = this.#i
@@ -76,9 +76,11 @@ export class Intake {
         if (cmp === 0 && (known.liveness === 'alive' || known.liveness === 'suspect')) return 'accept'
         if (cmp <= 0) return 'ignore'
       }
-      if (via === 'gossip' && !this.#advertQuota.take(a.peerId)) return countDrop(stats, 'quota')
+      // By gossip or by sync (a push, a page), a member's changes count against the same quota.
+      if (!this.#advertQuota.take(a.peerId)) return countDrop(stats, 'quota')
       const merged = replica.applyAdvert(a, bytes)
       if (merged === 'too-old' || merged === 'future') return countDrop(stats, merged)
+      if (merged === 'full') return countDrop(stats, 'member-cap')
       if (merged === 'new' || merged === 'updated' || merged === 'revived') { stats.accepted++; return 'accept' }
       return 'ignore'
     }

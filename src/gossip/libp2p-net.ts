@@ -2,12 +2,24 @@ import { multiaddr } from '@multiformats/multiaddr'
 import type { Multiaddr } from '@multiformats/multiaddr'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { lpStream } from '@libp2p/utils'
-import type { PeerId, Stream, AbortOptions } from '@libp2p/interface'
+import type { Connection, PeerId, Stream, AbortOptions } from '@libp2p/interface'
+import { MeshError } from '../errors.ts'
 import { createHost, advertTopic, TOPIC_VERDICT } from './host.ts'
 import type { HostSeam, MeshHost } from './host.ts'
 import { probeProtocol } from './probe.ts'
 import { syncProtocol } from './sync.ts'
 import type { FrameStream, MeshNet, MeshProtocol, NetEvents, NetInit } from './net.ts'
+
+/** An advertised address that failed is skipped this long. */
+const FAILED_ADDR_MS = 30_000
+/** An address where another peer, or no libp2p at all, answered is skipped this long. */
+const WRONG_PEER_MS = 10 * 60_000
+
+/** Errors that mean something answered at the address, but not this peer speaking libp2p. */
+function wrongPeer (err: unknown): boolean {
+  const name = (err as Error | undefined)?.name ?? ''
+  return ['UnexpectedPeerError', 'InvalidCryptoExchangeError', 'EncryptionFailedError', 'UnsupportedProtocolError', 'ProtocolError', 'InvalidMessageError'].includes(name)
+}
 
 /** A libp2p stream as length-prefixed frames of at most `maxDataLength` bytes. */
 export function lpFrames (stream: Stream, maxDataLength: number): FrameStream {
@@ -32,6 +44,8 @@ class Libp2pNet implements MeshNet {
   readonly #topic: string
   readonly #protocols: Record<MeshProtocol, string>
   readonly #peerIds = new Map<string, PeerId>()
+  /** Per peer: advertised addresses that failed, and until when they are skipped. */
+  readonly #badAddrs = new Map<string, Map<string, number>>()
 
   constructor (host: MeshHost, init: NetInit) {
     this.#host = host
@@ -92,8 +106,43 @@ class Libp2pNet implements MeshNet {
   }
 
   async dial (peerId: string, addrs: readonly string[], options: AbortOptions): Promise<void> {
-    const mas = this.#multiaddrs(peerId, addrs)
-    await this.#host.dial(mas.length > 0 ? mas : this.#pid(peerId), options)
+    await this.#connect(peerId, addrs, options)
+  }
+
+  /**
+   * An open connection to the peer, or a new one through its advertised addresses, one at a time
+   * so each failure is known by address: an address that failed is skipped for a while, and for
+   * long when what answered there was not this peer (a handshake or protocol failure). Members
+   * choose the addresses everyone dials: this keeps the mesh from probing them again and again.
+   */
+  async #connect (peerId: string, addrs: readonly string[], options: AbortOptions): Promise<Connection> {
+    const open = this.#host.getConnections(this.#pid(peerId)).find((c) => c.status === 'open')
+    if (open !== undefined) return open
+    if (addrs.length === 0) return this.#host.dial(this.#pid(peerId), options) // identify's addresses, if any
+    const now = Date.now()
+    const bad = this.#badAddrs.get(peerId)
+    const candidates = this.#multiaddrs(peerId, addrs).filter((ma) => (bad?.get(ma.toString()) ?? 0) <= now).slice(0, this.#init.options.quota.maxDialAddrs)
+    if (candidates.length === 0) throw new MeshError('MESH_ERR_DIAL_LIMITED', `no address of ${peerId} is worth dialling now: each failed recently`)
+    let last: unknown
+    for (const ma of candidates) {
+      try {
+        return await this.#host.dial(ma, options)
+      } catch (err) {
+        last = err
+        if (options.signal?.aborted === true) break
+        this.#markBad(peerId, ma.toString(), now + (wrongPeer(err) ? WRONG_PEER_MS : FAILED_ADDR_MS))
+      }
+    }
+    throw last
+  }
+
+  #markBad (peerId: string, addr: string, until: number): void {
+    let m = this.#badAddrs.get(peerId)
+    if (m === undefined) {
+      if (this.#badAddrs.size >= 10_000) this.#badAddrs.clear() // bounded: forgetting only means a retry
+      this.#badAddrs.set(peerId, m = new Map())
+    }
+    m.set(addr, until)
   }
 
   async dialAddress (addr: string, options: AbortOptions): Promise<string> {
@@ -106,11 +155,8 @@ class Libp2pNet implements MeshNet {
   }
 
   async open (peerId: string, protocol: MeshProtocol, addrs: readonly string[], options: AbortOptions): Promise<FrameStream> {
-    const name = this.#protocols[protocol]
-    const open = this.#host.getConnections(this.#pid(peerId)).find((c) => c.status === 'open')
-    if (open !== undefined) return this.#frames(await open.newStream(name, options), protocol)
-    const mas = this.#multiaddrs(peerId, addrs)
-    return this.#frames(await this.#host.dialProtocol(mas.length > 0 ? mas : this.#pid(peerId), name, options), protocol)
+    const conn = await this.#connect(peerId, addrs, options)
+    return this.#frames(await conn.newStream(this.#protocols[protocol], options), protocol)
   }
 
   #frames (stream: Stream, protocol: MeshProtocol): FrameStream {

@@ -33,6 +33,8 @@ export interface ProbeContext {
   /** Probes `target` directly on behalf of another member: `none` sends no answer (this node was too slow to judge). */
   probeFor(target: string, options: AbortOptions): Promise<Answer>
   bytes: ByteCounter
+  /** The per-peer quota of probe frames: false drops this frame unanswered. */
+  allow(from: string): boolean
   /** Fault injection (simulations): true loses this ping, so the prober sees no answer. */
   lose?: (from: string) => boolean
 }
@@ -132,6 +134,7 @@ export async function serveProbe (stream: FrameStream, remote: string, ctx: Prob
       if ((err as Error).name === END_OF_STREAM) return
       throw err
     }
+    if ((frame.t === 'ping' || frame.t === 'req') && !ctx.allow(remote)) continue
     if (frame.t === 'ping') {
       if (ctx.lose?.(remote) === true) continue
       if (frame.you !== undefined) ctx.onView(frame.you, remote)

@@ -1,6 +1,7 @@
 import { logger } from '@libp2p/logger'
 import type { PrivateKey } from '@libp2p/interface'
 import type { GossipOptions } from '../config.ts'
+import { isMeshError } from '../errors.ts'
 import { ADVERT_SCHEMA_VERSION } from '../topology/advert.ts'
 import type { Replica } from '../topology/replica.ts'
 import type { Adverts } from './adverts.ts'
@@ -9,6 +10,7 @@ import { encodeMessage } from './codec.ts'
 import type { FrameStream, MeshNet } from './net.ts'
 import type { Peers } from './peers.ts'
 import { ProbeChannel, serveProbe } from './probe.ts'
+import { Quota } from './quota.ts'
 import type { Answer, ProbeContext } from './probe.ts'
 import { timeoutLag } from './scope.ts'
 import type { TaskScope } from './scope.ts'
@@ -16,8 +18,11 @@ import type { GossipStats } from './stats.ts'
 
 const log = logger('mesh:gossip')
 
-/** How one probe ended: acknowledged, not acknowledged, or decided too late to mean anything. */
-type ProbeOutcome = 'ack' | 'nack' | 'late'
+/**
+ * How one probe ended: acknowledged, not acknowledged, decided too late to mean anything, or not
+ * sent (the member is over its dial quota).
+ */
+type ProbeOutcome = 'ack' | 'nack' | 'late' | 'skipped'
 
 /** What the prober is built from. */
 export interface ProberInit {
@@ -51,6 +56,8 @@ export class Prober {
   constructor (init: ProberInit) {
     this.#i = init
     const { peers, adverts, awareness, stats } = init
+    const perSecond = init.options.quota.probeFramesPerSecond
+    const quota = new Quota({ clock: init.scope.clock, perMinute: perSecond * 60, burst: perSecond * 2 })
     this.#ctx = {
       viewOf: (p) => peers.viewOf(p),
       onView: (v) => { adverts.onView(v) },
@@ -60,10 +67,15 @@ export class Prober {
       probeFor: async (target, options) => {
         if (!peers.connectedTo(target)) return 'nack'
         const outcome = await this.#direct(target, awareness.probeTimeout(target), options)
-        return outcome === 'late' ? 'none' : outcome // too slow to judge: no answer, rather than a false nack
+        return outcome === 'late' || outcome === 'skipped' ? 'none' : outcome // cannot judge: no answer, rather than a false nack
       },
       lose: (from) => init.lose?.(from) === true,
       bytes: stats.probeBytes,
+      allow: (from) => {
+        if (quota.take(from)) return true
+        stats.refused.probe++
+        return false
+      },
     }
   }
 
@@ -104,6 +116,7 @@ export class Prober {
         awareness.adjust(-1)
         return
       }
+      if (direct === 'skipped') return // not even tried: this says nothing about the member
       if (direct === 'late') {
         stats.probesLate++
         awareness.adjust(1)
@@ -213,7 +226,8 @@ export class Prober {
       reason = err
       return false
     })
-    return ok ? 'ack' : this.#lateness(reason, timeoutMs)
+    if (ok) return 'ack'
+    return isMeshError(reason, 'MESH_ERR_DIAL_LIMITED') ? 'skipped' : this.#lateness(reason, timeoutMs)
   }
 
   /** Asks `helper` to probe `target`: its answer, `none` when it gave none in time, `late` (see `probe`). */

@@ -22,15 +22,17 @@ export interface GossipStats {
    */
   gossipBytes: ByteCounter
   probeBytes: ByteCounter
+  /** Requests from peers refused by their quota: sync exchanges, and probe frames left unanswered. */
+  refused: { sync: number, probe: number }
 }
 
 /** Fresh counters, all zero. */
 export function newGossipStats (): GossipStats {
-  return { dropped: {}, accepted: 0, published: 0, probes: 0, probeFailures: 0, probesLate: 0, suspicionsRaised: 0, refutations: 0, syncs: 0, syncBytes: { in: 0, out: 0 }, gossipBytes: { in: 0, out: 0 }, probeBytes: { in: 0, out: 0 } }
+  return { dropped: {}, accepted: 0, published: 0, probes: 0, probeFailures: 0, probesLate: 0, suspicionsRaised: 0, refutations: 0, syncs: 0, syncBytes: { in: 0, out: 0 }, gossipBytes: { in: 0, out: 0 }, probeBytes: { in: 0, out: 0 }, refused: { sync: 0, probe: 0 } }
 }
 
 /** Counts one dropped message; returns what gossipsub should do with it. */
 export function countDrop (stats: GossipStats, reason: DropReason): 'ignore' | 'reject' {
   stats.dropped[reason] = (stats.dropped[reason] ?? 0) + 1
-  return reason === 'quota' || reason === 'too-old' || reason === 'future' || reason === 'unknown-sender' ? 'ignore' : 'reject'
+  return reason === 'quota' || reason === 'too-old' || reason === 'future' || reason === 'unknown-sender' || reason === 'member-cap' ? 'ignore' : 'reject'
 }

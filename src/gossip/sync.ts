@@ -107,7 +107,12 @@ export async function requestSync (stream: FrameStream, remote: string, ctx: Syn
   }
 }
 
-/** Serves sync requests on one inbound stream until the requester closes it. */
+/**
+ * Serves one exchange on an inbound stream, until the requester closes it. The quota is taken once
+ * per stream, and a stream is one exchange: at most one digest, one push and one pull, then pages
+ * in order (each `more` resumes where the last page ended), so one stream's work is bounded by
+ * the replica's size and cannot be replayed for as long as the stream lives.
+ */
 export async function serveSync (stream: FrameStream, remote: string, ctx: SyncContext, options: AbortOptions): Promise<void> {
   const io = jsonFrames<RequestFrame | ReplyFrame>(stream, ctx.bytes, 'sync', options)
   if (!ctx.allow(remote)) {
@@ -116,6 +121,9 @@ export async function serveSync (stream: FrameStream, remote: string, ctx: SyncC
   }
   let pending: ReplicaEntry[] = []
   let theirs = new Map<string, [number, number]>()
+  const seen = new Set<RequestFrame['t']>()
+  /** Where the next page starts: the only `more` this stream may ask for. */
+  let next: string | undefined
   for (;;) {
     let req: RequestFrame
     try {
@@ -124,6 +132,11 @@ export async function serveSync (stream: FrameStream, remote: string, ctx: SyncC
       if ((err as Error).name === END_OF_STREAM) return // the requester is done
       throw err
     }
+    if (req.t === 'more' ? req.after !== next : seen.has(req.t)) {
+      await io.send({ t: 'error', code: 'out-of-order' })
+      return
+    }
+    seen.add(req.t)
     if (req.t === 'digest') {
       if (req.you !== undefined) ctx.onView(req.you, remote)
       const known = ctx.replica.get(remote)
@@ -142,13 +155,15 @@ export async function serveSync (stream: FrameStream, remote: string, ctx: SyncC
       } else {
         pending = pending.filter((e) => e.advert.peerId > req.after)
       }
-      await io.send(page(pending, theirs, ctx.pageSize, ctx.maxFrameBytes))
+      const reply = page(pending, theirs, ctx.pageSize, ctx.maxFrameBytes)
+      next = reply.t === 'page' ? reply.next : undefined
+      await io.send(reply)
     }
   }
 }
 
 /** Builds one page: what the requester lacks or has older, within the count and byte limits. */
-function page (entries: ReplicaEntry[], theirs: Map<string, [number, number]>, pageSize: number, maxBytes: number): ReplyFrame {
+function page (entries: ReplicaEntry[], theirs: Map<string, [number, number]>, pageSize: number, maxBytes: number): Extract<ReplyFrame, { t: 'page' }> {
   const items: Array<string | [string, number]> = []
   let bytes = 64
   for (const [idx, e] of entries.entries()) {

@@ -1,5 +1,6 @@
 import { logger } from '@libp2p/logger'
 import type { GossipOptions } from '../config.ts'
+import { isMeshError } from '../errors.ts'
 import type { Replica, ReplicaChange } from '../topology/replica.ts'
 import type { AntiEntropy } from './anti-entropy.ts'
 import type { Adverts } from './adverts.ts'
@@ -130,12 +131,13 @@ export class Upkeep {
   }
 
   async #connect (peerId: string): Promise<void> {
-    const { scope, net, peers } = this.#i
+    const { scope, peers } = this.#i
     this.#dials.add(peerId)
     try {
-      await scope.bounded(DIAL_TIMEOUT_MS, {}, async (signal) => net.dial(peerId, peers.addrsOf(peerId), { signal }))
+      await scope.bounded(DIAL_TIMEOUT_MS, {}, async (signal) => peers.dial(peerId, signal))
     } catch (err) {
       log('dial %s failed: %s', peerId, (err as Error).message)
+      if (isMeshError(err, 'MESH_ERR_DIAL_LIMITED')) return // not tried: says nothing about the member
       // A member we cannot reach may be a neighbour of nobody on our side (after a partition):
       // without this, no one would ever probe it. The probe's indirect path vouches for it if
       // others reach it.

@@ -23,8 +23,25 @@ export const AdvertLimits = {
   maxSchemaBytes: 16 * 1024,
 } as const
 
-const name = z.string().min(1).max(AdvertLimits.maxNameLength)
-const tag = z.string().min(1).max(AdvertLimits.maxTagLength).regex(/^[^+\-\s][^\s]*$/, 'a tag has no leading + or - and no spaces')
+// Every string another member's terminal or log may print is restricted to what it needs: no
+// control characters (escape sequences would reach `meshctl list` and the logs), no spaces.
+/** Agent, tool, capability and mesh names: MCP's tool-name alphabet. */
+const NAME = /^[A-Za-z0-9._-]+$/
+/** Tags: a name alphabet plus `:`, `=`, `/` and `@` (`region=eu`, `team/x`); never a leading + or -. */
+const TAG = /^[A-Za-z0-9._:=/@][A-Za-z0-9._:=/@+-]*$/
+/** Printable ASCII without spaces: multiaddrs, peer IDs, URLs, versions, roles. */
+const TOKEN = /^[\x21-\x7e]+$/
+/** Free text (descriptions): any character but control characters, except tab and newline. */
+const TEXT = /^[^\x00-\x08\x0b-\x1f\x7f-\x9f]*$/
+
+const name = z.string().min(1).max(AdvertLimits.maxNameLength).regex(NAME, 'letters, digits, dot, dash and underscore only')
+const token = (max: number): z.ZodString => z.string().min(1).max(max).regex(TOKEN, 'printable ASCII without spaces')
+/** A peer ID as it travels in signed messages (checked against the signature separately). */
+export const PeerIdSchema = token(128)
+/** A mesh, agent, tool or capability name. */
+export const NameSchema = name
+
+const tag = z.string().min(1).max(AdvertLimits.maxTagLength).regex(TAG, 'letters, digits and . _ : = / @ + -, with no leading + or -')
 const jsonSchema = z.record(z.string(), z.unknown()).refine(
   (s) => JSON.stringify(s).length <= AdvertLimits.maxSchemaBytes,
   `a tool schema is at most ${AdvertLimits.maxSchemaBytes} bytes`,
@@ -34,9 +51,9 @@ const jsonSchema = z.record(z.string(), z.unknown()).refine(
 export const ToolAdvertSchema = z.object({
   name,
   capability: name,
-  version: z.string().max(64).refine((v) => semver.valid(v) !== null, 'version must be semver (for example 1.2.0)'),
+  version: token(64).refine((v) => semver.valid(v) !== null, 'version must be semver (for example 1.2.0)'),
   tags: z.array(tag).max(AdvertLimits.maxTagsPerTool).default([]),
-  description: z.string().max(AdvertLimits.maxDescriptionLength).optional(),
+  description: z.string().max(AdvertLimits.maxDescriptionLength).regex(TEXT, 'no control characters but tab and newline').optional(),
   inputSchema: jsonSchema.optional(),
   outputSchema: jsonSchema.optional(),
 })
@@ -44,7 +61,7 @@ export const ToolAdvertSchema = z.object({
 /** A dependency an agent declared (informational: who needs what, for `meshctl`). */
 export const DependencyAdvertSchema = z.object({
   capability: name,
-  version: z.string().max(64).optional(),
+  version: token(64).optional(),
 })
 
 /**
@@ -58,17 +75,17 @@ export const AdvertSchema = z.object({
   mesh: name,
   name,
   /** `agent` offers tools; `bootstrap` only opens the door. Unknown roles read as `agent`. */
-  role: z.string().max(32).default('agent'),
-  peerId: z.string().min(1).max(128),
+  role: token(32).default('agent'),
+  peerId: PeerIdSchema,
   incarnation: z.number().int().nonnegative(),
   seq: z.number().int().nonnegative(),
   issuedAt: z.number().int().nonnegative(),
   /** `draining` providers are kept in the replica but not chosen for new calls. */
-  status: z.string().max(32).default('alive'),
+  status: token(32).default('alive'),
   /** libp2p multiaddrs where peers can dial this agent (the advertised, not the bind, address). */
-  addrs: z.array(z.string().max(AdvertLimits.maxAddrLength)).max(AdvertLimits.maxAddrs),
+  addrs: z.array(token(AdvertLimits.maxAddrLength)).max(AdvertLimits.maxAddrs),
   /** The MCP endpoint URL (filled in when the agent serves calls). */
-  endpoint: z.string().max(512).optional(),
+  endpoint: token(512).optional(),
   tools: z.array(ToolAdvertSchema).max(AdvertLimits.maxTools),
   dependencies: z.array(DependencyAdvertSchema).max(AdvertLimits.maxDependencies).default([]),
 })

@@ -23,6 +23,11 @@ export interface ReplicaInit {
   timing: ReplicaTiming
   /** The digest's entry hash (default SHA-256); the model simulation shares a memo of it across nodes. */
   digestHash?: EntryHash
+  /**
+   * Members held at most, tombstones included (default unlimited). At the cap a new member first
+   * takes the place of the oldest tombstone; with none to forget it is refused (`full`).
+   */
+  maxMembers?: number
 }
 
 /** One member as held in the replica, with the signed bytes it arrived in (relayed by sync). */
@@ -48,7 +53,7 @@ export interface ReplicaChange {
 }
 
 /** What happened to an advert offered to the replica. */
-export type AdvertMerge = 'new' | 'updated' | 'revived' | 'duplicate' | 'stale' | 'tombstoned' | 'too-old' | 'future'
+export type AdvertMerge = 'new' | 'updated' | 'revived' | 'duplicate' | 'stale' | 'tombstoned' | 'too-old' | 'future' | 'full'
 /** What happened to a suspicion offered to the replica. */
 export type SuspectMerge = 'self' | 'started' | 'confirmed' | 'duplicate' | 'stale' | 'ahead' | 'unknown'
 /** What happened to a leave offered to the replica. */
@@ -84,12 +89,16 @@ export class Replica {
   readonly #entries = new Map<string, MutableEntry>()
   readonly #digest: Digest
   readonly #listeners = new Set<(c: ReplicaChange) => void>()
+  /** Dead and left members, in the order they went down (the oldest first, for eviction at the cap). */
+  readonly #tombstones = new Set<string>()
+  readonly #maxMembers: number
 
   constructor (init: ReplicaInit) {
     this.selfId = init.selfId
     this.#clock = init.clock
     this.#timing = init.timing
     this.#digest = new Digest(init.digestHash)
+    this.#maxMembers = init.maxMembers ?? Number.POSITIVE_INFINITY
   }
 
   /** Subscribes to changes; returns the unsubscribe function. */
@@ -130,6 +139,11 @@ export class Replica {
     if (advert.issuedAt > now + this.#timing.maxClockSkewMs) return 'future'
     const e = this.#entries.get(advert.peerId)
     if (e === undefined) {
+      if (this.#entries.size >= this.#maxMembers) {
+        const oldest = this.#tombstones.values().next().value
+        if (oldest === undefined) return 'full'
+        this.#forget(oldest)
+      }
       this.#entries.set(advert.peerId, { advert, envelope, liveness: 'alive' })
       this.#digest.toggle(advert.peerId, advert.incarnation, advert.seq, 1)
       this.#emit(advert.peerId, undefined, 'alive', advert, true)
@@ -138,6 +152,7 @@ export class Replica {
     if (!isUp(e.liveness)) {
       if (advert.incarnation <= (e.downIncarnation ?? e.advert.incarnation)) return 'tombstoned'
       const before = e.liveness
+      this.#tombstones.delete(advert.peerId)
       Object.assign(e, { advert, envelope, liveness: 'alive', leaveEnvelope: undefined, downIncarnation: undefined, downAt: undefined })
       this.#digest.toggle(advert.peerId, advert.incarnation, advert.seq, 1)
       this.#emit(advert.peerId, before, 'alive', advert, true)
@@ -223,10 +238,17 @@ export class Replica {
   gc (): number {
     const cutoff = this.#clock.now() - this.#timing.tombstoneMs
     let n = 0
-    for (const [id, e] of this.#entries) {
-      if (!isUp(e.liveness) && (e.downAt ?? 0) < cutoff) { this.#entries.delete(id); n++ }
+    for (const id of this.#tombstones) {
+      if ((this.#entries.get(id)?.downAt ?? 0) >= cutoff) break // in the order they went down
+      this.#forget(id)
+      n++
     }
     return n
+  }
+
+  #forget (peerId: string): void {
+    this.#entries.delete(peerId)
+    this.#tombstones.delete(peerId)
   }
 
   /** Cancels every suspicion timer. */
@@ -270,6 +292,8 @@ export class Replica {
     e.liveness = liveness
     e.downIncarnation = Math.max(incarnation, e.advert.incarnation)
     e.downAt = this.#clock.now()
+    this.#tombstones.delete(e.advert.peerId) // re-inserted last: dead then left keeps the order of downAt
+    this.#tombstones.add(e.advert.peerId)
     this.#emit(e.advert.peerId, before, liveness, e.advert, false)
   }
 

@@ -215,6 +215,26 @@ t.test('65 tools are too many; 64 are fine', async (t) => {
   await rejects(t, await encodeMessage('advert', advert(idA, { tools: [{ ...tool(0), tags: Array.from({ length: 33 }, (_, i) => `t${i}`) }] }), 'm1', keyA), 'invalid')
 })
 
+t.test('control characters and escape sequences never enter a replica (they would reach terminals)', async (t) => {
+  const ESC = '\u001b'
+  const hostile: Array<[string, Partial<Advert>]> = [
+    ['agent name with a terminal escape', { name: `x${ESC}[2J${ESC}]0;owned\u0007` }],
+    ['tool name with a newline', { tools: [{ name: 'get\nweather', capability: 'weather', version: '1.2.0', tags: [] }] }],
+    ['capability with a space', { tools: [{ name: 'w', capability: 'weather now', version: '1.2.0', tags: [] }] }],
+    ['tag with a C1 control (CSI)', { tools: [{ name: 'w', capability: 'weather', version: '1.2.0', tags: ['fast\u009b31m'] }] }],
+    ['description with ESC', { tools: [{ name: 'w', capability: 'weather', version: '1.2.0', tags: [], description: `sunny${ESC}[31m` }] }],
+    ['endpoint with a space', { endpoint: 'http://127.0.0.1:1/mcp x' }],
+    ['multiaddr with a carriage return', { addrs: ['/ip4/127.0.0.1/tcp/1\r'] }],
+    ['status with DEL', { status: 'alive\u007f' }],
+  ]
+  for (const [what, over] of hostile) {
+    t.test(what, async (t) => { await rejects(t, await encodeMessage('advert', advert(idA, over), 'm1', keyA), 'invalid') })
+  }
+  // What stays allowed: tags like region=eu or team/x, descriptions over several lines.
+  const fine = advert(idA, { tools: [{ name: 'w', capability: 'weather', version: '1.2.0', tags: ['region=eu', 'team/x', 'v1.2'], description: 'Line one.\n\tLine two.' }] })
+  t.equal((await decodeMessage(await encodeMessage('advert', fine, 'm1', keyA), 'm1')).kind, 'advert')
+})
+
 t.test('unknown fields from a newer version are tolerated', async (t) => {
   const newer = {
     ...advert(idA),

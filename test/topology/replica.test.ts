@@ -349,6 +349,24 @@ t.test('leave, death and tombstones', async (t) => {
   })
 })
 
+t.test('the member cap: the oldest tombstone makes room; with none, a new member is refused', async (t) => {
+  const clock = new ManualClock()
+  const replica = new Replica({ selfId: 'self', clock, timing, maxMembers: 3 })
+  t.teardown(() => { replica.stop() })
+  const ad = (peerId: string): Advert => AdvertSchema.parse({ v: 1, mesh: 'test', name: `agent-${peerId}`, peerId, incarnation: 1, seq: 0, issuedAt: clock.now(), addrs: [], tools: [] })
+  for (const p of ['p1', 'p2', 'p3']) t.equal(replica.applyAdvert(ad(p), env), 'new')
+  t.equal(replica.applyAdvert(ad('p4'), env), 'full', 'at the cap with no tombstone: refused')
+  replica.declareDead('p2')
+  clock.advance(10)
+  replica.applyLeave('p1', 1, env)
+  t.equal(replica.applyAdvert(ad('p4'), env), 'new', 'the oldest tombstone (p2, dead first) made room')
+  t.equal(replica.get('p2'), undefined)
+  t.equal(replica.get('p1')?.liveness, 'left', 'the newer tombstone stays')
+  t.equal(replica.applyAdvert(ad('p5'), env), 'new', 'then p1 makes room')
+  t.equal(replica.applyAdvert(ad('p6'), env), 'full')
+  t.equal(replica.size, 3)
+})
+
 t.test('digest', async (t) => {
   t.test('the same adverts in different orders give equal roots', async (t) => {
     const a = setup(t)
