@@ -2,14 +2,17 @@
 // - join: from a new agent's start() until every other agent can resolve its capability
 // - kill -9 and SIGSTOP: from the signal until no replica lists the agent as alive or suspect
 // - idle gossip bytes per node per second
-// Usage: node bench/discovery.ts [--agents 20] [--rounds 10] [--idle 10]
+// - wrongful suspicions and deaths of agents that were neither killed nor stopped, from every
+//   replica's change events over the whole run (start-up burst, idle, CPU saturation, rounds)
+// Usage: node bench/discovery.ts [--agents 20] [--rounds 10] [--idle 10] [--burn 15] [--out results/discovery.json]
+// bench/discovery-runs.ts runs it several times and tabulates the runs.
 import { readFile, writeFile, mkdir } from 'node:fs/promises'
 import { parseArgs } from 'node:util'
 import os from 'node:os'
 import { spawnAgent, stopAll, waitFor } from '../test/helpers/cluster.ts'
 import type { AgentProcess } from '../test/helpers/cluster.ts'
 
-const { values } = parseArgs({ options: { agents: { type: 'string', default: '20' }, rounds: { type: 'string', default: '10' }, idle: { type: 'string', default: '10' }, burn: { type: 'string', default: '15' } } })
+const { values } = parseArgs({ options: { agents: { type: 'string', default: '20' }, rounds: { type: 'string', default: '10' }, idle: { type: 'string', default: '10' }, burn: { type: 'string', default: '15' }, out: { type: 'string', default: 'results/discovery.json' } } })
 const BURN_S = Number(values.burn)
 const N = Number(values.agents)
 const ROUNDS = Number(values.rounds)
@@ -20,6 +23,7 @@ const pct = (xs: number[], p: number): number => {
   return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]
 }
 const summary = (xs: number[]) => ({ n: xs.length, p50: pct(xs, 50), p99: pct(xs, 99), max: Math.max(...xs) })
+const mean = (xs: number[]): number => Math.round(xs.reduce((s, x) => s + x, 0) / xs.length)
 const ioBytes = async (pid: number): Promise<number> => {
   const text = await readFile(`/proc/${pid}/io`, 'utf8').catch(() => '')
   const get = (k: string): number => Number(text.match(new RegExp(`^${k}: (\\d+)`, 'm'))?.[1] ?? 0)
@@ -27,6 +31,14 @@ const ioBytes = async (pid: number): Promise<number> => {
 }
 
 const all: AgentProcess[] = []
+/** When each victim was killed or stopped: a death seen after it is right, before it wrongful. */
+const downAt = new Map<string, number>()
+const signal = (a: AgentProcess, sig: NodeJS.Signals): void => {
+  if (!downAt.has(a.peerId)) downAt.set(a.peerId, Date.now())
+  a.signal(sig)
+}
+/** Phase boundaries, for saying when wrongful events happened. */
+const phases: Array<{ name: string, from: number }> = [{ name: 'start-up', from: Date.now() }]
 let seq = 0
 const spawn = async (bootstrap: string[], role = 'agent'): Promise<AgentProcess> => {
   const name = `b${seq++}`
@@ -59,7 +71,10 @@ try {
   while (agents.length < N) agents.push(...await Promise.all(Array.from({ length: Math.min(5, N - agents.length) }, async () => spawn(door))))
   for (const a of agents) await waitFor(`${a.name} known to all`, () => lastEvent(agents.filter((x) => x !== a), a.peerId, ['alive'], 0) !== undefined, 60_000)
   console.log(`${N} processes converged`)
+  const runFrom = Date.now()
+  const runBefore = await Promise.all(agents.map(async (a) => ({ io: await ioBytes(a.proc.pid!), stats: await a.stats() as { syncBytes: { in: number, out: number }, probeBytes: { in: number, out: number } } })))
   await new Promise((resolve) => setTimeout(resolve, 2_000))
+  phases.push({ name: 'idle', from: Date.now() })
 
   // Idle: nothing changes; count the bytes each process reads and writes.
   const before = await Promise.all(agents.map(async (a) => ({ io: await ioBytes(a.proc.pid!), stats: await a.stats() as { syncBytes: { in: number, out: number }, probeBytes: { in: number, out: number } } })))
@@ -67,7 +82,6 @@ try {
   const after = await Promise.all(agents.map(async (a) => ({ io: await ioBytes(a.proc.pid!), stats: await a.stats() as typeof before[number]['stats'] })))
   const app = after.map((x, i) => (x.stats.syncBytes.in + x.stats.syncBytes.out + x.stats.probeBytes.in + x.stats.probeBytes.out - before[i].stats.syncBytes.in - before[i].stats.syncBytes.out - before[i].stats.probeBytes.in - before[i].stats.probeBytes.out) / IDLE_S)
   const sys = after.map((x, i) => (x.io - before[i].io) / IDLE_S)
-  const mean = (xs: number[]): number => Math.round(xs.reduce((s, x) => s + x, 0) / xs.length)
   const churn = (k: string): number => after.reduce((s, x, i) => s + ((x.stats as never)[k] as number) - ((before[i].stats as never)[k] as number), 0)
   console.log(`idle ${IDLE_S} s: ${churn('suspicionsRaised')} suspicions raised, ${churn('refutations')} refutations, ${churn('syncs')} anti-entropy rounds, ${churn('probes')} probes, ${churn('probeFailures')} failed`)
 
@@ -75,6 +89,7 @@ try {
   let saturation: { seconds: number, burners: number, suspicionsRaised: number, suspectEvents: number, deadEvents: number } | undefined
   if (BURN_S > 0) {
     const { spawn: spawnProcess } = await import('node:child_process')
+    phases.push({ name: 'cpu saturation', from: Date.now() })
     const burners = os.cpus().map(() => spawnProcess(process.execPath, ['-e', 'for (;;) {}'], { stdio: 'ignore' }))
     const raised0 = await Promise.all(agents.map(async (a) => ((await a.stats()) as { suspicionsRaised: number }).suspicionsRaised))
     const from = Date.now()
@@ -92,6 +107,7 @@ try {
   const joinFromSpawn: number[] = []
   const kill: number[] = []
   const stop: number[] = []
+  phases.push({ name: 'rounds', from: Date.now() })
   for (let r = 0; r < ROUNDS; r++) {
     const others = agents.slice(1) // any agent is a door; the bootstrap too
     const fresh = await spawn([others[r % others.length].addrs[0]])
@@ -108,7 +124,7 @@ try {
     await settle(fresh)
     const raisedBefore = process.env.BENCH_DEBUG === undefined ? [] : await Promise.all(agents.map(async (a) => ((await a.stats()) as { suspicionsRaised: number }).suspicionsRaised))
     const killed = Date.now()
-    fresh.signal('SIGKILL')
+    signal(fresh, 'SIGKILL')
     await waitFor('kill -9 seen by all', () => lastEvent(agents, fresh.peerId, ['dead', 'left'], killed) !== undefined, 30_000)
     kill.push(lastEvent(agents, fresh.peerId, ['dead', 'left'], killed)! - killed)
     if (process.env.BENCH_DEBUG !== undefined && kill.at(-1)! > 3_000) {
@@ -121,20 +137,37 @@ try {
     await waitFor('join seen by all', () => lastEvent(agents, hung.peerId, ['alive'], 0) !== undefined, 30_000)
     await settle(hung)
     const stopped = Date.now()
-    hung.signal('SIGSTOP')
+    signal(hung, 'SIGSTOP')
     // A miss (not every replica dropped it within 30 s) is recorded as 30 s and reported as such.
     const seenStop = await waitFor('SIGSTOP seen by all', () => lastEvent(agents, hung.peerId, ['dead'], stopped) !== undefined, 30_000).then(() => true, () => false)
     stop.push(seenStop ? lastEvent(agents, hung.peerId, ['dead'], stopped)! - stopped : 30_000)
     if (!seenStop) misses++
-    hung.signal('SIGKILL')
+    signal(hung, 'SIGKILL')
     await new Promise((resolve) => setTimeout(resolve, 300))
     process.stdout.write(`round ${r + 1}/${ROUNDS}: join ${join.at(-1)} ms, kill -9 ${kill.at(-1)} ms, SIGSTOP ${stop.at(-1)} ms\n`)
   }
 
-  // Agents that were never killed or stopped yet were declared dead somewhere: false deaths.
-  const victims = new Set(all.filter((a) => a.proc.signalCode !== null || a.proc.exitCode !== null).map((a) => a.peerId))
-  const falseDeaths = new Set(agents.flatMap((a) => a.changes.filter((c) => c.after === 'dead' && !victims.has(c.peerId)).map((c) => c.peerId))).size
-  const falseSuspicions = agents.flatMap((a) => a.changes.filter((c) => c.after === 'suspect' && !victims.has(c.peerId))).length
+  // Traffic over the whole run (idle, saturation and the churn of the rounds), for the agents that ran throughout.
+  const runAfter = await Promise.all(agents.map(async (a) => ({ io: await ioBytes(a.proc.pid!), stats: await a.stats() as typeof runBefore[number]['stats'] })))
+  const runSecs = (Date.now() - runFrom) / 1000
+  const payloadOf = (x: typeof runBefore[number]['stats']): number => x.syncBytes.in + x.syncBytes.out + x.probeBytes.in + x.probeBytes.out
+  const wholeRun = {
+    seconds: Math.round(runSecs),
+    meshPayload: mean(runAfter.map((x, i) => (payloadOf(x.stats) - payloadOf(runBefore[i].stats)) / runSecs)),
+    syscallReadWrite: mean(runAfter.map((x, i) => (x.io - runBefore[i].io) / runSecs)),
+  }
+
+  // Every replica's events (the agents that were killed included, while they ran): a member that
+  // was not killed or stopped by then, seen dead or suspect, is a wrongful death or suspicion.
+  const phaseOf = (at: number): string => phases.filter((p) => p.from <= at).at(-1)!.name
+  const wrongful = (state: string) => all.flatMap((o) => o.changes
+    .filter((c) => c.after === state && c.peerId !== o.peerId && (downAt.get(c.peerId) ?? Infinity) > c.at)
+    .map((c) => ({ observer: o.name, subject: c.name, at: c.at, phase: phaseOf(c.at) })))
+  const deaths = wrongful('dead')
+  const suspicions = wrongful('suspect')
+  const byPhase = (xs: Array<{ phase: string }>): Record<string, number> => Object.fromEntries(phases.map((p) => [p.name, xs.filter((x) => x.phase === p.name).length]))
+  const falseDeaths = new Set(deaths.map((d) => d.subject)).size
+  const falseSuspicions = suspicions.length
   const result = {
     machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, node: process.version, date: new Date().toISOString() },
     agents: N,
@@ -144,8 +177,13 @@ try {
     stopDetectMs: summary(stop),
     stopMisses: misses,
     falseDeaths,
+    falseDeathEvents: deaths.length,
+    falseDeathsByPhase: byPhase(deaths),
+    falseDeathList: deaths.slice(0, 50),
     falseSuspicions,
+    falseSuspicionsByPhase: byPhase(suspicions),
     idleBytesPerNodePerSecond: { meshPayload: mean(app), syscallReadWrite: mean(sys) },
+    wholeRunBytesPerNodePerSecond: wholeRun,
     saturation,
   }
   console.log('\n| measure (%d agent processes) | p50 | p99 | max |', N)
@@ -154,11 +192,13 @@ try {
     const s = result[k]
     console.log(`| ${label} | ${s.p50} ms | ${s.p99} ms | ${s.max} ms |`)
   }
-  console.log(`healthy agents wrongly suspected: ${falseSuspicions} times (start-up bursts included); wrongly declared dead: ${falseDeaths}`)
+  console.log(`healthy agents wrongly suspected: ${falseSuspicions} times ${JSON.stringify(byPhase(suspicions))}; wrongly declared dead: ${falseDeaths} agents, ${deaths.length} times ${JSON.stringify(byPhase(deaths))}`)
   if (misses > 0) console.log(`SIGSTOP: ${misses} of ${ROUNDS} hung agents were still listed somewhere after 30 s (counted as 30 s)`)
   console.log(`\nidle gossip per node: ${result.idleBytesPerNodePerSecond.meshPayload} B/s of mesh protocol payload (probe + sync frames); ${result.idleBytesPerNodePerSecond.syscallReadWrite} B/s read+written by the process in all (includes gossipsub control, Noise and yamux framing, IPC)`)
-  await mkdir(new URL('results/', import.meta.url), { recursive: true })
-  await writeFile(new URL('results/discovery.json', import.meta.url), JSON.stringify(result, null, 2))
+  console.log(`whole run (${wholeRun.seconds} s: idle, saturation, rounds): ${wholeRun.meshPayload} B/s of mesh payload per node; ${wholeRun.syscallReadWrite} B/s read+written by the process`)
+  const out = new URL(values.out, import.meta.url)
+  await mkdir(new URL('.', out), { recursive: true })
+  await writeFile(out, JSON.stringify(result, null, 2))
 } finally {
   await stopAll(all)
 }
