@@ -1,6 +1,6 @@
 import { createServer } from 'node:http'
 import type { IncomingMessage, RequestListener, Server, ServerResponse } from 'node:http'
-import type { AddressInfo, Socket } from 'node:net'
+import type { AddressInfo } from 'node:net'
 import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js'
 import type { AuthInfo } from '@modelcontextprotocol/sdk/server/auth/types.js'
 import { SUPPORTED_PROTOCOL_VERSIONS } from '@modelcontextprotocol/sdk/types.js'
@@ -69,10 +69,6 @@ export interface Endpoint {
 /** The path MCP is served on. */
 export const MCP_PATH = '/mcp'
 
-/** Marks a connection that has not sent a request yet (it is closed if it stays silent). */
-const SILENT = Symbol('mesh.silentConnection')
-type Connection = Socket & { [SILENT]?: boolean }
-
 /** Creates the endpoint; nothing listens until `start()`. */
 export function createEndpoint (init: EndpointInit): Endpoint {
   const http = init.http
@@ -101,11 +97,6 @@ export function createEndpoint (init: EndpointInit): Endpoint {
   let reading = 0
 
   const handle: RequestListener = (req, res) => {
-    const socket = req.socket as Connection
-    if (socket[SILENT] === true) {
-      socket[SILENT] = false
-      socket.setTimeout(0) // from here on, Node's header, request and keep-alive timeouts apply
-    }
     const path = (req.url ?? '/').split('?', 1)[0]
     if (path === MCP_PATH) {
       if (req.method === 'POST') { onPost(req, res); return }
@@ -218,19 +209,15 @@ export function createEndpoint (init: EndpointInit): Endpoint {
       await init.mcp.connect(transport)
       const s = server = (init.createServer ?? createServer)(handle)
       s.keepAliveTimeout = 65_000 // longer than common client pools' idle time, so they close first
+      // Node applies the header timeout from when a connection opens (so a silent one is closed
+      // too) and from each request's first byte, and checks both timeouts on this interval (read
+      // when listening starts; 30 s by default): a quarter of the shorter one cuts a slow request
+      // between 1 and 1.25 times its timeout.
       s.headersTimeout = http.headersTimeoutMs
       s.requestTimeout = http.requestTimeoutMs
-      // Node checks both timeouts on this interval (read when listening starts; 30 s by default):
-      // a quarter of the shorter one cuts a slow request between 1 and 1.25 times its timeout.
       ;(s as Server & { connectionsCheckingInterval: number }).connectionsCheckingInterval = Math.max(50, Math.min(http.headersTimeoutMs, http.requestTimeoutMs) / 4)
       s.maxConnections = http.maxConnections
       s.on('drop', () => count('connection-cap'))
-      // A connection that never sends a request is closed after the header timeout, which Node
-      // alone applies only from a request's first byte. TLS servers hand HTTP the secure socket.
-      s.on('setSecureContext' in s ? 'secureConnection' : 'connection', (socket: Connection) => {
-        socket[SILENT] = true
-        socket.setTimeout(http.headersTimeoutMs)
-      })
       await new Promise<void>((resolve, reject) => {
         s.once('error', reject)
         s.listen(http.port, http.host, () => { s.off('error', reject); resolve() })

@@ -248,7 +248,7 @@ t.test('slow clients are cut off by the header and request timeouts', async (t) 
 
   const silent = await raw(slow)
   t.ok(await within(silent.closed, 8_000), 'a connection that sends nothing is closed')
-  t.equal(silent.received(), '', 'and served nothing')
+  t.match(silent.received(), /^(HTTP\/1\.1 408 [^]*)?$/, 'and served nothing but a 408')
 
   // The request timeout covers receiving the request, not running the tool.
   reopen()
@@ -264,7 +264,7 @@ t.test('slow clients are cut off by the header and request timeouts', async (t) 
 })
 
 t.test('connections past http.maxConnections are closed before a byte is read', async (t) => {
-  const capped = await agent('capped', { http: { maxConnections: 4 } })
+  const capped = await agent('capped', { http: { maxConnections: 4, headersTimeoutMs: 60_000 } }) // held sockets stay open
   const held = await Promise.all([raw(capped), raw(capped), raw(capped), raw(capped)])
   for (const h of held) h.socket.write('POST /mcp HTTP/1.1\r\n') // half-open requests hold their connections
   const extra = await raw(capped)
