@@ -22,7 +22,7 @@ export const ErrorCodes = {
   MESH_ERR_CALL_TIMEOUT: 'the call did not complete within its timeout',
   MESH_ERR_CALL_UNREACHABLE: 'the provider refused or reset the connection before the request was sent',
   MESH_ERR_CALL_FAILED: 'the call failed after it was sent (connection lost, HTTP or protocol error)',
-  MESH_ERR_CALL_INVALID_ARGS: 'the provider rejected the arguments (details hold the validation issues)',
+  MESH_ERR_CALL_INVALID_ARGS: 'the provider rejected the arguments (details hold the validation message)',
   MESH_ERR_CALL_INVALID_OUTPUT: 'the provider ran the tool but its result does not match the tool\'s own output schema',
   MESH_ERR_CALL_UNKNOWN_TOOL: 'the provider does not serve a tool of that name',
   MESH_ERR_CALL_TOOL_ERROR: 'the provider ran the tool and it reported an error',
