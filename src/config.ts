@@ -159,9 +159,48 @@ export const HttpOptionsSchema = z.object({
   allowedHosts: z.array(z.string().min(1)).optional(),
   /** Largest request body accepted (413 above): 4 MiB, as the stock SDK. */
   maxBodyBytes: z.number().int().min(1024).default(4 * 1024 * 1024),
-  /** Requests served at once (503 MESH_ERR_SERVER_BUSY above, and callers fail over). */
+  /**
+   * JSON-RPC requests served at once, each counted from its POST's first byte (a body still
+   * arriving holds one) until its answer: a POST over the limit is refused whole with 503
+   * MESH_ERR_SERVER_BUSY before anything runs (a batch counts every request in it), so callers
+   * fail over.
+   */
   maxConcurrentCalls: z.number().int().min(1).default(256),
+  /**
+   * A connection must deliver complete request headers within this, counted from when it opens
+   * (a connection that sends nothing is closed) and again from each request's first byte (Node's
+   * `headersTimeout`, 408 and close). Ten seconds is ample for headers of a few hundred bytes
+   * and cuts a slowloris that trickles them; Node's default is 60 s.
+   */
+  headersTimeoutMs: ms.default(10_000),
+  /**
+   * A request (headers and body) must arrive whole within this (Node's `requestTimeout`, 408 and
+   * close); the tool's run time does not count. Thirty seconds carries a full `maxBodyBytes` body
+   * (4 MiB) at 1.2 Mbit/s and cuts a body that trickles in; Node's default is 300 s.
+   */
+  requestTimeoutMs: ms.default(30_000),
+  /**
+   * Open connections accepted at once (Node's `maxConnections`); more are closed at once, before
+   * a byte is read, and a mesh caller fails over. Four connections per concurrent call: enough
+   * for the keep-alive pools of many callers, while idle and half-open sockets stay bounded.
+   */
+  maxConnections: z.number().int().min(1).default(1_024),
+  /**
+   * Bytes of a streamed (SSE) answer the endpoint holds for a client that does not read: past it
+   * the stream is dropped and the call's handler aborted. Without a bound, a client that never
+   * reads makes the agent buffer a chatty tool's progress and logs without end.
+   */
+  maxUnreadBytes: z.number().int().min(16 * 1024).default(1024 * 1024),
+  /**
+   * A client that reads none of a full write buffer for this long is cut off (the answer
+   * dropped, the handler aborted): as long as a call's default timeout, after which a mesh caller
+   * has given up anyway.
+   */
+  slowReaderTimeoutMs: ms.default(30_000),
 }).strict()
+
+/** Validated endpoint options. */
+export type HttpOptions = z.infer<typeof HttpOptionsSchema>
 
 /** Options of `createMeshNode`: the gossip options plus the endpoint, calls and shutdown. */
 export const MeshNodeOptionsSchema = GossipOptionsSchema.omit({ role: true }).extend({

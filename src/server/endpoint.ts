@@ -5,22 +5,23 @@ import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js'
 import type { AuthInfo } from '@modelcontextprotocol/sdk/server/auth/types.js'
 import { SUPPORTED_PROTOCOL_VERSIONS } from '@modelcontextprotocol/sdk/types.js'
 import type { JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js'
-import type { ErrorCode } from '../errors.ts'
+import type { HttpOptions } from '../config.ts'
+import { systemClock } from '../clock.ts'
+import type { Clock } from '../clock.ts'
 import { ExchangeTransport } from './exchange-transport.ts'
-import type { Exchange, FastCall } from './exchange-transport.ts'
+import type { FastCall } from './exchange-transport.ts'
+import { Exchange } from './exchange.ts'
+import type { ReaderLimits } from './exchange.ts'
+import { callerKeyOf } from './caller-key.ts'
+import { hostRefusal } from './host-check.ts'
+import { json, reject, tooLarge } from './replies.ts'
 
 /** How an agent's MCP endpoint listens and what it accepts. */
 export interface EndpointInit {
   /** The protocol engine: tools are registered on it. */
   mcp: McpServer
-  host: string
-  port: number
-  /** Host name or IP put in the advertised URL (default: the bound host). */
-  announceHost?: string
-  /** Largest request body accepted, in bytes. */
-  maxBodyBytes: number
-  /** Requests served at once; more are refused with 503 and MESH_ERR_SERVER_BUSY. */
-  maxConcurrentCalls: number
+  /** Where it listens and its limits (`HttpOptionsSchema.parse({})` for the defaults). */
+  http: HttpOptions
   /** Whether `/readyz` says ready (the endpoint adds "not draining"). */
   isReady: () => boolean
   /**
@@ -28,24 +29,36 @@ export interface EndpointInit {
    * Identity plugs an HTTPS server with client-certificate checks in here.
    */
   createServer?: (listener: RequestListener) => Server
-  /**
-   * Host names accepted in the Host header (DNS-rebinding protection). Undefined: any Host, but a
-   * browser's Origin must still name the same host.
-   */
-  allowedHosts?: string[]
   /** The `tools/call` fast path (see ExchangeTransport); without it every request goes through the SDK. */
   fastCall?: FastCall
-  /** Who is calling (the identity seam); becomes `extra.authInfo` in tool handlers. */
+  /**
+   * Who is calling (the identity seam); becomes `extra.authInfo` in tool handlers, and its
+   * `clientId` scopes cancellations and answers to the server's requests (else the connection does).
+   */
   authenticate?: (req: IncomingMessage) => AuthInfo | undefined
+  clock?: Clock
+}
+
+/** What the endpoint refused or dropped, by reason. */
+export interface EndpointStats {
+  /**
+   * `busy`, `draining`, `body-too-large`: POSTs refused. `connection-cap`: connections closed
+   * unread. `slow-reader`: answers dropped for a client that did not read them.
+   * `cancel-unmatched`: a cancellation naming no request of its sender in flight.
+   * `answer-unmatched`, `answer-foreign`: an answer to a server request (sampling, elicitation)
+   * that was not sent to its sender (unknown ID; another identity).
+   */
+  dropped: Record<string, number>
 }
 
 /** A running MCP endpoint: Streamable HTTP on `/mcp`, plus `/healthz` and `/readyz`. */
 export interface Endpoint {
   /** The MCP URL, for example `http://127.0.0.1:40123/mcp` (after start). */
   readonly url: string
-  /** Requests being served now. */
+  /** Requests being served now, with POST bodies still arriving. */
   readonly inflight: number
   readonly draining: boolean
+  readonly stats: EndpointStats
   start(): Promise<void>
   /** Stops taking new requests (503 draining) and waits for those in flight, at most `graceMs`. */
   drain(graceMs: number): Promise<void>
@@ -58,11 +71,30 @@ export const MCP_PATH = '/mcp'
 
 /** Creates the endpoint; nothing listens until `start()`. */
 export function createEndpoint (init: EndpointInit): Endpoint {
-  const transport = new ExchangeTransport(init.fastCall === undefined ? undefined : { server: init.mcp.server, fastCall: init.fastCall })
+  const http = init.http
+  const stats: EndpointStats = { dropped: {} }
+  const count = (reason: string): void => { stats.dropped[reason] = (stats.dropped[reason] ?? 0) + 1 }
+  const transport = new ExchangeTransport({
+    ...(init.fastCall === undefined ? {} : { fast: { server: init.mcp.server, fastCall: init.fastCall } }),
+    onDrop: count,
+  })
+  const clock = init.clock ?? systemClock
+  const readers: ReaderLimits = {
+    maxUnreadBytes: http.maxUnreadBytes,
+    slowReaderTimeoutMs: http.slowReaderTimeoutMs,
+    clock,
+    onSlowReader: (exchange) => {
+      count('slow-reader')
+      if (!exchange.done) transport.abandon(exchange)
+    },
+  }
+  const allowed = allowedHosts(http)
   let server: Server | undefined
   let url = ''
   let draining = false
   let stopped: Promise<void> | undefined
+  /** POSTs whose body is still arriving: each holds a slot of `maxConcurrentCalls`. */
+  let reading = 0
 
   const handle: RequestListener = (req, res) => {
     const path = (req.url ?? '/').split('?', 1)[0]
@@ -81,14 +113,21 @@ export function createEndpoint (init: EndpointInit): Endpoint {
     res.writeHead(404).end()
   }
 
+  const busy = (res: ServerResponse): void => {
+    count('busy')
+    reject(res, 503, 'MESH_ERR_SERVER_BUSY', `this agent serves at most ${http.maxConcurrentCalls} requests at once (http.maxConcurrentCalls)`)
+  }
+  const refuseDraining = (res: ServerResponse): void => {
+    count('draining')
+    reject(res, 503, 'MESH_ERR_SERVER_DRAINING', 'this agent is draining: call another provider')
+  }
+
   function onPost (req: IncomingMessage, res: ServerResponse): void {
-    const refusal = hostRefusal(req, init.allowedHosts)
+    const refusal = hostRefusal(req, allowed)
     if (refusal !== undefined) { reject(res, 403, undefined, refusal); return }
-    if (draining) { reject(res, 503, 'MESH_ERR_SERVER_DRAINING', 'this agent is draining: call another provider'); return }
-    if (transport.inflight >= init.maxConcurrentCalls) {
-      reject(res, 503, 'MESH_ERR_SERVER_BUSY', `this agent serves at most ${init.maxConcurrentCalls} requests at once`)
-      return
-    }
+    if (draining) { refuseDraining(res); return }
+    // Counted from the first byte: a body still arriving holds a slot, so half-sent bodies are not free.
+    if (reading + transport.inflight >= http.maxConcurrentCalls) { busy(res); return }
     if (!String(req.headers['content-type'] ?? '').toLowerCase().startsWith('application/json')) {
       reject(res, 415, undefined, 'Content-Type must be application/json')
       return
@@ -104,16 +143,28 @@ export function createEndpoint (init: EndpointInit): Endpoint {
       return
     }
     const declared = Number(req.headers['content-length'] ?? 0)
-    if (declared > init.maxBodyBytes) { tooLarge(res); req.resume(); return }
+    if (declared > http.maxBodyBytes) { count('body-too-large'); tooLarge(res); req.resume(); return }
+
+    reading++
+    let holding = true
+    const release = (): void => { if (holding) { holding = false; reading-- } }
+    let exchange: Exchange | undefined
+    // One listener for every ending: the answer sent, the client gone mid-body or mid-call.
+    res.on('close', () => {
+      release()
+      if (exchange !== undefined && !exchange.done) transport.abandon(exchange)
+    })
     const chunks: Buffer[] = []
     let size = 0
     req.on('data', (c: Buffer) => {
       size += c.length
-      if (size > init.maxBodyBytes) { tooLarge(res); req.destroy(); return }
+      if (size > http.maxBodyBytes) { count('body-too-large'); tooLarge(res); req.destroy(); return }
       chunks.push(c)
     })
     req.on('end', () => {
+      release()
       if (res.headersSent) return
+      if (draining) { refuseDraining(res); return }
       let body: unknown
       try {
         body = JSON.parse(Buffer.concat(chunks, size).toString('utf8'))
@@ -127,47 +178,64 @@ export function createEndpoint (init: EndpointInit): Endpoint {
         reject(res, 400, undefined, 'Invalid Request: expected a JSON-RPC 2.0 message', -32600)
         return
       }
-      const exchange: Exchange = { res, waiting: new Set(), answers: [], batch, sse: false, done: false }
-      const requests = transport.dispatch(messages, exchange, {
+      // Every request of a batch counts (and the slots of bodies still arriving stay theirs): a
+      // POST that would pass the limit is refused whole, before anything runs, so a mesh caller
+      // can fail over.
+      let requests = 1
+      if (batch) requests = messages.reduce<number>((n, m) => n + (isRequest(m) ? 1 : 0), 0)
+      else if (!isRequest(messages[0])) requests = 0
+      if (requests > 0 && reading + transport.inflight + requests > http.maxConcurrentCalls) { busy(res); return }
+      const authInfo = init.authenticate?.(req)
+      exchange = new Exchange(res, batch, readers)
+      const dispatched = transport.dispatch(messages, exchange, {
         requestInfo: { headers: req.headers },
-        authInfo: init.authenticate?.(req),
+        ...(authInfo === undefined ? {} : { authInfo }),
+        caller: callerKeyOf(req, authInfo),
       })
-      if (requests === 0) {
+      if (dispatched === 0) {
         exchange.done = true
         res.writeHead(202).end()
-        return
       }
-      res.on('close', () => { if (!exchange.done) transport.abandon(exchange) })
     })
   }
 
   return {
     get url () { return url },
-    get inflight () { return transport.inflight },
+    get inflight () { return transport.inflight + reading },
     get draining () { return draining },
+    stats,
 
     async start () {
       await init.mcp.connect(transport)
-      server = (init.createServer ?? createServer)(handle)
-      server.keepAliveTimeout = 65_000 // longer than common client pools' idle time, so they close first
+      const s = server = (init.createServer ?? createServer)(handle)
+      s.keepAliveTimeout = 65_000 // longer than common client pools' idle time, so they close first
+      // Node applies the header timeout from when a connection opens (so a silent one is closed
+      // too) and from each request's first byte, and checks both timeouts on this interval (read
+      // when listening starts; 30 s by default): a quarter of the shorter one cuts a slow request
+      // between 1 and 1.25 times its timeout.
+      s.headersTimeout = http.headersTimeoutMs
+      s.requestTimeout = http.requestTimeoutMs
+      ;(s as Server & { connectionsCheckingInterval: number }).connectionsCheckingInterval = Math.max(50, Math.min(http.headersTimeoutMs, http.requestTimeoutMs) / 4)
+      s.maxConnections = http.maxConnections
+      s.on('drop', () => count('connection-cap'))
       await new Promise<void>((resolve, reject) => {
-        server!.once('error', reject)
-        server!.listen(init.port, init.host, () => { server!.off('error', reject); resolve() })
+        s.once('error', reject)
+        s.listen(http.port, http.host, () => { s.off('error', reject); resolve() })
       })
-      const { port } = server.address() as AddressInfo
-      const host = init.announceHost ?? init.host
-      const scheme = 'cert' in server || 'setSecureContext' in server ? 'https' : 'http'
+      const { port } = s.address() as AddressInfo
+      const host = http.announceHost ?? http.host
+      const scheme = 'cert' in s || 'setSecureContext' in s ? 'https' : 'http'
       url = `${scheme}://${host.includes(':') ? `[${host}]` : host}:${port}${MCP_PATH}`
     },
 
     async drain (graceMs) {
       draining = true
-      let timer: ReturnType<typeof setTimeout> | undefined
+      let timer: ReturnType<Clock['setTimeout']> | undefined
       await Promise.race([
         transport.idle(),
-        new Promise<void>((resolve) => { timer = setTimeout(resolve, graceMs) }),
+        new Promise<void>((resolve) => { timer = clock.setTimeout(resolve, graceMs) }),
       ])
-      clearTimeout(timer)
+      if (timer !== undefined) clock.clearTimeout(timer)
     },
 
     stop () {
@@ -186,28 +254,14 @@ export function createEndpoint (init: EndpointInit): Endpoint {
   }
 }
 
-/** Why a request's Host or Origin is refused (a page in a browser must not reach a local agent). */
-function hostRefusal (req: IncomingMessage, allowed: string[] | undefined): string | undefined {
-  const host = hostname(req.headers.host ?? '')
-  if (allowed !== undefined && !allowed.includes(host)) return `Host ${host} is not allowed (http.allowedHosts)`
-  const origin = req.headers.origin
-  if (origin === undefined || origin === 'null') return undefined
-  let originHost: string
-  try {
-    originHost = new URL(origin).hostname
-  } catch {
-    return 'Origin is malformed'
-  }
-  if (originHost !== host && !(allowed ?? []).includes(originHost)) return `Origin ${origin} is not allowed`
-  return undefined
-}
-
-/** The host name of a Host header, without the port (IPv6 keeps its brackets). */
-function hostname (header: string): string {
-  const h = header.toLowerCase()
-  if (h.startsWith('[')) return h.slice(0, h.indexOf(']') + 1)
-  const colon = h.lastIndexOf(':')
-  return colon === -1 ? h : h.slice(0, colon)
+/** Loopback-bound endpoints answer only to loopback host names unless told otherwise. */
+function allowedHosts (http: HttpOptions): string[] | undefined {
+  if (http.allowedHosts !== undefined) return http.allowedHosts.map((h) => h.toLowerCase())
+  const loopback = ['127.0.0.1', 'localhost', '::1', '[::1]']
+  if (!loopback.includes(http.host) && !http.host.startsWith('127.')) return undefined
+  const names = ['localhost', '127.0.0.1', '[::1]', http.host.toLowerCase()]
+  if (http.announceHost !== undefined) names.push(http.announceHost.toLowerCase())
+  return names
 }
 
 function isJsonRpc (m: unknown): m is JSONRPCMessage {
@@ -215,23 +269,6 @@ function isJsonRpc (m: unknown): m is JSONRPCMessage {
     (typeof (m as { method?: unknown }).method === 'string' || 'result' in m || 'error' in m)
 }
 
-function json (res: ServerResponse, status: number, body: unknown): void {
-  const text = JSON.stringify(body)
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) }).end(text)
-}
-
-/** Refuses a POST with a JSON-RPC error body; mesh codes ride in `error.data.code`. */
-function reject (res: ServerResponse, status: number, code: ErrorCode | undefined, message: string, rpcCode = -32000): void {
-  const headers: Record<string, string> = {}
-  if (status === 503) headers['retry-after'] = '1'
-  const error = { code: rpcCode, message, ...(code === undefined ? {} : { data: { code } }) }
-  const text = JSON.stringify({ jsonrpc: '2.0', id: null, error })
-  res.writeHead(status, { ...headers, 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) }).end(text)
-}
-
-function tooLarge (res: ServerResponse): void {
-  if (!res.headersSent) {
-    res.setHeader('connection', 'close')
-    reject(res, 413, 'MESH_ERR_SERVER_BODY_TOO_LARGE', 'the request body is larger than the limit (server.maxBodyBytes)')
-  }
+function isRequest (m: unknown): boolean {
+  return 'method' in (m as object) && 'id' in (m as object)
 }

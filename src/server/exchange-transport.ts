@@ -1,9 +1,11 @@
-import type { ServerResponse } from 'node:http'
+import { randomUUID } from 'node:crypto'
 import type { Transport, TransportSendOptions } from '@modelcontextprotocol/sdk/shared/transport.js'
 import type { AuthInfo } from '@modelcontextprotocol/sdk/server/auth/types.js'
 import type { RequestHandlerExtra } from '@modelcontextprotocol/sdk/shared/protocol.js'
 import type { Server } from '@modelcontextprotocol/sdk/server/index.js'
 import type { CallToolResult, JSONRPCMessage, RequestId, RequestInfo, ServerNotification, ServerRequest } from '@modelcontextprotocol/sdk/types.js'
+import type { CallerKey } from './caller-key.ts'
+import type { Exchange } from './exchange.ts'
 
 /** The request context a tool handler gets, as the SDK shapes it. */
 export type CallExtra = RequestHandlerExtra<ServerRequest, ServerNotification>
@@ -14,42 +16,58 @@ export type CallExtra = RequestHandlerExtra<ServerRequest, ServerNotification>
  */
 export type FastCall = (name: string, args: unknown, extra: CallExtra) => Promise<CallToolResult> | undefined
 
-/**
- * One HTTP POST in flight: the requests it carried and the response they are answered on.
- * Answers go out as one JSON body when they are all ready, unless something related to one of
- * them (a progress notification, a server-to-client request) must be sent first: then the
- * response switches to an SSE stream, as Streamable HTTP allows.
- */
-export interface Exchange {
-  readonly res: ServerResponse
-  /** Internal request IDs still waiting for an answer. */
-  readonly waiting: Set<number>
-  /** Answers in request order (batches keep their order). */
-  readonly answers: JSONRPCMessage[]
-  batch: boolean
-  sse: boolean
-  done: boolean
+/** What the transport knows of the POST a message came in. */
+export interface DispatchInfo {
+  requestInfo: RequestInfo
+  authInfo?: AuthInfo
+  /** Who sent it: cancellations and answers are scoped by it. */
+  caller: CallerKey
 }
 
-interface Pending { exchange: Exchange, clientId: RequestId }
+/** Why a message was dropped: a cancel or an answer that does not belong to its sender. */
+export type TransportDrop = 'cancel-unmatched' | 'answer-unmatched' | 'answer-foreign'
+
+interface Pending {
+  exchange: Exchange
+  clientId: RequestId
+  caller: CallerKey
+  /** Its key in the (caller, client request ID) index. */
+  key: string
+  /** Aborts it when it runs on the fast path (the SDK keeps its own controllers for the rest). */
+  fast?: AbortController
+  /** Wire IDs of the requests the server sent its caller while serving it. */
+  asked?: string[]
+}
+
+/** A request the server sent a caller (sampling, elicitation), waiting for that caller's answer. */
+interface Asked { sdkId: number, caller: CallerKey }
 
 /**
  * A lean server-side MCP transport: the SDK's protocol engine (one `McpServer`) runs on top, and
  * HTTP parsing stays ours. Request IDs from many clients are remapped to internal IDs, so one
  * server instance serves every connection without ID clashes and without a server per request.
+ *
+ * Callers stay in their lane: a `notifications/cancelled` reaches only a request of the caller
+ * that sent it (looked up by caller and request ID), and the server's own requests go out under
+ * random IDs, so only the caller whose stream carried one can answer it (and, with identities,
+ * only that identity). Anything else is dropped and counted.
  */
 export class ExchangeTransport implements Transport {
   onclose?: () => void
   onerror?: (error: Error) => void
   onmessage?: Transport['onmessage']
   #nextId = 1
-  #pending = new Map<number, Pending>()
+  readonly #pending = new Map<number, Pending>()
+  /** Internal ID by (caller, client request ID): what a cancellation names. */
+  readonly #index = new Map<string, number>()
+  /** The server's requests to callers by wire ID, and the wire ID by the SDK's own ID. */
+  readonly #asked = new Map<string, Asked>()
+  readonly #wireIdOf = new Map<number, string>()
   #closed = false
-  #idle = new Set<() => void>()
-  /** Abort controllers of calls on the fast path (the SDK keeps its own for the rest). */
-  #fast = new Map<number, AbortController>()
+  readonly #idle = new Set<() => void>()
   readonly #server: Server | undefined
   readonly #fastCall: FastCall | undefined
+  readonly #onDrop: (reason: TransportDrop) => void
 
   /**
    * `fastCall` and `server` enable the fast path for `tools/call`: the SDK's profile showed about
@@ -57,9 +75,10 @@ export class ExchangeTransport implements Transport {
    * request and result re-parsing, promise chains). Notifications and requests back to the
    * caller still go through the SDK's `server`, tied to the call.
    */
-  constructor (fast?: { server: Server, fastCall: FastCall }) {
-    this.#server = fast?.server
-    this.#fastCall = fast?.fastCall
+  constructor (init: { fast?: { server: Server, fastCall: FastCall }, onDrop?: (reason: TransportDrop) => void } = {}) {
+    this.#server = init.fast?.server
+    this.#fastCall = init.fast?.fastCall
+    this.#onDrop = init.onDrop ?? (() => {})
   }
 
   async start (): Promise<void> {}
@@ -75,40 +94,55 @@ export class ExchangeTransport implements Transport {
     return new Promise((resolve) => this.#idle.add(resolve))
   }
 
-  #settled (): void {
-    if (this.#pending.size > 0) return
-    for (const resolve of this.#idle) resolve()
-    this.#idle.clear()
-  }
-
   /**
    * Hands the messages of one POST to the protocol engine; answers arrive through `send` (some
    * synchronously, such as "method not found"). Returns how many requests the POST carried.
    */
-  dispatch (messages: JSONRPCMessage[], exchange: Exchange, info: { requestInfo: RequestInfo, authInfo?: AuthInfo }): number {
+  dispatch (messages: JSONRPCMessage[], exchange: Exchange, info: DispatchInfo): number {
     let requests = 0
     for (const m of messages) {
-      if ('method' in m && 'id' in m) {
-        requests++
-        const id = this.#nextId++
-        this.#pending.set(id, { exchange, clientId: m.id })
-        exchange.waiting.add(id)
-        if (m.method !== 'tools/call' || !this.#runFast(id, m.params, info)) this.onmessage?.({ ...m, id }, info)
-      } else if ('method' in m && m.method === 'notifications/cancelled') {
-        const internal = this.#internalIdOf((m.params as { requestId?: RequestId } | undefined)?.requestId)
-        const fast = internal === undefined ? undefined : this.#fast.get(internal)
-        if (fast !== undefined) this.#cancelFast(internal!, fast, 'cancelled by the client')
-        else if (internal !== undefined) this.onmessage?.({ ...m, params: { ...m.params, requestId: internal } }, info)
+      if ('method' in m) {
+        if ('id' in m) {
+          requests++
+          this.#request(m, exchange, info)
+        } else if (m.method === 'notifications/cancelled') {
+          const requestId = (m.params as { requestId?: RequestId } | undefined)?.requestId
+          const id = requestId === undefined ? undefined : this.#index.get(indexKey(info.caller, requestId))
+          if (id === undefined) this.#onDrop('cancel-unmatched')
+          else this.#cancel(id, String((m.params as { reason?: unknown }).reason ?? 'cancelled by the client'))
+        } else {
+          this.onmessage?.(m, info)
+        }
       } else {
-        // Notifications and responses to our own requests (elicitation, sampling) use server IDs.
-        this.onmessage?.(m, info)
+        this.#answerFromCaller(m, info)
       }
     }
     return requests
   }
 
+  #request (m: JSONRPCMessage & { id: RequestId, method: string, params?: unknown }, exchange: Exchange, info: DispatchInfo): void {
+    const id = this.#nextId++
+    const key = indexKey(info.caller, m.id)
+    const p: Pending = { exchange, clientId: m.id, caller: info.caller, key }
+    this.#pending.set(id, p)
+    this.#index.set(key, id) // a reused client ID names its newest request
+    exchange.waiting.add(id)
+    if (m.method !== 'tools/call' || !this.#runFast(id, p, m.params, info)) this.onmessage?.({ ...m, id }, info)
+  }
+
+  /** A caller's answer to one of the server's requests: only the caller it was sent to may give it. */
+  #answerFromCaller (m: JSONRPCMessage, info: DispatchInfo): void {
+    const wireId = (m as { id?: unknown }).id
+    const asked = typeof wireId === 'string' ? this.#asked.get(wireId) : undefined
+    if (asked === undefined) { this.#onDrop('answer-unmatched'); return }
+    // Without identities the random wire ID is the proof: only the caller's own stream carried it.
+    if (asked.caller.kind === 'identity' && asked.caller.id !== info.caller.id) { this.#onDrop('answer-foreign'); return }
+    this.#forgetAsked(wireId as string)
+    this.onmessage?.({ ...m, id: asked.sdkId } as JSONRPCMessage, info)
+  }
+
   /** Runs a `tools/call` on the fast path; false when the tool is left to the SDK. */
-  #runFast (id: number, params: unknown, info: { requestInfo: RequestInfo, authInfo?: AuthInfo }): boolean {
+  #runFast (id: number, pending: Pending, params: unknown, info: DispatchInfo): boolean {
     const server = this.#server
     if (this.#fastCall === undefined || server === undefined) return false
     const p = params as { name?: unknown, arguments?: unknown, _meta?: CallExtra['_meta'] } | undefined
@@ -127,108 +161,119 @@ export class ExchangeTransport implements Transport {
     } as CallExtra
     const running = this.#fastCall(p.name, p.arguments, extra)
     if (running === undefined) return false
-    this.#fast.set(id, controller)
+    pending.fast = controller
     running.then(
-      (result) => this.send({ jsonrpc: '2.0', id, result }),
-      (err: Error) => this.send({ jsonrpc: '2.0', id, error: { code: -32603, message: err.message ?? 'Internal error' } }),
-    ).catch((err: Error) => this.onerror?.(err)).finally(() => this.#fast.delete(id))
+      (result) => { this.#answer(id, { jsonrpc: '2.0', id, result }) },
+      (err: Error) => { this.#answer(id, { jsonrpc: '2.0', id, error: { code: -32603, message: err.message ?? 'Internal error' } }) },
+    ).catch((err: Error) => this.onerror?.(err))
     return true
   }
 
-  #cancelFast (id: number, controller: AbortController, reason: string): void {
-    controller.abort(reason)
-    this.#fast.delete(id)
+  /** Stops one request: its handler's signal aborts and it gets no answer (as in the SDK). */
+  #cancel (id: number, reason: string): void {
     const p = this.#pending.get(id)
-    if (p !== undefined) {
-      // A cancelled request gets no answer (as in the SDK); the POST ends without one.
-      this.#pending.delete(id)
-      p.exchange.waiting.delete(id)
-      if (p.exchange.waiting.size === 0 && !p.exchange.done) finish(p.exchange)
-      this.#settled()
-    }
+    if (p === undefined) return
+    this.#stop(id, p, reason)
+    this.#complete(id, p)
+    if (p.exchange.waiting.size === 0 && !p.exchange.done) p.exchange.finish()
+    this.#settled()
   }
 
   /** The client went away: cancel what it was waiting for, so handlers see their signal abort. */
   abandon (exchange: Exchange): void {
+    exchange.done = true
     for (const id of exchange.waiting) {
-      const fast = this.#fast.get(id)
-      if (fast !== undefined) {
-        fast.abort('client disconnected')
-        this.#fast.delete(id)
-      } else {
-        this.onmessage?.({ jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: id, reason: 'client disconnected' } })
-      }
-      this.#pending.delete(id)
+      const p = this.#pending.get(id)
+      if (p === undefined) continue
+      this.#stop(id, p, 'client disconnected')
+      this.#complete(id, p)
     }
     exchange.waiting.clear()
-    exchange.done = true
+    this.#settled()
+  }
+
+  #stop (id: number, p: Pending, reason: string): void {
+    if (p.fast !== undefined) p.fast.abort(reason)
+    else this.onmessage?.({ jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: id, reason } })
+  }
+
+  /** Forgets a request that is answered, cancelled or abandoned, and the server's requests for it. */
+  #complete (id: number, p: Pending): void {
+    this.#pending.delete(id)
+    if (this.#index.get(p.key) === id) this.#index.delete(p.key)
+    p.exchange.waiting.delete(id)
+    if (p.asked !== undefined) for (const wireId of p.asked) this.#forgetAsked(wireId)
+  }
+
+  #forgetAsked (wireId: string): void {
+    const asked = this.#asked.get(wireId)
+    if (asked === undefined) return
+    this.#asked.delete(wireId)
+    this.#wireIdOf.delete(asked.sdkId)
+  }
+
+  #settled (): void {
+    if (this.#pending.size > 0) return
+    for (const resolve of this.#idle) resolve()
+    this.#idle.clear()
+  }
+
+  #answer (id: number, message: JSONRPCMessage): void {
+    const p = this.#pending.get(id)
+    if (p === undefined) return // abandoned or cancelled
+    this.#complete(id, p)
+    p.exchange.answer({ ...message, id: p.clientId } as JSONRPCMessage)
     this.#settled()
   }
 
   async send (message: JSONRPCMessage, options?: TransportSendOptions): Promise<void> {
-    if ('id' in message && !('method' in message)) {
-      const id = message.id as number
-      const p = this.#pending.get(id)
-      if (p === undefined) return // abandoned or cancelled
-      this.#pending.delete(id)
-      p.exchange.waiting.delete(id)
-      const answer = { ...message, id: p.clientId } as JSONRPCMessage
-      if (p.exchange.sse) writeEvent(p.exchange.res, answer)
-      else p.exchange.answers.push(answer)
-      if (p.exchange.waiting.size === 0) finish(p.exchange)
-      this.#settled()
+    if (!('method' in message)) {
+      if ('id' in message) this.#answer(message.id as number, message)
       return
     }
     // A notification or a server-to-client request tied to a request: stream it on that POST.
     const related = options?.relatedRequestId
     const p = typeof related === 'number' ? this.#pending.get(related) : undefined
-    if (p === undefined || p.exchange.done) return // no GET stream: unrelated messages are not deliverable
-    if (!p.exchange.sse) startSse(p.exchange)
-    writeEvent(p.exchange.res, message)
+    if (p === undefined || p.exchange.done) {
+      // No GET stream: unrelated messages are not deliverable. A request fails at once rather
+      // than wait out the SDK's timeout; a notification is dropped.
+      if ('id' in message) throw new Error(`the caller of request ${String(related)} is gone: ${message.method} cannot reach it`)
+      return
+    }
+    let out: JSONRPCMessage = message
+    if ('id' in message) {
+      // The server's own request: under a random ID, which only this caller's stream carries.
+      const wireId = randomUUID()
+      const sdkId = message.id as number
+      this.#asked.set(wireId, { sdkId, caller: p.caller })
+      this.#wireIdOf.set(sdkId, wireId)
+      ;(p.asked ??= []).push(wireId)
+      out = { ...message, id: wireId }
+    } else if (message.method === 'notifications/cancelled') {
+      // The SDK gave up on its own request (timeout, abort): name it as the caller knows it.
+      const params = message.params as { requestId?: RequestId }
+      const wireId = typeof params.requestId === 'number' ? this.#wireIdOf.get(params.requestId) : undefined
+      if (wireId !== undefined) {
+        this.#forgetAsked(wireId)
+        out = { ...message, params: { ...params, requestId: wireId } } as JSONRPCMessage
+      }
+    }
+    p.exchange.stream(out)
   }
 
   async close (): Promise<void> {
     if (this.#closed) return
     this.#closed = true
     this.#pending.clear()
+    this.#index.clear()
+    this.#asked.clear()
+    this.#wireIdOf.clear()
     this.#settled()
     this.onclose?.()
   }
-
-  #internalIdOf (clientId: RequestId | undefined): number | undefined {
-    if (clientId === undefined) return undefined
-    let found: number | undefined
-    for (const [id, p] of this.#pending) {
-      if (p.clientId !== clientId) continue
-      if (found !== undefined) return undefined // ambiguous across clients: leave it alone
-      found = id
-    }
-    return found
-  }
 }
 
-function startSse (exchange: Exchange): void {
-  exchange.sse = true
-  exchange.res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' })
-  for (const a of exchange.answers) writeEvent(exchange.res, a)
-  exchange.answers.length = 0
-}
-
-function writeEvent (res: ServerResponse, message: JSONRPCMessage): void {
-  res.write(`event: message\ndata: ${JSON.stringify(message)}\n\n`)
-}
-
-function finish (exchange: Exchange): void {
-  exchange.done = true
-  if (exchange.sse) {
-    exchange.res.end()
-    return
-  }
-  if (exchange.answers.length === 0) {
-    exchange.res.writeHead(202).end() // every request of the POST was cancelled
-    return
-  }
-  const body = JSON.stringify(exchange.batch ? exchange.answers : exchange.answers[0])
-  exchange.res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) })
-  exchange.res.end(body)
+/** The cancellation index key: a caller and its request ID (a number and a string never match). */
+function indexKey (caller: CallerKey, clientId: RequestId): string {
+  return `${caller.id}\n${typeof clientId === 'number' ? '#' : '$'}${clientId}`
 }

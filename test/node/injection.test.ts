@@ -5,6 +5,8 @@ import { request } from 'undici'
 import { createMeshNode } from '../../src/node.ts'
 import { createGossipNode } from '../../src/gossip/gossip-node.ts'
 import type { MeshNode } from '../../src/node.ts'
+import { isMeshError } from '../../src/errors.ts'
+import type { MeshError } from '../../src/errors.ts'
 import { testNodeOptions, startNode, until } from '../helpers/mesh.ts'
 
 const MESH = `inject-${process.pid}`
@@ -130,6 +132,20 @@ t.test('bad arguments fail with MESH_ERR_CALL_INVALID_ARGS and the validation me
   const err = await caller.call('weather', { city: 42 }).catch((e: unknown) => e)
   t.match(err, { code: 'MESH_ERR_CALL_INVALID_ARGS' })
   t.match((err as { details: { validation: string } }).details.validation, /city/)
+})
+
+t.test('an in-process call checks the output schema, as a remote call does', async (t) => {
+  const self = await startNode(MESH, 'self-liar', (n) => {
+    n.tool('liar', { capability: 'liar', output: { n: z.number() } }, () => ({ n: 'not a number' }))
+    n.tool('honest', { capability: 'honest', output: { n: z.number() } }, () => ({ n: 1 }))
+  }, join)
+  nodes.push(self)
+  const honest = await self.dependency('honest').invoke()
+  t.equal(honest.provider.local, true, 'a dependency on its own capability runs in process')
+  t.same(honest.result, { n: 1 })
+  const err = await self.call('liar').catch((e: unknown) => e)
+  t.ok(isMeshError(err), 'a result that breaks the tool\'s own output schema is an error, not a value')
+  t.same(self.stats.failed, { [(err as MeshError).code]: 1 })
 })
 
 t.test('readyz is 503 until the first sync with the mesh', async (t) => {

@@ -7,6 +7,7 @@ import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/
 import { createMeshNode } from '../../src/node.ts'
 import type { MeshNode } from '../../src/node.ts'
 import { McpHttpClient } from '../../src/proxy/mcp-client.ts'
+import { MESH_ERROR_META_KEY } from '../../src/errors.ts'
 import { testNodeOptions, until } from '../helpers/mesh.ts'
 
 const MESH = `endpoint-${process.pid}`
@@ -30,6 +31,8 @@ function define (n: MeshNode): void {
     return 'done'
   })
   n.tool('fails', {}, () => { throw new Error('the tool broke') })
+  n.tool('liar', { output: { n: z.number() } }, () => ({ n: 'not a number' }))
+  n.tool('own_error', {}, () => ({ isError: true, content: [{ type: 'text', text: 'an error of the tool\'s own' }] }))
 }
 
 const node = createMeshNode(testNodeOptions(MESH, 'endpoint', { http: { maxBodyBytes: 2048, maxConcurrentCalls: 2 }, drainGraceMs: 5_000 }))
@@ -60,7 +63,8 @@ t.test('the stock MCP SDK client lists and calls tools', async (t) => {
   const transport = new StreamableHTTPClientTransport(new URL(node.url))
   await client.connect(transport)
   const { tools } = await client.listTools()
-  t.same(tools.map((x) => x.name).sort(), ['count', 'echo', 'fails', 'slow'])
+  t.same(tools.map((x) => x.name).sort(), ['count', 'echo', 'fails', 'liar', 'own_error', 'slow'])
+  t.ok(tools.every((x) => typeof x.description === 'string' && x.description.length > 0), 'every tool has a description, declared or by default')
   const echo = tools.find((x) => x.name === 'echo')!
   t.same(echo.inputSchema.required, ['word'], 'the input JSON schema is published')
   t.equal((echo.inputSchema.properties as Record<string, { type?: string }>).word.type, 'string')
@@ -75,22 +79,34 @@ t.test('the stock MCP SDK client lists and calls tools', async (t) => {
   await client.close()
 })
 
-t.test('bad arguments come back as an MCP tool error with the validation details', async (t) => {
-  const res = await post(call('echo', { word: '', times: 9 }))
-  t.equal(res.status, 200)
-  const body = JSON.parse(res.text) as { id: number, result: { isError: boolean, content: Array<{ text: string }> } }
-  t.equal(body.id, 1, 'the client\'s own request ID comes back')
-  t.equal(body.result.isError, true)
-  t.match(body.result.content[0].text, /Input validation error/)
-  t.match(body.result.content[0].text, /word/)
-  t.match(body.result.content[0].text, /times/)
+t.test('failures the mesh detects carry their code in _meta; the text stays in content', async (t) => {
+  type Result = { isError?: boolean, content: Array<{ type: string, text?: string }>, _meta?: Record<string, { code: string, issues?: Array<{ path: unknown[] }> }> }
+  const result = async (name: string, args: unknown): Promise<Result> => {
+    const res = await post(call(name, args))
+    t.equal(res.status, 200)
+    const body = JSON.parse(res.text) as { id: number, result: Result }
+    t.equal(body.id, 1, 'the client\'s own request ID comes back')
+    return body.result
+  }
+  const invalid = await result('echo', { word: '', times: 9 })
+  t.equal(invalid.isError, true)
+  t.equal(invalid._meta?.[MESH_ERROR_META_KEY].code, 'MESH_ERR_CALL_INVALID_ARGS')
+  t.same(invalid._meta?.[MESH_ERROR_META_KEY].issues?.map((i) => i.path), [['word'], ['times']], 'the zod issues name the fields')
+  t.ok((invalid.content[0].text ?? '').length > 0, 'a human text is kept for plain MCP clients')
+
+  const output = await result('liar', {})
+  t.equal(output._meta?.[MESH_ERROR_META_KEY].code, 'MESH_ERR_CALL_INVALID_OUTPUT')
+  t.same(output._meta?.[MESH_ERROR_META_KEY].issues?.map((i) => i.path), [['n']])
+  t.equal((await result('fails', {}))._meta?.[MESH_ERROR_META_KEY].code, 'MESH_ERR_CALL_TOOL_ERROR')
+  t.equal((await result('nope', {}))._meta?.[MESH_ERROR_META_KEY].code, 'MESH_ERR_CALL_UNKNOWN_TOOL')
+  const own = await result('own_error', {})
+  t.equal(own.isError, true)
+  t.equal(own._meta, undefined, 'a tool\'s own isError result carries no mesh code')
 
   const client = new McpHttpClient({ clientName: 'lean' })
   t.teardown(() => client.close())
   const lean = await client.callTool(node.url, 'echo', { word: 3 }, { timeoutMs: 5_000 })
   t.equal(lean.isError, true)
-  const unknown = await client.callTool(node.url, 'nope', {}, { timeoutMs: 5_000 })
-  t.equal(unknown.isError, true, 'an unknown tool is a tool error')
   const broke = await client.callTool(node.url, 'fails', {}, { timeoutMs: 5_000 })
   t.match(broke.content[0], { type: 'text', text: 'the tool broke' })
 })

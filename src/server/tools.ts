@@ -1,0 +1,167 @@
+import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js'
+import { CallToolRequestSchema, ListToolsRequestSchema, SetLevelRequestSchema } from '@modelcontextprotocol/sdk/types.js'
+import type { CallToolResult, LoggingLevel, Tool } from '@modelcontextprotocol/sdk/types.js'
+import { z } from 'zod'
+import { MeshError } from '../errors.ts'
+import { ToolAdvertSchema } from '../topology/advert.ts'
+import type { ToolAdvert } from '../topology/advert.ts'
+import type { FastCall } from './exchange-transport.ts'
+import { inProcessContext, remoteContext } from './tool-context.ts'
+import type { ToolContext } from './tool-context.ts'
+import { issuesOf, meshErrorResult, toResult } from './tool-result.ts'
+
+/** One tool as offered: what it provides, takes and returns (its dependencies are the node's). */
+export interface ToolDefinition<I extends z.ZodRawShape = z.ZodRawShape> {
+  /** The capability it provides (default: the tool's name). */
+  capability?: string
+  /** Semver of the capability (default 1.0.0). */
+  version?: string
+  tags?: string[]
+  /** Default: names the tool, its capability and version, and the agent (MCP clients expect one). */
+  description?: string
+  /** Input fields (a zod shape); arguments are validated before the handler runs. */
+  input?: I | z.ZodObject<I>
+  /** Output schema: results are validated and returned as structured content. */
+  output?: z.ZodRawShape | z.ZodObject
+}
+
+/** A tool's handler as the registry runs it: validated arguments in, anything `toResult` takes out. */
+export type ToolRun = (args: unknown, ctx: ToolContext) => unknown
+
+/**
+ * The agent's tools: their adverts, and the one path every call takes, whether it came over the
+ * endpoint's fast path, through the SDK's engine, or from the agent itself: arguments validated,
+ * the handler run, its result checked against the output schema. Failures the mesh detects are
+ * `isError` results with their code in `_meta` (see `MESH_ERROR_META_KEY`).
+ */
+export interface ToolRegistry {
+  readonly size: number
+  /** Adds a tool; throws MESH_ERR_TOOL_INVALID for a bad definition or a taken name. */
+  register(name: string, definition: ToolDefinition, run: ToolRun): void
+  /** The tools as the advert carries them. */
+  adverts(): ToolAdvert[]
+  /** Serves `tools/list` (from the adverts), `tools/call` and `logging/setLevel` on the engine. */
+  install(mcp: McpServer): void
+  /** `tools/call` on the endpoint's fast path. */
+  readonly fastCall: FastCall
+  /** Runs one of the agent's own tools in process (a dependency on its own capability). */
+  callLocal(name: string, args: unknown, signal: AbortSignal): Promise<CallToolResult>
+}
+
+interface LocalTool {
+  advert: ToolAdvert
+  input: z.ZodObject
+  output: z.ZodObject | undefined
+  run: ToolRun
+}
+
+/** Creates the registry of one agent (`agent` names it in default descriptions and logs). */
+export function createToolRegistry (init: { agent: string }): ToolRegistry {
+  const tools = new Map<string, LocalTool>()
+  // One server serves every caller, so the level is the endpoint's (the SDK keeps it per session).
+  let logLevel: LoggingLevel = 'info'
+  const level = (): LoggingLevel => logLevel
+  let listed: Tool[] | undefined
+
+  /** The one call path: validate, run, check the output. */
+  async function invoke (name: string, tool: LocalTool, args: unknown, ctx: ToolContext): Promise<CallToolResult> {
+    const parsed = await parseMaybeAsync(tool.input, args ?? {})
+    if (!parsed.success) {
+      return meshErrorResult('MESH_ERR_CALL_INVALID_ARGS', `Input validation error: Invalid arguments for tool ${name}: ${z.prettifyError(parsed.error)}`,
+        { issues: issuesOf(parsed.error) })
+    }
+    let result: CallToolResult
+    try {
+      result = toResult(await tool.run(parsed.data, ctx))
+    } catch (err) {
+      return meshErrorResult('MESH_ERR_CALL_TOOL_ERROR', err instanceof Error ? err.message : String(err))
+    }
+    if (tool.output === undefined || result.isError === true) return result
+    if (result.structuredContent === undefined) {
+      return meshErrorResult('MESH_ERR_CALL_INVALID_OUTPUT', `Output validation error: Tool ${name} has an output schema but no structured content was provided`, { issues: [] })
+    }
+    const checked = await parseMaybeAsync(tool.output, result.structuredContent)
+    if (!checked.success) {
+      return meshErrorResult('MESH_ERR_CALL_INVALID_OUTPUT', `Output validation error: Invalid structured content for tool ${name}: ${z.prettifyError(checked.error)}`,
+        { issues: issuesOf(checked.error) })
+    }
+    return result
+  }
+
+  const unknownTool = (name: string): CallToolResult =>
+    meshErrorResult('MESH_ERR_CALL_UNKNOWN_TOOL', `Tool ${name} not found on agent ${init.agent}`, { tool: name })
+
+  const fastCall: FastCall = (name, args, extra) => {
+    const tool = tools.get(name)
+    if (tool === undefined) return Promise.resolve(unknownTool(name))
+    return invoke(name, tool, args, remoteContext(extra, level, init.agent))
+  }
+
+  return {
+    get size () { return tools.size },
+    fastCall,
+
+    register (name, definition, run) {
+      if (tools.has(name)) throw new MeshError('MESH_ERR_TOOL_INVALID', `tool ${name} is already registered on this node`)
+      const input = (definition.input instanceof z.ZodObject ? definition.input : z.object(definition.input ?? {})) as z.ZodObject
+      const output = definition.output === undefined ? undefined : definition.output instanceof z.ZodObject ? definition.output : z.object(definition.output)
+      const capability = definition.capability ?? name
+      const version = definition.version ?? '1.0.0'
+      const parsed = ToolAdvertSchema.safeParse({
+        name,
+        capability,
+        version,
+        tags: definition.tags ?? [],
+        description: definition.description ?? `${name}: capability ${capability} ${version}, served by mesh agent ${init.agent}`,
+        // JSON Schema 2020-12, MCP's default dialect; inputs as callers write them (defaults optional).
+        inputSchema: z.toJSONSchema(input, { io: 'input' }),
+        outputSchema: output === undefined ? undefined : z.toJSONSchema(output),
+      })
+      if (!parsed.success) throw new MeshError('MESH_ERR_TOOL_INVALID', `tool ${name}: ${z.prettifyError(parsed.error)}`, { details: { issues: parsed.error.issues } })
+      tools.set(name, { advert: parsed.data, input, output, run })
+      listed = undefined
+    },
+
+    adverts () {
+      return [...tools.values()].map((t) => t.advert)
+    },
+
+    install (mcp) {
+      const server = mcp.server
+      // tools/list serves the schemas the advert carries (JSON Schema 2020-12, MCP's default
+      // dialect), so MCP clients and mesh peers see the same thing; the SDK would emit draft-07.
+      server.setRequestHandler(ListToolsRequestSchema, () => {
+        listed ??= [...tools.values()].map(({ advert: a }) => ({
+          name: a.name,
+          ...(a.description === undefined ? {} : { description: a.description }),
+          inputSchema: a.inputSchema as Tool['inputSchema'],
+          ...(a.outputSchema === undefined ? {} : { outputSchema: a.outputSchema as Tool['outputSchema'] }),
+        }))
+        return { tools: listed }
+      })
+      // Calls the fast path leaves to the engine take the same path.
+      server.setRequestHandler(CallToolRequestSchema, async (req, extra) =>
+        await (fastCall(req.params.name, req.params.arguments, extra) ?? unknownTool(req.params.name)))
+      server.setRequestHandler(SetLevelRequestSchema, (req) => {
+        logLevel = req.params.level
+        return {}
+      })
+    },
+
+    async callLocal (name, args, signal) {
+      const tool = tools.get(name)
+      if (tool === undefined) throw new MeshError('MESH_ERR_CALL_NO_PROVIDER', `tool ${name} is not registered on this node`)
+      return await invoke(name, tool, args, inProcessContext(signal))
+    },
+  }
+}
+
+/** Synchronous parse (the common case, cheaper), async only for schemas with async refinements. */
+async function parseMaybeAsync (schema: z.ZodType, value: unknown): Promise<z.ZodSafeParseResult<unknown>> {
+  try {
+    return schema.safeParse(value)
+  } catch (err) {
+    if (err instanceof z.core.$ZodAsyncError) return await schema.safeParseAsync(value)
+    throw err
+  }
+}
