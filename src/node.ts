@@ -4,7 +4,6 @@ import type { AuthInfo } from '@modelcontextprotocol/sdk/server/auth/types.js'
 import { ListToolsRequestSchema, SetLevelRequestSchema } from '@modelcontextprotocol/sdk/types.js'
 import type { CallToolResult, LoggingLevel, ServerNotification, ServerRequest } from '@modelcontextprotocol/sdk/types.js'
 import type { RequestHandlerExtra } from '@modelcontextprotocol/sdk/shared/protocol.js'
-import type { buildConnector } from 'undici'
 import { z } from 'zod'
 import { parseMeshNodeOptions } from './config.ts'
 import type { MeshNodeOptions, MeshNodeOptionsInput } from './config.ts'
@@ -24,7 +23,7 @@ import { createEndpoint } from './server/endpoint.ts'
 import type { Endpoint } from './server/endpoint.ts'
 import type { CallExtra } from './server/exchange-transport.ts'
 import { McpHttpClient } from './proxy/mcp-client.ts'
-import type { Progress } from './proxy/mcp-client.ts'
+import type { ConnectOptions, Progress } from './proxy/mcp-client.ts'
 import { createMeshTool } from './proxy/mesh-tool.ts'
 import { createCaller } from './proxy/caller.ts'
 import type { CallOptions, CallStats, DependencyDeclaration, MeshTool, MeshToolContext } from './proxy/mesh-tool.ts'
@@ -79,8 +78,8 @@ export interface MeshNodeSeam {
   gossip?: GossipSeam
   /** Builds the endpoint's listening server (HTTPS with client certificates, later). */
   createServer?: (listener: RequestListener) => Server
-  /** undici connector options or connector for outbound calls (TLS, later). */
-  connect?: Partial<buildConnector.BuildOptions> | buildConnector.connector
+  /** `https.Agent` options for outbound calls (TLS: a prebuilt `secureContext`, later). */
+  connect?: ConnectOptions
 }
 
 /** An agent in the mesh: its tools, its endpoint, its view of the topology. */
