@@ -191,7 +191,11 @@ export class McpHttpClient {
       throw callError(err, url, signal)
     }
     if (res.statusCode === 200) return res
-    if (res.statusCode === 202) { res.resume(); return res } // no body; the connection goes back to the pool
+    if (res.statusCode === 202) {
+      // No body. Drained before the next request goes out, so that one reuses this connection.
+      await new Promise((resolve) => { res.once('end', resolve).once('close', resolve).resume() })
+      return res
+    }
     const text = await readCapped(res, 64 * 1024, url).catch(() => '')
     let meshCode: ErrorCode = 'MESH_ERR_CALL_FAILED'
     let rpcError: { message?: string, data?: { code?: string } } | undefined
