@@ -1,10 +1,10 @@
 // Builds the JavaScript in dist/ (`npm run build`, after tsc has written the declarations): the
 // library and the two commands, bundled with their dependencies into a few files.
 //
-// Why a bundle: Node's loader keeps per-module state for each of the ~900 files libp2p and its
-// dependencies come in, and loading them promotes enough to V8's old space that the young
-// generation doubles to its maximum. One agent with one tool used 33 MB more than a stock SDK
-// server unbundled and 14 MB more bundled (bench/memory.ts; BENCHMARKS.md, "Memory").
+// Why a bundle: libp2p and its dependencies come in about 700 files. Node's loader keeps state
+// for each, and loading them left enough survivors that V8 doubled the young generation. One
+// agent with one tool used about 33 MB more than a stock SDK server unbundled and 8 MB more
+// bundled, after 200 calls (bench/memory.ts; BENCHMARKS.md, "Memory").
 //
 // zod and the MCP SDK stay external: an agent's own zod schemas must be instances of the same zod
 // (node.tool checks `instanceof z.ZodObject`), and the SDK shares them. The output is not minified,
