@@ -1,7 +1,8 @@
 // Calls benchmark, side by side in one run: a mesh call versus the stock MCP SDK client and server
 // (stateful sessions, its fastest set-up) and versus a raw HTTP request carrying the same JSON.
 // Plain HTTP/1.1 keep-alive on loopback for all (TLS comes with the identity issue), the same
-// undici pool settings on every client, each server in its own process (its CPU per call is read
+// keep-alive pool size on every client (undici for raw HTTP and the SDK, http.Agent in the mesh
+// client), each server in its own process (its CPU per call is read
 // from the process). Sequential and 16 in flight; rounds are interleaved, the median round is shown.
 // Usage: node bench/calls.ts [--calls 3000] [--rounds 3] [--concurrency 16]
 import { fork } from 'node:child_process'

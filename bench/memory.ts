@@ -1,47 +1,71 @@
-// Memory of one agent process with everything the mesh loads by default (libp2p, gossipsub, the
+// Memory of one agent process with everything the mesh loads by default (libp2p, gossip, the
 // endpoint, the client) versus a bare stock MCP SDK server offering the same tool, and a bare Node.
-// Each runs as its own process; RSS is read from /proc after start-up and 200 calls.
-// Usage: node bench/memory.ts
+// Each runs as its own process; RSS is read from /proc twice: idle 3 s after start-up, and 3 s
+// after `--calls` calls (200) from a stock SDK client. Runs are repeated (`--runs`, 3): the table
+// shows the median and the worst, since V8 sizes its heap by what survived so far and one process
+// can land a few MB off another.
+// Usage: node bench/memory.ts [--runs 3] [--calls 200]
 import { spawn } from 'node:child_process'
 import { readFile, mkdir, writeFile, mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { parseArgs } from 'node:util'
 import { Client } from '@modelcontextprotocol/sdk/client/index.js'
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js'
 
+const { values } = parseArgs({ options: { runs: { type: 'string', default: '3' }, calls: { type: 'string', default: '200' } } })
+const RUNS = Number(values.runs)
+const CALLS = Number(values.calls)
 const root = fileURLToPath(new URL('..', import.meta.url))
 const home = await mkdtemp(join(tmpdir(), 'mesh-mem-'))
 const rssMb = async (pid: number): Promise<number> => Number((await readFile(`/proc/${pid}/status`, 'utf8')).match(/VmRSS:\s+(\d+)/)![1]) / 1024
+const settle = async (): Promise<void> => { await new Promise((resolve) => setTimeout(resolve, 3_000)) }
 
-async function measure (args: string[], call: boolean): Promise<number> {
+interface Reading { idle: number, called: number }
+async function measure (args: string[], call: boolean): Promise<Reading> {
   const child = spawn(process.execPath, args, { cwd: root, env: { ...process.env, MCP_MESH_HOME: home }, stdio: ['ignore', 'pipe', 'inherit'] })
   const url = await new Promise<string>((resolve) => {
     let out = ''
     child.stdout!.on('data', (d: Buffer) => { out += d.toString(); const m = out.match(/(http\S+|ready)/); if (m !== null) resolve(m[1]) })
   })
+  await settle()
+  const idle = await rssMb(child.pid!)
   if (call) {
     const client = new Client({ name: 'mem', version: '1.0.0' })
     await client.connect(new StreamableHTTPClientTransport(new URL(url)))
-    for (let i = 0; i < 200; i++) await client.callTool({ name: 'find_hotels', arguments: { destination: 'Oslo', dates: 'May' } })
+    for (let i = 0; i < CALLS; i++) await client.callTool({ name: 'find_hotels', arguments: { destination: 'Oslo', dates: 'May' } })
     await client.close()
+    await settle()
   }
-  await new Promise((resolve) => setTimeout(resolve, 3_000))
-  const mb = await rssMb(child.pid!)
+  const called = await rssMb(child.pid!)
   child.kill('SIGKILL')
   await new Promise((resolve) => child.once('exit', resolve))
-  return mb
+  return { idle, called }
 }
 
-const bare = await measure(['-e', 'console.log("ready"); setInterval(() => {}, 1000)'], false)
-const sdk = await measure(['bench/fixtures/sdk-hotels.ts'], true)
-const agent = await measure(['examples/trip-planner/hotels.ts'], true)
+const runs: Array<{ bare: Reading, sdk: Reading, agent: Reading }> = []
+for (let r = 0; r < RUNS; r++) {
+  runs.push({
+    bare: await measure(['-e', 'console.log("ready"); setInterval(() => {}, 1000)'], false),
+    sdk: await measure(['bench/fixtures/sdk-hotels.ts'], true),
+    agent: await measure(['examples/trip-planner/hotels.ts'], true),
+  })
+}
 await rm(home, { recursive: true, force: true })
-console.log('| process | RSS MB |')
-console.log('|---|---|')
-console.log(`| bare Node ${process.versions.node} | ${bare.toFixed(1)} |`)
-console.log(`| stock MCP SDK server, hotels tool | ${sdk.toFixed(1)} |`)
-console.log(`| mesh agent (examples/trip-planner/hotels.ts: libp2p, gossip, endpoint, client) | ${agent.toFixed(1)} |`)
-console.log(`\nthe mesh adds ${(agent - sdk).toFixed(1)} MB over the bare SDK server (target: under 25 MB)`)
+
+const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
+const cell = (xs: number[]): string => `${median(xs).toFixed(1)} (${Math.min(...xs).toFixed(1)} to ${Math.max(...xs).toFixed(1)})`
+const col = (pick: (r: typeof runs[number]) => number): number[] => runs.map(pick)
+console.log(`${RUNS} runs, Node ${process.versions.node}; RSS MB, median (range)\n`)
+console.log(`| process | idle | after ${CALLS} calls |`)
+console.log('|---|---|---|')
+console.log(`| bare Node | ${cell(col((r) => r.bare.idle))} | |`)
+console.log(`| stock MCP SDK server, hotels tool | ${cell(col((r) => r.sdk.idle))} | ${cell(col((r) => r.sdk.called))} |`)
+console.log(`| mesh agent (examples/trip-planner/hotels.ts: libp2p, gossip, endpoint, client) | ${cell(col((r) => r.agent.idle))} | ${cell(col((r) => r.agent.called))} |`)
+const addsIdle = col((r) => r.agent.idle - r.sdk.idle)
+const addsCalled = col((r) => r.agent.called - r.sdk.called)
+console.log(`| **the mesh adds** | ${cell(addsIdle)} | ${cell(addsCalled)} |`)
+console.log(`\nthe mesh adds ${median(addsCalled).toFixed(1)} MB over the bare SDK server after ${CALLS} calls (worst run ${Math.max(...addsCalled).toFixed(1)} MB), ${median(addsIdle).toFixed(1)} MB idle (worst ${Math.max(...addsIdle).toFixed(1)} MB); target: under 20 MB`)
 await mkdir(new URL('./results/', import.meta.url), { recursive: true })
-await writeFile(new URL('./results/memory.json', import.meta.url), JSON.stringify({ at: new Date().toISOString(), node: process.versions.node, bareMb: bare, sdkMb: sdk, agentMb: agent }, null, 2))
+await writeFile(new URL('./results/memory.json', import.meta.url), JSON.stringify({ at: new Date().toISOString(), node: process.versions.node, calls: CALLS, runs }, null, 2))

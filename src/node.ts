@@ -1,7 +1,6 @@
 import type { IncomingMessage, RequestListener, Server } from 'node:http'
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js'
 import type { AuthInfo } from '@modelcontextprotocol/sdk/server/auth/types.js'
-import type { buildConnector } from 'undici'
 import type { z } from 'zod'
 import { parseMeshNodeOptions } from './config.ts'
 import type { MeshNodeOptions, MeshNodeOptionsInput } from './config.ts'
@@ -22,6 +21,7 @@ import { createToolRegistry } from './server/tools.ts'
 import type { ToolDefinition, ToolRegistry } from './server/tools.ts'
 import type { ToolContext } from './server/tool-context.ts'
 import { McpHttpClient } from './proxy/mcp-client.ts'
+import type { ConnectOptions } from './proxy/mcp-client.ts'
 import { createMeshTool } from './proxy/mesh-tool.ts'
 import { createCaller } from './proxy/caller.ts'
 import type { CallOptions, CallStats, DependencyDeclaration, MeshTool, MeshToolContext } from './proxy/mesh-tool.ts'
@@ -49,8 +49,8 @@ export interface MeshNodeSeam {
   gossip?: GossipSeam
   /** Builds the endpoint's listening server (HTTPS with client certificates, later). */
   createServer?: (listener: RequestListener) => Server
-  /** undici connector options or connector for outbound calls (TLS, later). */
-  connect?: Partial<buildConnector.BuildOptions> | buildConnector.connector
+  /** `https.Agent` options for outbound calls (TLS: a prebuilt `secureContext`, later). */
+  connect?: ConnectOptions
   /**
    * Who is calling (the identity seam): becomes `ctx.authInfo`, and its `clientId` scopes
    * cancellations and answers to the agent's requests (sampling, elicitation) to that caller.

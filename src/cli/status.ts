@@ -1,4 +1,5 @@
-import { request } from 'undici'
+import { get as httpGet } from 'node:http'
+import { get as httpsGet } from 'node:https'
 import { Exit, UsageError, painter, parse } from './args.ts'
 import { common, observe } from './observe.ts'
 
@@ -54,9 +55,18 @@ export async function status (argv: string[]): Promise<number> {
 /** What the agent's own /readyz says (ready, starting, draining) or why it could not be read. */
 async function readiness (endpoint: string): Promise<string> {
   try {
-    const res = await request(new URL('/readyz', endpoint), { signal: AbortSignal.timeout(2_000) })
-    const body = await res.body.json() as { status?: string }
-    return body.status ?? `HTTP ${res.statusCode}`
+    const url = new URL('/readyz', endpoint)
+    const { status, text } = await new Promise<{ status: number, text: string }>((resolve, reject) => {
+      const req = (url.protocol === 'https:' ? httpsGet : httpGet)(url, { signal: AbortSignal.timeout(2_000) }, (res) => {
+        let text = ''
+        res.setEncoding('utf8')
+        res.on('data', (chunk: string) => { if (text.length < 4096) text += chunk })
+        res.on('end', () => { resolve({ status: res.statusCode ?? 0, text }) })
+        res.on('error', reject)
+      })
+      req.on('error', reject)
+    })
+    return (JSON.parse(text) as { status?: string }).status ?? `HTTP ${status}`
   } catch (err) {
     return `unreachable (${(err as { code?: string }).code ?? (err as Error).message})`
   }

@@ -1,5 +1,7 @@
-import { Pool } from 'undici'
-import type { Dispatcher, buildConnector } from 'undici'
+import { Agent as HttpAgent, request as httpRequest } from 'node:http'
+import type { IncomingMessage } from 'node:http'
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https'
+import type { AgentOptions as HttpsAgentOptions } from 'node:https'
 import { CallToolResultSchema, LATEST_PROTOCOL_VERSION, SUPPORTED_PROTOCOL_VERSIONS } from '@modelcontextprotocol/sdk/types.js'
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js'
 import { MeshError } from '../errors.ts'
@@ -19,7 +21,15 @@ export interface RawCallOptions {
   onProgress?: (p: Progress) => void
 }
 
-/** How the client connects; `connect` is the TLS seam (undici connector options or a connector). */
+/**
+ * How outbound connections are made: the options of the `https.Agent` (or `http.Agent`) that pools
+ * a provider's connections, minus the pooling the client owns. This is the TLS seam: pass a prebuilt
+ * `secureContext` (built once; PEM buffers would be parsed again for every connection), or `ca`,
+ * `cert`, `key`, `checkServerIdentity`, `servername`.
+ */
+export type ConnectOptions = Omit<HttpsAgentOptions, 'keepAlive' | 'keepAliveMsecs' | 'maxSockets' | 'maxTotalSockets' | 'maxFreeSockets' | 'scheduling' | 'timeout'>
+
+/** How the client connects; `connect` is the TLS seam. */
 export interface McpHttpClientInit {
   clientName: string
   clientVersion?: string
@@ -27,20 +37,23 @@ export interface McpHttpClientInit {
   connections?: number
   /** Largest answer read from a provider (default 10 MiB, as MCP Mesh's maxResponseSize). */
   maxResponseBytes?: number
-  connect?: Partial<buildConnector.BuildOptions> | buildConnector.connector
+  connect?: ConnectOptions
+  /** A connection (with its TLS handshake) not made within this is unreachable (default 10 s). */
+  connectTimeoutMs?: number
 }
 
-interface Provider { pool: Pool, path: string, version?: Promise<string> }
+interface Provider { agent: HttpAgent, https: boolean, host: string, port: number, path: string, version?: Promise<string> }
 const NO_SIGNALS: AbortSignal[] = []
 /** A signal that never aborts, for calls with neither a signal nor a timeout. */
 const NEVER = new AbortController().signal
 
 const ACCEPT = 'application/json, text/event-stream'
-/** undici connect errors: the request never left this process, so another provider may take it. */
-const NOT_SENT = new Set(['ECONNREFUSED', 'ECONNRESET', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'UND_ERR_CONNECT_TIMEOUT'])
+/** Connect errors: the request never left this process, so another provider may take it. */
+const NOT_SENT = new Set(['ECONNREFUSED', 'ECONNRESET', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT'])
 
 /**
- * A lean MCP Streamable HTTP client: one keep-alive pool per provider, one `initialize` per
+ * A lean MCP Streamable HTTP client: one keep-alive pool per provider (Node's own `http.Agent`
+ * or `https.Agent`: undici cost 4 to 12 MB of memory per process), one `initialize` per
  * provider (the negotiated version is cached), then `tools/call` as a single POST each.
  * Results are checked against the SDK's `CallToolResultSchema`.
  */
@@ -78,9 +91,8 @@ export class McpHttpClient {
   /** Closes every pool. */
   async close (): Promise<void> {
     this.#closed = true
-    const pools = [...this.#providers.values()].map((p) => p.pool.destroy())
+    for (const p of this.#providers.values()) p.agent.destroy()
     this.#providers.clear()
-    await Promise.allSettled(pools)
   }
 
   /** Forgets a provider's pool (it went away). */
@@ -89,7 +101,7 @@ export class McpHttpClient {
     const p = this.#providers.get(origin)
     if (p === undefined) return
     this.#providers.delete(origin)
-    p.pool.destroy().catch(() => {})
+    p.agent.destroy()
   }
 
   #provider (url: string): Provider {
@@ -99,12 +111,18 @@ export class McpHttpClient {
     const u = new URL(url)
     let p = this.#providers.get(u.origin)
     if (p === undefined) {
-      const pool = new Pool(u.origin, {
-        connections: this.#init.connections ?? 16,
-        keepAliveTimeout: 30_000,
-        ...(this.#init.connect === undefined ? {} : { connect: this.#init.connect }),
-      })
-      p = { pool, path: u.pathname }
+      const https = u.protocol === 'https:'
+      const options = {
+        ...this.#init.connect,
+        keepAlive: true,
+        maxSockets: this.#init.connections ?? 16,
+        // Idle connections close after 30 s (sooner when the server's Keep-Alive header says so).
+        timeout: 30_000,
+        scheduling: 'lifo' as const,
+      }
+      const agent = https ? new HttpsAgent(options) : new HttpAgent(options)
+      const host = u.hostname.startsWith('[') ? u.hostname.slice(1, -1) : u.hostname
+      p = { agent, https, host, port: Number(u.port === '' ? (https ? 443 : 80) : u.port), path: u.pathname }
       this.#providers.set(u.origin, p)
     }
     if (this.#byUrl.size > 10_000) this.#byUrl.clear()
@@ -130,15 +148,15 @@ export class McpHttpClient {
   async #post (url: string, p: Provider, method: string, params: unknown, signal: AbortSignal, headers: Record<string, string>, onProgress?: (p: Progress) => void): Promise<unknown> {
     const id = this.#nextId++
     const res = await this.#send(url, p, { jsonrpc: '2.0', id, method, params }, signal, headers)
-    const type = String(res.headers['content-type'] ?? '')
+    const type = res.headers['content-type'] ?? ''
     let answer: { result?: unknown, error?: { code: number, message: string, data?: unknown } } | undefined
     try {
       if (type.startsWith('text/event-stream')) {
         const sse = new SseParser()
         const max = this.#init.maxResponseBytes ?? DEFAULT_MAX_RESPONSE
         let size = 0
-        res.body.setEncoding('utf8')
-        for await (const chunk of res.body) {
+        res.setEncoding('utf8')
+        for await (const chunk of res) {
           size += (chunk as string).length
           if (size > max) { discard(res); throw tooLarge(url, max) }
           for (const data of sse.push(chunk as string)) {
@@ -165,22 +183,20 @@ export class McpHttpClient {
     return answer.result
   }
 
-  async #send (url: string, p: Provider, message: unknown, signal: AbortSignal, headers: Record<string, string>): Promise<Dispatcher.ResponseData> {
-    const body = JSON.stringify(message)
-    let res: Dispatcher.ResponseData
+  async #send (url: string, p: Provider, message: unknown, signal: AbortSignal, headers: Record<string, string>): Promise<IncomingMessage> {
+    let res: IncomingMessage
     try {
-      res = await p.pool.request({
-        path: p.path,
-        method: 'POST',
-        headers: { ...headers, 'content-type': 'application/json', accept: ACCEPT },
-        body,
-        signal,
-      })
+      res = await post(p, JSON.stringify(message), headers, signal, this.#init.connectTimeoutMs ?? CONNECT_TIMEOUT_MS)
     } catch (err) {
       throw callError(err, url, signal)
     }
-    if (res.statusCode === 202 || res.statusCode === 200) return res
-    const text = await res.body.text().catch(() => '')
+    if (res.statusCode === 200) return res
+    if (res.statusCode === 202) {
+      // No body. Drained before the next request goes out, so that one reuses this connection.
+      await new Promise((resolve) => { res.once('end', resolve).once('close', resolve).resume() })
+      return res
+    }
+    const text = await readCapped(res, 64 * 1024, url).catch(() => '')
     let meshCode: ErrorCode = 'MESH_ERR_CALL_FAILED'
     let rpcError: { message?: string, data?: { code?: string } } | undefined
     try {
@@ -196,35 +212,64 @@ export class McpHttpClient {
 
 const DEFAULT_MAX_RESPONSE = 10 * 1024 * 1024
 
+const CONNECT_TIMEOUT_MS = 10_000
+
+/** POSTs `body` on the provider's pool; resolves with the response once its head has arrived. */
+function post (p: Provider, body: string, headers: Record<string, string>, signal: AbortSignal, connectTimeoutMs: number): Promise<IncomingMessage> {
+  return new Promise((resolve, reject) => {
+    const req = (p.https ? httpsRequest : httpRequest)({
+      host: p.host,
+      port: p.port,
+      path: p.path,
+      method: 'POST',
+      agent: p.agent,
+      headers: { ...headers, 'content-type': 'application/json', accept: ACCEPT, 'content-length': Buffer.byteLength(body) },
+      signal,
+    }, resolve)
+    req.on('error', reject)
+    req.once('socket', (socket) => {
+      if (!socket.connecting) return // a pooled connection
+      const timer = setTimeout(() => {
+        req.destroy(Object.assign(new Error(`connect timed out after ${connectTimeoutMs} ms`), { code: 'ETIMEDOUT', syscall: 'connect' }))
+      }, connectTimeoutMs)
+      const done = (): void => { clearTimeout(timer) }
+      socket.once(p.https ? 'secureConnect' : 'connect', done)
+      socket.once('close', done)
+    })
+    req.end(body)
+  })
+}
+
 function tooLarge (url: string, max: number): MeshError {
   return new MeshError('MESH_ERR_CALL_FAILED', `${url} sent an answer larger than ${max} bytes (maxResponseBytes)`, { details: { url, maxResponseBytes: max } })
 }
 
 /** Reads a JSON body, refusing more than `max` bytes (by Content-Length first, then by counting). */
-async function readCapped (res: Dispatcher.ResponseData, max: number, url: string): Promise<string> {
-  const declared = Number(res.headers['content-length'] ?? -1)
-  if (declared > max) {
-    discard(res)
-    throw tooLarge(url, max)
-  }
-  if (declared >= 0) return await res.body.text()
-  const chunks: Buffer[] = []
-  let size = 0
-  for await (const chunk of res.body) {
-    size += (chunk as Buffer).length
-    if (size > max) { discard(res); throw tooLarge(url, max) }
-    chunks.push(chunk as Buffer)
-  }
-  return Buffer.concat(chunks, size).toString('utf8')
+function readCapped (res: IncomingMessage, max: number, url: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    if (Number(res.headers['content-length'] ?? -1) > max) {
+      discard(res)
+      reject(tooLarge(url, max))
+      return
+    }
+    const chunks: Buffer[] = []
+    let size = 0
+    res.on('data', (chunk: Buffer) => {
+      size += chunk.length
+      if (size > max) { discard(res); reject(tooLarge(url, max)) } else chunks.push(chunk)
+    })
+    res.on('end', () => { resolve(chunks.length === 1 ? chunks[0].toString('utf8') : Buffer.concat(chunks, size).toString('utf8')) })
+    res.on('error', reject)
+  })
 }
 
-/** Drops the rest of a body and its connection; undici reports that as an error nobody waits for. */
-function discard (res: Dispatcher.ResponseData): void {
-  res.body.on('error', () => {})
-  res.body.destroy()
+/** Drops the rest of a body and its connection (the socket is not reused). */
+function discard (res: IncomingMessage): void {
+  res.on('error', () => {})
+  res.destroy()
 }
 
-/** Maps an undici or abort failure to a mesh error that says whether the request left this process. */
+/** Maps a connection or abort failure to a mesh error that says whether the request left this process. */
 function callError (err: unknown, url: string, signal: AbortSignal): MeshError {
   if (err instanceof MeshError) return err
   if (signal.aborted) {
@@ -244,5 +289,5 @@ function callError (err: unknown, url: string, signal: AbortSignal): MeshError {
 /** True for errors raised while connecting (the request body was never written). */
 function isConnectError (err: unknown): boolean {
   const e = err as { syscall?: string, code?: string }
-  return e.syscall === 'connect' || e.code === 'UND_ERR_CONNECT_TIMEOUT' || e.code === 'ENOTFOUND' || e.code === 'EAI_AGAIN'
+  return e.syscall === 'connect' || e.syscall === 'getaddrinfo' || e.code === 'ENOTFOUND' || e.code === 'EAI_AGAIN'
 }

@@ -1,0 +1,39 @@
+// Builds the JavaScript in dist/ (`npm run build`, after tsc has written the declarations): the
+// library and the two commands, bundled with their dependencies into a few files.
+//
+// Why a bundle: libp2p and its dependencies come in about 700 files. Node's loader keeps state
+// for each, and loading them left enough survivors that V8 doubled the young generation. One
+// agent with one tool used about 33 MB more than a stock SDK server unbundled and 8 MB more
+// bundled, after 200 calls (bench/memory.ts; BENCHMARKS.md, "Memory").
+//
+// zod and the MCP SDK stay external: an agent's own zod schemas must be instances of the same zod
+// (node.tool checks `instanceof z.ZodObject`), and the SDK shares them. The output is not minified,
+// so stack traces stay readable; the source maps (not loaded unless --enable-source-maps) point
+// back to src/.
+import { readdirSync, rmSync } from 'node:fs'
+import { join, resolve } from 'node:path'
+import { build } from 'esbuild'
+
+const result = await build({
+  entryPoints: ['src/index.ts', 'src/cli/meshctl.ts', 'src/cli/mesh-bootstrap.ts'],
+  outbase: 'src',
+  outdir: 'dist',
+  bundle: true,
+  splitting: true, // the commands and the library share one copy of the code
+  chunkNames: 'chunks/[name]-[hash]',
+  format: 'esm',
+  platform: 'node',
+  target: 'node22',
+  external: ['zod', '@modelcontextprotocol/sdk'],
+  sourcemap: true,
+  metafile: true,
+  logLevel: 'warning',
+})
+
+// JavaScript left in dist/ by an earlier build (chunks with old hashes, the unbundled layout) would
+// never be loaded; remove it, and keep the declarations tsc wrote.
+const outputs = new Set(Object.keys(result.metafile.outputs).map((f) => resolve(f)))
+for (const entry of readdirSync('dist', { recursive: true, withFileTypes: true })) {
+  const file = resolve(join(entry.parentPath, entry.name))
+  if (entry.isFile() && /\.js(\.map)?$/.test(entry.name) && !outputs.has(file)) rmSync(file)
+}
