@@ -80,16 +80,6 @@ export async function spawnAgent (options: Record<string, unknown> & { name: str
   }
 }
 
-/** Polls `check` every `everyMs` until it returns true or `limitMs` passes (a bound, not a benchmark). */
-export async function waitFor (what: string, check: () => Promise<boolean> | boolean, limitMs = 15_000, everyMs = 25): Promise<number> {
-  const start = Date.now()
-  for (;;) {
-    if (await check()) return Date.now() - start
-    if (Date.now() - start > limitMs) throw new Error(`timed out after ${limitMs} ms waiting for: ${what}`)
-    await new Promise((resolve) => setTimeout(resolve, everyMs))
-  }
-}
-
 /** The liveness `viewer` holds for `peerId` (undefined when unknown). */
 export async function livenessOf (viewer: AgentProcess, peerId: string): Promise<string | undefined> {
   return (await viewer.members()).find((m) => m.peerId === peerId)?.liveness
