@@ -25,17 +25,19 @@ const run = async (args: string[]): Promise<{ code: number | null, out: string, 
 
 const start = meshctl(['start', 'examples/trip-planner/hotels.ts', 'examples/trip-planner/flights.ts'])
 let log = ''
-start.stdout!.on('data', (d: Buffer) => { log += d.toString() })
 const startExit = new Promise<number | null>((resolve) => start.once('exit', resolve))
 t.teardown(async () => {
   if (start.exitCode === null) start.kill('SIGKILL')
   await rm(home, { recursive: true, force: true })
 })
-const deadline = Date.now() + 20_000
-while (!(/hotels serving/.test(log) && /flights serving/.test(log))) {
-  if (Date.now() > deadline) throw new Error(`meshctl start did not bring the agents up:\n${log}`)
-  await new Promise((resolve) => setTimeout(resolve, 50))
-}
+// Up when both agents have printed their "serving" line (or fail when meshctl start exits first).
+await new Promise<void>((resolve, reject) => {
+  start.stdout!.on('data', (d: Buffer) => {
+    log += d.toString()
+    if (/hotels serving/.test(log) && /flights serving/.test(log)) resolve()
+  })
+  void startExit.then((code) => { reject(new Error(`meshctl start exited (${code}) before the agents were up:\n${log}`)) })
+})
 const bootstrap = log.match(/bootstrap (\/ip4\/\S+)/)![1]
 const join_ = ['--bootstrap', bootstrap]
 
