@@ -4,6 +4,10 @@ import { spawnAgent, livenessOf, stopAll } from '../helpers/cluster.ts'
 import { waitFor } from '../helpers/wait.ts'
 import type { AgentProcess } from '../helpers/cluster.ts'
 
+// Starting several agent processes takes most of a minute on 2 cores that other work shares: the
+// bound on the whole file is wide, since it limits waiting and measures nothing.
+t.setTimeout(300_000)
+
 // A wide suspicion window, so a process resumed with SIGCONT has time to refute before it is declared dead.
 const timing = { suspicionMinTimeoutMs: 2_000, suspicionMaxTimeoutMs: 6_000 }
 const all: AgentProcess[] = []

@@ -7,6 +7,10 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
+// Starting several agent processes takes most of a minute on 2 cores that other work shares: the
+// bound on the whole file is wide, since it limits waiting and measures nothing.
+t.setTimeout(300_000)
+
 const root = fileURLToPath(new URL('../..', import.meta.url))
 const home = await mkdtemp(join(tmpdir(), 'mesh-meshctl-'))
 const MESH = `meshctl-${process.pid}`
