@@ -2,6 +2,7 @@
 import { spawn } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
+import { reapOnExit } from './reap.ts'
 
 const root = fileURLToPath(new URL('../..', import.meta.url))
 
@@ -23,6 +24,7 @@ export async function spawnExample (file: string, args: string[], env: Record<st
     env: { ...process.env, MCP_MESH_COLOCATED: 'true', ...env },
     stdio: ['ignore', 'pipe', 'inherit'],
   })
+  reapOnExit(proc)
   const exited = new Promise<{ code: number | null, signal: NodeJS.Signals | null, at: number }>((resolve) => {
     proc.once('exit', (code, signal) => resolve({ code, signal, at: Date.now() }))
   })

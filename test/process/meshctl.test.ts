@@ -6,6 +6,7 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { reapOnExit } from '../helpers/reap.ts'
 
 // Starting several agent processes takes most of a minute on 2 cores that other work shares: the
 // bound on the whole file is wide, since it limits waiting and measures nothing.
@@ -16,7 +17,11 @@ const home = await mkdtemp(join(tmpdir(), 'mesh-meshctl-'))
 const MESH = `meshctl-${process.pid}`
 const env = { ...process.env, MCP_MESH_HOME: home, MCP_MESH_NAMESPACE: MESH, NO_COLOR: '1' }
 
-const meshctl = (args: string[]): ChildProcess => spawn(process.execPath, ['bin/meshctl.js', ...args], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] })
+const meshctl = (args: string[]): ChildProcess => {
+  const child = spawn(process.execPath, ['bin/meshctl.js', ...args], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] })
+  reapOnExit(child, 'SIGTERM')
+  return child
+}
 const run = async (args: string[]): Promise<{ code: number | null, out: string, err: string }> => {
   const child = meshctl(args)
   let out = ''
