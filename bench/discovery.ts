@@ -9,7 +9,8 @@
 import { readFile, writeFile, mkdir } from 'node:fs/promises'
 import { parseArgs } from 'node:util'
 import os from 'node:os'
-import { spawnAgent, stopAll, waitFor } from '../test/helpers/cluster.ts'
+import { spawnAgent, stopAll } from '../test/helpers/cluster.ts'
+import { waitFor } from '../test/helpers/wait.ts'
 import type { AgentProcess } from '../test/helpers/cluster.ts'
 
 const { values } = parseArgs({ options: { agents: { type: 'string', default: '20' }, rounds: { type: 'string', default: '10' }, idle: { type: 'string', default: '10' }, burn: { type: 'string', default: '15' }, out: { type: 'string', default: 'results/discovery.json' } } })

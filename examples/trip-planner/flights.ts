@@ -1,6 +1,6 @@
 // The flights provider.
 import { createMeshNode } from 'mcp-mesh-p2p'
-import { Flights, TripInput, delay, seed } from './shapes.ts'
+import { Flights, TripInput, hold, seed } from './shapes.ts'
 
 const node = createMeshNode({ name: 'flights' })
 
@@ -10,7 +10,7 @@ node.tool('find_flights', {
   input: TripInput,
   output: Flights.shape,
 }, async ({ destination, dates }) => {
-  await delay()
+  await hold()
   const n = seed(destination)
   return { flights: [{ flight: `MM${100 + (n % 900)}`, departs: `${dates.split(/\s|to|\//)[0]} 08:${String(n % 60).padStart(2, '0')}` }], by: 'flights' }
 })

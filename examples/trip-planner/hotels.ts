@@ -1,6 +1,6 @@
 // The hotels provider.
 import { createMeshNode } from 'mcp-mesh-p2p'
-import { Hotels, TripInput, delay, seed } from './shapes.ts'
+import { Hotels, TripInput, hold, seed } from './shapes.ts'
 
 const node = createMeshNode({ name: 'hotels' })
 
@@ -10,7 +10,7 @@ node.tool('find_hotels', {
   input: TripInput,
   output: Hotels.shape,
 }, async ({ destination }) => {
-  await delay()
+  await hold()
   const base = 80 + (seed(destination) % 120)
   return { hotels: [{ name: `Grand ${destination}`, pricePerNight: base + 90 }, { name: `${destination} Central Inn`, pricePerNight: base }], by: 'hotels' }
 })

@@ -15,8 +15,13 @@ export function seed (s: string): number {
   return h
 }
 
-/** Tests make calls slow to observe draining. */
-export const delay = async (): Promise<void> => {
-  const ms = Number(process.env.TRIP_DELAY_MS ?? 0)
-  if (ms > 0) await new Promise((resolve) => setTimeout(resolve, ms))
+/**
+ * Tests hold calls to observe draining: with TRIP_HOLD=1 a call prints `holding a call` and
+ * waits for SIGUSR2 (so a test knows the handler runs, and decides when it ends).
+ */
+export const hold = async (): Promise<void> => {
+  if (process.env.TRIP_HOLD !== '1') return
+  const released = new Promise((resolve) => process.once('SIGUSR2', resolve))
+  console.log('holding a call')
+  await released
 }

@@ -1,7 +1,7 @@
 // A weather provider. Two run in the demo with different tags: weather-claude and weather-basic.
 // The name, tags and style come from the command line: weather.ts <name> <tag,tag> <style>.
 import { createMeshNode } from 'mcp-mesh-p2p'
-import { Forecast, TripInput, delay, seed } from './shapes.ts'
+import { Forecast, TripInput, hold, seed } from './shapes.ts'
 
 const [name = 'weather-basic', tags = 'basic', style = 'plain'] = process.argv.slice(2)
 const node = createMeshNode({ name })
@@ -14,7 +14,7 @@ node.tool('get_weather', {
   input: TripInput,
   output: Forecast.shape,
 }, async ({ destination, dates }) => {
-  await delay()
+  await hold()
   const highC = 12 + (seed(destination) % 18)
   const summary = style === 'rich'
     ? `${destination}, ${dates}: mostly sunny mornings, a chance of showers after 4 pm, light breeze`

@@ -18,6 +18,9 @@ export function parse<T extends NonNullable<ParseArgsConfig['options']>> (argv: 
   }
 }
 
+/** Colours for human output (each a no-op when colour is off). */
+export type Painter = ReturnType<typeof painter>
+
 /** Colour only when writing to a terminal and NO_COLOR is unset. */
 export function painter (stream: NodeJS.WriteStream = process.stdout) {
   const on = stream.isTTY === true && process.env.NO_COLOR === undefined

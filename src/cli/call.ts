@@ -4,6 +4,7 @@ import { createCaller } from '../proxy/caller.ts'
 import { createMeshTool } from '../proxy/mesh-tool.ts'
 import { Exit, UsageError, commaList, painter, parse } from './args.ts'
 import { common, observe } from './observe.ts'
+import { escapeControls, printable, toJson } from './print.ts'
 
 export const CALL_HELP = `Usage: meshctl call <capability> [json-arguments] [options]
 
@@ -49,11 +50,13 @@ export async function call (argv: string[]): Promise<number> {
     const { result, provider } = await createMeshTool(capability, spec, context).invoke(args)
     const ms = Math.round((performance.now() - started) * 10) / 10
     if (values.json === true) {
-      console.log(JSON.stringify({ result, provider, ms }, null, 2))
+      console.log(toJson({ result, provider, ms }))
     } else {
-      console.log(typeof result === 'string' ? result : JSON.stringify(result, null, 2))
+      // The result and the provider's names come from another member: escaped, as every mesh string.
+      console.log(typeof result === 'string' ? escapeControls(result, true) : toJson(result))
       const p = painter()
-      console.log(p.dim(`served by ${provider.agent} (${provider.tool} at ${provider.endpoint ?? 'in process'}) in ${ms} ms`))
+      const by = printable(provider)
+      console.log(p.dim(`served by ${by.agent} (${by.tool} at ${by.endpoint ?? 'in process'}) in ${ms} ms`))
     }
     return Exit.ok
   } finally {

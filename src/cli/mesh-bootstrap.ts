@@ -1,6 +1,7 @@
 import { startBootstrap } from '../bootstrap/daemon.ts'
 import { Exit, UsageError, commaList, parse } from './args.ts'
 import { isMeshError } from '../errors.ts'
+import { optionsFromEnv } from '../config.ts'
 
 const HELP = `Usage: mesh-bootstrap [options]
 
@@ -31,15 +32,16 @@ async function main (argv: string[]): Promise<number> {
   })
   if (values.help === true) { console.log(HELP); return Exit.ok }
   const listen = commaList(values.listen)
+  // Flags win; the MCP_MESH_* variables (home, colocated, listen, ...) are read by config.ts, as
+  // every agent reads them. Only the default port differs: a bootstrap needs a known address.
   const node = await startBootstrap({
     mesh: values.mesh,
-    listen: listen.length > 0 ? listen : (process.env.MCP_MESH_LISTEN === undefined ? ['/ip4/127.0.0.1/tcp/7946'] : undefined),
+    listen: listen.length > 0 ? listen : optionsFromEnv().listen === undefined ? ['/ip4/127.0.0.1/tcp/7946'] : undefined,
     announce: values.announce,
     keyFile: values['key-file'],
     bootstrap: values.peer,
-    colocated: process.env.MCP_MESH_COLOCATED === undefined ? undefined : /^(1|true)$/i.test(process.env.MCP_MESH_COLOCATED),
   })
-  if (values.json === true) console.log(JSON.stringify({ mesh: node.options.mesh, peerId: node.peerId, addrs: node.addrs }))
+  if (values.json === true) console.log(JSON.stringify({ mesh: node.options.mesh, peerId: node.peerId, addrs: node.addrs, colocated: node.options.colocated, keyFile: node.options.keyFile }))
   else console.log(`mesh-bootstrap: mesh "${node.options.mesh}" listening on\n${node.addrs.map((a) => `  ${a}`).join('\n')}`)
   await new Promise<void>((resolve) => {
     process.once('SIGINT', resolve)

@@ -3,6 +3,7 @@ import type { ChildProcess } from 'node:child_process'
 import { basename, resolve } from 'node:path'
 import { existsSync } from 'node:fs'
 import { startBootstrap } from '../bootstrap/daemon.ts'
+import { optionsFromEnv } from '../config.ts'
 import type { GossipNode } from '../gossip/gossip-node.ts'
 import { Exit, UsageError, commaList, painter, parse } from './args.ts'
 
@@ -48,10 +49,12 @@ export async function start (argv: string[]): Promise<number> {
   const env: Record<string, string> = { ...process.env as Record<string, string>, ...extraEnv }
   if (values.mesh !== undefined) env.MCP_MESH_NAMESPACE = values.mesh
   if (bootstrap.length === 0) {
-    local = await startBootstrap({ mesh: values.mesh, listen: ['/ip4/127.0.0.1/tcp/0'], ephemeralKey: true, colocated: true })
+    // Everything runs on this host: gossipsub's IP-colocation penalty would silence it past ~10
+    // agents, so colocated unless the environment says otherwise (read as config.ts reads it).
+    if (optionsFromEnv(env).colocated === undefined) env.MCP_MESH_COLOCATED = 'true'
+    // The local bootstrap reads the agents' environment (with --env and --mesh), the way they do.
+    local = await startBootstrap({ listen: ['/ip4/127.0.0.1/tcp/0'], ephemeralKey: true }, env)
     bootstrap = [local.addrs[0]]
-    // Everything runs on this host: gossipsub's IP-colocation penalty would silence it past ~10 agents.
-    env.MCP_MESH_COLOCATED ??= 'true'
     console.log(`${p.bold('bootstrap')} ${bootstrap[0]}`)
   }
   env.MCP_MESH_BOOTSTRAP = bootstrap.join(',')

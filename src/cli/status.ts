@@ -1,7 +1,9 @@
 import { get as httpGet } from 'node:http'
 import { get as httpsGet } from 'node:https'
 import { Exit, UsageError, painter, parse } from './args.ts'
+import type { Painter } from './args.ts'
 import { common, observe } from './observe.ts'
+import { printable, toJson } from './print.ts'
 
 export const STATUS_HELP = `Usage: meshctl status <agent> [--json] [--bootstrap <multiaddr>] [--mesh <name>]
 
@@ -40,16 +42,35 @@ export async function status (argv: string[]): Promise<number> {
       dependencies,
     }
   }))
-  if (values.json === true) { console.log(JSON.stringify(rows, null, 2)); return Exit.ok }
-  const p = painter()
-  for (const r of rows) {
-    const live = r.status === 'draining' ? p.yellow('draining') : r.liveness === 'alive' ? p.green('alive') : p.red(r.liveness)
-    console.log(`${p.bold(r.name)}  ${live}  peer ${r.peerId}  (incarnation ${r.incarnation}, seq ${r.seq})`)
-    console.log(`  endpoint   ${r.endpoint ?? '-'}${r.ready === undefined ? '' : `  readyz: ${r.ready}`}`)
-    for (const t of r.tools) console.log(`  tool       ${t.name}: ${t.capability}@${t.version}${t.tags.length > 0 ? ` [${t.tags.join(',')}]` : ''}`)
-    for (const d of r.dependencies) console.log(`  depends on ${d.capability}${d.version === undefined ? '' : `@${d.version}`} -> ${d.resolvesTo ?? p.red('no provider')}`)
-  }
+  console.log(values.json === true ? toJson(rows) : formatStatus(rows, painter()))
   return Exit.ok
+}
+
+/** One agent as `meshctl status` prints it (what `--json` prints). */
+export interface StatusRow {
+  name: string
+  peerId: string
+  liveness: string
+  status: string
+  incarnation: number
+  seq: number
+  endpoint?: string
+  ready?: string
+  tools: Array<{ name: string, capability: string, version: string, tags: string[] }>
+  dependencies: Array<{ capability: string, version?: string, resolvesTo: string | null }>
+}
+
+/** The lines `meshctl status` prints; every string from the mesh is escaped (`printable`). */
+export function formatStatus (rows: StatusRow[], p: Painter): string {
+  const lines: string[] = []
+  for (const r of printable(rows)) {
+    const live = r.status === 'draining' ? p.yellow('draining') : r.liveness === 'alive' ? p.green('alive') : p.red(r.liveness)
+    lines.push(`${p.bold(r.name)}  ${live}  peer ${r.peerId}  (incarnation ${r.incarnation}, seq ${r.seq})`)
+    lines.push(`  endpoint   ${r.endpoint ?? '-'}${r.ready === undefined ? '' : `  readyz: ${r.ready}`}`)
+    for (const t of r.tools) lines.push(`  tool       ${t.name}: ${t.capability}@${t.version}${t.tags.length > 0 ? ` [${t.tags.join(',')}]` : ''}`)
+    for (const d of r.dependencies) lines.push(`  depends on ${d.capability}${d.version === undefined ? '' : `@${d.version}`} -> ${d.resolvesTo ?? p.red('no provider')}`)
+  }
+  return lines.join('\n')
 }
 
 /** What the agent's own /readyz says (ready, starting, draining) or why it could not be read. */

@@ -25,20 +25,13 @@ import { lpFrames } from '../../src/gossip/libp2p-net.ts'
 import type { FrameStream } from '../../src/gossip/net.ts'
 import { parseGossipOptions } from '../../src/config.ts'
 import type { Advert } from '../../src/topology/advert.ts'
+import { waitFor } from '../helpers/wait.ts'
 
 const MESH = `hostile-members-${process.pid}`
 const TOPIC = advertTopic(MESH)
 const enc = new TextEncoder()
 const dec = new TextDecoder()
 
-/** Polls `cond` every 20 ms; the bound is a limit on waiting, not a performance assertion. */
-async function waitFor (cond: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
-  const end = Date.now() + timeoutMs
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
-    await new Promise((resolve) => setTimeout(resolve, 20))
-  }
-}
 
 // ---- the mesh: small limits on A so each one is reached quickly ---------------------------------
 
@@ -57,7 +50,7 @@ const B = honest('b')
 nodes.push(A, B)
 await Promise.all([A.start(), B.start()])
 await Promise.all([A.ready(), B.ready()])
-await waitFor(() => A.replica.get(B.peerId)?.liveness === 'alive' && B.replica.get(A.peerId)?.liveness === 'alive', 'A and B to see each other')
+await waitFor('A and B to see each other', () => A.replica.get(B.peerId)?.liveness === 'alive' && B.replica.get(A.peerId)?.liveness === 'alive')
 
 // ---- the attacker ----------------------------------------------------------------------------------
 
@@ -78,7 +71,7 @@ await attacker.handle(probeProtocol(MESH), async (stream) => {
 await attacker.start()
 await attacker.dial(multiaddr(A.addrs[0]))
 attacker.services.pubsub.subscribe(TOPIC)
-await waitFor(() => attacker.services.pubsub.getSubscribers(TOPIC).some((p) => p.toString() === A.peerId), 'the attacker to see A subscribed')
+await waitFor('the attacker to see A subscribed', () => attacker.services.pubsub.getSubscribers(TOPIC).some((p) => p.toString() === A.peerId))
 
 const incarnation = Date.now()
 const advertOf = (key: PrivateKey, seq: number, over: Partial<Advert> = {}): Advert => ({
@@ -110,7 +103,7 @@ t.test('advertised addresses are dialled a bounded number of times, and skipped 
   const port = (victim.address() as AddressInfo).port
   const addrs = Array.from({ length: 16 }, (_, i) => `/ip4/127.0.0.${i + 1}/tcp/${port}`)
   await attacker.services.pubsub.publish(TOPIC, await encodeMessage('advert', advertOf(attackerKey, 0, { addrs }), MESH, attackerKey))
-  await waitFor(() => B.replica.get(X)?.advert.addrs.length === 16 && boot.replica.get(X)?.advert.addrs.length === 16, 'B and the bootstrap to learn the addresses')
+  await waitFor('B and the bootstrap to learn the addresses', () => B.replica.get(X)?.advert.addrs.length === 16 && boot.replica.get(X)?.advert.addrs.length === 16)
   // Several upkeep ticks (1 s) and probe rounds.
   await new Promise((resolve) => setTimeout(resolve, 6_000))
   const perVictimAddr = new Map<string, number>()
@@ -175,10 +168,10 @@ t.test('a flood of probe frames is answered only within the per-peer quota', asy
   // A probe request for a target A holds no connection to: before the quota, each made A probe
   // (and, earlier, dial) on the attacker's behalf.
   for (let n = N; n < N + 50; n++) await s.send({ t: 'req', n, target: B.peerId })
-  await waitFor(() => A.stats.refused.probe - refusedBefore > 0, 'A to refuse frames over the quota')
+  await waitFor('A to refuse frames over the quota', () => A.stats.refused.probe - refusedBefore > 0)
   let acks = 0
   const counting = (async () => { for (;;) { await s.recv(); acks++ } })().catch(() => {})
-  await waitFor(() => A.stats.refused.probe - refusedBefore + acks >= N + 50 - 5, 'every frame to be answered or refused', 5_000).catch(() => {})
+  await waitFor('every frame to be answered or refused', () => A.stats.refused.probe - refusedBefore + acks >= N + 50 - 5, 5_000).catch(() => {})
   s.io.abort(new Error('done'))
   await counting
   const refused = A.stats.refused.probe - refusedBefore
@@ -193,8 +186,8 @@ t.test('the member cap holds against a flood of fresh keys (each with a fresh qu
     const res = await attacker.services.pubsub.publish(TOPIC, await encodeMessage('advert', advertOf(key, 0, { name: 'sybil' }), MESH, key))
     t.ok(res.recipients.length > 0)
   }
-  await waitFor(() => A.replica.size + (A.stats.dropped['member-cap'] ?? 0) - capBefore >= 16 + 1, 'A to judge the flood')
-  await waitFor(() => (A.stats.dropped['member-cap'] ?? 0) - capBefore > 0, 'A to refuse members over the cap')
+  await waitFor('A to judge the flood', () => A.replica.size + (A.stats.dropped['member-cap'] ?? 0) - capBefore >= 16 + 1)
+  await waitFor('A to refuse members over the cap', () => (A.stats.dropped['member-cap'] ?? 0) - capBefore > 0)
   t.ok(A.replica.size <= 16, `A holds ${A.replica.size} members (cap 16)`)
   for (const n of [A.peerId, B.peerId, boot.peerId, X]) t.equal(A.replica.get(n)?.liveness, 'alive', 'the members it had stay')
 })
@@ -202,7 +195,7 @@ t.test('the member cap holds against a flood of fresh keys (each with a fresh qu
 t.test('after all cases the honest nodes still work and everything stops cleanly', async (t) => {
   await B.updateAdvert({ tools: [{ name: 'get_b', capability: 'b', version: '1.2.0' }] })
   const seq = B.advert!.seq
-  await waitFor(() => A.replica.get(B.peerId)?.advert.seq === seq, 'B\'s update to reach A')
+  await waitFor('B\'s update to reach A', () => A.replica.get(B.peerId)?.advert.seq === seq)
   await attacker.stop()
   await Promise.all([A.stop(), B.stop()])
   await boot.stop()

@@ -4,11 +4,15 @@
  * A bootstrap and two honest agents (A, B) form a mesh. An attacker joins the same gossipsub topic with
  * a raw libp2p host (built with `createHost`, so the test holds its gossipsub instance and can publish
  * any bytes). The attacker is connected to A only (B and the bootstrap deny it), so every hostile
- * message reaches B only if A forwards it: B's replica and drop counters staying unchanged prove that A
- * rejected the message in its topic validator, before forwarding.
+ * message reaches B only if A forwards it. After each hostile message the attacker sends a valid one
+ * (a marker) on the same path; once B holds the marker, B has had every message A forwarded before
+ * it, so "B never saw it" is checked after an event, not a guessed window. What is compared is only
+ * what the attacker could change: the drop counters, the attacker's own entry, and adverts of honest
+ * members that they never issued (honest members re-advertise on their own at any time).
  */
 import t from 'tap'
 import { generateKeyPair } from '@libp2p/crypto/keys'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
 import { createGossipNode } from '../../src/gossip/gossip-node.ts'
 import type { GossipNode } from '../../src/gossip/gossip-node.ts'
@@ -21,6 +25,7 @@ import { lpFrames } from '../../src/gossip/libp2p-net.ts'
 import type { ProbeContext } from '../../src/gossip/probe.ts'
 import { parseGossipOptions } from '../../src/config.ts'
 import type { Advert, Liveness } from '../../src/topology/advert.ts'
+import { waitFor } from '../helpers/wait.ts'
 
 type TapTest = Parameters<Parameters<typeof t.test>[0]>[0]
 
@@ -28,28 +33,12 @@ const MESH = 'hostile'
 const TOPIC = advertTopic(MESH)
 const HEADER = 7
 const SIG = 64
-// Small suspicion timeouts so "not declared dead" can be checked within the test; probing is default.
+// Small suspicion timeouts, so a suspicion that is not refuted would end in a death soon; probing is default.
 const timing = { suspicionMinTimeoutMs: 300, suspicionMaxTimeoutMs: 1500 }
-
-const sleep = async (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
-
-/** Polls `cond` every 20 ms; the bound is a limit on waiting, not a performance assertion. */
-async function waitFor (cond: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
-  const end = Date.now() + timeoutMs
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
-    await sleep(20)
-  }
-}
-
-/** After a hostile message was dropped at A: how long a forwarded copy would need to reach B. */
-const FORWARD_SETTLE_MS = 300
 
 const dropped = (n: GossipNode, reason: DropReason): number => n.stats.dropped[reason] ?? 0
 const droppedTotal = (n: GossipNode): number => Object.values(n.stats.dropped).reduce((a, b) => a + (b ?? 0), 0)
-/** The replica as versions and liveness, sorted: equal snapshots mean nothing was applied. */
-const snapshot = (n: GossipNode): string[] =>
-  [...n.replica.members()].map((e) => `${e.advert.peerId} ${e.liveness} ${e.advert.incarnation}/${e.advert.seq} ${JSON.stringify(e.advert.tools)}`).sort()
+const envelopeKey = (bytes: Uint8Array): string => Buffer.from(bytes).toString('base64')
 
 // ---- the mesh -------------------------------------------------------------------------------------
 
@@ -68,7 +57,14 @@ const B = honest('b', 'hotels')
 nodes.push(A, B)
 await Promise.all([A.start(), B.start()])
 await Promise.all([A.ready(), B.ready()])
-await waitFor(() => A.replica.get(B.peerId)?.liveness === 'alive' && B.replica.get(A.peerId)?.liveness === 'alive', 'A and B to see each other')
+await waitFor('A and B to see each other', () => A.replica.get(B.peerId)?.liveness === 'alive' && B.replica.get(A.peerId)?.liveness === 'alive')
+
+/** Every advert the honest members signed themselves (they re-advertise at any time: publish retries, refreshes). */
+const issued = new Set<string>()
+for (const n of [boot, A, B]) {
+  issued.add(envelopeKey(n.replica.get(n.peerId)!.envelope))
+  n.replica.onChange((c) => { if (c.peerId === n.peerId) issued.add(envelopeKey(n.replica.get(n.peerId)!.envelope)) })
+}
 
 // ---- the attacker: a raw host of the same mesh, connected to A only -----------------------------
 
@@ -92,7 +88,7 @@ await Promise.all([B.deny([X]), boot.deny([X])])
 await attacker.dial(multiaddr(A.addrs[0]))
 const pubsub = attacker.services.pubsub
 pubsub.subscribe(TOPIC)
-await waitFor(() => pubsub.getSubscribers(TOPIC).some((p) => p.toString() === A.peerId), 'the attacker to see A subscribed')
+await waitFor('the attacker to see A subscribed', () => pubsub.getSubscribers(TOPIC).some((p) => p.toString() === A.peerId))
 
 const incarnation = Date.now()
 /** An advert of the attacker about itself (no addresses: nobody else can dial it). */
@@ -113,29 +109,71 @@ function reframe (bytes: Uint8Array, kind: number): Uint8Array {
   return out
 }
 
+/** Peer IDs of the markers: valid members of their own, which the checks below ignore. */
+const markers = new Set<string>()
+
+/**
+ * Sends a valid advert of a throwaway member on the attacker's path, waits until B holds it (so B
+ * has had everything A forwarded before it), then sends its signed leave and waits for that too, so
+ * the marker leaves no member behind to probe. A fresh key per marker: no quota is spent.
+ */
+async function marker (): Promise<void> {
+  const key = await generateKeyPair('Ed25519')
+  const id = peerIdFromPrivateKey(key).toString()
+  markers.add(id)
+  const incarnation = Date.now()
+  const advert = { v: 1, mesh: MESH, name: 'marker', role: 'agent', peerId: id, incarnation, seq: 0, issuedAt: Date.now(), status: 'alive', addrs: [], tools: [], dependencies: [] } as Advert
+  await publish(await encodeMessage('advert', advert, MESH, key))
+  await waitFor('a marker to reach B through A', () => B.replica.get(id) !== undefined)
+  await publish(await encodeMessage('leave', { v: 1, mesh: MESH, peerId: id, incarnation, issuedAt: Date.now() }, MESH, key))
+  await waitFor('the marker\'s leave to reach B through A', () => B.replica.get(id)?.liveness === 'left')
+}
+
+/**
+ * Records, on A and B, every change only the attacker could cause: a new advert of its own, an
+ * advert of an honest member that the member never issued, an honest member marked left.
+ */
+function watchForgeries (): { found: string[], stop: () => void } {
+  const found: string[] = []
+  const stops = ([[A, 'A'], [B, 'B']] as const).map(([n, name]) => n.replica.onChange((c) => {
+    if (markers.has(c.peerId)) return
+    if (c.peerId === X) {
+      if (c.advertChanged || c.after === 'left') found.push(`${name}: the attacker's entry changed to seq ${c.advert.seq}, ${c.after}`)
+    } else if (c.advertChanged && !issued.has(envelopeKey(n.replica.get(c.peerId)!.envelope))) {
+      found.push(`${name}: holds an advert of ${c.advert.name} that ${c.advert.name} never issued`)
+    } else if (c.after === 'left') {
+      found.push(`${name}: ${c.advert.name} marked left`)
+    }
+  }))
+  return { found, stop: () => { for (const s of stops) s() } }
+}
+
 /**
  * Publishes a hostile message from the attacker and checks that A dropped it for `reason` (exactly
- * once), nothing changed on A or B, and B never saw it (A did not forward it).
+ * once), that neither A nor B took anything the attacker could have changed, and that B never saw
+ * it (A did not forward it): checked once a marker sent after it has reached B.
  */
 async function rejectedBeforeForwarding (t: TapTest, bytes: Uint8Array, reason: DropReason): Promise<void> {
-  const before = { a: snapshot(A), b: snapshot(B), dropA: dropped(A, reason), totalA: droppedTotal(A), totalB: droppedTotal(B), acceptedA: A.stats.accepted, acceptedB: B.stats.accepted }
-  await publish(bytes)
-  await waitFor(() => dropped(A, reason) > before.dropA, `A to drop the message for ${reason}`)
-  await sleep(FORWARD_SETTLE_MS)
+  const before = { dropA: dropped(A, reason), totalA: droppedTotal(A), totalB: droppedTotal(B) }
+  const watch = watchForgeries()
+  try {
+    await publish(bytes)
+    await waitFor(`A to drop the message for ${reason}`, () => dropped(A, reason) > before.dropA)
+    await marker()
+  } finally {
+    watch.stop()
+  }
   t.equal(dropped(A, reason), before.dropA + 1, `A dropped it once for ${reason}`)
   t.equal(droppedTotal(A), before.totalA + 1, 'and for no other reason')
-  t.equal(A.stats.accepted, before.acceptedA, 'A accepted nothing')
-  t.same(snapshot(A), before.a, 'A\'s replica is unchanged')
-  t.same(snapshot(B), before.b, 'B\'s replica is unchanged')
+  t.same(watch.found, [], 'neither A nor B took anything from it')
   t.equal(droppedTotal(B), before.totalB, 'B never saw it: A rejected it before forwarding')
-  t.equal(B.stats.accepted, before.acceptedB, 'B accepted nothing')
 }
 
 // ---- cases --------------------------------------------------------------------------------------
 
 t.test('the attacker joins as a member with a valid advert (the path A to B works)', async (t) => {
   await publish(await encodeMessage('advert', attackerAdvert(0), MESH, attackerKey))
-  await waitFor(() => B.replica.get(X)?.liveness === 'alive', 'B to learn the attacker through A')
+  await waitFor('B to learn the attacker through A', () => B.replica.get(X)?.liveness === 'alive')
   t.equal(A.replica.get(X)?.liveness, 'alive')
   t.equal(attacker.getConnections().length, 1, 'the attacker is connected to A only')
   t.equal(attacker.getConnections()[0].remotePeer.toString(), A.peerId)
@@ -149,10 +187,13 @@ t.test('a forged signature is rejected', async (t) => {
 
 t.test('an advert signed by the attacker claiming A\'s peer ID is rejected', async (t) => {
   const a = A.advert!
+  const refutations = A.stats.refutations
   const forged = { ...a, incarnation: a.incarnation + 1, seq: 0, issuedAt: Date.now(), tools: [{ name: 'steal', capability: 'weather', version: '9.9.9', tags: [] }] }
   await rejectedBeforeForwarding(t, await encodeMessage('advert', forged, MESH, attackerKey), 'signature')
   t.same(B.replica.get(A.peerId)?.advert.tools, a.tools, 'B still holds A\'s own tools')
-  t.same(A.advert, a, 'A did not react (no refutation)')
+  // A may re-advertise on its own (a new seq); a reaction to the forgery would be a new incarnation.
+  t.equal(A.advert!.incarnation, a.incarnation, 'A kept its incarnation')
+  t.equal(A.stats.refutations, refutations, 'A did not react (no refutation)')
 })
 
 t.test('a signature replayed as another kind is rejected', async (t) => {
@@ -161,7 +202,7 @@ t.test('a signature replayed as another kind is rejected', async (t) => {
   await rejectedBeforeForwarding(t, reframe(env, Kinds.leave), 'signature')
   // As a suspicion: an advert lacks `subject` and `from`: invalid before the signature is checked.
   await rejectedBeforeForwarding(t, reframe(env, Kinds.suspect), 'invalid')
-  t.equal(B.replica.get(A.peerId)?.liveness, 'alive', 'A is still alive on B')
+  t.not(B.replica.get(A.peerId)?.liveness, 'left', 'A has not left on B')
 })
 
 t.test('a message of another mesh is rejected', async (t) => {
@@ -202,7 +243,7 @@ t.test('an advert of a newer version with unknown fields is accepted by A and B'
     tools: [{ name: 'forecast', capability: 'weather', version: '2.0.0', tags: ['beta'], streaming: true, cost: { perCall: 1 } }],
   })
   await publish(await encodeMessage('advert', newer, MESH, attackerKey))
-  await waitFor(() => A.replica.get(X)?.advert.seq === 1 && B.replica.get(X)?.advert.seq === 1, 'A and B to accept the newer advert')
+  await waitFor('A and B to accept the newer advert', () => A.replica.get(X)?.advert.seq === 1 && B.replica.get(X)?.advert.seq === 1)
   for (const n of [A, B]) {
     const e = n.replica.get(X)!
     t.equal(e.liveness, 'alive')
@@ -225,17 +266,16 @@ t.test('a suspicion of healthy B by the attacker alone is refuted; B is not decl
   const refutations = B.stats.refutations
   const s: Suspect = { v: 1, mesh: MESH, subject: B.peerId, incarnation: inc, from: X, issuedAt: Date.now() }
   await publish(await encodeMessage('suspect', s, MESH, attackerKey))
-  await waitFor(() => seen.includes('suspect'), 'A to hold B as suspect')
-  await waitFor(() => B.stats.refutations > refutations, 'B to refute')
-  await waitFor(() => (A.replica.get(B.peerId)?.advert.incarnation ?? 0) > inc && A.replica.get(B.peerId)?.liveness === 'alive', 'A to take B\'s refutation')
+  await waitFor('A to hold B as suspect', () => seen.includes('suspect'))
+  await waitFor('B to refute', () => B.stats.refutations > refutations)
+  const refuted = (n: GossipNode): boolean => (n.replica.get(B.peerId)?.advert.incarnation ?? 0) > inc && n.replica.get(B.peerId)?.liveness === 'alive'
+  await waitFor('A and the bootstrap to take B\'s refutation', () => refuted(A) && refuted(boot))
   t.ok(B.advert!.incarnation > inc, 'B\'s incarnation rose')
-  // Longer than the longest suspicion timeout: a suspicion that was not refuted would have expired.
-  await sleep(timing.suspicionMaxTimeoutMs + 500)
-  t.equal(A.replica.get(B.peerId)?.liveness, 'alive', 'B is alive on A')
-  t.equal(boot.replica.get(B.peerId)?.liveness, 'alive', 'B is alive on the bootstrap')
+  // A and the bootstrap hold B at the refuting incarnation: the attacker's suspicion (of the old
+  // one) is stale there and its death timer cancelled (test/topology/replica.test.ts checks that on
+  // a manual clock), so no window is needed; what remains is that nobody declared B dead before.
   t.notOk(seen.includes('dead'), 'A never declared B dead')
   t.notOk(bootSeen.includes('dead'), 'the bootstrap never declared B dead')
-  t.equal(B.replica.get(A.peerId)?.liveness, 'alive', 'B still sees A alive')
 })
 
 // Regression: a claimed incarnation near Number.MAX_SAFE_INTEGER once crashed the target in its refutation.
@@ -247,45 +287,51 @@ t.test('a suspicion or probe view naming a huge incarnation neither crashes nor 
   const stream = await attacker.dialProtocol(attacker.getConnections()[0].remotePeer, probeProtocol(MESH))
   const lie: ProbeContext = { ...probeCtx, viewOf: () => ({ l: 'dead', i: Number.MAX_SAFE_INTEGER }) }
   const channel = new ProbeChannel(lpFrames(stream, MAX_PROBE_FRAME_BYTES), A.peerId, lie)
-  await channel.ping({ signal: AbortSignal.timeout(2_000) })
+  // A handles the view before it acks: the ack proves A processed the lie (and did not crash).
+  t.ok(await channel.ping({ signal: AbortSignal.timeout(10_000) }), 'A acked the lying probe')
   channel.close()
-  await sleep(timing.suspicionMaxTimeoutMs + 500)
+  // The marker follows the suspicion on the same path: once B holds it, A (and B, had A forwarded
+  // the suspicion) processed the suspicion.
+  await marker()
   t.ok(B.advert!.incarnation < Number.MAX_SAFE_INTEGER - 1 && B.advert!.incarnation >= incB, 'B\'s incarnation is not pinned at the maximum')
   t.ok(A.advert!.incarnation < Number.MAX_SAFE_INTEGER - 1, 'A\'s incarnation is not pinned at the maximum')
-  t.equal(A.replica.get(B.peerId)?.liveness, 'alive', 'B is alive on A')
-  t.equal(B.replica.get(A.peerId)?.liveness, 'alive', 'A is alive on B')
+  t.notOk(A.replica.get(B.peerId)?.suspecters?.has(X), 'A did not take the attacker\'s suspicion of B')
+  t.notOk(boot.replica.get(B.peerId)?.suspecters?.has(X), 'nor did the bootstrap')
 })
 
 t.test('a flood of advert changes is cut by the quota; honest gossip still flows', async (t) => {
   const quotaBefore = dropped(A, 'quota')
-  const acceptedBefore = A.stats.accepted
+  // Counted from A's replica: only the attacker changes its own advert (A.stats.accepted also
+  // counts honest members' re-adverts).
+  let passed = 0
+  const unsubscribe = A.replica.onChange((c) => { if (c.peerId === X && c.advertChanged) passed++ })
+  t.teardown(unsubscribe)
   const first = A.replica.get(X)!.advert.seq + 1
   const N = 50
   for (let i = 0; i < N; i++) await publish(await encodeMessage('advert', attackerAdvert(first + i), MESH, attackerKey))
   // Every message is either accepted (within the burst of 10 plus the slow refill) or dropped for quota.
-  await waitFor(() => dropped(A, 'quota') - quotaBefore + (A.stats.accepted - acceptedBefore) >= N, 'A to judge the whole flood')
+  await waitFor('A to judge the whole flood', () => dropped(A, 'quota') - quotaBefore + passed >= N)
   const cut = dropped(A, 'quota') - quotaBefore
-  const passed = A.stats.accepted - acceptedBefore
   t.ok(passed >= 1 && passed <= 12, `A accepted ${passed} of ${N} changes (burst 10 plus refill)`)
-  t.ok(cut >= N - 12, `A dropped ${cut} of ${N} for quota`)
-  t.equal(A.replica.get(X)?.liveness, 'alive', 'the attacker is still a member (rate limited, not evicted)')
+  t.equal(cut, N - passed, `A dropped the other ${cut} for quota`)
+  t.ok(['alive', 'suspect'].includes(A.replica.get(X)?.liveness ?? 'unknown'), 'the attacker is still a member (rate limited, not evicted)')
   // B only saw what A let through.
-  await waitFor(() => B.replica.get(X)?.advert.seq === A.replica.get(X)?.advert.seq, 'B to match A\'s view of the attacker')
+  await waitFor('B to match A\'s view of the attacker', () => B.replica.get(X)?.advert.seq === A.replica.get(X)?.advert.seq)
   t.ok(B.replica.get(X)!.advert.seq < first + N - 1, 'the last changes of the flood never reached B')
 
   await A.updateAdvert({ tools: [{ name: 'get_weather', capability: 'weather', version: '1.1.0' }] })
   const seq = A.advert!.seq
-  await waitFor(() => B.replica.get(A.peerId)?.advert.seq === seq, 'A\'s honest update to reach B')
+  await waitFor('A\'s honest update to reach B', () => (B.replica.get(A.peerId)?.advert.seq ?? -1) >= seq)
   t.equal(B.replica.get(A.peerId)?.advert.tools[0].version, '1.1.0')
 })
 
 t.test('after all cases the honest nodes still work and everything stops cleanly', async (t) => {
   await B.updateAdvert({ tools: [{ name: 'get_hotels', capability: 'hotels', version: '1.2.0' }] })
   const seq = B.advert!.seq
-  await waitFor(() => A.replica.get(B.peerId)?.advert.seq === seq && boot.replica.get(B.peerId)?.advert.seq === seq, 'B\'s update to reach A and the bootstrap')
-  for (const [n, name] of [[A, 'A'], [B, 'B'], [boot, 'boot']] as const) {
-    for (const m of [A, B, boot]) t.equal(n.replica.get(m.peerId)?.liveness, 'alive', `${name} sees ${m.options.name} alive`)
-  }
+  await waitFor('B\'s update to reach A and the bootstrap', () => (A.replica.get(B.peerId)?.advert.seq ?? -1) >= seq && (boot.replica.get(B.peerId)?.advert.seq ?? -1) >= seq)
+  t.equal(A.replica.get(B.peerId)?.advert.tools[0].version, '1.2.0')
+  await waitFor('every honest node to see the others alive', () => [A, B, boot].every((n) => [A, B, boot].every((m) => n.replica.get(m.peerId)?.liveness === 'alive')))
+  t.pass('A, B and the bootstrap see each other alive')
   await attacker.stop()
   t.equal(attacker.getConnections().length, 0, 'the attacker host has no connections left')
   await Promise.all([A.stop(), B.stop()])

@@ -1,6 +1,7 @@
 import { fork, spawn } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
+import { reapOnExit } from './reap.ts'
 
 const fixture = fileURLToPath(new URL('../fixtures/agent-process.ts', import.meta.url))
 
@@ -38,6 +39,7 @@ export async function spawnAgent (options: Record<string, unknown> & { name: str
   const proc = wrap.length === 0
     ? fork(fixture, args.slice(1), { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
     : spawn(wrap[0], [...wrap.slice(1), process.execPath, ...args], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+  reapOnExit(proc)
   const exited = new Promise<void>((resolve) => { proc.once('exit', () => { resolve() }) })
   let seq = 0
   const waiting = new Map<number, { resolve: (v: unknown) => void, reject: (e: Error) => void }>()
@@ -77,16 +79,6 @@ export async function spawnAgent (options: Record<string, unknown> & { name: str
     allow: async (peers) => { await call('allow', { peers }) },
     signal: (sig) => { proc.kill(sig) },
     exited,
-  }
-}
-
-/** Polls `check` every `everyMs` until it returns true or `limitMs` passes (a bound, not a benchmark). */
-export async function waitFor (what: string, check: () => Promise<boolean> | boolean, limitMs = 15_000, everyMs = 25): Promise<number> {
-  const start = Date.now()
-  for (;;) {
-    if (await check()) return Date.now() - start
-    if (Date.now() - start > limitMs) throw new Error(`timed out after ${limitMs} ms waiting for: ${what}`)
-    await new Promise((resolve) => setTimeout(resolve, everyMs))
   }
 }
 

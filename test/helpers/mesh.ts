@@ -16,12 +16,3 @@ export async function startNode (mesh: string, name: string, define: (n: MeshNod
   await node.ready()
   return node
 }
-
-/** Polls `check` until it returns true, failing after `ms`. */
-export async function until (check: () => boolean | Promise<boolean>, ms = 10_000, what = 'condition'): Promise<void> {
-  const deadline = Date.now() + ms
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((resolve) => setTimeout(resolve, 25))
-  }
-}

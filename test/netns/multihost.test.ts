@@ -3,7 +3,8 @@
 // nftables rule (numgen random). Needs root and iproute2, iptables, nftables: without them the
 // test skips loudly, except with CI=true, where a skip fails the run.
 import t from 'tap'
-import { spawnAgent, stopAll, waitFor } from '../helpers/cluster.ts'
+import { spawnAgent, stopAll } from '../helpers/cluster.ts'
+import { waitFor } from '../helpers/wait.ts'
 import type { AgentProcess } from '../helpers/cluster.ts'
 import { createHosts, cut, lossless, lossy, netnsMissing, uncut } from '../helpers/netns.ts'
 import type { Host } from '../helpers/netns.ts'
@@ -50,6 +51,15 @@ async function main (): Promise<void> {
     }
     return true
   }
+  /** Where each process's change log stands now (`deathsSince` reads only what came after). */
+  const mark = (among: AgentProcess[]): Map<AgentProcess, number> => new Map(among.map((a) => [a, a.changes.length]))
+  /** Every time one of `among` declared another of `among` dead since `since`, even if it came back. */
+  const deathsSince = (since: Map<AgentProcess, number>, among: AgentProcess[]): string[] => {
+    const ids = new Set(among.map((a) => a.peerId))
+    return [...since].flatMap(([v, from]) => v.changes.slice(from).filter((c) => c.after === 'dead' && ids.has(c.peerId)).map((c) => `${v.name}: ${c.name}`))
+  }
+  /** Probes each of `among` has sent so far. */
+  const probes = async (among: AgentProcess[]): Promise<number[]> => Promise.all(among.map(async (a) => Number((await a.stats()).probes)))
   const wronglyDead = async (among: AgentProcess[]): Promise<number> => {
     const ids = new Set(among.map((a) => a.peerId))
     let n = 0
@@ -66,13 +76,23 @@ async function main (): Promise<void> {
   t.comment(`converged ${converge} ms after the last start`)
 
   t.test('5 % packet loss on every host: a newcomer reaches every replica, nobody is declared dead', async (t) => {
+    const before = mark(live())
     for (const h of hosts) await lossy(h, 5)
     try {
       const newcomer = await start(h5, boot.addrs)
       const ms = await waitFor('every replica to list the newcomer under loss', async () => sees(live(), live()), 60_000, 100)
       t.comment(`newcomer listed everywhere in ${ms} ms under 5 % loss`)
-      await new Promise((resolve) => setTimeout(resolve, 8_000)) // several probe periods under loss
-      t.equal(await wronglyDead(live()), 0, 'no healthy agent declared dead')
+      // Several probe periods under loss, counted in probes rather than guessed in seconds: every
+      // agent sends 20 more (at most 6 a second each), so a lost ping or ack has had its chances to
+      // turn into a suspicion and a death.
+      const from = await probes(live())
+      const soak = await waitFor('every agent to send 20 more probes under loss', async () => (await probes(live())).every((n, i) => n >= (from[i] ?? 0) + 20), 60_000, 200)
+      t.comment(`20 probes each took ${soak} ms`)
+      t.equal(await wronglyDead(live()), 0, 'no healthy agent is dead now')
+      // Measured 2026: under 5 % loss, 2 to 4 healthy agents are declared dead by several replicas
+      // (then refute), which a check of the final state never saw. Issue 9 part 1 is to fix it: then
+      // drop the todo.
+      t.same(deathsSince(before, live()), [], 'no healthy agent declared dead at any moment', { todo: 'issue 9 part 1: loss still causes wrongful deaths that are later refuted' })
       t.ok(await sees(live(), live()), 'still converged')
       t.ok(newcomer.peerId.length > 0)
     } finally {
@@ -98,14 +118,15 @@ async function main (): Promise<void> {
   })
 
   t.test('the bootstrap host is cut off: agents drop it and a new agent joins through an agent', async (t) => {
-    await cut(h1, [h2, h3, h4, h5].map((h) => h.ip))
     const others = live().filter((a) => a !== boot)
+    const before = mark(others)
+    await cut(h1, [h2, h3, h4, h5].map((h) => h.ip))
     await waitFor('every agent to drop the bootstrap', async () => sees(others, others), 60_000, 200)
     const door = others.find((a) => a.addrs[0].includes(`/${h2.ip}/`))!
     const joiner = await start(h4, [door.addrs[0]])
     const ms = await waitFor('the joiner to be listed everywhere', async () => sees(live().filter((a) => a !== boot), live().filter((a) => a !== boot)), 60_000, 100)
     t.comment(`joined through an agent and listed everywhere in ${ms} ms`)
     t.ok(joiner.peerId.length > 0)
-    t.equal(await wronglyDead(live().filter((a) => a !== boot)), 0)
+    t.same(deathsSince(before, live().filter((a) => a !== boot)), [], 'no agent but the bootstrap declared dead at any moment')
   })
 }

@@ -7,7 +7,8 @@ import { createGossipNode } from '../../src/gossip/gossip-node.ts'
 import type { MeshNode } from '../../src/node.ts'
 import { isMeshError } from '../../src/errors.ts'
 import type { MeshError } from '../../src/errors.ts'
-import { testNodeOptions, startNode, until } from '../helpers/mesh.ts'
+import { testNodeOptions, startNode } from '../helpers/mesh.ts'
+import { waitFor } from '../helpers/wait.ts'
 
 const MESH = `inject-${process.pid}`
 const Forecast = z.object({ city: z.string(), tempC: z.number(), by: z.string() })
@@ -36,7 +37,7 @@ t.test('a dependency is injected, called directly, and its result typed by the d
     })
   }, join)
   nodes.push(planner)
-  await until(() => planner.explain('weather').selected !== null, 10_000, 'planner sees weather')
+  await waitFor('planner sees weather', () => planner.explain('weather').selected !== null)
   const out = await planner.call<{ forecast: z.infer<typeof Forecast>, via: string, available: boolean }>('plan_trip', { city: 'Oslo' })
   t.same(out, { forecast: { city: 'Oslo', tempC: 10, by: 'weather-basic' }, via: 'weather-basic', available: true })
   const invoked = await planner.dependency('plan_trip').invoke({ city: 'Rome' })
@@ -48,11 +49,11 @@ t.test('a better provider that appears is used on the next call, with no restart
   const caller = await startNode(MESH, 'caller-better', () => {}, join)
   nodes.push(caller)
   const w = caller.dependency<z.infer<typeof Forecast>>({ capability: 'weather', tags: ['+claude'] })
-  await until(() => w.available, 10_000, 'weather available')
+  await waitFor('weather available', () => w.available)
   t.equal((await w({ city: 'x' })).by, 'weather-basic')
   const claude = await startNode(MESH, 'weather-claude', weather('weather-claude', ['claude'], 20), join)
   nodes.push(claude)
-  await until(() => caller.explain({ capability: 'weather', tags: ['+claude'] }).selected?.agent === 'weather-claude', 10_000, 'claude provider seen')
+  await waitFor('claude provider seen', () => caller.explain({ capability: 'weather', tags: ['+claude'] }).selected?.agent === 'weather-claude')
   t.equal((await w({ city: 'x' })).by, 'weather-claude', 'the preferred provider serves the next call')
   t.equal((await w({ city: 'y' })).by, 'weather-claude')
 })
@@ -63,7 +64,7 @@ t.test('equal providers share the load by round robin', async (t) => {
   const caller = await startNode(MESH, 'caller-rr', () => {}, join)
   nodes.push(caller)
   const w = caller.dependency<z.infer<typeof Forecast>>({ capability: 'weather', tags: ['basic'] })
-  await until(() => caller.explain({ capability: 'weather', tags: ['basic'] }).ranked.length === 2, 10_000, 'both basic providers seen')
+  await waitFor('both basic providers seen', () => caller.explain({ capability: 'weather', tags: ['basic'] }).ranked.length === 2)
   const served = new Set<string>()
   for (let i = 0; i < 6; i++) served.add((await w({ city: 'z' })).by)
   t.same([...served].sort(), ['weather-basic', 'weather-basic-2'])
@@ -81,7 +82,7 @@ t.test('a provider that refuses connections is skipped for the next candidate at
   const caller = await startNode(MESH, 'caller-failover', () => {}, join)
   nodes.push(caller)
   const spec = { capability: 'weather', tags: ['+claude'] }
-  await until(() => caller.explain(spec).selected?.agent === 'weather-refusing', 10_000, 'the refusing provider ranked first')
+  await waitFor('the refusing provider ranked first', () => caller.explain(spec).selected?.agent === 'weather-refusing')
   const before = caller.stats.failovers
   const w = await caller.dependency<z.infer<typeof Forecast>>(spec).invoke({ city: 'x' })
   t.not(w.provider.agent, 'weather-refusing', 'another provider served the call')
@@ -99,7 +100,7 @@ t.test('a provider that refuses connections is skipped for the next candidate at
 t.test('NO_PROVIDER names the capability, the filters and what the mesh offers', async (t) => {
   const caller = await startNode(MESH, 'caller-none', () => {}, join)
   nodes.push(caller)
-  await until(() => caller.explain('weather').selected !== null, 10_000, 'weather seen')
+  await waitFor('weather seen', () => caller.explain('weather').selected !== null)
   const err = await caller.call({ capability: 'weather', tags: ['gpt'], version: '^2' }, { city: 'x' }).catch((e: unknown) => e)
   t.match(err, { code: 'MESH_ERR_CALL_NO_PROVIDER', details: { capability: 'weather', specs: [{ capability: 'weather', tags: ['gpt'], version: '^2' }] } })
   t.match((err as Error).message, /weather version \^2 tags \["gpt"\]/)
@@ -111,24 +112,27 @@ t.test('NO_PROVIDER names the capability, the filters and what the mesh offers',
 })
 
 t.test('the settle window lets an early call wait for its first provider', async (t) => {
-  const caller = createMeshNode(testNodeOptions(MESH, 'caller-settle', { ...join, settleMs: 15_000 }))
+  // A window far longer than starting a node takes, even on a busy machine: the test is about waiting.
+  const caller = createMeshNode(testNodeOptions(MESH, 'caller-settle', { ...join, settleMs: 60_000 }))
   nodes.push(caller)
   await caller.start()
   const started = Date.now()
+  // The provider does not exist yet: it is created only after the call is made, so the call can
+  // only succeed by waiting (without the window it fails at once with NO_PROVIDER).
+  t.equal(caller.dependency('late_capability').available, false, 'no provider when the call is made')
   const pending = caller.call<{ word: string }>('late_capability', { word: 'hello' })
-  await new Promise((resolve) => setTimeout(resolve, 500))
   const late = await startNode(MESH, 'late', (n) => {
     n.tool('late_tool', { capability: 'late_capability', input: { word: z.string() } }, ({ word }) => ({ word }))
   }, join)
   nodes.push(late)
   t.same(await pending, { word: 'hello' }, 'the call waited and was served')
-  t.ok(Date.now() - started < 15_000, 'served before the window closed')
+  t.ok(Date.now() - started < 60_000, 'served before the window closed')
 })
 
 t.test('bad arguments fail with MESH_ERR_CALL_INVALID_ARGS and the validation message', async (t) => {
   const caller = await startNode(MESH, 'caller-bad', () => {}, join)
   nodes.push(caller)
-  await until(() => caller.dependency('weather').available, 10_000, 'weather seen')
+  await waitFor('weather seen', () => caller.dependency('weather').available)
   const err = await caller.call('weather', { city: 42 }).catch((e: unknown) => e)
   t.match(err, { code: 'MESH_ERR_CALL_INVALID_ARGS' })
   t.match((err as { details: { validation: string } }).details.validation, /city/)

@@ -11,7 +11,12 @@ import type { MeshNode } from '../../src/node.ts'
 import { Flights, Forecast, Hotels } from '../../examples/trip-planner/shapes.ts'
 import { spawnExample } from '../helpers/agents.ts'
 import type { ExampleAgent } from '../helpers/agents.ts'
-import { testNodeOptions, until } from '../helpers/mesh.ts'
+import { testNodeOptions } from '../helpers/mesh.ts'
+import { waitFor } from '../helpers/wait.ts'
+
+// Starting several agent processes takes most of a minute on 2 cores that other work shares: the
+// bound on the whole file is wide, since it limits waiting and measures nothing.
+t.setTimeout(300_000)
 
 const MESH = `calls-${process.pid}`
 const home = await mkdtemp(join(tmpdir(), 'mesh-calls-'))
@@ -34,7 +39,9 @@ t.teardown(async () => {
 
 const trip = { destination: 'Oslo', dates: 'May 3-7' }
 await Promise.all([spawnAgent('hotels.ts'), spawnAgent('flights.ts'), spawnAgent('weather.ts', ['weather-basic', 'basic', 'plain']), spawnAgent('planner.ts')])
-const tester = createMeshNode(testNodeOptions(MESH, 'tester', { bootstrap: boot.addrs, settleMs: 20_000 }))
+// The tester's settle window outlasts the whole file (its bound is 300 s), so the tests that call
+// inside it do not depend on how fast the ones before them ran on a busy machine.
+const tester = createMeshNode(testNodeOptions(MESH, 'tester', { bootstrap: boot.addrs, settleMs: 300_000 }))
 nodes.push(tester)
 await tester.start()
 await tester.ready()
@@ -70,10 +77,11 @@ t.test('NO_PROVIDER from another process\'s view says what the mesh offers', asy
 
 let claude: ExampleAgent
 t.test('settle window and a later provider: an early call waits, the next plan uses the newcomer', async (t) => {
-  const early = tester.call<{ by: string }>({ capability: 'weather', tags: ['claude'] }, trip)
+  // Its timeout only bounds the wait: starting a process can take half a minute on busy cores.
+  const early = tester.call<{ by: string }>({ capability: 'weather', tags: ['claude'] }, trip, { timeout: 240_000 })
   claude = await spawnAgent('weather.ts', ['weather-claude', 'claude,premium', 'rich'])
   t.equal((await early).by, 'weather-claude', 'the early call was served once the provider appeared')
-  await until(async () => ((await tester.call<{ servedBy: { weather: string } }>('plan_trip', trip)).servedBy.weather === 'weather-claude'), 15_000, 'planner prefers weather-claude')
+  await waitFor('planner prefers weather-claude', async () => ((await tester.call<{ servedBy: { weather: string } }>('plan_trip', trip)).servedBy.weather === 'weather-claude'), 60_000)
   t.pass('plan_trip now uses weather-claude, with no restart')
 })
 
@@ -95,18 +103,25 @@ t.test('kill -9 a provider: the next call fails over at once, nothing fails', as
 })
 
 t.test('SIGTERM drains: the call in flight completes, a new call goes elsewhere, readyz says draining', async (t) => {
-  const slow1 = await spawnAgent('weather.ts', ['weather-slow-1', 'slow,first', 'plain'], { TRIP_DELAY_MS: '1500', MCP_MESH_DRAIN_GRACE_MS: '5000' })
-  await spawnAgent('weather.ts', ['weather-slow-2', 'slow', 'plain'], { TRIP_DELAY_MS: '200' })
-  await until(() => tester.explain({ capability: 'weather', tags: ['slow'] }).ranked.length === 2, 15_000, 'both slow providers seen')
+  // weather-slow-1 holds each call until it gets SIGUSR2, so the call is in flight for as long as
+  // the test needs (the grace is only a bound).
+  const slow1 = await spawnAgent('weather.ts', ['weather-slow-1', 'slow,first', 'plain'], { TRIP_HOLD: '1', MCP_MESH_DRAIN_GRACE_MS: '60000' })
+  await spawnAgent('weather.ts', ['weather-slow-2', 'slow', 'plain'])
+  await waitFor('both slow providers seen', () => tester.explain({ capability: 'weather', tags: ['slow'] }).ranked.length === 2)
   const inflight = tester.call<{ by: string }>({ capability: 'weather', tags: ['first'] }, trip).then((r) => ({ ...r, at: Date.now() }))
-  await new Promise((resolve) => setTimeout(resolve, 400))
+  let answered = false
+  void inflight.then(() => { answered = true }, () => {})
+  await slow1.printed(/holding a call/)
   slow1.proc.kill('SIGTERM')
-  await until(async () => {
+  await waitFor('readyz draining', async () => {
     const res = await request(slow1.url.replace('/mcp', '/readyz')).catch(() => undefined)
     return res !== undefined && (await res.body.json() as { status: string }).status === 'draining'
-  }, 5_000, 'readyz draining')
+  })
   const next = await tester.call<{ by: string }>({ capability: 'weather', tags: ['slow'] }, trip)
   t.equal(next.by, 'weather-slow-2', 'a new call goes to the other provider')
+  t.equal(answered, false, 'the call in flight is still held on the draining provider')
+  t.equal(slow1.proc.exitCode === null && slow1.proc.signalCode === null, true, 'which is still running')
+  slow1.proc.kill('SIGUSR2')
   const done = await inflight
   t.equal(done.by, 'weather-slow-1', 'the call in flight completed on the draining provider')
   const exit = await slow1.exited

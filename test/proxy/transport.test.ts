@@ -15,7 +15,8 @@ import { McpHttpClient } from '../../src/proxy/mcp-client.ts'
 import { isMeshError } from '../../src/errors.ts'
 import type { MeshNode } from '../../src/node.ts'
 import { createMeshNode } from '../../src/node.ts'
-import { testNodeOptions, until } from '../helpers/mesh.ts'
+import { testNodeOptions } from '../helpers/mesh.ts'
+import { waitFor } from '../helpers/wait.ts'
 
 const MESH = `transport-${process.pid}`
 
@@ -52,7 +53,7 @@ t.test('the TLS seam: an agent given a secure context calls an HTTPS provider th
   await caller.start()
   await caller.ready()
   const echo = caller.dependency<{ text: string }>({ capability: 'echo', output: z.object({ text: z.string() }) })
-  await until(() => echo.available, 10_000, 'echo available')
+  await waitFor('echo available', () => echo.available, 10_000)
   t.same(await echo({ text: 'over TLS' }), { text: 'over TLS' })
 })
 
@@ -73,7 +74,7 @@ t.test('calls reuse one keep-alive connection (initialize included); forget() cl
   t.equal(accepted - accepted0, 1, 'initialize, its notification (202) and five calls shared one connection')
   const mine = [...sockets].filter((s) => !before.has(s))
   client.forget(provider.url)
-  await until(() => mine.every((s) => !sockets.has(s)), 5_000, 'the forgotten pool closes its connection')
+  await waitFor('the forgotten pool closes its connection', () => mine.every((s) => !sockets.has(s)), 5_000)
   t.same((await client.callTool(provider.url, 'echo', { text: 'again' }, {})).structuredContent, { text: 'again' }, 'a forgotten provider can be called again')
   t.equal(accepted - accepted0, 2, 'a new connection')
 })

@@ -8,7 +8,8 @@ import { createMeshNode } from '../../src/node.ts'
 import type { MeshNode } from '../../src/node.ts'
 import { McpHttpClient } from '../../src/proxy/mcp-client.ts'
 import { MESH_ERROR_META_KEY } from '../../src/errors.ts'
-import { testNodeOptions, until } from '../helpers/mesh.ts'
+import { testNodeOptions } from '../helpers/mesh.ts'
+import { waitFor } from '../helpers/wait.ts'
 
 const MESH = `endpoint-${process.pid}`
 let release!: () => void
@@ -52,7 +53,7 @@ const call = (name: string, args: unknown, id = 1): unknown => ({ jsonrpc: '2.0'
 t.test('readyz says starting before start, ready after the first sync', async (t) => {
   await node.start()
   await node.ready()
-  await until(async () => (await request(node.url.replace('/mcp', '/readyz'))).statusCode === 200, 5_000, 'readyz')
+  await waitFor('readyz', async () => (await request(node.url.replace('/mcp', '/readyz'))).statusCode === 200)
   const health = await request(node.url.replace('/mcp', '/healthz'))
   t.equal(health.statusCode, 200)
   t.same(await health.body.json(), { status: 'ok' })
@@ -147,7 +148,7 @@ t.test('body size and concurrency limits refuse with clear errors', async (t) =>
   gate = new Promise<void>((resolve) => { release = resolve })
   const a = post(call('slow', {}, 1))
   const b = post(call('slow', {}, 2))
-  await until(() => endpointInflight() >= 2, 5_000, 'two slow calls in flight')
+  await waitFor('two slow calls in flight', () => endpointInflight() >= 2)
   const busy = await post(call('echo', { word: 'x' }))
   t.equal(busy.status, 503, 'a third concurrent request is refused')
   t.match(JSON.parse(busy.text), { error: { data: { code: 'MESH_ERR_SERVER_BUSY' } } })
@@ -177,10 +178,10 @@ t.test('a client that disconnects aborts its handler', async (t) => {
     body: JSON.stringify(call('slow', {})),
     signal: ac.signal,
   }).catch(() => undefined)
-  await until(() => endpointInflight() >= 1, 5_000, 'slow call in flight')
+  await waitFor('slow call in flight', () => endpointInflight() >= 1)
   ac.abort()
   await pending
-  await until(() => slowAborted > before, 5_000, 'handler signal aborted')
+  await waitFor('handler signal aborted', () => slowAborted > before)
   t.equal(endpointInflight(), 0, 'nothing is left in flight')
   release()
 })
@@ -188,9 +189,9 @@ t.test('a client that disconnects aborts its handler', async (t) => {
 t.test('drain: a call in flight completes, new calls are refused, readyz says draining', async (t) => {
   gate = new Promise<void>((resolve) => { release = resolve })
   const inflight = post(call('slow', {}))
-  await until(() => endpointInflight() >= 1, 5_000, 'slow call in flight')
+  await waitFor('slow call in flight', () => endpointInflight() >= 1)
   const stopping = node.stop()
-  await until(async () => (await request(node.url.replace('/mcp', '/readyz'))).statusCode === 503, 5_000, 'readyz 503')
+  await waitFor('readyz 503', async () => (await request(node.url.replace('/mcp', '/readyz'))).statusCode === 503)
   const ready = await request(node.url.replace('/mcp', '/readyz'))
   t.same(await ready.body.json(), { status: 'draining' })
   const refused = await post(call('echo', { word: 'late' }))

@@ -12,7 +12,8 @@ import type { MeshNode } from '../../src/node.ts'
 import type { MeshNodeSeam } from '../../src/node.ts'
 import { createMeshNode } from '../../src/node.ts'
 import type { MeshNodeOptionsInput } from '../../src/config.ts'
-import { testNodeOptions, until } from '../helpers/mesh.ts'
+import { testNodeOptions } from '../helpers/mesh.ts'
+import { waitFor } from '../helpers/wait.ts'
 
 const MESH = `hostile-${process.pid}`
 const nodes: MeshNode[] = []
@@ -141,10 +142,10 @@ t.test('a batch counts every request it carries against maxConcurrentCalls', asy
   t.equal(seen.ran, ran, 'none of its calls ran')
 
   const one = post(caller(limited), call('slow', 1))
-  await until(() => limited.inflight === 1, 5_000, 'one call in flight')
+  await waitFor('one call in flight', () => limited.inflight === 1, 5_000)
   t.equal((await post(c, [call('slow', 2), call('slow', 3), call('slow', 4)])).status, 503, 'a batch of 3 with one call in flight is refused')
   const two = post(c, [call('slow', 2), call('slow', 3)])
-  await until(() => limited.inflight === 3, 5_000, 'a batch of 2 beside it is served')
+  await waitFor('a batch of 2 beside it is served', () => limited.inflight === 3, 5_000)
   t.equal(seen.ran, ran + 3)
   release()
   t.equal((await one).status, 200)
@@ -157,24 +158,24 @@ t.test('bodies still arriving hold their slot from the first byte', async (t) =>
   const half = await Promise.all([raw(limited), raw(limited), raw(limited)])
   const body = JSON.stringify(call('echo', 9, { word: 'x' }))
   for (const h of half) h.socket.write(postHead(limited, body.length) + body.slice(0, 10))
-  await until(() => limited.inflight === 3, 5_000, 'three half-sent bodies counted')
+  await waitFor('three half-sent bodies counted', () => limited.inflight === 3, 5_000)
   const refused = await post(caller(limited), call('echo', 1, { word: 'y' }))
   t.equal(refused.status, 503, 'a full request is refused while three bodies trickle in')
   t.match(JSON.parse(refused.body), { error: { data: { code: 'MESH_ERR_SERVER_BUSY' } } })
   half[0].socket.destroy()
-  await until(() => limited.inflight === 2, 5_000, 'an abandoned body frees its slot')
+  await waitFor('an abandoned body frees its slot', () => limited.inflight === 2, 5_000)
   half[1].socket.write(body.slice(10))
-  await until(() => half[1].received().includes('"word":"x"'), 5_000, 'a body completed late is served')
+  await waitFor('a body completed late is served', () => half[1].received().includes('"word":"x"'), 5_000)
   t.equal((await post(caller(limited), call('echo', 2, { word: 'z' }))).status, 200, 'a slot is free again')
   for (const h of half) h.socket.destroy()
-  await until(() => limited.inflight === 0, 5_000, 'every slot released')
+  await waitFor('every slot released', () => limited.inflight === 0, 5_000)
 })
 
 t.test('a caller cannot cancel another caller\'s request by its ID', async (t) => {
   reopen()
   const before = { ...seen }
   const alice = post(caller(limited), call('slow', 7))
-  await until(() => seen.ran === before.ran + 1, 5_000, 'alice\'s call running')
+  await waitFor('alice\'s call running', () => seen.ran === before.ran + 1, 5_000)
   const unmatched = dropped(limited, 'cancel-unmatched')
   const mallory = await post(caller(limited), cancel(7))
   t.equal(mallory.status, 202)
@@ -188,7 +189,7 @@ t.test('a caller cannot cancel another caller\'s request by its ID', async (t) =
 
 t.test('a caller cannot answer another caller\'s elicitation request', async (t) => {
   const alice = streamed(caller(limited), call('ask', 'a1'))
-  await until(() => alice.events.some((e) => e.method === 'elicitation/create'), 5_000, 'the elicitation request reaches alice')
+  await waitFor('the elicitation request reaches alice', () => alice.events.some((e) => e.method === 'elicitation/create'), 5_000)
   const asked = alice.events.find((e) => e.method === 'elicitation/create')!
   const unmatched = dropped(limited, 'answer-unmatched')
   // Mallory does not see alice's stream: she guesses IDs, as a sequential server ID would allow.
@@ -208,15 +209,15 @@ t.test('with caller identities, cancels and answers are scoped by identity acros
   reopen()
   const before = { ...seen }
   const alice = post(caller(scoped), call('slow', 7), as('alice'))
-  await until(() => seen.ran === before.ran + 1, 5_000, 'alice\'s call running')
+  await waitFor('alice\'s call running', () => seen.ran === before.ran + 1, 5_000)
   await post(caller(scoped), cancel(7), as('mallory'))
   t.equal(seen.aborted, before.aborted, 'mallory cannot cancel it')
   await post(caller(scoped), cancel(7), as('alice'))
-  await until(() => seen.aborted === before.aborted + 1, 5_000, 'alice cancels her own call from another connection')
+  await waitFor('alice cancels her own call from another connection', () => seen.aborted === before.aborted + 1, 5_000)
   t.equal((await alice).status, 202, 'her POST ends with no answer, as a cancelled request gets none')
 
   const asking = streamed(caller(scoped), call('ask', 'a2'), as('alice'))
-  await until(() => asking.events.some((e) => e.method === 'elicitation/create'), 5_000, 'the elicitation request reaches alice')
+  await waitFor('the elicitation request reaches alice', () => asking.events.some((e) => e.method === 'elicitation/create'), 5_000)
   const id = asking.events.find((e) => e.method === 'elicitation/create')!.id
   await post(caller(scoped), { jsonrpc: '2.0', id, result: { action: 'accept', content: { name: 'mallory' } } }, as('mallory'))
   t.equal(dropped(scoped, 'answer-foreign'), 1, 'mallory\'s answer, even with the right ID, is dropped')
@@ -236,7 +237,7 @@ t.test('slow clients are cut off by the header and request timeouts', async (t) 
   t.ok(await within(trickle.closed, 8_000), 'a body that trickles in is cut at the request timeout')
   clearInterval(drip)
   t.match(trickle.received(), /^HTTP\/1\.1 408/)
-  await until(() => slow.inflight === 0, 5_000, 'its slot is released')
+  await waitFor('its slot is released', () => slow.inflight === 0, 5_000)
 
   const headers = await raw(slow)
   headers.socket.write('POST /mcp HTTP/1.1\r\n')
@@ -253,7 +254,7 @@ t.test('slow clients are cut off by the header and request timeouts', async (t) 
   // The request timeout covers receiving the request, not running the tool.
   reopen()
   const long = post(caller(slow), call('slow', 2))
-  await until(() => slow.inflight === 1, 5_000, 'slow call in flight')
+  await waitFor('slow call in flight', () => slow.inflight === 1, 5_000)
   // A marker: a request whose body never comes is cut once the request timeout has passed.
   const marker = await raw(slow)
   marker.socket.write(postHead(slow, body.length))
@@ -270,9 +271,9 @@ t.test('connections past http.maxConnections are closed before a byte is read', 
   const extra = await raw(capped)
   t.ok(await within(extra.closed, 5_000), 'a fifth connection is closed')
   t.equal(extra.received(), '', 'it was served nothing')
-  await until(() => dropped(capped, 'connection-cap') === 1, 5_000, 'the drop is counted')
+  await waitFor('the drop is counted', () => dropped(capped, 'connection-cap') === 1, 5_000)
   held[0].socket.destroy()
-  await until(async () => await post(caller(capped), call('echo', 1, { word: 'ok' })).then((r) => r.status === 200, () => false), 5_000, 'a freed connection slot serves again')
+  await waitFor('a freed connection slot serves again', async () => await post(caller(capped), call('echo', 1, { word: 'ok' })).then((r) => r.status === 200, () => false), 5_000)
   for (const h of held) h.socket.destroy()
 })
 
@@ -306,7 +307,7 @@ t.test('a client that never reads its stream: the buffer stays bounded and the h
   nodes.push(n)
   await n.start()
   const socket = await neverReads(n, 'chatty')
-  await until(() => out.aborted || out.written >= 64 * 1024 * 1024, 30_000, 'the handler stops')
+  await waitFor('the handler stops', () => out.aborted || out.written >= 64 * 1024 * 1024, 30_000)
   t.ok(out.aborted, 'the handler was aborted')
   t.ok(out.written < 16 * 1024 * 1024, `it wrote ${out.written} bytes before the cut: the socket buffers plus the bound, not 64 MiB`)
   t.equal(dropped(n, 'slow-reader'), 1)
@@ -320,7 +321,7 @@ t.test('a client that stops reading is cut off after slowReaderTimeoutMs', async
   nodes.push(n)
   await n.start()
   const socket = await neverReads(n, 'chatty')
-  await until(() => out.aborted, 10_000, 'the handler aborted')
+  await waitFor('the handler aborted', () => out.aborted, 10_000)
   t.equal(dropped(n, 'slow-reader'), 1)
   socket.destroy()
 })
