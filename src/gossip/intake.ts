@@ -11,6 +11,10 @@ import type { TaskScope } from './scope.ts'
 import { countDrop } from './stats.ts'
 import type { GossipStats } from './stats.ts'
 
+function sameBytes (a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && Buffer.compare(a, b) === 0
+}
+
 /** What the intake is built from. */
 export interface IntakeInit {
   options: GossipOptions
@@ -71,9 +75,13 @@ export class Intake {
       const known = replica.get(a.peerId)
       if (known !== undefined) {
         const cmp = compareVersions(a, known.advert)
-        // The version we hold, first seen by sync (a joiner pushes its advert to its door before it
-        // gossips it): forward it, or the door would stop its spread. Gossipsub's seen-cache stops loops.
-        if (cmp === 0 && (known.liveness === 'alive' || known.liveness === 'suspect')) return 'accept'
+        // The very message we hold, first seen by sync (a joiner pushes its advert to its door
+        // before it gossips it): forward it, or the door would stop its spread. Gossipsub's
+        // seen-cache stops loops. The same version signed again (a new issuedAt) is another message
+        // to gossipsub, and would be forwarded mesh-wide at no cost to the member's quota: refused.
+        if (cmp === 0 && (known.liveness === 'alive' || known.liveness === 'suspect')) {
+          return sameBytes(bytes, known.envelope) ? 'accept' : countDrop(stats, 'resigned')
+        }
         if (cmp <= 0) return 'ignore'
       }
       // By gossip or by sync (a push, a page), a member's changes count against the same quota.
@@ -90,7 +98,7 @@ export class Intake {
       if (replica.applyLeave(l.peerId, l.incarnation, bytes) === 'left') { stats.accepted++; return 'accept' }
       // A leave we already hold (learnt by sync) is forwarded too, for the same reason as adverts.
       const left = replica.get(l.peerId)
-      return left?.liveness === 'left' && left.downIncarnation === l.incarnation ? 'accept' : 'ignore'
+      return left?.liveness === 'left' && left.downIncarnation === l.incarnation && left.leaveEnvelope !== undefined && sameBytes(bytes, left.leaveEnvelope) ? 'accept' : 'ignore'
     }
     if (via === 'sync') return 'ignore' // suspicions travel by gossip only
     const s = decoded.payload

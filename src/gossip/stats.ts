@@ -34,5 +34,5 @@ export function newGossipStats (): GossipStats {
 /** Counts one dropped message; returns what gossipsub should do with it. */
 export function countDrop (stats: GossipStats, reason: DropReason): 'ignore' | 'reject' {
   stats.dropped[reason] = (stats.dropped[reason] ?? 0) + 1
-  return reason === 'quota' || reason === 'too-old' || reason === 'future' || reason === 'unknown-sender' || reason === 'member-cap' ? 'ignore' : 'reject'
+  return reason === 'quota' || reason === 'too-old' || reason === 'future' || reason === 'unknown-sender' || reason === 'member-cap' || reason === 'resigned' ? 'ignore' : 'reject'
 }

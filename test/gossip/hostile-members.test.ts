@@ -160,6 +160,23 @@ t.test('adverts pushed by sync count against the same per-member quota as gossip
   t.ok((A.replica.get(X)?.advert.seq ?? 0) < from + N - 1, 'the last versions never entered the replica')
 })
 
+t.test('the version a member already has, signed again, is not forwarded (no free flood past the quota)', async (t) => {
+  // Same incarnation and sequence, a new issuedAt: to gossipsub a new message each time.
+  const held = A.replica.get(X)!.advert
+  const before = { resigned: A.stats.dropped.resigned ?? 0, bIn: B.stats.gossipBytes.in, acceptedA: A.stats.accepted }
+  const N = 30
+  let size = 0
+  for (let i = 0; i < N; i++) {
+    const bytes = await encodeMessage('advert', { ...held, issuedAt: Date.now() + i + 1 }, MESH, attackerKey)
+    size = bytes.length
+    await attacker.services.pubsub.publish(TOPIC, bytes)
+  }
+  await waitFor('A to judge every copy', () => (A.stats.dropped.resigned ?? 0) - before.resigned >= N)
+  t.equal((A.stats.dropped.resigned ?? 0) - before.resigned, N, 'each copy was dropped as re-signed')
+  t.equal(A.stats.accepted, before.acceptedA, 'none was merged')
+  t.ok(B.stats.gossipBytes.in - before.bIn < N * size / 2, `B received ${B.stats.gossipBytes.in - before.bIn} bytes of gossip meanwhile, not the ${N * size} of the copies`)
+})
+
 t.test('a flood of probe frames is answered only within the per-peer quota', async (t) => {
   const refusedBefore = A.stats.refused.probe
   const s = await rawStream(probeProtocol(MESH), MAX_PROBE_FRAME_BYTES)
