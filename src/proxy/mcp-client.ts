@@ -1,10 +1,11 @@
 import { Pool } from 'undici'
 import type { Dispatcher, buildConnector } from 'undici'
-import { CallToolResultSchema, LATEST_PROTOCOL_VERSION, SUPPORTED_PROTOCOL_VERSIONS } from '@modelcontextprotocol/sdk/types.js'
+import { LATEST_PROTOCOL_VERSION } from '@modelcontextprotocol/sdk/types.js'
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js'
 import { MeshError } from '../errors.ts'
-import type { ErrorCode } from '../errors.ts'
 import { SseParser } from './sse.ts'
+import { httpFailure, initializeVersion, notMcp, printable, readMessage, rpcFailure, toolResult } from './answer.ts'
+import type { RpcMessage } from './answer.ts'
 
 /** Progress a provider reported for a call (MCP `notifications/progress`). */
 export interface Progress { progress: number, total?: number, message?: string }
@@ -30,7 +31,9 @@ export interface McpHttpClientInit {
   connect?: Partial<buildConnector.BuildOptions> | buildConnector.connector
 }
 
-interface Provider { pool: Pool, path: string, version?: Promise<string> }
+interface Provider { pool: Pool, version?: Promise<string> }
+/** A provider URL once checked: its pool's key, the path it POSTs to, the normalized form for messages. */
+interface Target { origin: string, path: string, href: string }
 const NO_SIGNALS: AbortSignal[] = []
 /** A signal that never aborts, for calls with neither a signal nor a timeout. */
 const NEVER = new AbortController().signal
@@ -38,17 +41,21 @@ const NEVER = new AbortController().signal
 const ACCEPT = 'application/json, text/event-stream'
 /** undici connect errors: the request never left this process, so another provider may take it. */
 const NOT_SENT = new Set(['ECONNREFUSED', 'ECONNRESET', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'UND_ERR_CONNECT_TIMEOUT'])
+/** Most of an HTTP error body read (for a JSON-RPC error's message); the rest is dropped. */
+const MAX_ERROR_BODY = 64 * 1024
 
 /**
  * A lean MCP Streamable HTTP client: one keep-alive pool per provider, one `initialize` per
  * provider (the negotiated version is cached), then `tools/call` as a single POST each.
- * Results are checked against the SDK's `CallToolResultSchema`.
+ * Every answer is checked (JSON-RPC shape, the SDK's initialize and `CallToolResult` schemas);
+ * a malformed one is `MESH_ERR_CALL_FAILED`, and no foreign text reaches an error message but a
+ * well-formed JSON-RPC error's message (see `answer.ts`). Redirects are never followed.
  */
 export class McpHttpClient {
   readonly #init: McpHttpClientInit
   readonly #providers = new Map<string, Provider>()
-  /** Parsed URLs: parsing one costs more than the rest of the lookup. */
-  readonly #byUrl = new Map<string, { origin: string, provider: Provider }>()
+  /** Checked URLs: parsing one costs more than the rest of the lookup. */
+  readonly #byUrl = new Map<string, Target>()
   #nextId = 1
   #closed = false
 
@@ -56,23 +63,31 @@ export class McpHttpClient {
     this.#init = init
   }
 
-  /** Calls `tool` on the MCP endpoint at `url`; throws MeshError `MESH_ERR_CALL_*` codes. */
+  /** Open keep-alive pools, one per provider origin called and not forgotten since. */
+  get size (): number {
+    return this.#providers.size
+  }
+
+  /**
+   * Calls `tool` on the MCP endpoint at `url`; throws MeshError `MESH_ERR_CALL_*` codes. A `url`
+   * that is not an http(s) URL without credentials is `MESH_ERR_CALL_UNREACHABLE` with
+   * `details.notSent` (nothing was sent).
+   */
   async callTool (url: string, tool: string, args: unknown, options: RawCallOptions): Promise<CallToolResult> {
     const signals = options.timeoutMs === undefined ? NO_SIGNALS : [AbortSignal.timeout(options.timeoutMs)]
     const signal = options.signal === undefined
       ? (signals[0] ?? NEVER)
       : signals.length === 0 ? options.signal : AbortSignal.any([options.signal, ...signals])
-    const p = this.#provider(url)
-    const version = await (p.version ??= this.#initialize(url, p, signal).catch((err: unknown) => {
+    const target = this.#target(url)
+    const p = this.#provider(target)
+    const version = await (p.version ??= this.#initialize(target, p, signal).catch((err: unknown) => {
       p.version = undefined
       throw err
     }))
     const params: Record<string, unknown> = { name: tool, arguments: args ?? {} }
     if (options.onProgress !== undefined) params._meta = { progressToken: this.#nextId }
-    const message = await this.#post(url, p, 'tools/call', params, signal, { ...options.headers, 'mcp-protocol-version': version }, options.onProgress)
-    const parsed = CallToolResultSchema.safeParse(message)
-    if (!parsed.success) throw new MeshError('MESH_ERR_CALL_FAILED', `${url} returned a malformed tools/call result`, { details: { url, issues: parsed.error.issues } })
-    return parsed.data
+    const result = await this.#post(target, p, 'tools/call', params, signal, { ...options.headers, 'mcp-protocol-version': version }, options.onProgress)
+    return toolResult({ url: target.href, method: 'tools/call' }, result)
   }
 
   /** Closes every pool. */
@@ -80,118 +95,155 @@ export class McpHttpClient {
     this.#closed = true
     const pools = [...this.#providers.values()].map((p) => p.pool.destroy())
     this.#providers.clear()
+    this.#byUrl.clear()
     await Promise.allSettled(pools)
   }
 
-  /** Forgets a provider's pool (it went away). */
+  /**
+   * Forgets the pool of `url`'s origin (its provider went away or moved): calls in flight on it
+   * finish, then its connections close. A later call to that origin opens a new pool.
+   */
   forget (url: string): void {
-    const origin = new URL(url).origin
-    const p = this.#providers.get(origin)
+    const origin = originOf(url)
+    const p = origin === undefined ? undefined : this.#providers.get(origin)
     if (p === undefined) return
-    this.#providers.delete(origin)
-    p.pool.destroy().catch(() => {})
+    this.#providers.delete(origin!)
+    for (const [u, t] of this.#byUrl) if (t.origin === origin) this.#byUrl.delete(u)
+    p.pool.close().catch(() => {})
   }
 
-  #provider (url: string): Provider {
+  #target (url: string): Target {
     if (this.#closed) throw new MeshError('MESH_ERR_NOT_STARTED', 'the MCP client is closed (its node has stopped)')
-    const known = this.#byUrl.get(url)
-    if (known !== undefined && this.#providers.get(known.origin) === known.provider) return known.provider
-    const u = new URL(url)
-    let p = this.#providers.get(u.origin)
+    let t = this.#byUrl.get(url)
+    if (t === undefined) {
+      t = checkUrl(url)
+      if (this.#byUrl.size > 10_000) this.#byUrl.clear()
+      this.#byUrl.set(url, t)
+    }
+    return t
+  }
+
+  #provider (t: Target): Provider {
+    let p = this.#providers.get(t.origin)
     if (p === undefined) {
-      const pool = new Pool(u.origin, {
+      const pool = new Pool(t.origin, {
         connections: this.#init.connections ?? 16,
         keepAliveTimeout: 30_000,
         ...(this.#init.connect === undefined ? {} : { connect: this.#init.connect }),
       })
-      p = { pool, path: u.pathname }
-      this.#providers.set(u.origin, p)
+      p = { pool }
+      this.#providers.set(t.origin, p)
     }
-    if (this.#byUrl.size > 10_000) this.#byUrl.clear()
-    this.#byUrl.set(url, { origin: u.origin, provider: p })
     return p
   }
 
-  async #initialize (url: string, p: Provider, signal: AbortSignal): Promise<string> {
-    const result = await this.#post(url, p, 'initialize', {
+  async #initialize (t: Target, p: Provider, signal: AbortSignal): Promise<string> {
+    const result = await this.#post(t, p, 'initialize', {
       protocolVersion: LATEST_PROTOCOL_VERSION,
       capabilities: {},
       clientInfo: { name: this.#init.clientName, version: this.#init.clientVersion ?? '0.0.0' },
-    }, signal, {}) as { protocolVersion?: string }
-    const version = result.protocolVersion ?? ''
-    if (!SUPPORTED_PROTOCOL_VERSIONS.includes(version)) {
-      throw new MeshError('MESH_ERR_CALL_FAILED', `${url} negotiated an unsupported MCP version ${version}`, { details: { url, version } })
-    }
-    await this.#send(url, p, { jsonrpc: '2.0', method: 'notifications/initialized' }, signal, { 'mcp-protocol-version': version })
+    }, signal, {})
+    const version = initializeVersion({ url: t.href, method: 'initialize' }, result)
+    const res = await this.#send(t, p, 'notifications/initialized', { jsonrpc: '2.0', method: 'notifications/initialized' }, signal, { 'mcp-protocol-version': version })
+    // Nothing is expected back (202); reading what came keeps the connection reusable.
+    await res.body.dump({ limit: MAX_ERROR_BODY }).catch(() => {})
     return version
   }
 
   /** Sends one request and returns its `result`, reading a JSON or an SSE answer. */
-  async #post (url: string, p: Provider, method: string, params: unknown, signal: AbortSignal, headers: Record<string, string>, onProgress?: (p: Progress) => void): Promise<unknown> {
+  async #post (t: Target, p: Provider, method: string, params: unknown, signal: AbortSignal, headers: Record<string, string>, onProgress?: (p: Progress) => void): Promise<unknown> {
     const id = this.#nextId++
-    const res = await this.#send(url, p, { jsonrpc: '2.0', id, method, params }, signal, headers)
+    const asked = { url: t.href, method }
+    const res = await this.#send(t, p, method, { jsonrpc: '2.0', id, method, params }, signal, headers)
     const type = String(res.headers['content-type'] ?? '')
-    let answer: { result?: unknown, error?: { code: number, message: string, data?: unknown } } | undefined
+    const max = this.#init.maxResponseBytes ?? DEFAULT_MAX_RESPONSE
+    let answer: Exclude<RpcMessage, { kind: 'other' }> | undefined
     try {
       if (type.startsWith('text/event-stream')) {
         const sse = new SseParser()
-        const max = this.#init.maxResponseBytes ?? DEFAULT_MAX_RESPONSE
         let size = 0
         res.body.setEncoding('utf8')
         for await (const chunk of res.body) {
           size += (chunk as string).length
-          if (size > max) { discard(res); throw tooLarge(url, max) }
+          if (size > max) { discard(res); throw tooLarge(t.href, max) }
           for (const data of sse.push(chunk as string)) {
-            const m = JSON.parse(data) as { id?: unknown, method?: string, params?: Progress & { progressToken?: unknown } }
-            if (m.id === id && m.method === undefined) answer = m as typeof answer
-            else if (m.method === 'notifications/progress' && onProgress !== undefined && m.params !== undefined) {
-              const { progressToken: _, ...progress } = m.params
-              onProgress(progress)
-            }
+            const m = readMessage(data, id, asked)
+            if (m.kind !== 'other') answer = m
+            else if (m.method === 'notifications/progress' && onProgress !== undefined) progressOf(m.params, onProgress)
           }
           if (answer !== undefined) break
         }
         discard(res)
+      } else if (type.startsWith('application/json')) {
+        const m = readMessage(await readCapped(res, max, t.href), id, asked)
+        if (m.kind === 'other') throw notMcp(asked, 'a JSON-RPC message that is not the response to the request')
+        answer = m
       } else {
-        answer = JSON.parse(await readCapped(res, this.#init.maxResponseBytes ?? DEFAULT_MAX_RESPONSE, url)) as typeof answer
+        discard(res)
+        throw notMcp(asked, 'a body that is neither JSON nor an event stream')
       }
     } catch (err) {
-      throw callError(err, url, signal)
+      discard(res)
+      throw callError(err, t.href, signal)
     }
-    if (answer === undefined) throw new MeshError('MESH_ERR_CALL_FAILED', `${url} closed the stream without answering ${method}`, { details: { url, method } })
-    if (answer.error !== undefined) {
-      throw new MeshError('MESH_ERR_CALL_FAILED', `${url} answered ${method} with JSON-RPC error ${answer.error.code}: ${answer.error.message}`, { details: { url, method, rpcError: answer.error } })
-    }
+    if (answer === undefined) throw new MeshError('MESH_ERR_CALL_FAILED', `${t.href} closed the stream without answering ${method}`, { details: { url: t.href, method } })
+    if (answer.kind === 'error') throw rpcFailure(asked, answer.error)
     return answer.result
   }
 
-  async #send (url: string, p: Provider, message: unknown, signal: AbortSignal, headers: Record<string, string>): Promise<Dispatcher.ResponseData> {
+  async #send (t: Target, p: Provider, method: string, message: unknown, signal: AbortSignal, headers: Record<string, string>): Promise<Dispatcher.ResponseData> {
     const body = JSON.stringify(message)
     let res: Dispatcher.ResponseData
     try {
       res = await p.pool.request({
-        path: p.path,
+        path: t.path,
         method: 'POST',
         headers: { ...headers, 'content-type': 'application/json', accept: ACCEPT },
         body,
         signal,
       })
     } catch (err) {
-      throw callError(err, url, signal)
+      throw callError(err, t.href, signal)
     }
     if (res.statusCode === 202 || res.statusCode === 200) return res
-    const text = await res.body.text().catch(() => '')
-    let meshCode: ErrorCode = 'MESH_ERR_CALL_FAILED'
-    let rpcError: { message?: string, data?: { code?: string } } | undefined
-    try {
-      rpcError = (JSON.parse(text) as { error?: typeof rpcError }).error
-    } catch {}
-    const code = rpcError?.data?.code
-    if (code === 'MESH_ERR_SERVER_BUSY' || code === 'MESH_ERR_SERVER_DRAINING' || code === 'MESH_ERR_SERVER_BODY_TOO_LARGE') meshCode = code
-    throw new MeshError(meshCode, `${url} answered HTTP ${res.statusCode}: ${rpcError?.message ?? text.slice(0, 200)}`, {
-      details: { url, status: res.statusCode, notSent: res.statusCode === 503 },
-    })
+    const text = await readCapped(res, MAX_ERROR_BODY, t.href).catch(() => '')
+    throw httpFailure({ url: t.href, method }, res.statusCode, text)
   }
+}
+
+/**
+ * Checks a provider URL before anything is sent: an http(s) URL without credentials, else
+ * `MESH_ERR_CALL_UNREACHABLE` with `details.notSent` (the raw string is not echoed).
+ */
+function checkUrl (url: string): Target {
+  let u: URL | undefined
+  try {
+    u = new URL(url)
+  } catch {}
+  const problem = u === undefined
+    ? 'is not a URL'
+    : u.protocol !== 'http:' && u.protocol !== 'https:' ? 'is not an http or https URL'
+      : u.username !== '' || u.password !== '' ? 'carries credentials' : undefined
+  if (problem !== undefined || u === undefined) {
+    throw new MeshError('MESH_ERR_CALL_UNREACHABLE', `the provider's endpoint ${problem ?? ''}: nothing was sent`, { details: { notSent: true, refused: problem } })
+  }
+  return { origin: u.origin, path: `${u.pathname}${u.search}`, href: u.href }
+}
+
+/** The origin (pool key) of a URL, or undefined when it does not parse. */
+export function originOf (url: string): string | undefined {
+  try {
+    return new URL(url).origin
+  } catch {
+    return undefined
+  }
+}
+
+/** Hands a progress notification's fields (without its token) to the listener, if well formed. */
+function progressOf (params: unknown, onProgress: (p: Progress) => void): void {
+  if (typeof params !== 'object' || params === null) return
+  const { progressToken: _, ...progress } = params as Progress & { progressToken?: unknown }
+  if (typeof progress.progress === 'number') onProgress(progress)
 }
 
 const DEFAULT_MAX_RESPONSE = 10 * 1024 * 1024
@@ -238,7 +290,7 @@ function callError (err: unknown, url: string, signal: AbortSignal): MeshError {
   if (NOT_SENT.has(code) && isConnectError(err)) {
     return new MeshError('MESH_ERR_CALL_UNREACHABLE', `${url} is unreachable (${code})`, { details: { url, errno: code, notSent: true }, cause: err })
   }
-  return new MeshError('MESH_ERR_CALL_FAILED', `the call to ${url} failed: ${(err as Error).message}`, { details: { url, errno: code }, cause: err })
+  return new MeshError('MESH_ERR_CALL_FAILED', `the call to ${url} failed: ${printable(String((err as Error).message))}`, { details: { url, errno: code }, cause: err })
 }
 
 /** True for errors raised while connecting (the request body was never written). */
