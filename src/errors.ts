@@ -20,7 +20,7 @@ export const ErrorCodes = {
   MESH_ERR_TOOL_INVALID: 'a tool definition is malformed or its name is already taken',
   MESH_ERR_CALL_NO_PROVIDER: 'no live provider in the mesh matches the dependency (capability, version, tags)',
   MESH_ERR_CALL_TIMEOUT: 'the call did not complete within its timeout',
-  MESH_ERR_CALL_UNREACHABLE: 'the provider refused or reset the connection before the request was sent',
+  MESH_ERR_CALL_UNREACHABLE: 'nothing was sent: the provider refused or reset the connection, or its advertised endpoint was refused',
   MESH_ERR_CALL_FAILED: 'the call failed after it was sent (connection lost, HTTP or protocol error)',
   MESH_ERR_CALL_INVALID_ARGS: 'the provider rejected the arguments (details hold the validation message)',
   MESH_ERR_CALL_TOOL_ERROR: 'the provider ran the tool and it reported an error',
@@ -28,6 +28,20 @@ export const ErrorCodes = {
   MESH_ERR_SERVER_DRAINING: 'the provider is shutting down and takes no new calls',
   MESH_ERR_SERVER_BODY_TOO_LARGE: 'the request body is larger than the provider accepts',
 } as const
+
+/**
+ * Where a mesh endpoint puts the code of a failure it detected in an `isError` tool result:
+ * `result._meta[MESH_ERROR_META_KEY] = { code, ...details }` (details: `issues` for validation
+ * failures). The human text stays in `content`, for MCP clients that ignore `_meta`. A tool's own
+ * `isError` result carries no such entry. Callers read the code here, never from the text.
+ */
+export const MESH_ERROR_META_KEY = 'mcp-mesh/error'
+
+/** What `_meta[MESH_ERROR_META_KEY]` holds: the code, and details such as validation `issues`. */
+export interface MeshErrorMeta {
+  code: ErrorCode
+  [detail: string]: unknown
+}
 
 /** A stable error code: `MESH_ERR_<AREA>_<WHAT>`. */
 export type ErrorCode = keyof typeof ErrorCodes
