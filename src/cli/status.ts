@@ -1,4 +1,6 @@
 import { request } from 'undici'
+import type { Dispatcher } from 'undici'
+import { endpointProblem } from '../topology/endpoint.ts'
 import { Exit, UsageError, painter, parse } from './args.ts'
 import { common, observe } from './observe.ts'
 
@@ -27,7 +29,7 @@ export async function status (argv: string[]): Promise<number> {
   const resolver = createResolver()
   const rows = await Promise.all(matches.map(async (m) => {
     const a = m.advert
-    const ready = a.endpoint === undefined ? undefined : await readiness(a.endpoint)
+    const ready = a.endpoint === undefined ? undefined : await readiness(a.endpoint, a.addrs)
     const dependencies = a.dependencies.map((d) => {
       const r = resolver.resolve(members, d)
       return { ...d, resolvesTo: r.selected === null ? null : r.selected.agent }
@@ -51,13 +53,45 @@ export async function status (argv: string[]): Promise<number> {
   return Exit.ok
 }
 
-/** What the agent's own /readyz says (ready, starting, draining) or why it could not be read. */
-async function readiness (endpoint: string): Promise<string> {
+/** The statuses an agent's /readyz says; anything else is shown as its HTTP status only. */
+const READINESS = new Set(['ready', 'starting', 'draining'])
+
+/**
+ * What the agent's own /readyz says (ready, starting, draining), or `HTTP <code>`, or why it was
+ * not read. The endpoint is a member's word: it is checked as callers check it before anything
+ * is sent, redirects are not followed, and no foreign text is printed.
+ */
+async function readiness (endpoint: string, addrs: readonly string[]): Promise<string> {
+  const problem = endpointProblem(endpoint, addrs)
+  if (problem !== undefined) return `not asked (${problem})`
   try {
     const res = await request(new URL('/readyz', endpoint), { signal: AbortSignal.timeout(2_000) })
-    const body = await res.body.json() as { status?: string }
-    return body.status ?? `HTTP ${res.statusCode}`
+    let said: unknown
+    // /readyz answers 200 (ready) or 503 (starting, draining); any other answer is not readiness.
+    if (res.statusCode === 200 || res.statusCode === 503) {
+      try {
+        said = (JSON.parse(await readSome(res.body, 1024)) as { status?: unknown }).status
+      } catch {}
+    } else {
+      await res.body.dump({ limit: 1024 }).catch(() => {})
+    }
+    return typeof said === 'string' && READINESS.has(said) ? said : `HTTP ${res.statusCode}`
   } catch (err) {
-    return `unreachable (${(err as { code?: string }).code ?? (err as Error).message})`
+    const code = (err as { code?: unknown }).code
+    return `unreachable (${typeof code === 'string' && /^[A-Z0-9_]{1,40}$/.test(code) ? code : (err as Error).name})`
   }
+}
+
+/** At most `max` bytes of a body as text; the rest is dropped with its connection. */
+async function readSome (body: Dispatcher.ResponseData['body'], max: number): Promise<string> {
+  body.on('error', () => {}) // undici reports a body dropped early as an error nobody waits for
+  const chunks: Buffer[] = []
+  let size = 0
+  for await (const chunk of body) {
+    chunks.push(chunk as Buffer)
+    size += (chunk as Buffer).length
+    if (size > max) break
+  }
+  body.destroy()
+  return Buffer.concat(chunks).subarray(0, max).toString('utf8')
 }
