@@ -39,8 +39,11 @@ const NO_SIGNALS: AbortSignal[] = []
 const NEVER = new AbortController().signal
 
 const ACCEPT = 'application/json, text/event-stream'
-/** undici connect errors: the request never left this process, so another provider may take it. */
-const NOT_SENT = new Set(['ECONNREFUSED', 'ECONNRESET', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'UND_ERR_CONNECT_TIMEOUT'])
+/**
+ * undici connect errors, and a pool closed by `forget()` (its member left) before the request was
+ * dispatched: the request never left this process, so another provider may take it.
+ */
+const NOT_SENT = new Set(['ECONNREFUSED', 'ECONNRESET', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_CLOSED'])
 /** Most of an HTTP error body read (for a JSON-RPC error's message); the rest is dropped. */
 const MAX_ERROR_BODY = 64 * 1024
 
@@ -155,7 +158,7 @@ export class McpHttpClient {
     const id = this.#nextId++
     const asked = { url: t.href, method }
     const res = await this.#send(t, p, method, { jsonrpc: '2.0', id, method, params }, signal, headers)
-    const type = String(res.headers['content-type'] ?? '')
+    const type = String(res.headers['content-type'] ?? '').toLowerCase()
     const max = this.#init.maxResponseBytes ?? DEFAULT_MAX_RESPONSE
     let answer: Exclude<RpcMessage, { kind: 'other' }> | undefined
     try {
@@ -296,5 +299,5 @@ function callError (err: unknown, url: string, signal: AbortSignal): MeshError {
 /** True for errors raised while connecting (the request body was never written). */
 function isConnectError (err: unknown): boolean {
   const e = err as { syscall?: string, code?: string }
-  return e.syscall === 'connect' || e.code === 'UND_ERR_CONNECT_TIMEOUT' || e.code === 'ENOTFOUND' || e.code === 'EAI_AGAIN'
+  return e.syscall === 'connect' || e.code === 'UND_ERR_CONNECT_TIMEOUT' || e.code === 'ENOTFOUND' || e.code === 'EAI_AGAIN' || e.code === 'UND_ERR_CLOSED'
 }
