@@ -158,7 +158,7 @@ t.test('a member whose endpoint is not on its own announced hosts is refused, an
   const good = member('p1', { endpoint: 'http://127.0.0.1:8080/mcp', addrs: ['/ip4/127.0.0.1/tcp/4001/p2p/p1'] })
   const foreign = member('p0', { endpoint: 'http://127.0.0.2:8080/mcp', addrs: ['/ip4/127.0.0.1/tcp/4001/p2p/p0'], tools: [{ version: '9.0.0', tags: ['fast'] }] })
   const metadata = member('p2', { endpoint: 'http://169.254.169.254/latest/meta-data', addrs: ['/ip4/169.254.169.254/tcp/80'] })
-  const garbage = member('p3', { endpoint: 'not a url at all', addrs: ['/ip4/127.0.0.1/tcp/1'] })
+  const garbage = member('p3', { endpoint: 'not-a-url', addrs: ['/ip4/127.0.0.1/tcp/1'] })
   const r = createResolver().resolve([good, foreign, metadata, garbage], { capability: 'weather', tags: ['+fast'] })
   t.equal(r.selected?.peerId, 'p1', 'the better-scored provider with a foreign endpoint is skipped')
   t.same(r.ranked.map((c) => c.peerId), ['p1'])
