@@ -189,7 +189,7 @@ class Node implements MeshNode {
   }
 
   explain (dependency: DependencySpec): Resolution {
-    return this.#resolver.resolve(this.members(), dependency, 'explain')
+    return this.#resolver.resolve(this.members(), dependency)
   }
 
   onTopologyChange (listener: (c: ReplicaChange) => void): () => void {

@@ -1,5 +1,6 @@
 import { get as httpGet } from 'node:http'
 import { get as httpsGet } from 'node:https'
+import { endpointProblem } from '../topology/endpoint.ts'
 import { Exit, UsageError, painter, parse } from './args.ts'
 import type { Painter } from './args.ts'
 import { common, observe } from './observe.ts'
@@ -30,7 +31,7 @@ export async function status (argv: string[]): Promise<number> {
   const resolver = createResolver()
   const rows = await Promise.all(matches.map(async (m) => {
     const a = m.advert
-    const ready = a.endpoint === undefined ? undefined : await readiness(a.endpoint)
+    const ready = a.endpoint === undefined ? undefined : await readiness(a.endpoint, a.addrs)
     const dependencies = a.dependencies.map((d) => {
       const r = resolver.resolve(members, d)
       return { ...d, resolvesTo: r.selected === null ? null : r.selected.agent }
@@ -73,8 +74,17 @@ export function formatStatus (rows: StatusRow[], p: Painter): string {
   return lines.join('\n')
 }
 
-/** What the agent's own /readyz says (ready, starting, draining) or why it could not be read. */
-async function readiness (endpoint: string): Promise<string> {
+/** The statuses an agent's /readyz says; anything else is shown as its HTTP status only. */
+const READINESS = new Set(['ready', 'starting', 'draining'])
+
+/**
+ * What the agent's own /readyz says (ready, starting, draining), or `HTTP <code>`, or why it was
+ * not read. The endpoint is a member's word: it is checked as callers check it before anything
+ * is sent, redirects are not followed, and no foreign text is printed.
+ */
+async function readiness (endpoint: string, addrs: readonly string[]): Promise<string> {
+  const problem = endpointProblem(endpoint, addrs)
+  if (problem !== undefined) return `not asked (${problem})`
   try {
     const url = new URL('/readyz', endpoint)
     const { status, text } = await new Promise<{ status: number, text: string }>((resolve, reject) => {
@@ -87,8 +97,16 @@ async function readiness (endpoint: string): Promise<string> {
       })
       req.on('error', reject)
     })
-    return (JSON.parse(text) as { status?: string }).status ?? `HTTP ${status}`
+    let said: unknown
+    // /readyz answers 200 (ready) or 503 (starting, draining); any other answer is not readiness.
+    if (status === 200 || status === 503) {
+      try {
+        said = (JSON.parse(text) as { status?: unknown }).status
+      } catch {}
+    }
+    return typeof said === 'string' && READINESS.has(said) ? said : `HTTP ${status}`
   } catch (err) {
-    return `unreachable (${(err as { code?: string }).code ?? (err as Error).message})`
+    const code = (err as { code?: unknown }).code
+    return `unreachable (${typeof code === 'string' && /^[A-Z0-9_]{1,40}$/.test(code) ? code : (err as Error).name})`
   }
 }

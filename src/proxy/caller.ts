@@ -1,11 +1,13 @@
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js'
-import semver from 'semver'
 import { MeshError } from '../errors.ts'
 import type { Clock } from '../clock.ts'
 import type { GossipNode } from '../gossip/gossip-node.ts'
 import { createResolver } from '../topology/resolver.ts'
 import type { Candidate, Resolution } from '../topology/resolver.ts'
 import type { ResolutionSpec } from '../topology/dependency.ts'
+import type { ReplicaChange } from '../topology/replica.ts'
+import { endpointProblem } from '../topology/endpoint.ts'
+import { originOf } from './mcp-client.ts'
 import type { McpHttpClient } from './mcp-client.ts'
 import type { MeshToolContext } from './mesh-tool.ts'
 
@@ -25,15 +27,29 @@ export interface CallerInit {
 
 /** Providers that refused a connection are tried last for this long. */
 const AVOID_MS = 10_000
+/**
+ * Dependencies with a cached resolution and a round-robin turn. Declared dependencies are few;
+ * `node.call(spec)` with ever new specs must not grow the maps without end.
+ */
+const MAX_KEYS = 1_000
 
 /**
- * The context MeshTools call through: resolution against the local replica, cached until the
- * topology changes (resolving is a scan of every member; a call should not pay it), with round
- * robin rotating within the top tier; remote calls through the pooled client.
+ * The context MeshTools call through. Resolution against the local replica is deterministic
+ * and cached until the topology changes (resolving is a scan of every member; a call should not
+ * pay it). Spreading load is this caller's business: round robin among the equally ranked, and
+ * providers that refused a call tried last. Remote calls go through the pooled client, which
+ * forgets the pool of a member that left or moved.
  */
 export function createCaller (init: CallerInit): MeshToolContext {
   const resolver = createResolver()
-  const cache = new Map<string, { resolution: Resolution, tier: number, turn: number }>()
+  const cache = new Map<string, Resolution>()
+  const turns = new Map<string, number>()
+  /** Peer ID -> until when it is tried last (it refused a call). */
+  const avoid = new Map<string, number>()
+  /** Peer ID -> the endpoint this caller called it at: the pools it holds on the member's behalf. */
+  const called = new Map<string, string>()
+  /** Endpoint checks, per candidate (a candidate lives as long as its cached resolution). */
+  const checked = new WeakMap<Candidate, string | null>()
   let watched: GossipNode | undefined
 
   const gossip = (): GossipNode => {
@@ -42,9 +58,34 @@ export function createCaller (init: CallerInit): MeshToolContext {
     if (watched !== g) {
       watched = g
       cache.clear()
-      g.replica.onChange(() => cache.clear())
+      g.replica.onChange((c) => {
+        cache.clear()
+        release(c)
+      })
     }
     return g
+  }
+
+  /** Closes what this caller holds for a member that left, died, or moved to another endpoint. */
+  const release = (c: ReplicaChange): void => {
+    const gone = c.after === 'dead' || c.after === 'left'
+    if (gone) avoid.delete(c.peerId)
+    const endpoint = called.get(c.peerId)
+    if (endpoint === undefined || (!gone && c.advert.endpoint === endpoint)) return
+    called.delete(c.peerId)
+    // Another member at the same origin (two agents behind one proxy) keeps the pool.
+    const origin = originOf(endpoint)
+    for (const other of called.values()) if (originOf(other) === origin) return
+    init.client.forget(endpoint)
+  }
+
+  const problemOf = (c: Candidate): string | undefined => {
+    let p = checked.get(c)
+    if (p === undefined) {
+      p = c.endpoint === undefined ? 'it advertises no MCP endpoint' : endpointProblem(c.endpoint, c.addrs) ?? null
+      checked.set(c, p)
+    }
+    return p ?? undefined
   }
 
   return {
@@ -53,26 +94,49 @@ export function createCaller (init: CallerInit): MeshToolContext {
     settleUntil: init.settleUntil,
     callTimeoutMs: init.callTimeoutMs,
     stopSignal: init.stopSignal,
-    stats: { ok: 0, failed: {}, failovers: 0 },
-    avoid: new Map(),
-    avoidMs: AVOID_MS,
+    stats: {
+      ok: 0,
+      failed: {},
+      failovers: 0,
+      get pools () { return init.client.size },
+      get avoided () { return avoid.size },
+    },
 
     resolve (specs: ResolutionSpec[], key: string): Resolution {
       const g = gossip()
-      let entry = cache.get(key)
-      if (entry === undefined) {
-        const resolution = resolver.resolve(g.replica.members(), specs, key)
-        const top = resolution.ranked[0]
-        const tier = top === undefined ? 0 : resolution.ranked.filter((c) => sameTier(c, top)).length
-        entry = { resolution, tier, turn: 0 }
-        cache.set(key, entry)
-        return resolution
+      let resolution = cache.get(key)
+      if (resolution === undefined) {
+        resolution = resolver.resolve(g.replica.members(), specs)
+        if (cache.size >= MAX_KEYS) cache.clear()
+        cache.set(key, resolution)
       }
-      const { resolution, tier } = entry
-      if (tier <= 1) return resolution
-      const pick = ++entry.turn % tier
-      const ranked = [resolution.ranked[pick], ...resolution.ranked.filter((_, i) => i !== pick)]
-      return { ...resolution, selected: ranked[0], ranked }
+      return resolution
+    },
+
+    order (resolution: Resolution, key: string): Candidate[] {
+      const { ranked, tier } = resolution
+      let order = ranked
+      if (tier > 1) {
+        // Rotate the top tier, so each provider of it takes its turn first and the failover
+        // order after it stays fair too.
+        const turn = nextTurn(turns, key)
+        const pick = turn % tier
+        order = [...ranked.slice(pick, tier), ...ranked.slice(0, pick), ...ranked.slice(tier)]
+      }
+      if (avoid.size === 0) return order
+      const now = init.clock.now()
+      const fresh: Candidate[] = []
+      const avoided: Candidate[] = []
+      for (const c of order) {
+        const until = avoid.get(c.peerId)
+        if (until !== undefined && until <= now) avoid.delete(c.peerId)
+        ;(until !== undefined && until > now ? avoided : fresh).push(c)
+      }
+      return [...fresh, ...avoided]
+    },
+
+    refused (c: Candidate): void {
+      avoid.set(c.peerId, init.clock.now() + AVOID_MS)
     },
 
     nextChange (signal: AbortSignal): Promise<void> {
@@ -87,9 +151,12 @@ export function createCaller (init: CallerInit): MeshToolContext {
     },
 
     async callRemote (c, args, o) {
-      if (c.endpoint === undefined) {
-        throw new MeshError('MESH_ERR_CALL_UNREACHABLE', `${c.agent} advertises no MCP endpoint`, { details: { notSent: true } })
+      // The last gate before a socket opens: the resolver already refuses such providers.
+      const problem = problemOf(c)
+      if (problem !== undefined || c.endpoint === undefined) {
+        throw new MeshError('MESH_ERR_CALL_UNREACHABLE', `${c.agent} was not called: ${problem ?? 'no endpoint'}`, { details: { notSent: true, refused: problem } })
       }
+      if (called.get(c.peerId) !== c.endpoint) called.set(c.peerId, c.endpoint)
       return await init.client.callTool(c.endpoint, c.tool.name, args, {
         signal: o.signal, // already linked to the stop signal by the MeshTool
         ...(o.headers === undefined ? {} : { headers: o.headers }),
@@ -113,6 +180,12 @@ export function createCaller (init: CallerInit): MeshToolContext {
   }
 }
 
-function sameTier (a: Candidate, b: Candidate): boolean {
-  return a.liveness === b.liveness && a.score === b.score && semver.eq(a.version, b.version)
+/** The turn of `key`, counted up; the least recently used key is dropped past MAX_KEYS. */
+function nextTurn (turns: Map<string, number>, key: string): number {
+  const turn = turns.get(key) ?? 0
+  // Re-inserting on use keeps Map order least recently used first.
+  turns.delete(key)
+  turns.set(key, turn + 1)
+  if (turns.size > MAX_KEYS) turns.delete(turns.keys().next().value as string)
+  return turn
 }

@@ -2,11 +2,12 @@ import { Agent as HttpAgent, request as httpRequest } from 'node:http'
 import type { IncomingMessage } from 'node:http'
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https'
 import type { AgentOptions as HttpsAgentOptions } from 'node:https'
-import { CallToolResultSchema, LATEST_PROTOCOL_VERSION, SUPPORTED_PROTOCOL_VERSIONS } from '@modelcontextprotocol/sdk/types.js'
+import { LATEST_PROTOCOL_VERSION } from '@modelcontextprotocol/sdk/types.js'
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js'
 import { MeshError } from '../errors.ts'
-import type { ErrorCode } from '../errors.ts'
 import { SseParser } from './sse.ts'
+import { httpFailure, initializeVersion, notMcp, printable, readMessage, rpcFailure, toolResult } from './answer.ts'
+import type { RpcMessage } from './answer.ts'
 
 /** Progress a provider reported for a call (MCP `notifications/progress`). */
 export interface Progress { progress: number, total?: number, message?: string }
@@ -42,7 +43,9 @@ export interface McpHttpClientInit {
   connectTimeoutMs?: number
 }
 
-interface Provider { agent: HttpAgent, https: boolean, host: string, port: number, path: string, version?: Promise<string> }
+interface Provider { agent: HttpAgent, https: boolean, host: string, port: number, version?: Promise<string> }
+/** A provider URL once checked: its pool's key, the path it POSTs to, the normalized form for messages. */
+interface Target { origin: string, path: string, href: string }
 const NO_SIGNALS: AbortSignal[] = []
 /** A signal that never aborts, for calls with neither a signal nor a timeout. */
 const NEVER = new AbortController().signal
@@ -50,18 +53,22 @@ const NEVER = new AbortController().signal
 const ACCEPT = 'application/json, text/event-stream'
 /** Connect errors: the request never left this process, so another provider may take it. */
 const NOT_SENT = new Set(['ECONNREFUSED', 'ECONNRESET', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT'])
+/** Most of an HTTP error body read (for a JSON-RPC error's message); the rest is dropped. */
+const MAX_ERROR_BODY = 64 * 1024
 
 /**
  * A lean MCP Streamable HTTP client: one keep-alive pool per provider (Node's own `http.Agent`
  * or `https.Agent`: undici cost 4 to 12 MB of memory per process), one `initialize` per
  * provider (the negotiated version is cached), then `tools/call` as a single POST each.
- * Results are checked against the SDK's `CallToolResultSchema`.
+ * Every answer is checked (JSON-RPC shape, the SDK's initialize and `CallToolResult` schemas);
+ * a malformed one is `MESH_ERR_CALL_FAILED`, and no foreign text reaches an error message but a
+ * well-formed JSON-RPC error's message (see `answer.ts`). Redirects are never followed.
  */
 export class McpHttpClient {
   readonly #init: McpHttpClientInit
   readonly #providers = new Map<string, Provider>()
-  /** Parsed URLs: parsing one costs more than the rest of the lookup. */
-  readonly #byUrl = new Map<string, { origin: string, provider: Provider }>()
+  /** Checked URLs: parsing one costs more than the rest of the lookup. */
+  readonly #byUrl = new Map<string, Target>()
   #nextId = 1
   #closed = false
 
@@ -69,23 +76,31 @@ export class McpHttpClient {
     this.#init = init
   }
 
-  /** Calls `tool` on the MCP endpoint at `url`; throws MeshError `MESH_ERR_CALL_*` codes. */
+  /** Open keep-alive pools, one per provider origin called and not forgotten since. */
+  get size (): number {
+    return this.#providers.size
+  }
+
+  /**
+   * Calls `tool` on the MCP endpoint at `url`; throws MeshError `MESH_ERR_CALL_*` codes. A `url`
+   * that is not an http(s) URL without credentials is `MESH_ERR_CALL_UNREACHABLE` with
+   * `details.notSent` (nothing was sent).
+   */
   async callTool (url: string, tool: string, args: unknown, options: RawCallOptions): Promise<CallToolResult> {
     const signals = options.timeoutMs === undefined ? NO_SIGNALS : [AbortSignal.timeout(options.timeoutMs)]
     const signal = options.signal === undefined
       ? (signals[0] ?? NEVER)
       : signals.length === 0 ? options.signal : AbortSignal.any([options.signal, ...signals])
-    const p = this.#provider(url)
-    const version = await (p.version ??= this.#initialize(url, p, signal).catch((err: unknown) => {
+    const target = this.#target(url)
+    const p = this.#provider(target)
+    const version = await (p.version ??= this.#initialize(target, p, signal).catch((err: unknown) => {
       p.version = undefined
       throw err
     }))
     const params: Record<string, unknown> = { name: tool, arguments: args ?? {} }
     if (options.onProgress !== undefined) params._meta = { progressToken: this.#nextId }
-    const message = await this.#post(url, p, 'tools/call', params, signal, { ...options.headers, 'mcp-protocol-version': version }, options.onProgress)
-    const parsed = CallToolResultSchema.safeParse(message)
-    if (!parsed.success) throw new MeshError('MESH_ERR_CALL_FAILED', `${url} returned a malformed tools/call result`, { details: { url, issues: parsed.error.issues } })
-    return parsed.data
+    const result = await this.#post(target, p, 'tools/call', params, signal, { ...options.headers, 'mcp-protocol-version': version }, options.onProgress)
+    return toolResult({ url: target.href, method: 'tools/call' }, result)
   }
 
   /** Closes every pool. */
@@ -93,24 +108,37 @@ export class McpHttpClient {
     this.#closed = true
     for (const p of this.#providers.values()) p.agent.destroy()
     this.#providers.clear()
+    this.#byUrl.clear()
   }
 
-  /** Forgets a provider's pool (it went away). */
+  /**
+   * Forgets the pool of `url`'s origin (its provider went away or moved) and closes its
+   * connections. A later call to that origin opens a new pool.
+   */
   forget (url: string): void {
-    const origin = new URL(url).origin
-    const p = this.#providers.get(origin)
+    const origin = originOf(url)
+    const p = origin === undefined ? undefined : this.#providers.get(origin)
     if (p === undefined) return
-    this.#providers.delete(origin)
+    this.#providers.delete(origin!)
+    for (const [u, t] of this.#byUrl) if (t.origin === origin) this.#byUrl.delete(u)
     p.agent.destroy()
   }
 
-  #provider (url: string): Provider {
+  #target (url: string): Target {
     if (this.#closed) throw new MeshError('MESH_ERR_NOT_STARTED', 'the MCP client is closed (its node has stopped)')
-    const known = this.#byUrl.get(url)
-    if (known !== undefined && this.#providers.get(known.origin) === known.provider) return known.provider
-    const u = new URL(url)
-    let p = this.#providers.get(u.origin)
+    let t = this.#byUrl.get(url)
+    if (t === undefined) {
+      t = checkUrl(url)
+      if (this.#byUrl.size > 10_000) this.#byUrl.clear()
+      this.#byUrl.set(url, t)
+    }
+    return t
+  }
+
+  #provider (t: Target): Provider {
+    let p = this.#providers.get(t.origin)
     if (p === undefined) {
+      const u = new URL(t.origin)
       const https = u.protocol === 'https:'
       const options = {
         ...this.#init.connect,
@@ -122,73 +150,72 @@ export class McpHttpClient {
       }
       const agent = https ? new HttpsAgent(options) : new HttpAgent(options)
       const host = u.hostname.startsWith('[') ? u.hostname.slice(1, -1) : u.hostname
-      p = { agent, https, host, port: Number(u.port === '' ? (https ? 443 : 80) : u.port), path: u.pathname }
-      this.#providers.set(u.origin, p)
+      p = { agent, https, host, port: Number(u.port === '' ? (https ? 443 : 80) : u.port) }
+      this.#providers.set(t.origin, p)
     }
-    if (this.#byUrl.size > 10_000) this.#byUrl.clear()
-    this.#byUrl.set(url, { origin: u.origin, provider: p })
     return p
   }
 
-  async #initialize (url: string, p: Provider, signal: AbortSignal): Promise<string> {
-    const result = await this.#post(url, p, 'initialize', {
+  async #initialize (t: Target, p: Provider, signal: AbortSignal): Promise<string> {
+    const result = await this.#post(t, p, 'initialize', {
       protocolVersion: LATEST_PROTOCOL_VERSION,
       capabilities: {},
       clientInfo: { name: this.#init.clientName, version: this.#init.clientVersion ?? '0.0.0' },
-    }, signal, {}) as { protocolVersion?: string }
-    const version = result.protocolVersion ?? ''
-    if (!SUPPORTED_PROTOCOL_VERSIONS.includes(version)) {
-      throw new MeshError('MESH_ERR_CALL_FAILED', `${url} negotiated an unsupported MCP version ${version}`, { details: { url, version } })
-    }
-    await this.#send(url, p, { jsonrpc: '2.0', method: 'notifications/initialized' }, signal, { 'mcp-protocol-version': version })
+    }, signal, {})
+    const version = initializeVersion({ url: t.href, method: 'initialize' }, result)
+    const res = await this.#send(t, p, 'notifications/initialized', { jsonrpc: '2.0', method: 'notifications/initialized' }, signal, { 'mcp-protocol-version': version })
+    // A 202 was drained by #send; a body nobody asked for is dropped with its connection.
+    if (res.statusCode !== 202) discard(res)
     return version
   }
 
   /** Sends one request and returns its `result`, reading a JSON or an SSE answer. */
-  async #post (url: string, p: Provider, method: string, params: unknown, signal: AbortSignal, headers: Record<string, string>, onProgress?: (p: Progress) => void): Promise<unknown> {
+  async #post (t: Target, p: Provider, method: string, params: unknown, signal: AbortSignal, headers: Record<string, string>, onProgress?: (p: Progress) => void): Promise<unknown> {
     const id = this.#nextId++
-    const res = await this.#send(url, p, { jsonrpc: '2.0', id, method, params }, signal, headers)
-    const type = res.headers['content-type'] ?? ''
-    let answer: { result?: unknown, error?: { code: number, message: string, data?: unknown } } | undefined
+    const asked = { url: t.href, method }
+    const res = await this.#send(t, p, method, { jsonrpc: '2.0', id, method, params }, signal, headers)
+    const type = (res.headers['content-type'] ?? '').toLowerCase()
+    const max = this.#init.maxResponseBytes ?? DEFAULT_MAX_RESPONSE
+    let answer: Exclude<RpcMessage, { kind: 'other' }> | undefined
     try {
       if (type.startsWith('text/event-stream')) {
         const sse = new SseParser()
-        const max = this.#init.maxResponseBytes ?? DEFAULT_MAX_RESPONSE
         let size = 0
         res.setEncoding('utf8')
         for await (const chunk of res) {
           size += (chunk as string).length
-          if (size > max) { discard(res); throw tooLarge(url, max) }
+          if (size > max) { discard(res); throw tooLarge(t.href, max) }
           for (const data of sse.push(chunk as string)) {
-            const m = JSON.parse(data) as { id?: unknown, method?: string, params?: Progress & { progressToken?: unknown } }
-            if (m.id === id && m.method === undefined) answer = m as typeof answer
-            else if (m.method === 'notifications/progress' && onProgress !== undefined && m.params !== undefined) {
-              const { progressToken: _, ...progress } = m.params
-              onProgress(progress)
-            }
+            const m = readMessage(data, id, asked)
+            if (m.kind !== 'other') answer = m
+            else if (m.method === 'notifications/progress' && onProgress !== undefined) progressOf(m.params, onProgress)
           }
           if (answer !== undefined) break
         }
         discard(res)
+      } else if (type.startsWith('application/json')) {
+        const m = readMessage(await readCapped(res, max, t.href), id, asked)
+        if (m.kind === 'other') throw notMcp(asked, 'a JSON-RPC message that is not the response to the request')
+        answer = m
       } else {
-        answer = JSON.parse(await readCapped(res, this.#init.maxResponseBytes ?? DEFAULT_MAX_RESPONSE, url)) as typeof answer
+        discard(res)
+        throw notMcp(asked, 'a body that is neither JSON nor an event stream')
       }
     } catch (err) {
-      throw callError(err, url, signal)
+      discard(res)
+      throw callError(err, t.href, signal)
     }
-    if (answer === undefined) throw new MeshError('MESH_ERR_CALL_FAILED', `${url} closed the stream without answering ${method}`, { details: { url, method } })
-    if (answer.error !== undefined) {
-      throw new MeshError('MESH_ERR_CALL_FAILED', `${url} answered ${method} with JSON-RPC error ${answer.error.code}: ${answer.error.message}`, { details: { url, method, rpcError: answer.error } })
-    }
+    if (answer === undefined) throw new MeshError('MESH_ERR_CALL_FAILED', `${t.href} closed the stream without answering ${method}`, { details: { url: t.href, method } })
+    if (answer.kind === 'error') throw rpcFailure(asked, answer.error)
     return answer.result
   }
 
-  async #send (url: string, p: Provider, message: unknown, signal: AbortSignal, headers: Record<string, string>): Promise<IncomingMessage> {
+  async #send (t: Target, p: Provider, method: string, message: unknown, signal: AbortSignal, headers: Record<string, string>): Promise<IncomingMessage> {
     let res: IncomingMessage
     try {
-      res = await post(p, JSON.stringify(message), headers, signal, this.#init.connectTimeoutMs ?? CONNECT_TIMEOUT_MS)
+      res = await post(p, t.path, JSON.stringify(message), headers, signal, this.#init.connectTimeoutMs ?? CONNECT_TIMEOUT_MS)
     } catch (err) {
-      throw callError(err, url, signal)
+      throw callError(err, t.href, signal)
     }
     if (res.statusCode === 200) return res
     if (res.statusCode === 202) {
@@ -196,18 +223,44 @@ export class McpHttpClient {
       await new Promise((resolve) => { res.once('end', resolve).once('close', resolve).resume() })
       return res
     }
-    const text = await readCapped(res, 64 * 1024, url).catch(() => '')
-    let meshCode: ErrorCode = 'MESH_ERR_CALL_FAILED'
-    let rpcError: { message?: string, data?: { code?: string } } | undefined
-    try {
-      rpcError = (JSON.parse(text) as { error?: typeof rpcError }).error
-    } catch {}
-    const code = rpcError?.data?.code
-    if (code === 'MESH_ERR_SERVER_BUSY' || code === 'MESH_ERR_SERVER_DRAINING' || code === 'MESH_ERR_SERVER_BODY_TOO_LARGE') meshCode = code
-    throw new MeshError(meshCode, `${url} answered HTTP ${res.statusCode}: ${rpcError?.message ?? text.slice(0, 200)}`, {
-      details: { url, status: res.statusCode, notSent: res.statusCode === 503 },
-    })
+    const text = await readCapped(res, MAX_ERROR_BODY, t.href).catch(() => '')
+    throw httpFailure({ url: t.href, method }, res.statusCode ?? 0, text)
   }
+}
+
+/**
+ * Checks a provider URL before anything is sent: an http(s) URL without credentials, else
+ * `MESH_ERR_CALL_UNREACHABLE` with `details.notSent` (the raw string is not echoed).
+ */
+function checkUrl (url: string): Target {
+  let u: URL | undefined
+  try {
+    u = new URL(url)
+  } catch {}
+  const problem = u === undefined
+    ? 'is not a URL'
+    : u.protocol !== 'http:' && u.protocol !== 'https:' ? 'is not an http or https URL'
+      : u.username !== '' || u.password !== '' ? 'carries credentials' : undefined
+  if (problem !== undefined || u === undefined) {
+    throw new MeshError('MESH_ERR_CALL_UNREACHABLE', `the provider's endpoint ${problem ?? ''}: nothing was sent`, { details: { notSent: true, refused: problem } })
+  }
+  return { origin: u.origin, path: `${u.pathname}${u.search}`, href: u.href }
+}
+
+/** The origin (pool key) of a URL, or undefined when it does not parse. */
+export function originOf (url: string): string | undefined {
+  try {
+    return new URL(url).origin
+  } catch {
+    return undefined
+  }
+}
+
+/** Hands a progress notification's fields (without its token) to the listener, if well formed. */
+function progressOf (params: unknown, onProgress: (p: Progress) => void): void {
+  if (typeof params !== 'object' || params === null) return
+  const { progressToken: _, ...progress } = params as Progress & { progressToken?: unknown }
+  if (typeof progress.progress === 'number') onProgress(progress)
 }
 
 const DEFAULT_MAX_RESPONSE = 10 * 1024 * 1024
@@ -215,12 +268,12 @@ const DEFAULT_MAX_RESPONSE = 10 * 1024 * 1024
 const CONNECT_TIMEOUT_MS = 10_000
 
 /** POSTs `body` on the provider's pool; resolves with the response once its head has arrived. */
-function post (p: Provider, body: string, headers: Record<string, string>, signal: AbortSignal, connectTimeoutMs: number): Promise<IncomingMessage> {
+function post (p: Provider, path: string, body: string, headers: Record<string, string>, signal: AbortSignal, connectTimeoutMs: number): Promise<IncomingMessage> {
   return new Promise((resolve, reject) => {
     const req = (p.https ? httpsRequest : httpRequest)({
       host: p.host,
       port: p.port,
-      path: p.path,
+      path,
       method: 'POST',
       agent: p.agent,
       headers: { ...headers, 'content-type': 'application/json', accept: ACCEPT, 'content-length': Buffer.byteLength(body) },
@@ -283,7 +336,7 @@ function callError (err: unknown, url: string, signal: AbortSignal): MeshError {
   if (NOT_SENT.has(code) && isConnectError(err)) {
     return new MeshError('MESH_ERR_CALL_UNREACHABLE', `${url} is unreachable (${code})`, { details: { url, errno: code, notSent: true }, cause: err })
   }
-  return new MeshError('MESH_ERR_CALL_FAILED', `the call to ${url} failed: ${(err as Error).message}`, { details: { url, errno: code }, cause: err })
+  return new MeshError('MESH_ERR_CALL_FAILED', `the call to ${url} failed: ${printable(String((err as Error).message))}`, { details: { url, errno: code }, cause: err })
 }
 
 /** True for errors raised while connecting (the request body was never written). */

@@ -1,12 +1,14 @@
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js'
 import type { z } from 'zod'
-import { MeshError, isMeshError } from '../errors.ts'
+import { ErrorCodes, MESH_ERROR_META_KEY, MeshError, isMeshError } from '../errors.ts'
+import type { ErrorCode } from '../errors.ts'
 import type { Clock } from '../clock.ts'
-import { normalizeDependency } from '../topology/dependency.ts'
+import { describeSpec, normalizeDependency } from '../topology/dependency.ts'
 import type { DependencySpec, ResolutionSpec } from '../topology/dependency.ts'
 import type { Candidate, Resolution } from '../topology/resolver.ts'
 import type { Progress } from './mcp-client.ts'
 import { deadline } from './deadline.ts'
+import { printable } from './answer.ts'
 
 /**
  * A dependency as declared on a tool: a capability name, a spec, an ordered list of specs, or
@@ -36,6 +38,10 @@ export interface CallStats {
   failed: Record<string, number>
   /** Times a refused provider was skipped for the next candidate. */
   failovers: number
+  /** Keep-alive pools open now, one per provider origin called (closed when its member leaves). */
+  readonly pools: number
+  /** Providers tried last for now, because they refused a call. */
+  readonly avoided: number
 }
 
 /** Who served a call. */
@@ -69,8 +75,15 @@ export interface MeshTool<R = unknown> {
 export interface MeshToolContext {
   clock: Clock
   selfPeerId: () => string
-  /** Resolves against the current replica (cached until the topology changes). */
+  /** Resolves against the current replica (deterministic; cached until the topology changes). */
   resolve: (specs: ResolutionSpec[], key: string) => Resolution
+  /**
+   * The order one call tries the candidates of `resolution` in: load spread among the equally
+   * ranked (round robin per `key`), providers that just refused moved to the end.
+   */
+  order: (resolution: Resolution, key: string) => Candidate[]
+  /** `c` refused a call before anything ran there: try it last for a while. */
+  refused: (c: Candidate) => void
   /** Resolves on the next topology change, or when `signal` aborts. */
   nextChange: (signal: AbortSignal) => Promise<void>
   /** Until when calls with no provider wait for one (the settle window), in clock ms. */
@@ -82,11 +95,8 @@ export interface MeshToolContext {
   callLocal: (tool: string, args: unknown, signal: AbortSignal) => Promise<CallToolResult>
   /** Capabilities offered in the mesh now (for NO_PROVIDER messages). */
   offered: () => string[]
-  /** Counters of this caller's calls (`node.stats.calls`). */
+  /** Counters of this caller's calls (`node.stats`). */
   stats: CallStats
-  /** Providers that just refused a connection are avoided for a while. */
-  avoid: Map<string, number>
-  avoidMs: number
 }
 
 /** Builds the callable for one declared dependency. */
@@ -114,8 +124,7 @@ export function createMeshTool<R = unknown> (name: string, declaration: Dependen
   async function attempt (args: Record<string, unknown>, call: CallOptions, signal: AbortSignal): Promise<{ result: R, provider: ProviderInfo }> {
     const unreachable: MeshError[] = []
     for (;;) {
-      const resolution = ctx.resolve(specs, key)
-      const order = failoverOrder(resolution.ranked, ctx)
+      const order = ctx.order(ctx.resolve(specs, key), key)
       for (const c of order) {
         if (unreachable.some((e) => e.details?.peerId === c.peerId)) continue
         const local = c.peerId === ctx.selfPeerId()
@@ -132,7 +141,7 @@ export function createMeshTool<R = unknown> (name: string, declaration: Dependen
           if (!isMeshError(err) || err.details?.notSent !== true) throw failed(err)
           ctx.stats.failovers++
           // Refused before anything ran there: mark it and go to the next candidate at once.
-          ctx.avoid.set(c.peerId, ctx.clock.now() + ctx.avoidMs)
+          ctx.refused(c)
           unreachable.push(new MeshError(err.code, err.message, { cause: err, details: { ...err.details, peerId: c.peerId, agent: c.agent } }))
         }
       }
@@ -159,29 +168,9 @@ export function createMeshTool<R = unknown> (name: string, declaration: Dependen
   return tool
 }
 
-/** The ranked candidates, providers that just refused moved to the end (still tried last). */
-function failoverOrder (ranked: Candidate[], ctx: MeshToolContext): Candidate[] {
-  if (ctx.avoid.size === 0) return ranked
-  const now = ctx.clock.now()
-  const fresh: Candidate[] = []
-  const avoided: Candidate[] = []
-  for (const c of ranked) {
-    const until = ctx.avoid.get(c.peerId)
-    if (until !== undefined && until <= now) ctx.avoid.delete(c.peerId)
-    ;(until !== undefined && until > now ? avoided : fresh).push(c)
-  }
-  return [...fresh, ...avoided]
-}
-
 /** Turns a tool result into what the caller gets: structured content, else content; errors thrown. */
 function unwrap<R> (r: CallToolResult, dependency: string, provider: ProviderInfo, output: z.ZodType | undefined): R {
-  if (r.isError === true) {
-    const text = r.content.map((c) => (c.type === 'text' ? c.text : '')).join('\n')
-    const invalid = /^(MCP error -32602: )?Input validation error/.test(text)
-    throw new MeshError(invalid ? 'MESH_ERR_CALL_INVALID_ARGS' : 'MESH_ERR_CALL_TOOL_ERROR', `${provider.agent}/${provider.tool} (for ${dependency}): ${text}`, {
-      details: { provider, content: r.content, ...(invalid ? { validation: text } : {}) },
-    })
-  }
+  if (r.isError === true) throw toolError(r, dependency, provider)
   const value = r.structuredContent ?? r.content
   if (output === undefined) return value as R
   const checked = output.safeParse(value)
@@ -191,6 +180,35 @@ function unwrap<R> (r: CallToolResult, dependency: string, provider: ProviderInf
     })
   }
   return checked.data as R
+}
+
+/**
+ * Codes only this side raises: about the transport or the choice of provider. A provider that
+ * puts one in a result is not believed (it ran the call, so none of them is true).
+ */
+const CALLER_CODES: ReadonlySet<string> = new Set(['MESH_ERR_CALL_NO_PROVIDER', 'MESH_ERR_CALL_TIMEOUT', 'MESH_ERR_CALL_UNREACHABLE', 'MESH_ERR_CALL_FAILED'])
+
+/**
+ * The error for an `isError` result. Its class travels as data, never read from the text: a mesh
+ * endpoint puts the code of what it detected under `_meta[MESH_ERROR_META_KEY]`
+ * (`MESH_ERR_CALL_INVALID_ARGS` with `issues` when the arguments failed the input schema). Any
+ * `MESH_ERR_CALL_*` code is taken but the caller's own; any other result is the tool's own error.
+ */
+function toolError (r: CallToolResult, dependency: string, provider: ProviderInfo): MeshError {
+  const text = r.content.map((c) => (c.type === 'text' ? c.text : '')).join('\n')
+  const meta: unknown = r._meta?.[MESH_ERROR_META_KEY]
+  const m = typeof meta === 'object' && meta !== null ? meta as { code?: unknown, issues?: unknown } : {}
+  const code: ErrorCode = typeof m.code === 'string' && m.code.startsWith('MESH_ERR_CALL_') && Object.hasOwn(ErrorCodes, m.code) && !CALLER_CODES.has(m.code)
+    ? m.code as ErrorCode
+    : 'MESH_ERR_CALL_TOOL_ERROR'
+  return new MeshError(code, `${provider.agent}/${provider.tool} (for ${dependency}): ${printable(text, 1_000)}`, {
+    details: {
+      provider,
+      content: r.content,
+      ...(Array.isArray(m.issues) ? { issues: m.issues } : {}),
+      ...(code === 'MESH_ERR_CALL_INVALID_ARGS' ? { validation: text } : {}),
+    },
+  })
 }
 
 function timeoutOrAbort (signal: AbortSignal, name: string, cause: unknown): MeshError {
@@ -203,7 +221,7 @@ function timeoutOrAbort (signal: AbortSignal, name: string, cause: unknown): Mes
 function noProvider (name: string, specs: ResolutionSpec[], ctx: MeshToolContext, signal: AbortSignal): MeshError {
   if (signal.aborted) return timeoutOrAbort(signal, name, undefined)
   const offered = ctx.offered()
-  const wanted = specs.map(describeSpec).join(', then ')
+  const wanted = specs.map(describeSpec).join('; then ')
   const similar = offered.filter((c) => specs.some((s) => c === s.capability))
   const hint = similar.length > 0
     ? `the mesh offers ${specs[0].capability}, but no live provider matches the version and tags (see meshctl explain ${specs[0].capability})`
@@ -211,11 +229,4 @@ function noProvider (name: string, specs: ResolutionSpec[], ctx: MeshToolContext
   return new MeshError('MESH_ERR_CALL_NO_PROVIDER', `no provider for ${name}: wanted ${wanted}; ${hint}`, {
     details: { dependency: name, capability: specs[0].capability, specs, offered },
   })
-}
-
-function describeSpec (s: ResolutionSpec): string {
-  const parts = [s.capability]
-  if (s.version !== undefined) parts.push(`version ${s.version}`)
-  if (s.tags !== undefined && s.tags.length > 0) parts.push(`tags ${JSON.stringify(s.tags)}`)
-  return parts.join(' ')
 }

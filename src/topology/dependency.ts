@@ -42,3 +42,13 @@ export function normalizeDependency (spec: DependencySpec): ResolutionSpec[] {
   const list = Array.isArray(parsed.data) ? parsed.data : [parsed.data]
   return list.map((s) => typeof s === 'string' ? { capability: s } : s)
 }
+
+/** One spec as words, for messages and `meshctl explain`: `capability weather, version ^1, tags eu +fast`. */
+export function describeSpec (spec: ResolutionSpec): string {
+  const parts = [`capability ${spec.capability}`]
+  if (spec.version !== undefined) parts.push(`version ${spec.version}`)
+  if (spec.tags !== undefined && spec.tags.length > 0) {
+    parts.push(`tags ${spec.tags.map((t) => typeof t === 'string' ? t : `[${t.join(', ')}]`).join(' ')}`)
+  }
+  return parts.join(', ')
+}

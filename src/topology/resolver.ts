@@ -1,7 +1,8 @@
 import semver from 'semver'
 import { MeshError } from '../errors.ts'
-import { normalizeDependency } from './dependency.ts'
+import { describeSpec, normalizeDependency } from './dependency.ts'
 import type { DependencySpec, ResolutionSpec } from './dependency.ts'
+import { endpointProblem } from './endpoint.ts'
 import type { Liveness, Member, ToolAdvert } from './advert.ts'
 
 /** A tag expression as found in a spec: `tag`, `+tag`, `-tag`, or a nested OR group. */
@@ -19,6 +20,8 @@ export interface Candidate {
   /** The tool's version. */
   version: string
   endpoint?: string
+  /** The member's libp2p addresses: the hosts its endpoint may name (see `endpointProblem`). */
+  addrs: readonly string[]
 }
 
 /** What the resolver decided about one candidate tool. */
@@ -49,40 +52,34 @@ export interface Resolution {
   selected: Candidate | null
   /** Every eligible candidate of the winning spec in rank order, `selected` first. */
   ranked: Candidate[]
+  /**
+   * How many candidates at the head of `ranked` are equally ranked (0 when none resolved).
+   * The resolver always lists them in peer ID order; callers spread calls among them.
+   */
+  tier: number
   /** Which spec of the ordered list resolved, -1 if none. */
   specIndex: number
   /** Rows for every spec tried, in order. */
   explanation: ExplainRow[]
 }
 
-/** Picks providers for dependencies from a set of members. Pure: no network, no clock. */
+/**
+ * Picks providers for dependencies from a set of members. Pure and deterministic: no network,
+ * no clock, no state, so every replica that holds the same members reaches the same resolution.
+ * Spreading load among equally ranked providers is the caller's business (`Resolution.tier`).
+ */
 export interface Resolver {
   /**
-   * Resolves `dependency` against `members`. `key` names the round-robin counter (default: the
-   * normalized spec list), so callers of the same dependency share the load spreading.
+   * Resolves `dependency` against `members`.
    * Throws MeshError `MESH_ERR_RESOLVE_INVALID_SPEC` for a malformed spec.
    */
-  resolve(members: Iterable<Member>, dependency: DependencySpec, key?: string): Resolution
+  resolve(members: Iterable<Member>, dependency: DependencySpec): Resolution
 }
 
-/** Round-robin counters kept per key; past this the least recently used are dropped. */
-const MAX_COUNTERS = 10_000
-
-/** Creates a resolver with its own round-robin counters. */
+/** Creates a resolver (stateless: one can serve every caller). */
 export function createResolver (): Resolver {
-  // Map order is insertion order: re-inserting on use makes the first key the least recently used.
-  const counters = new Map<string, number>()
-
-  function nextTurn (key: string): number {
-    const turn = counters.get(key) ?? 0
-    counters.delete(key)
-    counters.set(key, turn + 1)
-    if (counters.size > MAX_COUNTERS) counters.delete(counters.keys().next().value as string)
-    return turn
-  }
-
   return {
-    resolve (members, dependency, key) {
+    resolve (members, dependency) {
       const specs = normalizeDependency(dependency)
       // Check every spec up front, so a bad fallback fails even when an earlier spec resolves.
       for (const s of specs) validateTags(s.tags ?? [])
@@ -97,13 +94,12 @@ export function createResolver (): Resolver {
         }
         const rows = new Map(eligible.map((e) => [e.candidate, e.row]))
         const sorted = [...rows.keys()].sort(compareCandidates)
-        const top = sorted.filter((c) => compareRank(c, sorted[0]) === 0)
-        const selected = top[nextTurn(key ?? JSON.stringify(specs)) % top.length]
-        const ranked = [selected, ...sorted.filter((c) => c !== selected)]
-        explanation.push(...ranked.map((c, r) => rankedRow(c, rows.get(c)!, r, selected, top.length)), ...rejected)
-        return { spec: specs, selected, ranked, specIndex: i, explanation }
+        const tier = sorted.filter((c) => compareRank(c, sorted[0]) === 0).length
+        const selected = sorted[0]
+        explanation.push(...sorted.map((c, r) => rankedRow(c, rows.get(c)!, r, selected, tier)), ...rejected)
+        return { spec: specs, selected, ranked: sorted, tier, specIndex: i, explanation }
       }
-      return { spec: specs, selected: null, ranked: [], specIndex: -1, explanation }
+      return { spec: specs, selected: null, ranked: [], tier: 0, specIndex: -1, explanation }
     },
   }
 }
@@ -120,6 +116,9 @@ function judge (members: Member[], spec: ResolutionSpec, specIndex: number): { e
       const reasons: string[] = []
       if (liveness === 'dead' || liveness === 'left') reasons.push(liveness)
       if (advert.status === 'draining') reasons.push('draining')
+      // A member that names a foreign endpoint is never called (SSRF): say why it is skipped.
+      const problem = advert.endpoint === undefined ? undefined : endpointProblem(advert.endpoint, advert.addrs)
+      if (problem !== undefined) reasons.push(`endpoint refused: ${problem}`)
       if (semver.valid(tool.version) === null) reasons.push(`version ${tool.version} is not semver`)
       else if (spec.version !== undefined && !semver.satisfies(tool.version, spec.version, { includePrerelease: false })) {
         reasons.push(`version ${tool.version} does not satisfy ${spec.version}`)
@@ -132,7 +131,7 @@ function judge (members: Member[], spec: ResolutionSpec, specIndex: number): { e
         continue
       }
       reasons.push(...tags.reasons)
-      const candidate: Candidate = { peerId: advert.peerId, agent: advert.name, tool, liveness, score: tags.score, version: tool.version }
+      const candidate: Candidate = { peerId: advert.peerId, agent: advert.name, tool, liveness, score: tags.score, version: tool.version, addrs: advert.addrs }
       if (advert.endpoint !== undefined) candidate.endpoint = advert.endpoint
       eligible.push({ candidate, row })
     }
@@ -146,7 +145,7 @@ function rankedRow (candidate: Candidate, row: ExplainRow, index: number, select
   const reasons = [...row.reasons]
   if (candidate === selected) {
     if (candidate.liveness === 'suspect') reasons.push('suspect, but no alive provider is eligible')
-    if (tierSize > 1) reasons.push(`round robin among ${tierSize} equally ranked providers`)
+    if (tierSize > 1) reasons.push(`round robin among ${tierSize} equally ranked providers (calls rotate; listed in peer ID order)`)
   } else {
     reasons.push(belowSelected(candidate, selected))
   }
@@ -158,7 +157,7 @@ function belowSelected (c: Candidate, selected: Candidate): string {
   if (c.liveness !== selected.liveness) return `${c.liveness} while the selected provider is ${selected.liveness}`
   if (c.score !== selected.score) return `score ${c.score} below ${selected.score}`
   if (!semver.eq(c.version, selected.version)) return `version ${c.version} below ${selected.version}`
-  return 'tied with the selected provider: its turn comes by round robin'
+  return 'tied with the selected provider: calls rotate among them by round robin'
 }
 
 /** Alive before suspect, higher score, higher version. 0 means "same tier": round robin decides. */
@@ -261,13 +260,4 @@ export function formatExplanation (r: Resolution): string {
     }
   })
   return lines.join('\n')
-}
-
-function describeSpec (spec: ResolutionSpec): string {
-  const parts = [`capability ${spec.capability}`]
-  if (spec.version !== undefined) parts.push(`version ${spec.version}`)
-  if (spec.tags !== undefined && spec.tags.length > 0) {
-    parts.push(`tags ${spec.tags.map((t) => typeof t === 'string' ? t : `[${t.join(', ')}]`).join(' ')}`)
-  }
-  return parts.join(', ')
 }

@@ -6,7 +6,7 @@ import { createResolver, formatExplanation, matchTags } from '../../src/topology
 import type { TagExpression } from '../../src/topology/resolver.ts'
 
 interface ToolOpts { name?: string, capability?: string, version?: string, tags?: string[] }
-interface MemberOpts { liveness?: Liveness, status?: string, role?: string, tools?: ToolOpts[], endpoint?: string }
+interface MemberOpts { liveness?: Liveness, status?: string, role?: string, tools?: ToolOpts[], endpoint?: string, addrs?: string[] }
 
 /** A validated advert for `peerId` offering one `weather` tool unless told otherwise. */
 function advert (peerId: string, opts: MemberOpts = {}): Advert {
@@ -18,7 +18,7 @@ function advert (peerId: string, opts: MemberOpts = {}): Advert {
     incarnation: 1,
     seq: 0,
     issuedAt: 0,
-    addrs: [],
+    addrs: opts.addrs ?? [`/dns4/${peerId}/tcp/4001`],
     tools: (opts.tools ?? [{}]).map((o) => ({
       name: o.name ?? 'get_weather',
       capability: o.capability ?? 'weather',
@@ -139,26 +139,36 @@ t.test('ordered fallback: first spec that resolves wins', async (t) => {
   t.match(formatExplanation(none), /version 1\.0\.0 does not satisfy \^9/)
 })
 
-t.test('ties and round robin', async (t) => {
-  const members = [member('p3'), member('p1'), member('p2')]
+t.test('ties: deterministic, in peer order; the tier says how many share the top', async (t) => {
+  const members = [member('p3'), member('p1'), member('p2'), tagged('p0', 'slow')]
   const resolver = createResolver()
-  const picks = Array.from({ length: 6 }, () => resolver.resolve(members, 'weather').selected?.peerId)
-  t.same(picks, ['p1', 'p2', 'p3', 'p1', 'p2', 'p3'], 'spreads over all three in peer order, then wraps')
+  const picks = Array.from({ length: 4 }, () => resolver.resolve(members, 'weather').selected?.peerId)
+  t.same(picks, ['p0', 'p0', 'p0', 'p0'], 'the same members resolve the same way every time: no hidden turn')
+  const ranked = resolver.resolve(members, { capability: 'weather', tags: ['-slow'] })
+  t.same(ranked.ranked.map((c) => c.peerId), ['p1', 'p2', 'p3'], 'ties in peer ID order, the selected first')
+  t.equal(ranked.tier, 3, 'all three are equally ranked: callers spread calls among them')
+  t.same(ranked.explanation.map((x) => x.rank), [1, 2, 3, undefined], 'ranks, then the rejected p0')
+  t.equal(createResolver().resolve([...members].reverse(), { capability: 'weather', tags: ['-slow'] }).selected?.peerId, 'p1', 'another resolver, another input order: the same answer')
+  const scored = resolver.resolve([tagged('p1', 'fast'), member('p2'), member('p3')], { capability: 'weather', tags: ['+fast'] })
+  t.equal(scored.tier, 1, 'a better provider stands alone')
+  t.equal(resolver.resolve([], 'weather').tier, 0)
+})
 
-  const r = resolver.resolve(members, 'weather')
-  t.same(r.ranked.map((c) => c.peerId), ['p1', 'p2', 'p3'], 'selected first, then the rest in rank order')
-  t.same(r.explanation.map((x) => x.rank), [1, 2, 3])
-
-  // Counters are per key: another key starts at the beginning.
-  t.equal(resolver.resolve(members, 'weather', 'other').selected?.peerId, 'p1')
-  t.equal(resolver.resolve(members, 'weather', 'other').selected?.peerId, 'p2')
-  // A fresh resolver knows nothing of the others' turns.
-  t.equal(createResolver().resolve(members, 'weather').selected?.peerId, 'p1')
-
-  // Thousands of keys do not break anything (the map is bounded internally).
-  for (let i = 0; i < 10_050; i++) resolver.resolve(members, 'weather', `k${i}`)
-  t.equal(resolver.resolve(members, 'weather', 'k0').selected?.peerId, 'p1', 'the oldest key was dropped and starts over')
-  t.equal(resolver.resolve(members, 'weather', 'k10049').selected?.peerId, 'p2', 'a recent key kept its turn')
+t.test('a member whose endpoint is not on its own announced hosts is refused, and explain says why', async (t) => {
+  const good = member('p1', { endpoint: 'http://127.0.0.1:8080/mcp', addrs: ['/ip4/127.0.0.1/tcp/4001/p2p/p1'] })
+  const foreign = member('p0', { endpoint: 'http://127.0.0.2:8080/mcp', addrs: ['/ip4/127.0.0.1/tcp/4001/p2p/p0'], tools: [{ version: '9.0.0', tags: ['fast'] }] })
+  const metadata = member('p2', { endpoint: 'http://169.254.169.254/latest/meta-data', addrs: ['/ip4/169.254.169.254/tcp/80'] })
+  const garbage = member('p3', { endpoint: 'not-a-url', addrs: ['/ip4/127.0.0.1/tcp/1'] })
+  const r = createResolver().resolve([good, foreign, metadata, garbage], { capability: 'weather', tags: ['+fast'] })
+  t.equal(r.selected?.peerId, 'p1', 'the better-scored provider with a foreign endpoint is skipped')
+  t.same(r.ranked.map((c) => c.peerId), ['p1'])
+  t.same(r.ranked[0].addrs, ['/ip4/127.0.0.1/tcp/4001/p2p/p1'], 'a candidate carries its addrs, so a caller can check it again')
+  const rows = Object.fromEntries(r.explanation.map((x) => [x.peerId, x]))
+  for (const id of ['p0', 'p2', 'p3']) {
+    t.equal(rows[id].verdict, 'rejected', id)
+    t.match(rows[id].reasons.join(' '), /^endpoint refused: /, `${id}: the reason names the endpoint`)
+  }
+  t.match(formatExplanation(r), /rejected .*p0.*endpoint refused/)
 })
 
 t.test('liveness, status and role', async (t) => {
