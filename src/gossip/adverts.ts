@@ -4,6 +4,7 @@ import type { GossipOptions } from '../config.ts'
 import { MeshError } from '../errors.ts'
 import { AdvertSchema, ADVERT_SCHEMA_VERSION } from '../topology/advert.ts'
 import type { Advert, AdvertInput } from '../topology/advert.ts'
+import { endpointProblem } from '../topology/endpoint.ts'
 import type { Replica } from '../topology/replica.ts'
 import { encodeMessage } from './codec.ts'
 import type { Awareness } from './awareness.ts'
@@ -128,6 +129,12 @@ export class Adverts {
       addrs: net.addrs().slice(0, 16),
     })
     if (!parsed.success) throw new MeshError('MESH_ERR_ADVERT_INVALID', `this agent's advert is invalid: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`, { details: { issues: parsed.error.issues } })
+    const endpoint = parsed.data.endpoint
+    const problem = endpoint === undefined ? undefined : endpointProblem(endpoint, parsed.data.addrs)
+    if (problem !== undefined) {
+      // Peers would drop the advert, and no one could call this agent: fail at start instead.
+      throw new MeshError('MESH_ERR_CONFIG_INVALID', `this agent's MCP endpoint ${endpoint} cannot be called by peers: ${problem}. Set http.announceHost (MCP_MESH_HTTP_ANNOUNCE_HOST) to a host among the announced libp2p addresses (announce, MCP_MESH_ANNOUNCE), or announce the endpoint's host`, { details: { fields: ['http.announceHost', 'announce'], endpoint, addrs: parsed.data.addrs } })
+    }
     const envelope = await encodeMessage('advert', parsed.data, o.mesh, this.#i.key)
     if (envelope.length > o.quota.maxMessageBytes) throw new MeshError('MESH_ERR_WIRE_TOO_LARGE', `this agent's advert is ${envelope.length} bytes; the limit is ${o.quota.maxMessageBytes} (fewer tools or smaller schemas)`)
     this.#self = { advert: parsed.data, envelope }

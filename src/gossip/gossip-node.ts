@@ -176,14 +176,19 @@ class MeshGossip implements GossipNode {
       upkeep.onChange(c)
       if (c.after === 'dead' || c.after === 'left') awareness.forget(c.peerId)
     })
-    await net.start({
-      validate: async (from, data, signed) => intake.validate(from, data, signed),
-      subscribed: () => { adverts.onSubscribed() },
-      disconnected: (id) => { prober.onDisconnected(id) },
-      stream: (protocol, stream, from) => { void (protocol === 'sync' ? antiEntropy.onStream(stream, from) : prober.onStream(stream, from)) },
-    })
-    scope.start()
-    if (member) await adverts.start()
+    try {
+      await net.start({
+        validate: async (from, data, signed) => intake.validate(from, data, signed),
+        subscribed: () => { adverts.onSubscribed() },
+        disconnected: (id) => { prober.onDisconnected(id) },
+        stream: (protocol, stream, from) => { void (protocol === 'sync' ? antiEntropy.onStream(stream, from) : prober.onStream(stream, from)) },
+      })
+      scope.start()
+      if (member) await adverts.start()
+    } catch (err) {
+      await this.stop({ leave: false }) // an advert we cannot issue (or a port we cannot bind) leaves nothing open
+      throw err
+    }
     upkeep.start()
     scope.loop(o.timing.probeIntervalMs, () => { prober.tick() })
     scope.loop(o.timing.antiEntropyIntervalMs, () => { antiEntropy.tick() })

@@ -1,5 +1,6 @@
 import type { GossipOptions } from '../config.ts'
 import { compareVersions } from '../topology/advert.ts'
+import { endpointProblem } from '../topology/endpoint.ts'
 import type { Replica } from '../topology/replica.ts'
 import type { Adverts } from './adverts.ts'
 import { decodeMessage, dropReason } from './codec.ts'
@@ -84,6 +85,8 @@ export class Intake {
         }
         if (cmp <= 0) return 'ignore'
       }
+      // Every caller would POST to this URL: a member may only name a host it announces (SSRF).
+      if (a.endpoint !== undefined && endpointProblem(a.endpoint, a.addrs) !== undefined) return countDrop(stats, 'bad-endpoint')
       // By gossip or by sync (a push, a page), a member's changes count against the same quota.
       if (!this.#advertQuota.take(a.peerId)) return countDrop(stats, 'quota')
       const merged = replica.applyAdvert(a, bytes)

@@ -31,8 +31,12 @@ export function newGossipStats (): GossipStats {
   return { dropped: {}, accepted: 0, published: 0, probes: 0, probeFailures: 0, probesLate: 0, suspicionsRaised: 0, refutations: 0, syncs: 0, syncBytes: { in: 0, out: 0 }, gossipBytes: { in: 0, out: 0 }, probeBytes: { in: 0, out: 0 }, refused: { sync: 0, probe: 0 } }
 }
 
-/** Counts one dropped message; returns what gossipsub should do with it. */
+/**
+ * Counts one dropped message; returns what gossipsub should do with it: `reject` (the sender is
+ * penalised) for what no honest node forwards, `ignore` for what an honest node of an older
+ * version, or one a little behind, might.
+ */
 export function countDrop (stats: GossipStats, reason: DropReason): 'ignore' | 'reject' {
   stats.dropped[reason] = (stats.dropped[reason] ?? 0) + 1
-  return reason === 'quota' || reason === 'too-old' || reason === 'future' || reason === 'unknown-sender' || reason === 'member-cap' || reason === 'resigned' ? 'ignore' : 'reject'
+  return reason === 'quota' || reason === 'too-old' || reason === 'future' || reason === 'unknown-sender' || reason === 'member-cap' || reason === 'resigned' || reason === 'bad-endpoint' ? 'ignore' : 'reject'
 }

@@ -115,6 +115,20 @@ t.test('advertised addresses are dialled a bounded number of times, and skipped 
   t.ok(accepted.length > 0, 'the addresses were tried (the test would prove nothing otherwise)')
 })
 
+t.test('an advert whose endpoint is not on a host the member announces is dropped before it spreads (SSRF)', async (t) => {
+  const before = A.stats.dropped['bad-endpoint'] ?? 0
+  const seq = A.replica.get(X)!.advert.seq + 1
+  const addrs = A.replica.get(X)!.advert.addrs
+  // It announces 127.0.0.x hosts, and names a cloud metadata address, then another loopback host.
+  for (const [i, endpoint] of ['http://169.254.169.254/latest/meta-data/', 'http://127.0.0.99:8080/mcp', 'file:///etc/passwd'].entries()) {
+    await attacker.services.pubsub.publish(TOPIC, await encodeMessage('advert', advertOf(attackerKey, seq + i, { addrs, endpoint }), MESH, attackerKey))
+  }
+  await waitFor('A to drop the three adverts', () => (A.stats.dropped['bad-endpoint'] ?? 0) - before >= 3)
+  t.equal((A.stats.dropped['bad-endpoint'] ?? 0) - before, 3)
+  t.equal(A.replica.get(X)?.advert.endpoint, undefined, 'A never took an endpoint from it')
+  t.equal(B.replica.get(X)?.advert.endpoint, undefined, 'nor B: A did not forward them')
+})
+
 t.test('one sync stream is one exchange: a second push, and a page asked twice, end it', async (t) => {
   // A serves pages of one entry (syncPageSize 1), so a full pull takes several pages.
   const s = await rawStream(syncProtocol(MESH))

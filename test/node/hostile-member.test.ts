@@ -2,7 +2,12 @@
 // come and go, as a caller agent sees them.
 import t from 'tap'
 import { z } from 'zod'
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import { multiaddr } from '@multiformats/multiaddr'
 import { createGossipNode } from '../../src/gossip/gossip-node.ts'
+import { createHost, advertTopic } from '../../src/gossip/host.ts'
+import { encodeMessage } from '../../src/gossip/codec.ts'
+import { parseGossipOptions } from '../../src/config.ts'
 import type { GossipNode } from '../../src/gossip/gossip-node.ts'
 import type { MeshNode } from '../../src/node.ts'
 import { startNode } from '../helpers/mesh.ts'
@@ -41,24 +46,33 @@ async function member (name: string, capability: string, endpoint: string, tags:
   return m
 }
 
-t.test('a member announcing 127.0.0.1 with an endpoint on 127.0.0.2 is never called; the call fails over', async (t) => {
+t.test('a member announcing 127.0.0.1 with an endpoint on 127.0.0.2 is dropped by every node and never called', async (t) => {
   // What a non-MCP server there answers: "{}" once made the caller throw a plain TypeError.
   const foreign = await fakeProvider({ host: '127.0.0.2', misbehave: (_msg, res) => { json(res, 200, {}); return true } })
   servers.push(foreign)
   nodes.push(await startNode(MESH, 'honest', serves('weather', 'honest'), join))
-  const hostile = await member('hostile', 'weather', foreign.url, ['claude'])
   const caller = await startNode(MESH, 'caller', () => {}, join)
   nodes.push(caller)
-  const spec = { capability: 'weather', tags: ['+claude'] }
-  await waitFor('both members seen', () => caller.explain(spec).explanation.some((r) => r.peerId === hostile.peerId) && caller.explain(spec).selected !== null, 10_000)
+  // Our own nodes refuse to issue such an advert (they fail at start), so the hostile member signs
+  // its advert by hand on a raw libp2p host, as an attacker would, and gossips it through the door.
+  const key = await generateKeyPair('Ed25519')
+  const host = await createHost(parseGossipOptions({ name: 'hostile', mesh: MESH, colocated: true }, {}), key)
+  t.teardown(async () => { await host.stop() })
+  await host.start()
+  await host.dial(multiaddr(door.gossip.addrs[0]))
+  host.services.pubsub.subscribe(advertTopic(MESH))
+  await waitFor('the door subscribed', () => host.services.pubsub.getSubscribers(advertTopic(MESH)).length > 0, 10_000)
+  const advert = {
+    v: 1, mesh: MESH, name: 'hostile', role: 'agent', peerId: host.peerId.toString(), incarnation: Date.now(), seq: 0, issuedAt: Date.now(), status: 'alive',
+    addrs: host.getMultiaddrs().map(String), endpoint: foreign.url, tools: [{ name: 'get', capability: 'weather', version: '9.0.0', tags: ['claude'] }], dependencies: [],
+  }
+  const before = door.gossip.stats.dropped['bad-endpoint'] ?? 0
+  await host.services.pubsub.publish(advertTopic(MESH), await encodeMessage('advert', advert, MESH, key))
+  await waitFor('the door to drop it', () => (door.gossip.stats.dropped['bad-endpoint'] ?? 0) > before, 10_000)
+  t.equal(door.gossip.replica.get(host.peerId.toString()), undefined, 'the door does not hold it')
+  t.equal(caller.gossip.replica.get(host.peerId.toString()), undefined, 'nor the caller: the door did not forward it')
 
-  const r = caller.explain(spec)
-  t.equal(r.selected?.agent, 'honest', 'the better-ranked hostile member is not selected')
-  const row = r.explanation.find((x) => x.peerId === hostile.peerId)
-  t.equal(row?.verdict, 'rejected')
-  t.match(row?.reasons.join(' '), /endpoint refused/, 'explain says why it is skipped')
-
-  const { result, provider } = await caller.dependency(spec).invoke({})
+  const { result, provider } = await caller.dependency({ capability: 'weather', tags: ['+claude'] }).invoke({})
   t.equal(provider.agent, 'honest')
   t.same(Served.parse(result), { by: 'honest' })
   t.same(caller.stats.failed, {}, 'no call failed')

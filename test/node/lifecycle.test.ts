@@ -37,3 +37,15 @@ t.test('stop before start is harmless; tools cannot be added after start', async
   t.throws(() => m.tool('x', {}, () => 1), { code: 'MESH_ERR_TOOL_INVALID' })
   await m.stop()
 })
+
+t.test('an agent whose endpoint peers could not call fails at start, naming the options to fix', async (t) => {
+  const baseline = handles()
+  // Bound to every interface with no announced host: the URL would say 0.0.0.0, which every
+  // caller refuses (it reaches the caller's own host). Before, the agent started and was ignored.
+  const n = createMeshNode(testNodeOptions(`unreachable-${process.pid}`, 'unreachable', { http: { host: '0.0.0.0' } }))
+  n.tool('echo', { input: { text: z.string() } }, ({ text }) => ({ text }))
+  await t.rejects(n.start(), { code: 'MESH_ERR_CONFIG_INVALID', details: { fields: ['http.announceHost', 'announce'] } })
+  // No stop(): a failed start must not leave its listeners for the caller to clean up.
+  const after = await settleHandles(baseline)
+  t.ok((after.TCPServerWrap ?? 0) <= (baseline.TCPServerWrap ?? 0), 'the listeners it had opened (endpoint, libp2p) are closed again')
+})
