@@ -13,7 +13,7 @@ export const ErrorCodes = {
   MESH_ERR_ADVERT_INVALID: 'an advert failed schema validation or limits',
   MESH_ERR_ADVERT_TOO_OLD: 'an advert is older than the maximum age or dated in the future',
   MESH_ERR_SYNC_FAILED: 'a sync exchange with a peer failed',
-  MESH_ERR_DIAL_LIMITED: 'a member was not dialled: over its dial quota, or every advertised address failed recently',
+  MESH_ERR_DIAL_LIMITED: 'a member was not dialled: over its dial quota, or another peer (or no libp2p) answered at every address it advertises',
   MESH_ERR_JOIN_FAILED: 'no bootstrap or seed peer could be reached to join the mesh',
   MESH_ERR_NOT_STARTED: 'the node is not running',
   MESH_ERR_RESOLVE_INVALID_SPEC: 'a dependency spec is malformed',

@@ -10,8 +10,6 @@ import { probeProtocol } from './probe.ts'
 import { syncProtocol } from './sync.ts'
 import type { FrameStream, MeshNet, MeshProtocol, NetEvents, NetInit } from './net.ts'
 
-/** An advertised address that failed is skipped this long. */
-const FAILED_ADDR_MS = 30_000
 /** An address where another peer, or no libp2p at all, answered is skipped this long. */
 const WRONG_PEER_MS = 10 * 60_000
 
@@ -111,9 +109,9 @@ class Libp2pNet implements MeshNet {
 
   /**
    * An open connection to the peer, or a new one through its advertised addresses, one at a time
-   * so each failure is known by address: an address that failed is skipped for a while, and for
-   * long when what answered there was not this peer (a handshake or protocol failure). Members
-   * choose the addresses everyone dials: this keeps the mesh from probing them again and again.
+   * so each failure is known by address: an address where something other than this peer answered
+   * (a handshake or protocol failure) is skipped for 10 minutes. Members choose the addresses
+   * everyone dials: this keeps the mesh from knocking on another service again and again.
    */
   async #connect (peerId: string, addrs: readonly string[], options: AbortOptions): Promise<Connection> {
     const open = this.#host.getConnections(this.#pid(peerId)).find((c) => c.status === 'open')
@@ -122,7 +120,7 @@ class Libp2pNet implements MeshNet {
     const now = Date.now()
     const bad = this.#badAddrs.get(peerId)
     const candidates = this.#multiaddrs(peerId, addrs).filter((ma) => (bad?.get(ma.toString()) ?? 0) <= now).slice(0, this.#init.options.quota.maxDialAddrs)
-    if (candidates.length === 0) throw new MeshError('MESH_ERR_DIAL_LIMITED', `no address of ${peerId} is worth dialling now: each failed recently`)
+    if (candidates.length === 0) throw new MeshError('MESH_ERR_DIAL_LIMITED', `no address of ${peerId} is worth dialling: another peer, or no libp2p, answered at each`)
     let last: unknown
     for (const ma of candidates) {
       try {
@@ -130,7 +128,9 @@ class Libp2pNet implements MeshNet {
       } catch (err) {
         last = err
         if (options.signal?.aborted === true) break
-        this.#markBad(peerId, ma.toString(), now + (wrongPeer(err) ? WRONG_PEER_MS : FAILED_ADDR_MS))
+        // Refused, unreachable or timed out says nothing about who is there (a partition that
+        // heals, a restarting agent): tried again on the next dial, within the member's dial quota.
+        if (wrongPeer(err)) this.#markBad(peerId, ma.toString(), now + WRONG_PEER_MS)
       }
     }
     throw last
