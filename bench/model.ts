@@ -16,25 +16,27 @@
 //    false suspicion and death over the whole run, with the probe trace).
 // Every row counts false verdicts over its whole run: healthy members declared dead, and suspected.
 // Usage: node --max-old-space-size=20000 bench/model.ts [--sizes 100,1000,10000] [--calibrate 100,200] [--idle 3]
-//          [--wan 1000,10000] [--wan-shipped 1000]
+//          [--wan 1000,10000] [--wan-shipped 100] [--wan-timing '{"probeTimeoutMs":1300}']
 import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import { parseArgs } from 'node:util'
 import os from 'node:os'
 import { Simulation } from '../test/sim/harness.ts'
 import type { SimMember } from '../test/sim/harness.ts'
-import { falseAlarms, spreadNew } from '../test/sim/scenarios.ts'
-import { MODEL_PROFILES } from '../test/sim/model/network.ts'
+import { falseAlarms, pickAgent, spreadNew } from '../test/sim/scenarios.ts'
+import { MODEL_PROFILES, WAN_TIMING } from '../test/sim/model/network.ts'
 import type { ModelCosts, ModelOptions } from '../test/sim/model/network.ts'
 import { summarize } from '../test/sim/model/probe-trace.ts'
-import type { ProbeSummary } from '../test/sim/model/probe-trace.ts'
 import type { GossipOptionsInput } from '../src/config.ts'
+import type { ProbeSummary } from '../test/sim/model/probe-trace.ts'
 
-const { values } = parseArgs({ options: { sizes: { type: 'string', default: '100,1000,10000' }, calibrate: { type: 'string', default: '100,200' }, idle: { type: 'string', default: '3' }, wan: { type: 'string', default: '1000,10000' }, 'wan-shipped': { type: 'string', default: '1000' } } })
+const { values } = parseArgs({ options: { sizes: { type: 'string', default: '100,1000,10000' }, calibrate: { type: 'string', default: '100,200' }, idle: { type: 'string', default: '3' }, wan: { type: 'string', default: '1000,10000' }, 'wan-shipped': { type: 'string', default: '100' }, 'wan-timing': { type: 'string' } } })
 const list = (v: string): number[] => v.split(',').filter(Boolean).map(Number)
 const SIZES = list(values.sizes)
 const CALIBRATE = list(values.calibrate)
 const WAN = list(values.wan)
 const WAN_SHIPPED = list(values['wan-shipped'])
+/** The WAN runs' timing: WAN_TIMING, or `--wan-timing` (JSON of `timing` options) to try others. */
+const wanTiming: GossipOptionsInput['timing'] = values['wan-timing'] === undefined ? WAN_TIMING : JSON.parse(values['wan-timing'])
 const IDLE_S = Number(values.idle)
 const results = new URL('./results/', import.meta.url)
 const readJson = async (name: string): Promise<any> => JSON.parse(await readFile(new URL(name, results), 'utf8').catch(() => 'null'))
@@ -129,13 +131,6 @@ for (const n of SIZES) {
   }
 }
 
-/**
- * Timing for the WAN profile (see BENCHMARKS.md, "WAN"): the probe timeout's floor covers a round
- * trip to a slow node with one retransmission (400 to 440 ms plus a 620 ms timeout), and a helper's
- * dial to a target it is not connected to (three one-way delays and the handshake) plus the ping.
- */
-const WAN_TIMING: NonNullable<GossipOptionsInput['timing']> = { probeTimeoutMs: 1_300 }
-
 interface WanRow {
   n: number
   timing: 'shipped' | 'wan'
@@ -157,18 +152,11 @@ interface WanRow {
   rssMb: number
 }
 const wanRows: WanRow[] = []
-const pickHealthy = (sim: Simulation): SimMember => {
-  for (;;) {
-    const agents = sim.up('agent')
-    const m = agents[Math.floor(sim.rng() * agents.length)]
-    if (sim.model!.node(m.node.peerId)?.slow !== true) return m
-  }
-}
 const wanRuns: Array<{ n: number, timing: WanRow['timing'] }> = [...WAN_SHIPPED.map((n) => ({ n, timing: 'shipped' as const })), ...WAN.map((n) => ({ n, timing: 'wan' as const }))]
 for (const { n, timing } of wanRuns) {
   global.gc?.()
   const t0 = performance.now()
-  const sim = new Simulation({ seed: n + 2, profile: 'wan', model: { cpu: 'per-node', costs: { ...measured, connectMs: noiseConnectMs } }, trace: true, ...(timing === 'wan' ? { timing: WAN_TIMING } : {}) })
+  const sim = new Simulation({ seed: n + 2, profile: 'wan', model: { cpu: 'per-node', costs: { ...measured, connectMs: noiseConnectMs } }, trace: true, ...(timing === 'wan' ? { timing: wanTiming } : {}) })
   try {
     const start = sim.now()
     await sim.seedConverged(n, 3_000)
@@ -181,10 +169,10 @@ for (const { n, timing } of wanRuns) {
       const spreads = []
       for (let i = 0; i < 3; i++) spreads.push(await spreadNew(sim))
       const crashMs = []
-      for (let i = 0; i < 3; i++) crashMs.push(await detect(sim, pickHealthy(sim)))
+      for (let i = 0; i < 3; i++) crashMs.push(await detect(sim, pickAgent(sim)))
       const hangMs = []
       for (let i = 0; i < 3; i++) {
-        const victim = pickHealthy(sim)
+        const victim = pickAgent(sim)
         sim.hang(victim.name)
         hangMs.push(await sim.until(`every replica to drop ${victim.name}`, () => sim.listing(victim.node.peerId) === 0, 60_000, 10))
       }
@@ -216,7 +204,7 @@ for (const r of rows) {
 }
 const ms = (xs: number[] | undefined): string => xs === undefined ? '-' : xs.map((x) => f(x)).join(', ')
 const pct = (x: number): string => `${(100 * x).toFixed(2)} %`
-console.log(`\nWAN: ${JSON.stringify(MODEL_PROFILES.wan)}; a CPU per node, Noise connections; meshes seeded as converged; WAN timing: ${JSON.stringify(WAN_TIMING)}`)
+console.log(`\nWAN: ${JSON.stringify(MODEL_PROFILES.wan)}; a CPU per node, Noise connections; meshes seeded as converged; WAN timing: ${JSON.stringify(wanTiming)}`)
 console.log('| nodes | timing | virtual s | new capability 99 % ms | 100 % ms | crashes dropped everywhere ms | hangs ms | idle bytes/s per node: wire (payload) | false deaths (members) | false suspicions | run s | RSS MB |')
 console.log('|---|---|---|---|---|---|---|---|---|---|---|---|')
 for (const r of wanRows) {
@@ -232,5 +220,5 @@ for (const r of wanRows) {
   console.log(`| ${r.n} | ${r.timing} | ${p.ownProbes} | ${pct(p.failedRate.noSample)} / ${pct(p.failedRate.withSample)} | ${pct(p.normalFailedRate.noSample)} / ${pct(p.normalFailedRate.withSample)} | ${p.failedSlow} | ${p.failedRetransmitted} | ${p.lateAckMs.join(', ')} | ${i.rounds}; ${i.ack} / ${i.nack} / ${i.none}; ${i.dialled} (${i.dialledNack}) | ${p.voices.healthy}: ${causes || '-'} |`)
 }
 await mkdir(results, { recursive: true })
-await writeFile(new URL('model.json', results), JSON.stringify({ at: new Date().toISOString(), node: process.versions.node, cores: os.cpus().length, costs: measured, noiseConnectMs, deployment, calibration: calibrationRows, rows, wan: { profile: MODEL_PROFILES.wan, timing: WAN_TIMING, rows: wanRows } }, null, 2))
+await writeFile(new URL('model.json', results), JSON.stringify({ at: new Date().toISOString(), node: process.versions.node, cores: os.cpus().length, costs: measured, noiseConnectMs, deployment, calibration: calibrationRows, rows, wan: { profile: MODEL_PROFILES.wan, timing: wanTiming, rows: wanRows } }, null, 2))
 process.exit(0)

@@ -4,11 +4,11 @@
 import t from 'tap'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { EventClock } from './model/event-clock.ts'
-import { ModelNetwork } from './model/network.ts'
+import { ModelNetwork, WAN_TIMING } from './model/network.ts'
 import type { ModelNet } from './model/network.ts'
 import { seeded, Simulation } from './harness.ts'
 import type { LivenessEvent } from './harness.ts'
-import { blackoutRefuted, crashDetected, joinAndSpread, partitionHeals, spreadNew } from './scenarios.ts'
+import { blackoutRefuted, crashDetected, joinAndSpread, partitionHeals, pickAgent, spreadNew } from './scenarios.ts'
 import { END_OF_STREAM } from '../../src/gossip/net.ts'
 import type { FrameStream, MeshProtocol, NetEvents, Verdict } from '../../src/gossip/net.ts'
 import { parseGossipOptions } from '../../src/config.ts'
@@ -166,6 +166,48 @@ t.test('model network: 1,000 nodes seeded as converged; a new capability and a c
     const detectMs = await sim.until('the crash to be dropped everywhere', () => sim.listing(victim.node.peerId) === 0, 30_000, 10)
     t.ok(detectMs <= 8_000, `dropped everywhere in ${detectMs} virtual ms`)
     t.same(sim.wrongfulDeaths(), [], 'no healthy node declared dead at any time in the run')
+  } finally {
+    await sim.stop()
+  }
+})
+
+// The WAN profile (50 ms one way, 1 % loss as TCP retransmissions, 5 % slow nodes), with the per-hop
+// costs last measured on the real stack (BENCHMARKS.md): the goal is no healthy agent declared
+// dead, and a crash or a hang dropped everywhere within 5 s.
+const wanCosts = { messageMs: 0.95, duplicateMs: 0, frameMs: 0.22, connectMs: 11.2 }
+
+t.test('model network, WAN profile, 100 nodes with WAN timing: nobody healthy declared dead; a crash and a hang dropped within 5 s', async (t) => {
+  const sim = new Simulation({ seed: 11, profile: 'wan', model: { costs: wanCosts }, timing: WAN_TIMING })
+  try {
+    await sim.seedConverged(100, 3_000)
+    await sim.sleep(5_000)
+    const spread = await spreadNew(sim)
+    t.ok(spread.p100Ms < 2_000, `a new capability at 99 % in ${spread.p99Ms} ms, 100 % in ${spread.p100Ms} virtual ms`)
+    const crashed = pickAgent(sim)
+    await sim.crash(crashed.name)
+    const crashMs = await sim.until('the crash to be dropped everywhere', () => sim.listing(crashed.node.peerId) === 0, 30_000, 10)
+    t.ok(crashMs < 5_000, `a crash dropped everywhere in ${crashMs} virtual ms`)
+    const hung = pickAgent(sim)
+    sim.hang(hung.name)
+    const hangMs = await sim.until('the hang to be dropped everywhere', () => sim.listing(hung.node.peerId) === 0, 30_000, 10)
+    t.ok(hangMs < 5_000, `a hang dropped everywhere in ${hangMs} virtual ms`)
+    t.same(sim.wrongfulDeaths(), [], 'no healthy node declared dead at any time in the run')
+    t.equal(sim.wrongfulSuspicions().length, 0, 'nor suspected')
+  } finally {
+    await sim.stop()
+  }
+})
+
+t.test('model network, WAN profile, 60 nodes with the shipped timing: nobody healthy declared dead (known to fail: a todo)', async (t) => {
+  const sim = new Simulation({ seed: 11, profile: 'wan', model: { costs: wanCosts } })
+  try {
+    // Small and short: the storm of false suspicions makes every virtual second costly to simulate.
+    await sim.seedConverged(60, 4_000)
+    const deaths = sim.wrongfulDeaths()
+    t.comment(`${deaths.length} false deaths of ${new Set(deaths.map((e) => e.subject)).size} members, ${sim.wrongfulSuspicions().length} false suspicions in 4 virtual s`)
+    t.same(deaths.slice(0, 3), [], 'no healthy node declared dead at any time in the run', {
+      todo: 'the probe timeout floor (300 ms) is sized for a LAN: probes of slow nodes and retransmitted pings time out, and helpers that must dial the target nack (BENCHMARKS.md, "WAN")',
+    })
   } finally {
     await sim.stop()
   }

@@ -31,6 +31,14 @@ export async function spreadNew (sim: Simulation, via?: string[]): Promise<{ p99
 
 const pick = <T>(sim: Simulation, xs: T[]): T => xs[Math.floor(sim.rng() * xs.length)]
 
+/** A running agent chosen by the simulation's seed; on the model network, never one of its slow nodes. */
+export function pickAgent (sim: Simulation): SimMember {
+  for (;;) {
+    const m = pick(sim, sim.up('agent'))
+    if (sim.model?.node(m.node.peerId)?.slow !== true) return m
+  }
+}
+
 /** False alarms over the whole run so far: healthy members declared dead, and suspected (see `Simulation.wrongfulDeaths`). */
 export function falseAlarms (sim: Simulation): { wrongfulDeaths: number, wrongfulSuspicions: number } {
   return { wrongfulDeaths: sim.wrongfulDeaths().length, wrongfulSuspicions: sim.wrongfulSuspicions().length }
