@@ -1,17 +1,22 @@
 // Draws docs/benchmarks.svg from bench/results/sim.json (the real stack in one process) and
-// bench/results/model.json (the model simulation, a CPU per node): new-capability convergence and
-// bytes per node against N (log scale), as two panels. Plain SVG, no dependency.
+// bench/results/model.json (the model simulation, a CPU per node, on LAN links and on the WAN
+// profile): new-capability convergence and bytes per node against N (log scale), as two panels.
+// Plain SVG, no dependency.
 // Usage: node bench/chart.ts
 import { readFile, writeFile, mkdir } from 'node:fs/promises'
 
 interface Row { n: number, spread99Ms: number, spread100Ms: number, detectMs: number, idleBytesPerNodePerS: { probe: number, sync: number, gossip: number } }
 interface ModelRow { n: number, spread99Ms: number, spread100Ms: number, idle: { wire: number, payload: number }, churn: { wire: number, payload: number } }
-const read = async <T>(name: string): Promise<T[]> => {
+interface WanRow { n: number, timing: string, spread100Ms?: number, idle: { wire: number, payload: number } }
+const readJson = async (name: string): Promise<any> => {
   const text = await readFile(new URL(`./results/${name}`, import.meta.url), 'utf8').catch(() => undefined)
-  return text === undefined ? [] : (JSON.parse(text) as { rows: T[] }).rows
+  return text === undefined ? undefined : JSON.parse(text)
 }
-const rows = await read<Row>('sim.json')
-const model = await read<ModelRow>('model.json')
+const rows: Row[] = (await readJson('sim.json'))?.rows ?? []
+const modelJson = await readJson('model.json')
+const model: ModelRow[] = modelJson?.rows ?? []
+// The WAN profile's runs with WAN timing (the shipped timing's runs are short and measure no spread).
+const wan: WanRow[] = (modelJson?.wan?.rows ?? []).filter((r: WanRow) => r.timing === 'wan' && r.spread100Ms !== undefined)
 type Series = { name: string, colour: string, points: Array<[number, number]> }
 const harnessIdle = (r: Row): number => r.idleBytesPerNodePerS.probe + r.idleBytesPerNodePerS.sync + r.idleBytesPerNodePerS.gossip
 
@@ -51,6 +56,7 @@ ${panel(0, 'New capability reaches every replica', 'ms (log scale)', ([
   { name: 'real stack, one process: 100 %', colour: '#c0392b', points: rows.map((r) => [r.n, r.spread100Ms]) },
   { name: 'real stack, one process: 99 %', colour: '#e67e22', points: rows.map((r) => [r.n, r.spread99Ms]) },
   { name: 'model, a CPU per node: 100 %', colour: '#2980b9', points: model.map((r) => [r.n, r.spread100Ms]) },
+  { name: 'model, WAN: 100 %', colour: '#27ae60', points: wan.map((r) => [r.n, r.spread100Ms!]) },
 ] satisfies Series[] as Series[]).filter((s) => s.points.length > 0))}
 ${panel(W, 'Mesh traffic per node, each way', 'bytes/s (log scale)', ([
   { name: 'real stack, idle: payload', colour: '#2c3e50', points: rows.map((r) => [r.n, harnessIdle(r)]) },

@@ -7,19 +7,23 @@
 // - `model`: the same gossip node code on a virtual message layer (model/network.ts) and a
 //   discrete-event clock, with measured per-hop CPU costs: ten thousand nodes fit.
 // Scenarios say which parts they run for real.
+import { generateKeyPairFromSeed } from '@libp2p/crypto/keys'
 import { memory } from '@libp2p/memory'
 import { plaintext } from '@libp2p/plaintext'
 import { noise } from '@libp2p/noise'
 import { createGossipNode } from '../../src/gossip/gossip-node.ts'
 import type { GossipNode } from '../../src/gossip/gossip-node.ts'
 import { createResolver } from '../../src/topology/resolver.ts'
+import { parseGossipOptions } from '../../src/config.ts'
 import type { GossipOptionsInput } from '../../src/config.ts'
 import type { ReplicaChange } from '../../src/topology/replica.ts'
+import type { Liveness } from '../../src/topology/advert.ts'
 import { VirtualClock } from './virtual-clock.ts'
 import { EventClock } from './model/event-clock.ts'
-import { ModelNetwork } from './model/network.ts'
-import type { ModelOptions } from './model/network.ts'
+import { MODEL_PROFILES, ModelNetwork } from './model/network.ts'
+import type { ModelOptions, ModelProfile } from './model/network.ts'
 import { memoDecode, memoDigestHash } from './model/decode-memo.ts'
+import { ProbeTrace } from './model/probe-trace.ts'
 
 /** How the simulated network behaves. */
 export interface SimOptions {
@@ -39,10 +43,17 @@ export interface SimOptions {
    * Message delivery then takes no virtual time; `latencyMs` must be 0.
    */
   virtualTime?: boolean
-  /** `memory` (default): libp2p over @libp2p/memory; `model`: the virtual message layer, on virtual time. */
+  /**
+   * `memory` (default): libp2p over @libp2p/memory; `model`: the virtual message layer, on
+   * virtual time (the default when a `profile` is given).
+   */
   network?: 'memory' | 'model'
-  /** The model network's delays, CPU costs and gossipsub degree (network `model` only). */
+  /** The model network's shape (`lan` or `wan`, see `MODEL_PROFILES`); `model` overrides its fields. */
+  profile?: ModelProfile
+  /** The model network's delays, loss, slow nodes, CPU costs and gossipsub degree (network `model` only). */
   model?: Partial<ModelOptions>
+  /** Model network only: follow every probe and say why probes failed (`Simulation.trace`, probe-trace.ts). */
+  trace?: boolean
 }
 
 /** One simulated member. */
@@ -51,7 +62,31 @@ export interface SimMember {
   role: 'agent' | 'bootstrap'
   node: GossipNode
   capability?: string
+  /** Running, and neither crashed, hung, left nor stopped. */
   up: boolean
+}
+
+/**
+ * One change of how a member (the observer) sees another (the subject), from the observer's
+ * replica: a suspicion, a death, a leave, or a suspect or dead member back alive.
+ */
+export interface LivenessEvent {
+  /** When, in `now()` time. */
+  at: number
+  observer: string
+  /** The subject's member name (its peer ID when it is not a member of this simulation). */
+  subject: string
+  before: Liveness | undefined
+  after: Liveness
+  /** The subject's incarnation the observer held. */
+  incarnation: number
+  /** For a suspicion: who raised it (the first suspecter's name), as the observer heard it. */
+  raisedBy?: string
+  /**
+   * For a suspicion or a death: the subject was running (not crashed, hung, left or stopped) and
+   * not cut off from the observer, so the verdict was false. See `Simulation.wrongfulDeaths`.
+   */
+  wrongful: boolean
 }
 
 /** A seeded PRNG (mulberry32): the same seed gives the same run of choices. */
@@ -71,23 +106,38 @@ let simCount = 0
 /** A simulated mesh. Create members, break the network, measure, then `stop()`. */
 export class Simulation {
   readonly rng: () => number
+  readonly #keyRng: () => number
   readonly members = new Map<string, SimMember>()
   readonly mesh: string
   loss: number
   readonly #o: SimOptions
-  readonly #cut = new Map<string, Set<string>>()
   readonly #clock: VirtualClock | EventClock | undefined
   /** The model network, when the simulation runs on it. */
   readonly model: ModelNetwork | undefined
+  /** Why probes failed, when `trace` is on. */
+  readonly trace: ProbeTrace | undefined
   readonly #decode = memoDecode()
   readonly #digestHash = memoDigestHash()
   #seq = 0
   #seeding = false
+  readonly #byPeer = new Map<string, SimMember>()
+  /** Peer IDs of members in a blackout (see `blackout`). */
+  readonly #blackedOut = new Set<string>()
+  /** Every partition made, with when it began and (once healed) ended; peer IDs on each side. */
+  readonly #partitions: Array<{ a: Set<string>, b: Set<string>, from: number, to?: number }> = []
+  /** Suspicions, deaths, leaves and returns, in order, over the whole run. */
+  readonly #history: LivenessEvent[] = []
+  /** When each observer began to suspect each subject (`observer\0subject` peer IDs), while it does. */
+  readonly #suspectedAt = new Map<string, number>()
+  /**
+   * How far before a suspicion a cut may lie and still justify it: the longest a probe round takes
+   * before it suspects at full health (a direct probe, then an indirect one through a helper, each
+   * leg at the timeout cap). A probe that began while the link was cut may end after the heal.
+   */
+  readonly #graceMs: number
   // Kept by every replica's change events, so queries cost O(N), not O(N^2), at ten thousand nodes.
   /** Running observers (other than the subject) that list each peer as up. */
   readonly #listedBy = new Map<string, number>()
-  /** For each peer: the observers that hold it dead or left. */
-  readonly #downBy = new Map<string, Set<SimMember>>()
   /** Watched capabilities: for each, how many up providers each observer lists, and when each agent first listed one. */
   readonly #watched = new Map<string, { counts: Map<SimMember, number>, reached: Map<SimMember, number> }>()
 
@@ -95,15 +145,28 @@ export class Simulation {
     this.#o = options
     if (options.virtualTime === true && (options.latencyMs ?? 0) > 0) throw new Error('simulation: virtual time needs latencyMs 0')
     this.rng = seeded(options.seed ?? 1)
-    if (options.network === 'model') {
+    this.#keyRng = seeded((options.seed ?? 1) + 104_729)
+    const network = options.network ?? (options.profile === undefined ? 'memory' : 'model')
+    if (network === 'memory' && options.profile !== undefined) throw new Error('simulation: a profile needs the model network')
+    if (network === 'model') {
       const clock = new EventClock()
       this.#clock = clock
-      this.model = new ModelNetwork(clock, seeded((options.seed ?? 1) + 7919), options.model)
+      const profile = options.profile === undefined ? {} : MODEL_PROFILES[options.profile]
+      this.model = new ModelNetwork(clock, seeded((options.seed ?? 1) + 7919), { ...profile, ...options.model })
     } else {
       this.#clock = options.virtualTime === true ? new VirtualClock() : undefined
+      this.model = undefined
+    }
+    if (options.trace === true) {
+      if (this.model === undefined) throw new Error('simulation: trace needs the model network')
+      this.trace = new ProbeTrace((id) => this.#byPeer.get(id)?.up === true)
+      this.model.tap = this.trace
+    } else {
+      this.trace = undefined
     }
     this.loss = options.loss ?? 0
     this.mesh = `sim-${process.pid}-${simCount++}`
+    this.#graceMs = 3 * parseGossipOptions({ name: 'grace', timing: options.timing ?? {} }, {}).timing.maxProbeTimeoutMs
   }
 
   /** Members that are running. */
@@ -149,7 +212,9 @@ export class Simulation {
 
   async #start (specs: Array<{ name: string, role: SimMember['role'], capability?: string }>, via: string[]): Promise<SimMember[]> {
     const model = this.model
-    return await Promise.all(specs.map(async ({ name, role, capability }) => {
+    // Keys from the seed: peer IDs order digest buckets and sync pages, so a model run repeats exactly.
+    const keys = await Promise.all(specs.map(async () => generateKeyPairFromSeed('Ed25519', Uint8Array.from({ length: 32 }, () => Math.floor(this.#keyRng() * 256)))))
+    return await Promise.all(specs.map(async ({ name, role, capability }, i) => {
       const node = createGossipNode({
         name,
         mesh: this.mesh,
@@ -165,13 +230,16 @@ export class Simulation {
         ...(model === undefined
           ? { transports: [memory({ latency: this.#o.latencyMs ?? 0 })], connectionEncrypters: [this.#o.encryption === 'noise' ? noise() : plaintext()] }
           : { ...model.nodeSeam(), random: seeded(Math.floor(this.rng() * 2 ** 32)), decode: this.#decode, digestHash: this.#digestHash }),
-        lose: () => this.loss > 0 && this.rng() < this.loss,
+        privateKey: keys[i],
+        lose: (kind, from) => this.#lose(node.peerId, kind, from),
         ...(this.#clock === undefined || model !== undefined ? {} : { clock: this.#clock }),
       })
       const m: SimMember = { name, role, node, up: false, ...(capability === undefined ? {} : { capability }) }
       this.members.set(name, m)
       await node.start()
       m.up = true
+      this.#byPeer.set(node.peerId, m)
+      if (this.trace !== undefined) this.trace.watch(node, model!.node(node.peerId)!)
       node.replica.onChange((c) => { this.#track(m, c) })
       return m
     }))
@@ -227,12 +295,7 @@ export class Simulation {
     const wasUp = c.before === 'alive' || c.before === 'suspect'
     const isUp = c.after === 'alive' || c.after === 'suspect'
     if (wasUp !== isUp) this.#listedBy.set(c.peerId, (this.#listedBy.get(c.peerId) ?? 0) + (isUp ? 1 : -1))
-    if (isUp) this.#downBy.get(c.peerId)?.delete(observer)
-    else {
-      let by = this.#downBy.get(c.peerId)
-      if (by === undefined) this.#downBy.set(c.peerId, by = new Set())
-      by.add(observer)
-    }
+    if (c.before !== undefined && c.before !== c.after) this.#record(observer, c)
     if (this.#watched.size === 0 || wasUp === isUp) return
     for (const tool of c.advert.tools) {
       const w = this.#watched.get(tool.capability)
@@ -242,13 +305,69 @@ export class Simulation {
     }
   }
 
+  /**
+   * Keeps one liveness change in the history, judged at the moment it happens. A suspicion or a
+   * death is wrongful when its subject is running (`up`: not crashed, hung, left or stopped) and
+   * was not cut off from the observer by a partition at any time from `graceMs` before the
+   * observer began to suspect it until now. A member cut off from the observer is rightly
+   * suspected and declared dead by it, and a probe begun during a partition may end after the heal.
+   */
+  #record (observer: SimMember, c: ReplicaChange): void {
+    const at = this.now()
+    const key = `${observer.node.peerId}\0${c.peerId}`
+    const subject = this.#byPeer.get(c.peerId)
+    let since = at
+    if (c.after === 'suspect') this.#suspectedAt.set(key, at)
+    else {
+      since = this.#suspectedAt.get(key) ?? at
+      this.#suspectedAt.delete(key)
+    }
+    const judged = c.after === 'suspect' || c.after === 'dead'
+    const wrongful = judged && subject?.up === true && !this.#cutBetween(observer.node.peerId, c.peerId, since - this.#graceMs)
+    const first = c.after === 'suspect' ? observer.node.replica.get(c.peerId)?.suspecters?.values().next().value : undefined
+    this.#history.push({
+      at,
+      observer: observer.name,
+      subject: subject?.name ?? c.peerId,
+      before: c.before,
+      after: c.after,
+      incarnation: c.advert.incarnation,
+      ...(first === undefined ? {} : { raisedBy: this.#byPeer.get(first)?.name ?? first }),
+      wrongful,
+    })
+  }
+
+  /** True when a partition separated the two peers at any time from `since` until now. */
+  #cutBetween (x: string, y: string, since: number): boolean {
+    return this.#partitions.some((p) => (p.to === undefined || p.to >= since) &&
+      ((p.a.has(x) && p.b.has(y)) || (p.b.has(x) && p.a.has(y))))
+  }
+
+  /** Every suspicion, death, leave and return any running member saw, in order, over the whole run. */
+  history (): readonly LivenessEvent[] {
+    return this.#history
+  }
+
+  /**
+   * Every time a running member declared a healthy member dead, over the whole run: the subject
+   * was running, not hung, and not cut off from the observer (see `#record`). A false death that
+   * was later refuted counts too, although the subject is alive again at the end.
+   */
+  wrongfulDeaths (): LivenessEvent[] {
+    return this.#history.filter((e) => e.wrongful && e.after === 'dead')
+  }
+
+  /** Every time a running member began to suspect a healthy member (each observer counts), over the whole run. */
+  wrongfulSuspicions (): LivenessEvent[] {
+    return this.#history.filter((e) => e.wrongful && e.after === 'suspect')
+  }
+
   /** A stopped member's replica no longer counts. */
   #untrack (m: SimMember): void {
     for (const e of m.node.replica.members()) {
       const id = e.advert.peerId
       if (id === m.node.peerId) continue
       if (e.liveness === 'alive' || e.liveness === 'suspect') this.#listedBy.set(id, (this.#listedBy.get(id) ?? 0) - 1)
-      else this.#downBy.get(id)?.delete(m)
     }
     for (const w of this.#watched.values()) w.counts.delete(m)
   }
@@ -282,26 +401,41 @@ export class Simulation {
     await m.node.stop()
   }
 
+  /**
+   * Fault injection through the nodes' `lose` seam: while on, every probe ping to or from the
+   * member is lost (it answers none, and none of its peers answers it) and so is every gossip
+   * message it receives. Its connections, sync and own gossip go on. To its peers it looks hung,
+   * yet it runs and nothing cut it off, so any death they declare meanwhile is wrongful. Once off,
+   * it learns from its peers' answers that it was suspected or declared dead, and refutes.
+   */
+  blackout (name: string, on: boolean): void {
+    const id = this.#get(name).node.peerId
+    if (on) this.#blackedOut.add(id)
+    else this.#blackedOut.delete(id)
+  }
+
+  /** The `lose` seam of the node `self`: random loss (`loss`), and blackouts. */
+  #lose (self: string, kind: 'gossip' | 'probe', from: string): boolean {
+    if (this.#blackedOut.size > 0 && (this.#blackedOut.has(self) || (kind === 'probe' && this.#blackedOut.has(from)))) return true
+    return this.loss > 0 && this.rng() < this.loss
+  }
+
   /** Cuts every link between the two groups (both directions), as a firewall would. */
   async partition (a: SimMember[], b: SimMember[]): Promise<void> {
     const idsA = a.map((m) => m.node.peerId)
     const idsB = b.map((m) => m.node.peerId)
+    this.#partitions.push({ a: new Set(idsA), b: new Set(idsB), from: this.now() })
     await Promise.all([
-      ...a.map(async (m) => { this.#cutOff(m, idsB); await m.node.deny(idsB) }),
-      ...b.map(async (m) => { this.#cutOff(m, idsA); await m.node.deny(idsA) }),
+      ...a.map(async (m) => { await m.node.deny(idsB) }),
+      ...b.map(async (m) => { await m.node.deny(idsA) }),
     ])
   }
 
   /** Restores every cut link. */
   heal (): void {
     for (const m of this.up()) m.node.allow()
-    this.#cut.clear()
-  }
-
-  #cutOff (m: SimMember, ids: string[]): void {
-    const set = this.#cut.get(m.name) ?? new Set<string>()
-    for (const id of ids) set.add(id)
-    this.#cut.set(m.name, set)
+    const now = this.now()
+    for (const p of this.#partitions) p.to ??= now
   }
 
   /** Fraction of running agents whose replica resolves `capability` (0 to 1). */
@@ -326,17 +460,6 @@ export class Simulation {
   /** Running members whose replica lists `peerId` as alive or suspect. */
   listing (peerId: string): number {
     return this.#listedBy.get(peerId) ?? 0
-  }
-
-  /** Pairs (observer, subject) of running, connected members where the observer holds the subject dead. */
-  wronglyDead (): number {
-    let n = 0
-    for (const s of this.up()) {
-      for (const o of this.#downBy.get(s.node.peerId) ?? []) {
-        if (o.up && this.#cut.get(o.name)?.has(s.node.peerId) !== true) n++
-      }
-    }
-    return n
   }
 
   /** True when every running member lists exactly the running members (and itself). */

@@ -4,10 +4,11 @@
 import t from 'tap'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { EventClock } from './model/event-clock.ts'
-import { ModelNetwork } from './model/network.ts'
+import { ModelNetwork, WAN_TIMING } from './model/network.ts'
 import type { ModelNet } from './model/network.ts'
 import { seeded, Simulation } from './harness.ts'
-import { crashDetected, joinAndSpread, partitionHeals, spreadNew } from './scenarios.ts'
+import type { LivenessEvent } from './harness.ts'
+import { blackoutRefuted, crashDetected, joinAndSpread, partitionHeals, pickAgent, spreadNew } from './scenarios.ts'
 import { END_OF_STREAM } from '../../src/gossip/net.ts'
 import type { FrameStream, MeshProtocol, NetEvents, Verdict } from '../../src/gossip/net.ts'
 import { parseGossipOptions } from '../../src/config.ts'
@@ -132,20 +133,25 @@ t.test('model gossip: flood publish, forwarding on accept only, one delivery per
 
 t.test('model network: the scenarios run on the mesh\'s own node code', async (t) => {
   const model = { latencyMs: 0.25, jitterMs: 0.1, costs: { messageMs: 0.3, duplicateMs: 0, frameMs: 0.05, connectMs: 5 } }
-  const run = async <M>(fn: (sim: Simulation) => Promise<M>): Promise<M> => {
+  /** Runs on a fresh simulation; returns what it measured and every false death of the whole run. */
+  const run = async <M>(fn: (sim: Simulation) => Promise<M>): Promise<M & { deaths: LivenessEvent[] }> => {
     const sim = new Simulation({ seed: 5, network: 'model', model })
-    try { return await fn(sim) } finally { await sim.stop() }
+    try { return { ...await fn(sim), deaths: sim.wrongfulDeaths() } } finally { await sim.stop() }
   }
   const join = await run(async (sim) => joinAndSpread.run(sim, 100))
-  t.equal(join.wronglyDead, 0, 'no healthy node declared dead')
+  t.same(join.deaths, [], 'no healthy node declared dead at any time in the run')
   t.ok(join.spread100Ms > 0 && join.spread100Ms < 5_000, `100 joined; a new capability reached every replica in ${join.spread100Ms} virtual ms`)
   const crash = await run(async (sim) => crashDetected.run(sim, 100))
-  t.equal(crash.wronglyDead, 0)
+  t.same(crash.deaths, [], 'only the crashed node declared dead')
   // A crash closes sockets: detected through probes and confirmed suspicion, within the suspicion bounds.
   t.ok(crash.detectMs >= 1_000 && crash.detectMs <= 8_000, `crash dropped everywhere in ${crash.detectMs} virtual ms`)
   const split = await run(async (sim) => partitionHeals(10_000).run(sim, 60))
-  t.equal(split.wronglyDead, 0, 'after the heal, everyone lists everyone')
+  t.same(split.deaths, [], 'each side declared only the other side dead')
   t.comment(`partition: split in ${split.splitMs} ms, reconverged ${split.healMs} virtual ms after the heal`)
+  // The count can fail: a healthy node in a probe blackout is declared dead, refutes, and is listed again.
+  const blackout = await run(async (sim) => blackoutRefuted(10_000).run(sim, 30))
+  t.ok(blackout.victimDeaths > 0 && blackout.deaths.length === blackout.victimDeaths, `the node in the blackout was declared dead ${blackout.victimDeaths} times, nobody else`)
+  t.equal(blackout.listing, blackout.members - 1, 'yet at the end every other member lists it alive again')
 })
 
 t.test('model network: 1,000 nodes seeded as converged; a new capability and a crash reach every replica', async (t) => {
@@ -159,7 +165,49 @@ t.test('model network: 1,000 nodes seeded as converged; a new capability and a c
     await sim.crash(victim.name)
     const detectMs = await sim.until('the crash to be dropped everywhere', () => sim.listing(victim.node.peerId) === 0, 30_000, 10)
     t.ok(detectMs <= 8_000, `dropped everywhere in ${detectMs} virtual ms`)
-    t.equal(sim.wronglyDead(), 0)
+    t.same(sim.wrongfulDeaths(), [], 'no healthy node declared dead at any time in the run')
+  } finally {
+    await sim.stop()
+  }
+})
+
+// The WAN profile (50 ms one way, 1 % loss as TCP retransmissions, 5 % slow nodes), with the per-hop
+// costs last measured on the real stack (BENCHMARKS.md): the goal is no healthy agent declared
+// dead, and a crash or a hang dropped everywhere within 5 s.
+const wanCosts = { messageMs: 0.95, duplicateMs: 0, frameMs: 0.22, connectMs: 11.2 }
+
+t.test('model network, WAN profile, 100 nodes with WAN timing: nobody healthy declared dead; a crash and a hang dropped within 5 s', async (t) => {
+  const sim = new Simulation({ seed: 11, profile: 'wan', model: { costs: wanCosts }, timing: WAN_TIMING })
+  try {
+    await sim.seedConverged(100, 3_000)
+    await sim.sleep(5_000)
+    const spread = await spreadNew(sim)
+    t.ok(spread.p100Ms < 2_000, `a new capability at 99 % in ${spread.p99Ms} ms, 100 % in ${spread.p100Ms} virtual ms`)
+    const crashed = pickAgent(sim)
+    await sim.crash(crashed.name)
+    const crashMs = await sim.until('the crash to be dropped everywhere', () => sim.listing(crashed.node.peerId) === 0, 30_000, 10)
+    t.ok(crashMs < 5_000, `a crash dropped everywhere in ${crashMs} virtual ms`)
+    const hung = pickAgent(sim)
+    sim.hang(hung.name)
+    const hangMs = await sim.until('the hang to be dropped everywhere', () => sim.listing(hung.node.peerId) === 0, 30_000, 10)
+    t.ok(hangMs < 5_000, `a hang dropped everywhere in ${hangMs} virtual ms`)
+    t.same(sim.wrongfulDeaths(), [], 'no healthy node declared dead at any time in the run')
+    t.equal(sim.wrongfulSuspicions().length, 0, 'nor suspected')
+  } finally {
+    await sim.stop()
+  }
+})
+
+t.test('model network, WAN profile, 60 nodes with the shipped timing: nobody healthy declared dead (known to fail: a todo)', async (t) => {
+  const sim = new Simulation({ seed: 11, profile: 'wan', model: { costs: wanCosts } })
+  try {
+    // Small and short: the storm of false suspicions makes every virtual second costly to simulate.
+    await sim.seedConverged(60, 4_000)
+    const deaths = sim.wrongfulDeaths()
+    t.comment(`${deaths.length} false deaths of ${new Set(deaths.map((e) => e.subject)).size} members, ${sim.wrongfulSuspicions().length} false suspicions in 4 virtual s`)
+    t.same(deaths.slice(0, 3), [], 'no healthy node declared dead at any time in the run', {
+      todo: 'the probe timeout floor (300 ms) is sized for a LAN: probes of slow nodes and retransmitted pings time out, and helpers that must dial the target nack (BENCHMARKS.md, "WAN")',
+    })
   } finally {
     await sim.stop()
   }

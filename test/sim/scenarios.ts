@@ -31,10 +31,23 @@ export async function spreadNew (sim: Simulation, via?: string[]): Promise<{ p99
 
 const pick = <T>(sim: Simulation, xs: T[]): T => xs[Math.floor(sim.rng() * xs.length)]
 
+/** A running agent chosen by the simulation's seed; on the model network, never one of its slow nodes. */
+export function pickAgent (sim: Simulation): SimMember {
+  for (;;) {
+    const m = pick(sim, sim.up('agent'))
+    if (sim.model?.node(m.node.peerId)?.slow !== true) return m
+  }
+}
+
+/** False alarms over the whole run so far: healthy members declared dead, and suspected (see `Simulation.wrongfulDeaths`). */
+export function falseAlarms (sim: Simulation): { wrongfulDeaths: number, wrongfulSuspicions: number } {
+  return { wrongfulDeaths: sim.wrongfulDeaths().length, wrongfulSuspicions: sim.wrongfulSuspicions().length }
+}
+
 export const joinAndSpread = scenario('join, converge, spread a new capability', REAL, async (sim, n) => {
   const { startMs, convergeMs } = await converge(sim, n)
   const spread = await spreadNew(sim)
-  return { startMs, convergeMs, spread99Ms: spread.p99Ms, spread100Ms: spread.p100Ms, wronglyDead: sim.wronglyDead() }
+  return { startMs, convergeMs, spread99Ms: spread.p99Ms, spread100Ms: spread.p100Ms, ...falseAlarms(sim) }
 })
 
 export const crashDetected = scenario('a crashed agent is dropped by every replica', REAL, async (sim, n) => {
@@ -44,7 +57,7 @@ export const crashDetected = scenario('a crashed agent is dropped by every repli
   await sim.crash(victim.name)
   await sim.until(`every replica to drop ${victim.name}`, () => sim.listing(victim.node.peerId) === 0, 60_000, 10)
   const detectMs = sim.now() - t0
-  return { detectMs, wronglyDead: sim.wronglyDead() }
+  return { detectMs, ...falseAlarms(sim) }
 })
 
 /** Splits the mesh in two halves for `holdMs`, heals, and times the reconvergence. */
@@ -66,7 +79,7 @@ export function partitionHeals (holdMs: number) {
     const t1 = sim.now()
     sim.heal()
     const healMs = await sim.until('the mesh to reconverge after the heal', () => sim.converged(), 120_000, 20)
-    return { splitMs, heldMs: t1 - t0, healMs, wronglyDead: sim.wronglyDead() }
+    return { splitMs, heldMs: t1 - t0, healMs, ...falseAlarms(sim) }
   })
 }
 
@@ -77,7 +90,7 @@ export const bootstrapKilled = scenario('the bootstrap dies; a new agent joins t
   await sim.until('every replica to drop the bootstrap', () => sim.listing(boot.node.peerId) === 0, 60_000)
   const door = pick(sim, agents).node.addrs.slice(0, 1)
   const spread = await spreadNew(sim, door)
-  return { join99Ms: spread.p99Ms, join100Ms: spread.p100Ms, wronglyDead: sim.wronglyDead() }
+  return { join99Ms: spread.p99Ms, join100Ms: spread.p100Ms, ...falseAlarms(sim) }
 })
 
 export const lossy = (rate: number) => scenario(`${rate * 100} % message loss`, REAL + '; loss: inbound gossip and probe pings dropped at random', async (sim, n) => {
@@ -86,9 +99,8 @@ export const lossy = (rate: number) => scenario(`${rate * 100} % message loss`, 
   const spread = await spreadNew(sim)
   // Hold the loss long enough for probing to face it (several probe periods).
   await sim.sleep(5_000)
-  const wronglyDead = sim.wronglyDead()
   sim.loss = 0
-  return { spread99Ms: spread.p99Ms, spread100Ms: spread.p100Ms, wronglyDead }
+  return { spread99Ms: spread.p99Ms, spread100Ms: spread.p100Ms, ...falseAlarms(sim) }
 })
 
 export const churn = (rounds: number) => scenario(`churn: ${rounds} crashes and ${rounds} joins`, REAL, async (sim, n) => {
@@ -100,5 +112,27 @@ export const churn = (rounds: number) => scenario(`churn: ${rounds} crashes and 
     await sim.sleep(200)
   }
   const settleMs = await sim.until('the mesh to converge after churn', () => sim.converged(), 60_000)
-  return { churnMs: sim.now() - t0, settleMs, wronglyDead: sim.wronglyDead() }
+  return { churnMs: sim.now() - t0, settleMs, ...falseAlarms(sim) }
 })
+
+/**
+ * Proves the false-death count can fail: a healthy agent loses every probe ping to and from it,
+ * and every gossip message it receives, for `holdMs` (`Simulation.blackout`), so its peers declare
+ * it dead; then the blackout ends, it refutes, and every replica lists it alive again. The
+ * scenario reports the false deaths over the whole run, and whether the mesh converged at the end.
+ */
+export function blackoutRefuted (holdMs: number) {
+  return scenario(`a healthy agent in a ${holdMs / 1000} s probe blackout is declared dead, then refutes`, REAL + '; blackout: the nodes\' lose seam', async (sim, n) => {
+    const { agents } = await converge(sim, n)
+    const victim = pick(sim, agents)
+    const t0 = sim.now()
+    sim.blackout(victim.name, true)
+    const deadMs = await sim.until(`a peer to declare ${victim.name} dead`, () => sim.wrongfulDeaths().some((e) => e.subject === victim.name), holdMs, 20).catch(() => -1)
+    const rest = holdMs - (sim.now() - t0)
+    if (rest > 0) await sim.sleep(rest)
+    sim.blackout(victim.name, false)
+    const backMs = await sim.until(`every replica to list ${victim.name} again`, () => sim.converged(), 60_000, 20)
+    const deaths = sim.wrongfulDeaths()
+    return { deadMs, backMs, ...falseAlarms(sim), victimDeaths: deaths.filter((e) => e.subject === victim.name).length, listing: sim.listing(victim.node.peerId), members: sim.up().length }
+  })
+}

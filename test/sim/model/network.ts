@@ -10,7 +10,11 @@
 // - streams: length-prefixed frames in order on their connection, half-close and reset;
 // - time: each delivery waits the link delay (plus jitter, FIFO per direction), then the
 //   receiver's CPU: each node has its own (a real deployment) or all share one (the one-process
-//   harness, for calibration). CPU costs per hop are measured on the real stack (BENCHMARKS.md).
+//   harness, for calibration). CPU costs per hop are measured on the real stack (BENCHMARKS.md);
+// - loss: every connection is TCP, which loses no data: a lost segment is sent again, so packet
+//   loss shows up as delay (a retransmission timeout, or a round trip for a fast retransmit), and
+//   everything behind it on the connection waits (head-of-line blocking, from the FIFO above);
+// - slow nodes (WAN profile): a share of nodes pay more CPU per hop and sit behind a slower link.
 import type { AbortOptions } from '@libp2p/interface'
 import type { Clock, TimerHandle } from '../../../src/clock.ts'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
@@ -45,6 +49,21 @@ export interface ModelOptions {
    * of its event loop; against the one-process harness this calibrated closer (BENCHMARKS.md).
    */
   timersWaitForCpu: boolean
+  /**
+   * Fraction of TCP segments lost, 0 to 1. Gossip, probes and sync all ride TCP connections, so
+   * nothing is lost for good: a segment followed by at least 3 more of the same delivery comes
+   * back by fast retransmit (one round trip later); a lone or last segment (a probe, an ack, most
+   * gossip messages) waits for the retransmission timer, the link's round trip plus `rtoMinMs`,
+   * doubling if the retransmission is lost too. A lost SYN waits 1 s (TCP's initial timeout).
+   */
+  lossRate: number
+  /** Linux's minimum retransmission timeout (`tcp_rto_min`), ms. */
+  rtoMinMs: number
+  /**
+   * Slow nodes: every 1/share-th node added pays `cpuFactor` times the CPU per hop, and its link
+   * adds `extraLatencyMs` one way (to and from it; a link between two slow nodes adds it twice).
+   */
+  slow: { share: number, cpuFactor: number, extraLatencyMs: number }
   /** Gossipsub's mesh degree and bounds, and its heartbeat. */
   D: number
   Dlo: number
@@ -59,14 +78,52 @@ export const MODEL_DEFAULTS: ModelOptions = {
   cpu: 'per-node',
   timersWaitForCpu: false,
   costs: { messageMs: 0, duplicateMs: 0, frameMs: 0, connectMs: 0 },
+  lossRate: 0,
+  rtoMinMs: 200,
+  slow: { share: 0, cpuFactor: 1, extraLatencyMs: 0 },
   D: 6,
   Dlo: 4,
   Dhi: 12,
   heartbeatMs: 1_000,
 }
 
+/** Named network shapes; CPU costs come separately (measured by bench/calibrate.ts). */
+export type ModelProfile = 'lan' | 'wan'
+
+/**
+ * - `lan`: one data centre: 0.25 ms one way, up to 0.1 ms of jitter, no loss.
+ * - `wan`: a mesh federated across organisations: 50 ms one way plus up to 20 ms of jitter
+ *   (100 to 140 ms round trips), 1 % of TCP segments lost (and retransmitted), and 5 % of nodes
+ *   slow: 10 times the CPU per hop and 150 ms more one way (400 to 440 ms round trips to them).
+ */
+export const MODEL_PROFILES: Record<ModelProfile, Partial<ModelOptions>> = {
+  lan: { latencyMs: 0.25, jitterMs: 0.1 },
+  wan: { latencyMs: 50, jitterMs: 20, lossRate: 0.01, slow: { share: 0.05, cpuFactor: 10, extraLatencyMs: 150 } },
+}
+
+/**
+ * Gossip timing that keeps the `wan` profile free of false deaths, with crashes and hangs dropped
+ * within 5 s (BENCHMARKS.md, "WAN"). The direct probe's floor of 1.3 s covers a round trip to a
+ * slow node with one retransmission (400 to 440 ms, plus a 620 ms timeout), and a helper's dial to
+ * a target it is not connected to (three one-way delays and the handshake) plus its ping: the
+ * shipped 300 ms is sized for a LAN. The suspicion's minimum of 0.5 s (1 s shipped) wins back what
+ * the longer probes cost a hang's detection; it applies only once 3 independent probers confirm.
+ */
+export const WAN_TIMING = { probeTimeoutMs: 1_300, suspicionMinTimeoutMs: 500 } as const
+
+/** TCP payload per segment, bytes (a 1,500-byte MTU less IP and TCP headers with timestamps). */
+const MSS = 1_448
+
 /** Bytes a message or frame carries on the wire beyond its payload (gossipsub RPC with topic, yamux, Noise, length prefix). */
 export const WIRE_OVERHEAD = { message: 80, frame: 32 }
+
+/** Watches the model's probe streams and dials (see probe-trace.ts): for diagnosis, changes nothing. */
+export interface ModelTap {
+  /** A frame on a probe stream: sent (at the sender, when written) or received (at the receiver, before its CPU). */
+  frame(phase: 'sent' | 'received', from: ModelNet, to: ModelNet, streamId: number, data: Uint8Array, at: number, lossMs: number): void
+  /** A node starts a new connection (a dial that is not already open or in flight). */
+  dial(from: ModelNet, to: ModelNet): void
+}
 
 /** Traffic the model counted at one node (payload plus WIRE_OVERHEAD). */
 export interface WireStats { in: number, out: number, messages: number, duplicates: number, frames: number }
@@ -84,11 +141,17 @@ export class ModelNetwork {
   readonly #preseen = new Set<number>()
   #nextId = 0
   #sharedBusy = 0
+  #added = 0
+  /** Deliveries that lost at least one segment and waited for its retransmission. */
+  retransmitted = 0
+  /** Optional observer of probe frames and dials. */
+  tap?: ModelTap
+  #streams = 0
 
   constructor (clock: EventClock, rng: () => number, options: Partial<ModelOptions> = {}) {
     this.clock = clock
     this.#rng = rng
-    this.options = { ...MODEL_DEFAULTS, ...options, costs: { ...MODEL_DEFAULTS.costs, ...options.costs } }
+    this.options = { ...MODEL_DEFAULTS, ...options, costs: { ...MODEL_DEFAULTS.costs, ...options.costs }, slow: { ...MODEL_DEFAULTS.slow, ...options.slow } }
   }
 
   /** The factory a gossip node's seam takes. */
@@ -104,7 +167,11 @@ export class ModelNetwork {
   }
 
   #add (init: NetInit): ModelNet {
-    const net = new ModelNet(this, init)
+    const slow = this.options.slow
+    // Spread evenly (not drawn at random), so a share of 5 % is 5 of every 100 nodes added.
+    const k = this.#added++
+    const isSlow = slow.share > 0 && Math.floor((k + 1) * slow.share) > Math.floor(k * slow.share)
+    const net = new ModelNet(this, init, isSlow)
     this.#nodes.set(net.peerId, net)
     return net
   }
@@ -156,31 +223,86 @@ export class ModelNetwork {
     return this.#rng()
   }
 
+  /** One-way delay between two nodes before jitter, ms. */
+  oneWay (a: ModelNet, b: ModelNet): number {
+    const extra = this.options.slow.extraLatencyMs
+    return this.options.latencyMs + (a.slow ? extra : 0) + (b.slow ? extra : 0)
+  }
+
+  /** The retransmission timeout of a connection between two nodes: its round trip plus `rtoMinMs`, ms. */
+  rto (a: ModelNet, b: ModelNet): number {
+    return 2 * this.oneWay(a, b) + this.options.jitterMs + this.options.rtoMinMs
+  }
+
+  /**
+   * Extra delay TCP adds to a delivery of `segments` segments when some are lost (see `lossRate`).
+   * `firstMs` is the first retransmission's wait when no later segment can trigger a fast retransmit.
+   */
+  #lossDelay (segments: number, rttMs: number, firstMs: number): number {
+    const p = this.options.lossRate
+    if (p <= 0) return 0
+    let worst = 0
+    for (let i = 0; i < segments; i++) {
+      if (this.#rng() >= p) continue
+      // At least 3 later segments bring duplicate ACKs: fast retransmit. Otherwise the timer.
+      let wait = segments - i > 3 ? rttMs : firstMs
+      // Each retransmission lost too doubles the timer (exponential backoff).
+      for (let backoff = firstMs; this.#rng() < p; backoff *= 2) wait += backoff * 2
+      worst = Math.max(worst, wait)
+    }
+    if (worst > 0) this.retransmitted++
+    return worst
+  }
+
+  /** How long a connection set-up takes on the wire: three one-way delays (TCP, Noise), and any lost segment. */
+  handshakeMs (a: ModelNet, b: ModelNet): number {
+    const o = this.options
+    const oneWay = this.oneWay(a, b)
+    let ms = 3 * oneWay + (o.jitterMs > 0 ? (this.#rng() + this.#rng() + this.#rng()) * o.jitterMs : 0)
+    // A lost SYN or SYN-ACK waits TCP's initial timeout of 1 s; the rest, a timeout from the handshake's RTT sample.
+    ms += this.#lossDelay(1, 0, 1_000) + this.#lossDelay(1, 0, 1_000) + this.#lossDelay(1, 0, this.rto(a, b))
+    return ms
+  }
+
   /** Runs `fn` once `cost` ms of the node's CPU are free after `now`: returns when it will run. */
   cpu (node: ModelNet, cost: number, fn: () => void): void {
     const now = this.clock.preciseNow()
     const shared = this.options.cpu === 'shared'
     const start = Math.max(now, shared ? this.#sharedBusy : node.busyUntil)
-    const done = start + cost
+    const done = start + cost * node.cpuFactor
     if (shared) this.#sharedBusy = done
     else node.busyUntil = done
     if (done <= now) fn()
     else this.clock.setTimeout(fn, done - now)
   }
 
-  /** Delivers over a link after its delay (FIFO per direction), then runs `fn` on the receiver's CPU. */
-  deliver (link: Link, from: ModelNet, cost: number, fn: () => void): void {
+  /** A new stream pair's ID (both ends share it). */
+  streamId (): number {
+    return ++this.#streams
+  }
+
+  /**
+   * Delivers `bytes` over a link after its delay, any retransmission of a lost segment, and what is
+   * ahead of it (FIFO per direction), then runs `fn` on the receiver's CPU. Returns the delay that
+   * retransmissions added, its own or those of deliveries ahead of it on the connection, ms.
+   */
+  deliver (link: Link, from: ModelNet, cost: number, fn: () => void, bytes = 0): number {
     const o = this.options
     const dir = link.a === from ? 0 : 1
     const to = dir === 0 ? link.b : link.a
     const now = this.clock.preciseNow()
-    const at = Math.max(now + o.latencyMs + (o.jitterMs > 0 ? this.#rng() * o.jitterMs : 0), link.last[dir])
+    const lossMs = o.lossRate > 0 ? this.#lossDelay(Math.max(1, Math.ceil(bytes / MSS)), 2 * link.oneWay + o.jitterMs, this.rto(link.a, link.b)) : 0
+    const due = now + link.oneWay + (o.jitterMs > 0 ? this.#rng() * o.jitterMs : 0)
+    const at = Math.max(due + lossMs, link.last[dir])
     link.last[dir] = at
-    if (from.frozen) return
+    // Held behind jitter alone, a delivery waits less than jitterMs; longer, a retransmission is involved.
+    const waited = at - due > o.jitterMs ? at - due : 0
+    if (from.frozen) return waited
     this.clock.setTimeout(() => {
       if (!link.open || !to.running || to.frozen) return
       this.cpu(to, cost, () => { if (link.open && to.running) fn() })
     }, at - now)
+    return waited
   }
 
   /** Waits `ms` of virtual time; rejects if `signal` aborts first. */
@@ -238,9 +360,12 @@ class Link {
   readonly streams = new Set<ModelStream>()
   readonly a: ModelNet
   readonly b: ModelNet
-  constructor (a: ModelNet, b: ModelNet) {
+  /** One-way delay before jitter, ms. */
+  readonly oneWay: number
+  constructor (a: ModelNet, b: ModelNet, oneWay: number) {
     this.a = a
     this.b = b
+    this.oneWay = oneWay
   }
   other (me: ModelNet): ModelNet { return me === this.a ? this.b : this.a }
 }
@@ -253,6 +378,10 @@ export class ModelNet implements MeshNet {
   /** A hung process (SIGSTOP): its connections stay open, but it neither receives nor sends. */
   frozen = false
   busyUntil = 0
+  /** A slow node (see `ModelOptions.slow`). */
+  readonly slow: boolean
+  /** What each hop's CPU costs this node, as a multiple of the measured cost. */
+  readonly cpuFactor: number
   readonly #net: ModelNetwork
   readonly #init: NetInit
   readonly #links = new Map<string, Link>()
@@ -263,9 +392,11 @@ export class ModelNet implements MeshNet {
   #events?: NetEvents
   #heartbeat?: { id: unknown }
 
-  constructor (net: ModelNetwork, init: NetInit) {
+  constructor (net: ModelNetwork, init: NetInit, slow = false) {
     this.#net = net
     this.#init = init
+    this.slow = slow
+    this.cpuFactor = slow ? net.options.slow.cpuFactor : 1
     this.peerId = peerIdFromPrivateKey(init.privateKey).toString()
   }
 
@@ -335,8 +466,10 @@ export class ModelNet implements MeshNet {
 
   async open (peerId: string, protocol: MeshProtocol, _addrs: readonly string[], options: AbortOptions): Promise<FrameStream> {
     const link = await this.#link(peerId, options)
-    const mine = new ModelStream(this.#net, link, this)
-    const theirs = new ModelStream(this.#net, link, link.other(this))
+    const id = this.#net.streamId()
+    const traced = protocol === 'probe'
+    const mine = new ModelStream(this.#net, link, this, id, traced)
+    const theirs = new ModelStream(this.#net, link, link.other(this), id, traced)
     mine.peer = theirs
     theirs.peer = mine
     link.streams.add(mine).add(theirs)
@@ -353,6 +486,8 @@ export class ModelNet implements MeshNet {
     if (existing !== undefined) return existing
     let pending = this.#dialing.get(peerId)
     if (pending === undefined) {
+      const target = this.#net.node(peerId)
+      if (target !== undefined) this.#net.tap?.dial(this, target)
       pending = this.#connect(peerId).finally(() => { this.#dialing.delete(peerId) })
       this.#dialing.set(peerId, pending)
     }
@@ -371,11 +506,11 @@ export class ModelNet implements MeshNet {
     if (this.#init.deny.has(peerId) || peerId === this.peerId) throw Object.assign(new Error(`dial to ${peerId} denied`), { name: 'DialDeniedError' })
     if (target === undefined || !target.running || target.#init.deny.has(this.peerId)) {
       // A dead host refuses at once (RST after one round trip); a gater closes the handshake.
-      await net.wait(2 * o.latencyMs)
+      await net.wait(2 * (target === undefined ? o.latencyMs : net.oneWay(this, target)))
       throw Object.assign(new Error(`connection to ${peerId} refused`), { name: 'DialError' })
     }
     // TCP, Noise XX and yamux: about three one-way delays, and the handshake's CPU at both ends.
-    await net.wait(3 * o.latencyMs)
+    await net.wait(net.handshakeMs(this, target))
     await new Promise<void>((resolve) => { net.cpu(this, o.costs.connectMs, resolve) })
     await new Promise<void>((resolve) => { net.cpu(target, o.costs.connectMs, resolve) })
     const again = this.#links.get(peerId)
@@ -383,7 +518,7 @@ export class ModelNet implements MeshNet {
     if (!this.running || !target.running) throw Object.assign(new Error(`connection to ${peerId} closed`), { name: 'DialError' })
     // The gater checks again once the handshake is done (a peer may have been denied meanwhile).
     if (this.#init.deny.has(peerId) || target.#init.deny.has(this.peerId)) throw Object.assign(new Error(`connection to ${peerId} denied`), { name: 'DialDeniedError' })
-    const link = new Link(this, target)
+    const link = new Link(this, target, this.#net.oneWay(this, target))
     this.#links.set(peerId, link)
     target.#links.set(this.peerId, link)
     // Each side learns the other's subscription one delay later; then the mesh may take it in.
@@ -395,7 +530,7 @@ export class ModelNet implements MeshNet {
   /** A connection that already exists, subscriptions exchanged (see `ModelNetwork.connectNow`). */
   linkNow (target: ModelNet): void {
     if (this.#links.has(target.peerId) || !this.running || !target.running) return
-    const link = new Link(this, target)
+    const link = new Link(this, target, this.#net.oneWay(this, target))
     this.#links.set(target.peerId, link)
     target.#links.set(this.peerId, link)
     this.#onSubscribed(target.peerId)
@@ -421,8 +556,7 @@ export class ModelNet implements MeshNet {
     }
     for (const s of link.streams) s.reset()
     // The other end sees the socket close one delay later (a crashed process's too).
-    const o = this.#net.options
-    this.#net.clock.setTimeout(() => { if (other.running) other.#events?.disconnected(this.peerId) }, o.latencyMs)
+    this.#net.clock.setTimeout(() => { if (other.running) other.#events?.disconnected(this.peerId) }, link.oneWay)
     if (local) queueMicrotask(() => { if (this.running) this.#events?.disconnected(other.peerId) })
   }
 
@@ -432,7 +566,7 @@ export class ModelNet implements MeshNet {
     const to = link.other(this)
     const size = data.length + WIRE_OVERHEAD.message
     this.wire.out += size
-    this.#net.deliver(link, this, 0, () => { to.#receive(this.peerId, id, data, size) })
+    this.#net.deliver(link, this, 0, () => { to.#receive(this.peerId, id, data, size) }, size)
   }
 
   #receive (from: string, id: number, data: Uint8Array, size: number): void {
@@ -490,16 +624,21 @@ class ModelStream implements FrameStream {
   readonly #net: ModelNetwork
   readonly #link: Link
   readonly #owner: ModelNet
+  readonly #id: number
+  /** Frames are shown to the network's tap (probe streams). */
+  readonly #traced: boolean
   readonly #frames: Uint8Array[] = []
   readonly #waiting: Array<{ resolve: (f: Uint8Array) => void, reject: (e: Error) => void }> = []
   #ended = false
   #error?: Error
   #closedLocal = false
 
-  constructor (net: ModelNetwork, link: Link, owner: ModelNet) {
+  constructor (net: ModelNetwork, link: Link, owner: ModelNet, id: number, traced: boolean) {
     this.#net = net
     this.#link = link
     this.#owner = owner
+    this.#id = id
+    this.#traced = traced
   }
 
   async read (options: AbortOptions = {}): Promise<Uint8Array> {
@@ -531,11 +670,15 @@ class ModelStream implements FrameStream {
     const size = frame.length + WIRE_OVERHEAD.frame
     this.#owner.wire.out += size
     const peer = this.peer
-    this.#net.deliver(this.#link, this.#owner, this.#net.options.costs.frameMs, () => {
+    const net = this.#net
+    const tap = this.#traced ? net.tap : undefined
+    const lossMs = net.deliver(this.#link, this.#owner, net.options.costs.frameMs, () => {
       peer.#owner.wire.in += size
       peer.#owner.wire.frames++
+      tap?.frame('received', this.#owner, peer.#owner, this.#id, frame, net.clock.preciseNow(), lossMs)
       peer.#push(frame)
-    })
+    }, size)
+    tap?.frame('sent', this.#owner, peer.#owner, this.#id, frame, net.clock.preciseNow(), lossMs)
   }
 
   async close (): Promise<void> {
