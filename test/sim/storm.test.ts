@@ -4,49 +4,28 @@
 // member it holds no connection to.
 import t from 'tap'
 import { Simulation } from './harness.ts'
-import type { SimMember } from './harness.ts'
 import { converge } from './scenarios.ts'
 
 t.setTimeout(300_000)
 
-/** Per-hop CPU as measured on the real stack (bench/calibrate.ts, BENCHMARKS.md). */
-const COSTS = { messageMs: 0.6, duplicateMs: 0.05, frameMs: 0.2, connectMs: 3.5 }
+/** Per-hop CPU as last measured on the real stack (bench/calibrate.ts, BENCHMARKS.md), with Noise. */
+const COSTS = { messageMs: 0.95, duplicateMs: 0.05, frameMs: 0.22, connectMs: 11.2 }
 
-/** Every time a running member was declared dead by another running member, over the whole run. */
-function countDeaths (sim: Simulation): { deaths: () => string[], hook: () => void } {
-  const deaths: string[] = []
-  const hooked = new Set<SimMember>()
-  const hook = (): void => {
-    for (const m of sim.up()) {
-      if (hooked.has(m)) continue
-      hooked.add(m)
-      m.node.replica.onChange((c) => {
-        const subject = [...sim.members.values()].find((x) => x.node.peerId === c.peerId)
-        if (c.after === 'dead' && m.up && subject?.up === true) deaths.push(`${m.name} declared ${subject.name} dead`)
-      })
-    }
-  }
-  return { deaths: () => deaths, hook }
-}
-
-t.test('a burst of 40 joins on one shared CPU starts no storm of false suspicions', async (t) => {
-  // One CPU for all (the one-process harness): the joins' handshakes and snapshots queue every
-  // ack behind them. Before timeouts were decided after pending work and only when this node was
-  // not itself behind, and before helpers stopped dialling, this run ended with 136 (observer,
-  // subject) pairs wrongly dead and the storm still going.
-  const sim = new Simulation({ seed: 5, network: 'model', model: { cpu: 'shared', latencyMs: 0, jitterMs: 0, costs: COSTS } })
-  const { deaths, hook } = countDeaths(sim)
+t.test('a burst of 100 joins on one shared CPU: no healthy member is ever declared dead', async (t) => {
+  // One CPU for all (the one-process harness), with the per-hop costs measured with Noise: the
+  // joins' handshakes and snapshots queue every ack behind them. Before timeouts were decided
+  // after pending work and only when the node was not itself behind, and before helpers stopped
+  // dialling, 60 joins already never converged (a storm of false suspicions, over 5,000 false
+  // deaths in 15 s). With everything but the lateness check, this run declared over 6,000.
+  const sim = new Simulation({ seed: 1, network: 'model', model: { cpu: 'shared', latencyMs: 0, jitterMs: 0, costs: COSTS } })
   try {
-    const joined = converge(sim, 40)
-    for (let i = 0; i < 30; i++) { await sim.sleep(500); hook() }
+    const joined = converge(sim, 100)
+    await sim.sleep(15_000)
     await joined
-    t.same(deaths(), [], 'no running member was ever declared dead')
-    const suspicions = sim.up().reduce((n, m) => n + m.node.stats.suspicionsRaised, 0)
-    t.ok(suspicions <= 10, `${suspicions} suspicions raised in all (a few at the peak of the burst)`)
-    // Most timeouts at the peak were decided behind the shared CPU's backlog: judged at once, they
-    // were failures; without that check the same run declared 11 healthy members dead.
+    t.same(sim.wrongfulDeaths(), [], 'no running member was ever declared dead')
     const late = sim.up().reduce((n, m) => n + m.node.stats.probesLate, 0)
     t.ok(late > 0, `${late} probes were judged too late to accuse anyone`)
+    t.comment(`${sim.wrongfulSuspicions().length} suspicions, every one refuted`)
   } finally {
     await sim.stop()
   }
@@ -55,10 +34,8 @@ t.test('a burst of 40 joins on one shared CPU starts no storm of false suspicion
 t.test('a node stalled by its own work accuses nobody; the others do not evict it', async (t) => {
   // 20 ms links, so acks are in flight when the stall begins and arrive while it lasts.
   const sim = new Simulation({ seed: 11, network: 'model', model: { cpu: 'per-node', latencyMs: 20, jitterMs: 2, costs: COSTS } })
-  const { deaths, hook } = countDeaths(sim)
   try {
     const agents = await sim.seedConverged(20, 3_000)
-    hook()
     const stalled = agents[3]
     const net = sim.model!.node(stalled.node.peerId)!
     const raised = stalled.node.stats.suspicionsRaised
@@ -71,7 +48,7 @@ t.test('a node stalled by its own work accuses nobody; the others do not evict i
       await sim.sleep(4_000)
     }
     t.equal(stalled.node.stats.suspicionsRaised - raised, 0, 'the stalled node raised no suspicion of its healthy neighbours')
-    t.same(deaths(), [], 'nobody was declared dead')
+    t.same(sim.wrongfulDeaths(), [], 'nobody was declared dead')
   } finally {
     await sim.stop()
   }
