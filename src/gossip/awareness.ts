@@ -2,6 +2,17 @@ import type { GossipOptions } from '../config.ts'
 
 type Timing = Pick<GossipOptions['timing'], 'probeIntervalMs' | 'probePeriodMs' | 'maxProbesPerTick' | 'probeTimeoutMs' | 'maxProbeTimeoutMs' | 'indirectProbeTimeoutMs' | 'maxHealthMultiplier'>
 
+/** A smoothed round trip and its deviation (RFC 6298). */
+interface Rtt { srtt: number, rttvar: number }
+
+function smooth (r: Rtt, sample: number): void {
+  r.rttvar = 0.75 * r.rttvar + 0.25 * Math.abs(r.srtt - sample)
+  r.srtt = 0.875 * r.srtt + 0.125 * sample
+}
+
+/** Linux's minimum TCP retransmission timeout: how late an ack is when one segment was lost. */
+const TCP_MIN_RTO_MS = 200
+
 /** A timeout decided less late than this is never blamed on this node's own backlog. */
 const MIN_LATE_MS = 25
 
@@ -21,7 +32,9 @@ const MAX_PEERS = 10_000
 export class Awareness {
   readonly #t: Timing
   #health = 0
-  readonly #rtt = new Map<string, { srtt: number, rttvar: number }>()
+  readonly #rtt = new Map<string, Rtt>()
+  /** Every sample of every peer, smoothed alike: what a peer with no sample yet is judged by. */
+  #any?: Rtt
 
   constructor (timing: Timing) {
     this.#t = timing
@@ -37,10 +50,22 @@ export class Awareness {
     this.#health = Math.min(this.#t.maxHealthMultiplier, Math.max(0, this.#health + delta))
   }
 
-  /** How long to wait for `peerId`'s ack: adaptive, never below `probeTimeoutMs`, times our health. */
+  /**
+   * How long to wait for `peerId`'s ack, times our health, between `probeTimeoutMs` and
+   * `maxProbeTimeoutMs`: its smoothed round trip plus four deviations, plus one TCP
+   * retransmission (a ping or an ack whose segment was lost arrives that late, which is no fault
+   * of the peer). Before the first sample of a peer, the same formula over every round trip this
+   * node has measured: a node on a WAN has seen 100 ms round trips before it meets a new peer,
+   * and judging that peer by the LAN floor failed 37 % of first probes on the model's WAN
+   * profile. With no sample at all, the cap.
+   */
   probeTimeout (peerId: string): number {
-    const r = this.#rtt.get(peerId)
-    const adaptive = r === undefined ? 0 : r.srtt + 4 * r.rttvar
+    const r = this.#rtt.get(peerId) ?? this.#any
+    // With no sample at all (a node's first probes) nothing says how far its peers are: the cap.
+    if (r === undefined) return this.#t.maxProbeTimeoutMs * (1 + this.#health)
+    // TCP resends a lost segment after srtt + max(4 rttvar, 200 ms) (Linux), so an ack whose
+    // ping or ack was lost once arrives that much after the usual srtt + 4 rttvar.
+    const adaptive = r.srtt + 4 * r.rttvar + r.srtt + Math.max(4 * r.rttvar, TCP_MIN_RTO_MS)
     return Math.min(this.#t.maxProbeTimeoutMs, Math.max(this.#t.probeTimeoutMs, adaptive)) * (1 + this.#health)
   }
 
@@ -65,9 +90,10 @@ export class Awareness {
       if (this.#rtt.size >= MAX_PEERS) this.#rtt.clear()
       this.#rtt.set(peerId, { srtt: sample, rttvar: sample / 2 })
     } else {
-      r.rttvar = 0.75 * r.rttvar + 0.25 * Math.abs(r.srtt - sample)
-      r.srtt = 0.875 * r.srtt + 0.125 * sample
+      smooth(r, sample)
     }
+    if (this.#any === undefined) this.#any = { srtt: sample, rttvar: sample / 2 }
+    else smooth(this.#any, sample)
   }
 
   /** Forgets a peer that died or left. */

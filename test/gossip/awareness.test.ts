@@ -5,21 +5,26 @@ import { TimingSchema } from '../../src/config.ts'
 
 const timing = TimingSchema.parse({ maxProbesPerTick: 8 }) // probe 300 ms floor, 3 s cap, indirect 400 ms, health up to 8
 
-t.test('a neighbour with no round trip yet gets the floor; samples raise it like TCP RTO', async (t) => {
+t.test('round trips set the timeout like TCP, plus one retransmission; a new peer is judged by every round trip seen', async (t) => {
   const a = new Awareness(timing)
-  t.equal(a.probeTimeout('p'), 300)
-  a.recordRtt('p', 100) // srtt 100, rttvar 50: 100 + 4 * 50 = 300
-  t.equal(a.probeTimeout('p'), 300)
-  a.recordRtt('p', 500) // rttvar 0.75*50 + 0.25*400 = 137.5; srtt 0.875*100 + 0.125*500 = 150
-  t.equal(a.probeTimeout('p'), 150 + 4 * 137.5)
-  a.recordRtt('q', 5_000)
-  t.equal(a.probeTimeout('q'), 3_000, 'capped at maxProbeTimeoutMs')
-  a.forget('q')
-  t.equal(a.probeTimeout('q'), 300, 'a forgotten peer starts again at the floor')
+  t.equal(a.probeTimeout('p'), 3_000, 'no sample at all: the cap (nothing says how far peers are)')
+  a.recordRtt('p', 1) // a LAN: srtt 1, rttvar 0.5: 1 + 2 + 1 + 200 = 204, under the floor
+  t.equal(a.probeTimeout('p'), 300, 'on a LAN the floor holds')
+  t.equal(a.probeTimeout('new'), 300, 'a peer with no sample yet: judged by the round trips seen so far')
+  const w = new Awareness(timing)
+  w.recordRtt('p', 100) // srtt 100, rttvar 50: 100 + 200, then a retransmission: 100 + max(200, 200)
+  t.equal(w.probeTimeout('p'), 100 + 4 * 50 + 100 + 200)
+  w.recordRtt('p', 500) // rttvar 0.75*50 + 0.25*400 = 137.5; srtt 0.875*100 + 0.125*500 = 150
+  t.equal(w.probeTimeout('p'), Math.min(3_000, 150 + 4 * 137.5 + 150 + 4 * 137.5))
+  w.recordRtt('q', 5_000)
+  t.equal(w.probeTimeout('q'), 3_000, 'capped at maxProbeTimeoutMs')
+  w.forget('q')
+  t.ok(w.probeTimeout('q') > 300, 'a forgotten peer is judged by every round trip seen, not the LAN floor')
 })
 
 t.test('health stretches every timeout and slows probing, within its bounds', async (t) => {
   const a = new Awareness(timing)
+  a.recordRtt('p', 1)
   t.equal(a.probesPerTick(10), 5, 'ten neighbours, a tick every 500 ms, each probed once a second')
   t.equal(a.probesPerTick(0), 1, 'at least one')
   t.equal(a.probesPerTick(100), 8, 'at most maxProbesPerTick')

@@ -101,16 +101,6 @@ export const MODEL_PROFILES: Record<ModelProfile, Partial<ModelOptions>> = {
   wan: { latencyMs: 50, jitterMs: 20, lossRate: 0.01, slow: { share: 0.05, cpuFactor: 10, extraLatencyMs: 150 } },
 }
 
-/**
- * Gossip timing that keeps the `wan` profile free of false deaths, with crashes and hangs dropped
- * within 5 s (BENCHMARKS.md, "WAN"). The direct probe's floor of 1.3 s covers a round trip to a
- * slow node with one retransmission (400 to 440 ms, plus a 620 ms timeout), and a helper's dial to
- * a target it is not connected to (three one-way delays and the handshake) plus its ping: the
- * shipped 300 ms is sized for a LAN. The suspicion's minimum of 0.5 s (1 s shipped) wins back what
- * the longer probes cost a hang's detection; it applies only once 3 independent probers confirm.
- */
-export const WAN_TIMING = { probeTimeoutMs: 1_300, suspicionMinTimeoutMs: 500 } as const
-
 /** TCP payload per segment, bytes (a 1,500-byte MTU less IP and TCP headers with timestamps). */
 const MSS = 1_448
 
