@@ -1,6 +1,7 @@
 // Red team for `meshctl status` (a real process): the readiness it reads from a member's advertised
-// endpoint. A foreign endpoint is not asked at all, redirects are not followed, and nothing but the
-// known statuses or "HTTP <code>" is printed.
+// endpoint. A foreign endpoint never reaches it (an agent cannot announce one, and every replica drops
+// one a hostile member signs: test/gossip/hostile-members.test.ts), redirects are not followed, and
+// nothing but the known statuses or "HTTP <code>" is printed.
 import t from 'tap'
 import { spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
@@ -57,17 +58,21 @@ const redirector = await server('127.0.0.1', (_msg, res) => {
   res.writeHead(302, { location: target.url.replace('/mcp', '/readyz'), 'content-type': 'application/json' }).end('{"status":"ready"}')
   return true
 })
-// Three instances of one agent name, so one run of meshctl (a slow start on a busy machine) shows all.
+// Two instances of one agent name, so one run of meshctl (a slow start on a busy machine) shows both.
 await member('suspect', liar.url)
-await member('suspect', foreign.url)
 await member('suspect', redirector.url)
-await waitFor('the bootstrap holds every member', () => [...bootstrap.replica.members()].length >= 4, 10_000)
+const refused = await member('suspect', foreign.url).then(() => undefined, (err: unknown) => err)
+await waitFor('the bootstrap holds every member', () => [...bootstrap.replica.members()].length >= 3, 10_000)
+
+t.test('an agent cannot announce an endpoint on a host it does not announce', async (t) => {
+  t.match(refused, { code: 'MESH_ERR_CONFIG_INVALID', details: { fields: ['http.announceHost', 'announce'] } })
+})
 
 t.test('status asks only a member\'s own host, follows no redirect, prints no foreign text', async (t) => {
   const s = await status('suspect')
   t.equal(s.code, 0)
   const readyz = (url: string): string | undefined => s.out.split('\n').find((l) => l.includes(url))?.split('readyz: ')[1]
-  t.match(readyz(foreign.url), /^not asked \(.*127\.0\.0\.2.*\)$/, 'a foreign endpoint is not asked')
+  t.equal(readyz(foreign.url), undefined, 'the foreign endpoint is not listed')
   t.equal(foreign.received.length, 0, 'the server on 127.0.0.2 got no request')
   t.equal(readyz(liar.url), 'HTTP 200', 'a body that is not a known status is shown as its HTTP status')
   t.ok(liar.received.some((r) => r.path === '/readyz'), 'the member\'s own host was asked')
