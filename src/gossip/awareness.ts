@@ -33,6 +33,8 @@ export class Awareness {
   readonly #t: Timing
   #health = 0
   readonly #rtt = new Map<string, Rtt>()
+  /** How many neighbours each peer said it has, in its last ack. */
+  readonly #degree = new Map<string, number>()
   /** Every sample of every peer, smoothed alike: what a peer with no sample yet is judged by. */
   #any?: Rtt
 
@@ -96,9 +98,25 @@ export class Awareness {
     else smooth(this.#any, sample)
   }
 
+  /** Records how many neighbours `peerId` said it has (in an ack). */
+  recordDegree (peerId: string, degree: number): void {
+    if (!this.#degree.has(peerId) && this.#degree.size >= MAX_PEERS) this.#degree.clear()
+    this.#degree.set(peerId, degree)
+  }
+
+  /**
+   * How many members can confirm a suspicion of `peerId`, at most `wanted`: only its neighbours
+   * probe it, and one of them is the suspecter. Unknown (it never acked us): `wanted`.
+   */
+  expectedConfirmations (peerId: string, wanted: number): number {
+    const d = this.#degree.get(peerId)
+    return d === undefined ? wanted : Math.min(wanted, Math.max(1, d - 1))
+  }
+
   /** Forgets a peer that died or left. */
   forget (peerId: string): void {
     this.#rtt.delete(peerId)
+    this.#degree.delete(peerId)
   }
 
   /**

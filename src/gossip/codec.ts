@@ -21,6 +21,8 @@ export const SuspectSchema = z.object({
   incarnation: z.number().int().nonnegative(),
   from: PeerIdSchema,
   issuedAt: z.number().int().nonnegative(),
+  /** Confirmations the subject can get: its neighbours but one, as it last told `from` (Replica.applySuspect). */
+  k: z.number().int().min(1).max(32).optional(),
 })
 /** A leave: the subject itself says it is going. Signed only by its subject. */
 export const LeaveSchema = z.object({

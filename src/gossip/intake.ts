@@ -107,7 +107,7 @@ export class Intake {
     const s = decoded.payload
     if (replica.get(s.from) === undefined || !peers.isUp(s.from)) return countDrop(stats, 'unknown-sender')
     if (!this.#advertQuota.take(s.from)) return countDrop(stats, 'quota')
-    const merged = replica.applySuspect(s.subject, s.incarnation, s.from)
+    const merged = replica.applySuspect(s.subject, s.incarnation, s.from, s.k)
     if (merged === 'self') { adverts.refute(s.incarnation); return 'ignore' }
     if (merged !== 'started' && merged !== 'confirmed') return 'ignore'
     stats.accepted++

@@ -19,7 +19,8 @@ const nonce = z.number().int().nonnegative()
 const Frame = z.discriminatedUnion('t', [
   z.object({ t: z.literal('ping'), n: nonce, you: ViewSchema }),
   z.object({ t: z.literal('req'), n: nonce, target: z.string().min(1).max(128) }),
-  z.object({ t: z.literal('ack'), n: nonce, you: ViewSchema }),
+  // d: the acker's neighbours, so those who may suspect it know how many can confirm (Replica.applySuspect).
+  z.object({ t: z.literal('ack'), n: nonce, you: ViewSchema, d: z.number().int().nonnegative().max(1_000_000).optional() }),
   z.object({ t: z.literal('nack'), n: nonce }),
 ])
 type ProbeFrame = z.infer<typeof Frame>
@@ -30,6 +31,10 @@ export type Answer = 'ack' | 'nack' | 'none'
 export interface ProbeContext {
   viewOf(peerId: string): View | undefined
   onView(view: View, from: string): void
+  /** How many neighbours this node has (sent in acks). */
+  degree(): number
+  /** A neighbour said how many neighbours it has. */
+  onDegree(degree: number, from: string): void
   /** Probes `target` directly on behalf of another member: `none` sends no answer (this node was too slow to judge). */
   probeFor(target: string, options: AbortOptions): Promise<Answer>
   bytes: ByteCounter
@@ -115,6 +120,7 @@ export class ProbeChannel {
         const f = await this.#io.recv(Frame)
         if (f.t !== 'ack' && f.t !== 'nack') throw new MeshError('MESH_ERR_WIRE_MALFORMED', `unexpected probe frame ${f.t}`)
         if (f.t === 'ack' && f.you !== undefined) this.#ctx.onView(f.you, this.#remote)
+        if (f.t === 'ack' && f.d !== undefined) this.#ctx.onDegree(f.d, this.#remote)
         this.#pending.get(f.n)?.(f.t)
       }
     } catch (err) {
@@ -138,7 +144,7 @@ export async function serveProbe (stream: FrameStream, remote: string, ctx: Prob
     if (frame.t === 'ping') {
       if (ctx.lose?.(remote) === true) continue
       if (frame.you !== undefined) ctx.onView(frame.you, remote)
-      await io.send({ t: 'ack', n: frame.n, you: ctx.viewOf(remote) }, options)
+      await io.send({ t: 'ack', n: frame.n, you: ctx.viewOf(remote), d: ctx.degree() }, options)
     } else if (frame.t === 'req') {
       // Answered when done; later pings on this stream are not held up by it.
       const { n, target } = frame

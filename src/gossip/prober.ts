@@ -61,6 +61,8 @@ export class Prober {
     this.#ctx = {
       viewOf: (p) => peers.viewOf(p),
       onView: (v) => { adverts.onView(v) },
+      degree: () => peers.neighbours().length,
+      onDegree: (d, from) => { awareness.recordDegree(from, d) },
       // A helper probes over a connection it already holds and never dials for another member: a
       // dial costs a handshake at both ends, and on a loaded host those handshakes delayed more acks
       // and fed a storm of false suspicions (the model simulation, BENCHMARKS.md). Not connected: a nack at once.
@@ -172,7 +174,7 @@ export class Prober {
   onSuspicion (subject: string): void {
     const e = this.#i.replica.get(subject)
     if (e?.suspecters !== undefined && !e.suspecters.has(this.#i.peers.selfId) &&
-      e.suspecters.size <= this.#i.options.timing.suspicionConfirmations && this.#i.peers.connectedTo(subject)) {
+      e.suspecters.size <= (e.expectedConfirmations ?? this.#i.options.timing.suspicionConfirmations) && this.#i.peers.connectedTo(subject)) {
       void this.probe(subject)
     }
   }
@@ -255,16 +257,18 @@ export class Prober {
     const { replica, peers, options, stats, net } = this.#i
     const e = replica.get(target)
     if (e === undefined) return
-    const merged = replica.applySuspect(target, e.advert.incarnation, peers.selfId)
+    const k = this.#i.awareness.expectedConfirmations(target, options.timing.suspicionConfirmations)
+    const merged = replica.applySuspect(target, e.advert.incarnation, peers.selfId, k)
     if (merged !== 'started' && merged !== 'confirmed') return
     stats.suspicionsRaised++
     log('suspect %s (%s)', target, e.advert.name)
-    // Past `suspicionConfirmations` independent voices the timeout is at its minimum everywhere that
-    // heard them: one more changes nothing and costs every node a message. When a crash closes a
-    // member's sockets, all its neighbours suspect it at once; most of them stay quiet this way.
-    const voices = replica.get(target)?.suspecters?.size ?? 0
-    if (merged === 'confirmed' && voices > options.timing.suspicionConfirmations + 1) return
-    const msg = { v: ADVERT_SCHEMA_VERSION, mesh: options.mesh, subject: target, incarnation: e.advert.incarnation, from: peers.selfId, issuedAt: this.#i.scope.clock.now() }
+    // Past the expected confirmations (`suspicionConfirmations`, fewer for a member with few
+    // neighbours: Replica.applySuspect) the timeout is at its minimum everywhere that heard them:
+    // one more changes nothing and costs every node a message. When a crash closes a member's
+    // sockets, all its neighbours suspect it at once; most of them stay quiet this way.
+    const now = replica.get(target)
+    if (merged === 'confirmed' && (now?.suspecters?.size ?? 0) > (now?.expectedConfirmations ?? k) + 1) return
+    const msg = { v: ADVERT_SCHEMA_VERSION, mesh: options.mesh, subject: target, incarnation: e.advert.incarnation, from: peers.selfId, issuedAt: this.#i.scope.clock.now(), k }
     const bytes = await encodeMessage('suspect', msg, options.mesh, this.#i.key)
     await net.publish(bytes)
       .then((recipients) => { stats.gossipBytes.out += bytes.length * recipients })

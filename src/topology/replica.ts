@@ -40,6 +40,8 @@ export interface ReplicaEntry extends Member {
   readonly downAt?: number
   /** While suspect: who confirmed the suspicion. */
   readonly suspecters?: ReadonlySet<string>
+  /** While suspect: the confirmations that bring its timeout to the minimum (see `applySuspect`). */
+  readonly expectedConfirmations?: number
 }
 
 /** A liveness or advert change, as listeners see it. */
@@ -67,6 +69,7 @@ interface MutableEntry {
   downIncarnation?: number
   downAt?: number
   suspecters?: Set<string>
+  expectedConfirmations?: number
   suspectIncarnation?: number
   suspectSince?: number
   timer?: TimerHandle
@@ -175,8 +178,16 @@ export class Replica {
   /**
    * Merges a suspicion of `subject` at `incarnation`, raised by `from`.
    * Returns `self` when this node is the subject: the caller refutes with a higher incarnation.
+   *
+   * `expected` is how many confirmations the suspecter says the subject can get: its neighbours
+   * but one, as the subject last told it in an ack. Only neighbours confirm, so a member with 3
+   * neighbours can never reach `suspicionConfirmations` (3) confirmations and would wait
+   * Lifeguard's timeout for 2 (2 s by default) however dead it is; memberlist likewise expects no
+   * more confirmations than its cluster can give. The largest claim of any suspecter counts,
+   * between 1 and `suspicionConfirmations`: a liar can lower it only if every voice lies, and one
+   * voice alone still waits the maximum.
    */
-  applySuspect (subject: string, incarnation: number, from: string): SuspectMerge {
+  applySuspect (subject: string, incarnation: number, from: string, expected?: number): SuspectMerge {
     if (subject === this.selfId) return 'self'
     const e = this.#entries.get(subject)
     if (e === undefined || !isUp(e.liveness)) return 'unknown'
@@ -184,14 +195,18 @@ export class Replica {
     // A suspicion of an incarnation whose advert we never saw cannot be checked, and its subject
     // ignores it (a liar could pin anyone): drop it; a real one is raised again once the advert arrives.
     if (incarnation > e.advert.incarnation) return 'ahead'
+    const k = this.#timing.suspicionConfirmations
+    const claim = Math.min(k, Math.max(1, Math.floor(expected ?? k)))
     if (e.liveness === 'suspect') {
       if (e.suspecters!.has(from)) return 'duplicate'
       e.suspecters!.add(from)
+      e.expectedConfirmations = Math.max(e.expectedConfirmations!, claim)
       this.#scheduleDeath(e)
       return 'confirmed'
     }
     e.liveness = 'suspect'
     e.suspecters = new Set([from])
+    e.expectedConfirmations = claim
     e.suspectIncarnation = incarnation
     e.suspectSince = this.#clock.now()
     this.#scheduleDeath(e)
@@ -262,7 +277,7 @@ export class Replica {
   #scheduleDeath (e: MutableEntry): void {
     if (e.timer !== undefined) this.#clock.clearTimeout(e.timer)
     const t = this.#timing
-    const timeout = suspicionTimeout(e.suspecters!.size - 1, t.suspicionMinTimeoutMs, t.suspicionMaxTimeoutMs, t.suspicionConfirmations)
+    const timeout = suspicionTimeout(e.suspecters!.size - 1, t.suspicionMinTimeoutMs, t.suspicionMaxTimeoutMs, e.expectedConfirmations!)
     const wait = Math.max(0, e.suspectSince! + timeout - this.#clock.now())
     const timer = this.#clock.setTimeout(() => {
       // Decided after pending I/O: a refutation that arrived in time, behind a busy event loop,
@@ -280,6 +295,7 @@ export class Replica {
     if (e.timer !== undefined) this.#clock.clearTimeout(e.timer)
     e.timer = undefined
     e.suspecters = undefined
+    e.expectedConfirmations = undefined
     e.suspectIncarnation = undefined
     e.suspectSince = undefined
     e.liveness = 'alive'

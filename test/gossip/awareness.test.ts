@@ -49,3 +49,16 @@ t.test('a timeout decided more than a quarter of its length late (at least 25 ms
   t.notOk(a.isLate(25, 40), 'short timeouts: 25 ms of lag is tolerated')
   t.ok(a.isLate(26, 40))
 })
+
+t.test('a suspicion expects no more confirmations than the suspect has other neighbours', async (t) => {
+  const a = new Awareness(timing)
+  t.equal(a.expectedConfirmations('p', 3), 3, 'never acked: the configured number')
+  a.recordDegree('p', 3)
+  t.equal(a.expectedConfirmations('p', 3), 2, '3 neighbours: the suspecter and 2 others')
+  a.recordDegree('p', 1)
+  t.equal(a.expectedConfirmations('p', 3), 1, 'never below 1')
+  a.recordDegree('p', 40)
+  t.equal(a.expectedConfirmations('p', 3), 3, 'never above the configured number')
+  a.forget('p')
+  t.equal(a.expectedConfirmations('p', 3), 3, 'forgotten with the peer')
+})

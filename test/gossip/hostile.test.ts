@@ -74,7 +74,7 @@ const X = attacker.peerId.toString()
 t.teardown(async () => { await attacker.stop() })
 // It answers probes, so the honest nodes' SWIM does not evict it (it must stay an up member to send a
 // suspicion); it serves nothing else.
-const probeCtx: ProbeContext = { viewOf: () => undefined, onView: () => {}, probeFor: async () => 'nack', bytes: { in: 0, out: 0 }, allow: () => true }
+const probeCtx: ProbeContext = { viewOf: () => undefined, onView: () => {}, degree: () => 0, onDegree: () => {}, probeFor: async () => 'nack', bytes: { in: 0, out: 0 }, allow: () => true }
 await attacker.handle(probeProtocol(MESH), async (stream, conn) => {
   try {
     await serveProbe(lpFrames(stream, MAX_PROBE_FRAME_BYTES), conn.remotePeer.toString(), probeCtx, {}) // long-lived, like a real node's

@@ -198,3 +198,31 @@ t.test('model network, WAN profile, 100 nodes with the shipped timing: nobody he
     await sim.stop()
   }
 })
+
+// Only neighbours confirm a suspicion, and Lifeguard waits for `suspicionConfirmations` (3) of them
+// before its timeout reaches the minimum. A member with 3 neighbours can get 2: it used to wait
+// 2,039 ms of suspicion however dead it was (the 20-process benchmark's just-joined victims, killed
+// or stopped with 3 neighbours, took 2.2 s and up to 4.7 s). Its acks now say how many neighbours it
+// has, and a suspicion of it expects no more confirmations than they can give.
+t.test('model network: a member with 3 neighbours, crashed or hung, is dropped at the minimum suspicion timeout', async (t) => {
+  const sim = new Simulation({ seed: 7, network: 'model', minConnections: 3, model: { latencyMs: 0.25, jitterMs: 0.1 } })
+  try {
+    const agents = await sim.seedConverged(30, 3_000)
+    const withThree = (): typeof agents => agents.filter((m) => m.up && m.node.neighbours().length === 3)
+    const crashed = withThree()[0]
+    t.ok(crashed !== undefined, 'a member has exactly 3 neighbours')
+    await sim.crash(crashed.name)
+    const crashMs = await sim.until('the crash to be dropped everywhere', () => sim.listing(crashed.node.peerId) === 0, 30_000, 10)
+    // Sockets close at once: probed within 225 ms, the probe and the helpers fail at once, then 1 s.
+    t.ok(crashMs < 1_800, `a crash dropped everywhere in ${crashMs} virtual ms (2,070 before)`)
+    await sim.sleep(2_000)
+    const hung = withThree()[0]
+    t.ok(hung !== undefined, 'another member has exactly 3 neighbours')
+    sim.hang(hung.name)
+    const hangMs = await sim.until('the hang to be dropped everywhere', () => sim.listing(hung.node.peerId) === 0, 30_000, 10)
+    t.ok(hangMs < 2_500, `a hang dropped everywhere in ${hangMs} virtual ms (3,080 before)`)
+    t.same(sim.wrongfulDeaths(), [], 'nobody else was declared dead')
+  } finally {
+    await sim.stop()
+  }
+})

@@ -171,6 +171,42 @@ t.test('suspicion', async (t) => {
     t.equal(replica.get('p1')?.liveness, 'dead')
   })
 
+  t.test('a member with few neighbours: as many confirmations as it can get bring the min', async (t) => {
+    const { clock, replica, ad } = setup(t)
+    replica.applyAdvert(ad('p1', 5), env)
+    // Three neighbours: the suspecter and 2 others can speak, so 2 confirmations is all there is.
+    replica.applySuspect('p1', 5, 'a', 2)
+    t.equal(replica.get('p1')?.expectedConfirmations, 2)
+    replica.applySuspect('p1', 5, 'b', 2)
+    replica.applySuspect('p1', 5, 'c', 2)
+    clock.advance(timing.suspicionMinTimeoutMs - 1)
+    t.equal(replica.get('p1')?.liveness, 'suspect')
+    clock.advance(2)
+    t.equal(replica.get('p1')?.liveness, 'dead', 'dead at the min (with K = 3 it waited 2,039 ms)')
+  })
+
+  t.test('a lone voice waits the max whatever it claims; the largest claim counts', async (t) => {
+    const { clock, replica, ad } = setup(t)
+    replica.applyAdvert(ad('p1', 5), env)
+    replica.applySuspect('p1', 5, 'liar', 1)
+    clock.advance(timing.suspicionMaxTimeoutMs - 1)
+    t.equal(replica.get('p1')?.liveness, 'suspect', 'one voice claiming 1 expected confirmation: still the full max')
+    clock.advance(2)
+    t.equal(replica.get('p1')?.liveness, 'dead')
+
+    replica.applyAdvert(ad('p2', 5), env)
+    replica.applySuspect('p2', 5, 'liar', 1)
+    replica.applySuspect('p2', 5, 'honest', 3)
+    t.equal(replica.get('p2')?.expectedConfirmations, 3, 'an honest suspecter\'s claim overrides a lower one')
+    clock.advance(3_499)
+    t.equal(replica.get('p2')?.liveness, 'suspect', 'one confirmation of 3: 3,500 ms, not the min')
+    replica.applyAdvert(ad('p3', 5), env)
+    replica.applySuspect('p3', 5, 'a', 0)
+    t.equal(replica.get('p3')?.expectedConfirmations, 1, 'claims are clamped to 1..suspicionConfirmations')
+    replica.applySuspect('p3', 5, 'b', 99)
+    t.equal(replica.get('p3')?.expectedConfirmations, 3)
+  })
+
   t.test('a late confirmation counts from when the suspicion started', async (t) => {
     const { clock, replica, ad } = setup(t)
     replica.applyAdvert(ad('p1', 5), env)
