@@ -137,12 +137,17 @@ try {
     const hung = await spawn(door)
     await waitFor('join seen by all', () => lastEvent(agents, hung.peerId, ['alive'], 0) !== undefined, 30_000)
     await settle(hung)
+    const degree = process.env.BENCH_DEBUG === undefined ? undefined : ((await hung.stats()) as { neighbours: number }).neighbours
     const stopped = Date.now()
     signal(hung, 'SIGSTOP')
     // A miss (not every replica dropped it within 30 s) is recorded as 30 s and reported as such.
     const seenStop = await waitFor('SIGSTOP seen by all', () => lastEvent(agents, hung.peerId, ['dead'], stopped) !== undefined, 30_000).then(() => true, () => false)
     stop.push(seenStop ? lastEvent(agents, hung.peerId, ['dead'], stopped)! - stopped : 30_000)
     if (!seenStop) misses++
+    if (process.env.BENCH_DEBUG !== undefined && stop.at(-1)! > 2_500) {
+      const line = (a: AgentProcess): string => `${a.name}:${a.changes.filter((c) => c.peerId === hung.peerId && c.at >= stopped).map((c) => `${c.after}@${c.at - stopped}`).join(',')}`
+      console.error(`slow SIGSTOP detection of ${hung.name} (${stop.at(-1)} ms, ${degree} neighbours): ${agents.map(line).join(' ')}`)
+    }
     signal(hung, 'SIGKILL')
     await new Promise((resolve) => setTimeout(resolve, 300))
     process.stdout.write(`round ${r + 1}/${ROUNDS}: join ${join.at(-1)} ms, kill -9 ${kill.at(-1)} ms, SIGSTOP ${stop.at(-1)} ms\n`)

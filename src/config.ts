@@ -6,12 +6,13 @@ import { MeshError } from './errors.ts'
 const ms = z.number().int().positive()
 
 /**
- * Timing of failure detection and anti-entropy. Defaults are sized for a LAN or one host;
- * on a WAN raise the probe timeouts (they must exceed the round-trip time with margin).
+ * Timing of failure detection and anti-entropy. The defaults serve a LAN, one host and a WAN:
+ * probe timeouts follow each peer's measured round trip (see `probeTimeoutMs`).
  *
- * Worst-case detection of a crashed agent whose neighbours see its sockets close:
- * probeTimeout + indirectProbeTimeout + suspicionMinTimeout (about 1.6 s by default).
- * Of a hung agent: add up to one probeInterval before a neighbour probes it.
+ * Detection of a crashed agent whose neighbours see its sockets close: a probe within about
+ * 225 ms, refused at once, then `suspicionMinTimeoutMs` once its neighbours confirm (about 1.1 s).
+ * Of a hung agent: up to a probe period before a neighbour probes it, the direct and indirect
+ * probe timeouts, then the same.
  */
 export const TimingSchema = z.object({
   /** Probing runs once per interval (SWIM's protocol period), jittered at start. */
@@ -39,7 +40,9 @@ export const TimingSchema = z.object({
   maxHealthMultiplier: z.number().int().min(0).max(16).default(8),
   /**
    * A direct probe (ping, ack) must be answered within this at least; each neighbour's timeout
-   * adapts to its measured round trip (smoothed RTT + 4 deviations, as TCP does), up to the max.
+   * adapts to its measured round trip (smoothed RTT + 4 deviations, as TCP does, plus one TCP
+   * retransmission), up to the max. A peer with no sample yet is judged by every round trip this
+   * node has measured; a node with none at all waits the max.
    */
   probeTimeoutMs: ms.default(300),
   maxProbeTimeoutMs: ms.default(3_000),
@@ -50,7 +53,9 @@ export const TimingSchema = z.object({
   /**
    * Lifeguard suspicion timeout: starts at the max and shrinks towards the min as independent
    * members confirm the suspicion: max - (max - min) * log(C + 1) / log(K + 1), C confirmations,
-   * K = `suspicionConfirmations`. One liar alone waits the full max, long enough to be refuted.
+   * K = `suspicionConfirmations`, or fewer for a member with fewer other neighbours (only
+   * neighbours confirm; its acks say how many it has). One liar alone waits the full max, long
+   * enough to be refuted.
    */
   suspicionMinTimeoutMs: ms.default(1_000),
   suspicionMaxTimeoutMs: ms.default(6_000),

@@ -98,7 +98,7 @@ export class Awareness {
     else smooth(this.#any, sample)
   }
 
-  /** Records how many neighbours `peerId` said it has (in an ack). */
+  /** Records how many neighbours `peerId` said it has (in a ping or an ack). */
   recordDegree (peerId: string, degree: number): void {
     if (!this.#degree.has(peerId) && this.#degree.size >= MAX_PEERS) this.#degree.clear()
     this.#degree.set(peerId, degree)
@@ -106,11 +106,11 @@ export class Awareness {
 
   /**
    * How many members can confirm a suspicion of `peerId`, at most `wanted`: only its neighbours
-   * probe it, and one of them is the suspecter. Unknown (it never acked us): `wanted`.
+   * probe it, and one of them is the suspecter. Unknown (it never said): undefined.
    */
-  expectedConfirmations (peerId: string, wanted: number): number {
+  expectedConfirmations (peerId: string, wanted: number): number | undefined {
     const d = this.#degree.get(peerId)
-    return d === undefined ? wanted : Math.min(wanted, Math.max(1, d - 1))
+    return d === undefined ? undefined : Math.min(wanted, Math.max(1, d - 1))
   }
 
   /** Forgets a peer that died or left. */

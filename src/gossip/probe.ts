@@ -17,9 +17,9 @@ export function probeProtocol (mesh: string): string {
 
 const nonce = z.number().int().nonnegative()
 const Frame = z.discriminatedUnion('t', [
-  z.object({ t: z.literal('ping'), n: nonce, you: ViewSchema }),
+  // d (pings and acks): the sender's neighbours, so those who may suspect it know how many can confirm (Replica.applySuspect).
+  z.object({ t: z.literal('ping'), n: nonce, you: ViewSchema, d: z.number().int().nonnegative().max(1_000_000).optional() }),
   z.object({ t: z.literal('req'), n: nonce, target: z.string().min(1).max(128) }),
-  // d: the acker's neighbours, so those who may suspect it know how many can confirm (Replica.applySuspect).
   z.object({ t: z.literal('ack'), n: nonce, you: ViewSchema, d: z.number().int().nonnegative().max(1_000_000).optional() }),
   z.object({ t: z.literal('nack'), n: nonce }),
 ])
@@ -75,7 +75,7 @@ export class ProbeChannel {
 
   /** Pings the neighbour; true when it acknowledged before `options.signal` aborted. */
   async ping (options: AbortOptions): Promise<boolean> {
-    return await this.#request((n) => ({ t: 'ping', n, you: this.#ctx.viewOf(this.#remote) }), options) === 'ack'
+    return await this.#request((n) => ({ t: 'ping', n, you: this.#ctx.viewOf(this.#remote), d: this.#ctx.degree() }), options) === 'ack'
   }
 
   /**
@@ -144,6 +144,7 @@ export async function serveProbe (stream: FrameStream, remote: string, ctx: Prob
     if (frame.t === 'ping') {
       if (ctx.lose?.(remote) === true) continue
       if (frame.you !== undefined) ctx.onView(frame.you, remote)
+      if (frame.d !== undefined) ctx.onDegree(frame.d, remote)
       await io.send({ t: 'ack', n: frame.n, you: ctx.viewOf(remote), d: ctx.degree() }, options)
     } else if (frame.t === 'req') {
       // Answered when done; later pings on this stream are not held up by it.

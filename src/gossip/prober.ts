@@ -50,6 +50,8 @@ export class Prober {
   readonly #i: ProberInit
   readonly #inflight = new Set<string>()
   #order: string[] = []
+  /** Every neighbour already placed in this round of `#order` (probed or still queued). */
+  #placed = new Set<string>()
   readonly #channels = new Map<string, Promise<ProbeChannel>>()
   readonly #ctx: ProbeContext
 
@@ -89,12 +91,21 @@ export class Prober {
   tick (): void {
     if (!this.#i.member) return
     const neighbours = this.#i.peers.neighbours()
+    // A neighbour that connected during this round joins it at a random place (as memberlist
+    // does), rather than waiting for the next shuffle: a just-joined agent that hangs is probed
+    // within one round of each neighbour, not two. Random, so its neighbours do not all probe it at once.
+    for (const id of neighbours) {
+      if (this.#placed.has(id)) continue
+      this.#placed.add(id)
+      this.#order.splice(Math.floor(this.#i.scope.random() * (this.#order.length + 1)), 0, id)
+    }
     let count = this.#i.awareness.probesPerTick(neighbours.length)
     let refilled = false
     while (count > 0) {
       if (this.#order.length === 0) {
         if (refilled) return
         this.#order = this.#i.scope.shuffle(neighbours)
+        this.#placed = new Set(neighbours)
         refilled = true
       }
       const id = this.#order.pop()!
@@ -267,7 +278,7 @@ export class Prober {
     // one more changes nothing and costs every node a message. When a crash closes a member's
     // sockets, all its neighbours suspect it at once; most of them stay quiet this way.
     const now = replica.get(target)
-    if (merged === 'confirmed' && (now?.suspecters?.size ?? 0) > (now?.expectedConfirmations ?? k) + 1) return
+    if (merged === 'confirmed' && (now?.suspecters?.size ?? 0) > (now?.expectedConfirmations ?? options.timing.suspicionConfirmations) + 1) return
     const msg = { v: ADVERT_SCHEMA_VERSION, mesh: options.mesh, subject: target, incarnation: e.advert.incarnation, from: peers.selfId, issuedAt: this.#i.scope.clock.now(), k }
     const bytes = await encodeMessage('suspect', msg, options.mesh, this.#i.key)
     await net.publish(bytes)

@@ -40,7 +40,7 @@ export interface ReplicaEntry extends Member {
   readonly downAt?: number
   /** While suspect: who confirmed the suspicion. */
   readonly suspecters?: ReadonlySet<string>
-  /** While suspect: the confirmations that bring its timeout to the minimum (see `applySuspect`). */
+  /** While suspect: the confirmations that bring its timeout to the minimum, when a suspecter said (see `applySuspect`). */
   readonly expectedConfirmations?: number
 }
 
@@ -180,11 +180,12 @@ export class Replica {
    * Returns `self` when this node is the subject: the caller refutes with a higher incarnation.
    *
    * `expected` is how many confirmations the suspecter says the subject can get: its neighbours
-   * but one, as the subject last told it in an ack. Only neighbours confirm, so a member with 3
-   * neighbours can never reach `suspicionConfirmations` (3) confirmations and would wait
-   * Lifeguard's timeout for 2 (2 s by default) however dead it is; memberlist likewise expects no
-   * more confirmations than its cluster can give. The largest claim of any suspecter counts,
-   * between 1 and `suspicionConfirmations`: a liar can lower it only if every voice lies, and one
+   * but one, as the subject last told it in a probe frame (absent when it never did). Only
+   * neighbours confirm, so a member with 3 neighbours can never reach `suspicionConfirmations` (3)
+   * confirmations and would wait Lifeguard's timeout for 2 (2 s by default) however dead it is;
+   * memberlist likewise expects no more confirmations than its cluster can give. The largest claim
+   * of any suspecter counts, between 1 and `suspicionConfirmations`, and with no claim at all,
+   * `suspicionConfirmations`: a liar can lower it only when no honest voice knows better, and one
    * voice alone still waits the maximum.
    */
   applySuspect (subject: string, incarnation: number, from: string, expected?: number): SuspectMerge {
@@ -196,11 +197,11 @@ export class Replica {
     // ignores it (a liar could pin anyone): drop it; a real one is raised again once the advert arrives.
     if (incarnation > e.advert.incarnation) return 'ahead'
     const k = this.#timing.suspicionConfirmations
-    const claim = Math.min(k, Math.max(1, Math.floor(expected ?? k)))
+    const claim = expected === undefined ? undefined : Math.min(k, Math.max(1, Math.floor(expected)))
     if (e.liveness === 'suspect') {
       if (e.suspecters!.has(from)) return 'duplicate'
       e.suspecters!.add(from)
-      e.expectedConfirmations = Math.max(e.expectedConfirmations!, claim)
+      if (claim !== undefined) e.expectedConfirmations = Math.max(e.expectedConfirmations ?? 0, claim)
       this.#scheduleDeath(e)
       return 'confirmed'
     }
@@ -277,7 +278,7 @@ export class Replica {
   #scheduleDeath (e: MutableEntry): void {
     if (e.timer !== undefined) this.#clock.clearTimeout(e.timer)
     const t = this.#timing
-    const timeout = suspicionTimeout(e.suspecters!.size - 1, t.suspicionMinTimeoutMs, t.suspicionMaxTimeoutMs, e.expectedConfirmations!)
+    const timeout = suspicionTimeout(e.suspecters!.size - 1, t.suspicionMinTimeoutMs, t.suspicionMaxTimeoutMs, e.expectedConfirmations ?? t.suspicionConfirmations)
     const wait = Math.max(0, e.suspectSince! + timeout - this.#clock.now())
     const timer = this.#clock.setTimeout(() => {
       // Decided after pending I/O: a refutation that arrived in time, behind a busy event loop,

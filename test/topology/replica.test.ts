@@ -205,6 +205,15 @@ t.test('suspicion', async (t) => {
     t.equal(replica.get('p3')?.expectedConfirmations, 1, 'claims are clamped to 1..suspicionConfirmations')
     replica.applySuspect('p3', 5, 'b', 99)
     t.equal(replica.get('p3')?.expectedConfirmations, 3)
+
+    replica.applyAdvert(ad('p4', 5), env)
+    replica.applySuspect('p4', 5, 'a')
+    t.equal(replica.get('p4')?.expectedConfirmations, undefined, 'no claim: suspicionConfirmations applies')
+    replica.applySuspect('p4', 5, 'b')
+    replica.applySuspect('p4', 5, 'c', 1)
+    t.equal(replica.get('p4')?.expectedConfirmations, 1, 'a voice that does not know the degree does not raise a claim')
+    clock.advance(timing.suspicionMinTimeoutMs + 1)
+    t.equal(replica.get('p4')?.liveness, 'dead', '2 confirmations of 1 expected: the min')
   })
 
   t.test('a late confirmation counts from when the suspicion started', async (t) => {
