@@ -105,12 +105,15 @@ export class Awareness {
   }
 
   /**
-   * How many members can confirm a suspicion of `peerId`, at most `wanted`: only its neighbours
-   * probe it, and one of them is the suspecter. Unknown (it never said): undefined.
+   * How many confirmations a suspicion of `peerId` should wait for, at most `wanted`: only its
+   * neighbours probe it, and one of them is the suspecter, so its other neighbours are all it can
+   * get. Never fewer than 2: a member with 1 or 2 neighbours is almost always one still starting,
+   * and on a loaded host a starting process can be silent for a second or two (the 20-process
+   * benchmark declared one dead with 1). Unknown (it never said): `wanted`, the safe side.
    */
-  expectedConfirmations (peerId: string, wanted: number): number | undefined {
+  expectedConfirmations (peerId: string, wanted: number): number {
     const d = this.#degree.get(peerId)
-    return d === undefined ? undefined : Math.min(wanted, Math.max(1, d - 1))
+    return d === undefined ? wanted : Math.min(wanted, Math.max(2, d - 1))
   }
 
   /** Forgets a peer that died or left. */

@@ -52,13 +52,14 @@ t.test('a timeout decided more than a quarter of its length late (at least 25 ms
 
 t.test('a suspicion expects no more confirmations than the suspect has other neighbours', async (t) => {
   const a = new Awareness(timing)
-  t.equal(a.expectedConfirmations('p', 3), undefined, 'never said: no claim')
+  t.equal(a.expectedConfirmations('p', 3), 3, 'never said: the configured number')
   a.recordDegree('p', 3)
   t.equal(a.expectedConfirmations('p', 3), 2, '3 neighbours: the suspecter and 2 others')
   a.recordDegree('p', 1)
-  t.equal(a.expectedConfirmations('p', 3), 1, 'never below 1')
+  t.equal(a.expectedConfirmations('p', 3), 2, 'never below 2 (a member still starting)')
+  t.equal(a.expectedConfirmations('p', 1), 1, 'nor above the configured number')
   a.recordDegree('p', 40)
   t.equal(a.expectedConfirmations('p', 3), 3, 'never above the configured number')
   a.forget('p')
-  t.equal(a.expectedConfirmations('p', 3), undefined, 'forgotten with the peer')
+  t.equal(a.expectedConfirmations('p', 3), 3, 'forgotten with the peer')
 })
