@@ -109,7 +109,8 @@ export class Awareness {
    * neighbours probe it, and one of them is the suspecter, so its other neighbours are all it can
    * get. Never fewer than 2: a member with 1 or 2 neighbours is almost always one still starting,
    * and on a loaded host a starting process can be silent for a second or two (the 20-process
-   * benchmark declared one dead with 1). Unknown (it never said): `wanted`, the safe side.
+   * benchmark declared a starting agent dead in 1 run of 4 when 1 was allowed and members that
+   * never said made no claim). Unknown (it never said): `wanted`, the safe side.
    */
   expectedConfirmations (peerId: string, wanted: number): number {
     const d = this.#degree.get(peerId)
