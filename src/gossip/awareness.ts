@@ -71,6 +71,18 @@ export class Awareness {
     return Math.min(this.#t.maxProbeTimeoutMs, Math.max(this.#t.probeTimeoutMs, adaptive)) * (1 + this.#health)
   }
 
+  /**
+   * How long, after its timeout, a ping's ack still counts while helpers are asked: another timeout's
+   * worth when the timeout is set by the round trip (above `probeTimeoutMs`), none on a LAN. On a
+   * lossy WAN an ack that TCP delayed twice (the ping and the ack each behind a lost segment, which
+   * holds up everything after it on the connection) comes after one retransmission's allowance, and
+   * helpers in a large mesh seldom hold a connection to the target to vouch for it.
+   */
+  lateAckWindow (peerId: string): number {
+    const timeout = this.probeTimeout(peerId)
+    return timeout > this.#t.probeTimeoutMs * (1 + this.#health) ? timeout : 0
+  }
+
   /** How long to wait for a helper's answer about `target`: both legs, at least the indirect timeout. */
   indirectTimeout (target: string, helper: string): number {
     return Math.max(this.#t.indirectProbeTimeoutMs * (1 + this.#health), this.probeTimeout(target) + this.probeTimeout(helper))

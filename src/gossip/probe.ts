@@ -31,10 +31,12 @@ export type Answer = 'ack' | 'nack' | 'none'
 export interface ProbeContext {
   viewOf(peerId: string): View | undefined
   onView(view: View, from: string): void
-  /** How many neighbours this node has (sent in acks). */
+  /** How many neighbours this node has (sent in pings and acks). */
   degree(): number
   /** A neighbour said how many neighbours it has. */
   onDegree(degree: number, from: string): void
+  /** An ack arrived for one of our pings that had already timed out. */
+  onLateAck?(from: string): void
   /** Probes `target` directly on behalf of another member: `none` sends no answer (this node was too slow to judge). */
   probeFor(target: string, options: AbortOptions): Promise<Answer>
   bytes: ByteCounter
@@ -49,7 +51,8 @@ export const MAX_PROBE_FRAME_BYTES = 1024
 
 /**
  * The outbound side of a long-lived probe stream to one neighbour. Pings and ping-reqs carry a
- * nonce; a reader loop matches acks to them, so a late ack (a resumed process) is simply dropped.
+ * nonce; a reader loop matches acks to them, so a late ack never answers a later probe; the ack of
+ * a ping that timed out lately is reported (`onLateAck`).
  */
 export class ProbeChannel {
   readonly #io: JsonFrames<ProbeFrame>
@@ -57,6 +60,8 @@ export class ProbeChannel {
   readonly #ctx: ProbeContext
   readonly #stream: FrameStream
   readonly #pending = new Map<number, (answer: Answer) => void>()
+  /** The last pings that timed out: their acks still say the neighbour is alive (`onLateAck`). */
+  readonly #expired = new Set<number>()
   #next = 0
   #closed = false
 
@@ -75,7 +80,14 @@ export class ProbeChannel {
 
   /** Pings the neighbour; true when it acknowledged before `options.signal` aborted. */
   async ping (options: AbortOptions): Promise<boolean> {
-    return await this.#request((n) => ({ t: 'ping', n, you: this.#ctx.viewOf(this.#remote), d: this.#ctx.degree() }), options) === 'ack'
+    let nonce = -1
+    const answer = await this.#request((n) => { nonce = n; return { t: 'ping', n, you: this.#ctx.viewOf(this.#remote), d: this.#ctx.degree() } }, options)
+    if (answer === 'ack') return true
+    if (nonce >= 0 && !this.#closed) {
+      this.#expired.add(nonce)
+      if (this.#expired.size > 8) this.#expired.delete(this.#expired.values().next().value!) // the oldest
+    }
+    return false
   }
 
   /**
@@ -121,6 +133,7 @@ export class ProbeChannel {
         if (f.t !== 'ack' && f.t !== 'nack') throw new MeshError('MESH_ERR_WIRE_MALFORMED', `unexpected probe frame ${f.t}`)
         if (f.t === 'ack' && f.you !== undefined) this.#ctx.onView(f.you, this.#remote)
         if (f.t === 'ack' && f.d !== undefined) this.#ctx.onDegree(f.d, this.#remote)
+        if (f.t === 'ack' && this.#expired.delete(f.n)) this.#ctx.onLateAck?.(this.#remote)
         this.#pending.get(f.n)?.(f.t)
       }
     } catch (err) {

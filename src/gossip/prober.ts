@@ -53,6 +53,8 @@ export class Prober {
   /** Every neighbour already placed in this round of `#order` (probed or still queued). */
   #placed = new Set<string>()
   readonly #channels = new Map<string, Promise<ProbeChannel>>()
+  /** Probes in their indirect phase, by target: called when the target's late ack arrives. */
+  readonly #awaitingLateAck = new Map<string, () => void>()
   readonly #ctx: ProbeContext
 
   constructor (init: ProberInit) {
@@ -65,6 +67,7 @@ export class Prober {
       onView: (v) => { adverts.onView(v) },
       degree: () => peers.neighbours().length,
       onDegree: (d, from) => { awareness.recordDegree(from, d) },
+      onLateAck: (from) => { this.#awaitingLateAck.get(from)?.() },
       // A helper probes over a connection it already holds and never dials for another member: a
       // dial costs a handshake at both ends, and on a loaded host those handshakes delayed more acks
       // and fed a storm of false suspicions (the model simulation, BENCHMARKS.md). Not connected: a nack at once.
@@ -136,7 +139,19 @@ export class Prober {
         return
       }
       const helpers = scope.shuffle(peers.neighbours().filter((p) => p !== target)).slice(0, options.timing.indirectProbes)
-      const answers = await Promise.all(helpers.map(async (h) => this.#indirect(h, target, awareness.indirectTimeout(target, h))))
+      // The direct ping's ack still counts while helpers are asked, and on a slow link for a
+      // while longer (`lateAckWindow`), as memberlist keeps it until the end of the probe period.
+      const lateAck = new Promise<'late-ack'>((resolve) => { this.#awaitingLateAck.set(target, () => { resolve('late-ack') }) })
+      const windowMs = awareness.lateAckWindow(target)
+      const windowOver = windowMs === 0 ? undefined : scope.bounded(windowMs, {}, async (signal) => new Promise<void>((resolve) => { signal.addEventListener('abort', () => { resolve() }, { once: true }) }))
+      const indirect = Promise.all(helpers.map(async (h) => this.#indirect(h, target, awareness.indirectTimeout(target, h))))
+      const answers = await Promise.race([lateAck, indirect.then(async (a) => { if (!a.includes('ack')) await windowOver; return a })])
+        .finally(() => { this.#awaitingLateAck.delete(target) })
+      if (answers === 'late-ack') {
+        stats.lateAcks++
+        awareness.adjust(-1)
+        return
+      }
       if (answers.includes('ack')) return
       if (answers.includes('late')) {
         stats.probesLate++

@@ -12,6 +12,8 @@ export interface GossipStats {
   probeFailures: number
   /** Probes that proved nothing: their timeout was decided late, behind this node's own backlog. */
   probesLate: number
+  /** Probes saved by the ack of a direct ping that came after its timeout, during the indirect phase. */
+  lateAcks: number
   suspicionsRaised: number
   refutations: number
   syncs: number
@@ -28,7 +30,7 @@ export interface GossipStats {
 
 /** Fresh counters, all zero. */
 export function newGossipStats (): GossipStats {
-  return { dropped: {}, accepted: 0, published: 0, probes: 0, probeFailures: 0, probesLate: 0, suspicionsRaised: 0, refutations: 0, syncs: 0, syncBytes: { in: 0, out: 0 }, gossipBytes: { in: 0, out: 0 }, probeBytes: { in: 0, out: 0 }, refused: { sync: 0, probe: 0 } }
+  return { dropped: {}, accepted: 0, published: 0, probes: 0, probeFailures: 0, probesLate: 0, lateAcks: 0, suspicionsRaised: 0, refutations: 0, syncs: 0, syncBytes: { in: 0, out: 0 }, gossipBytes: { in: 0, out: 0 }, probeBytes: { in: 0, out: 0 }, refused: { sync: 0, probe: 0 } }
 }
 
 /**

@@ -63,3 +63,13 @@ t.test('a suspicion expects no more confirmations than the suspect has other nei
   a.forget('p')
   t.equal(a.expectedConfirmations('p', 3), 3, 'forgotten with the peer')
 })
+
+t.test('a late ack counts a timeout longer on a slow link, not at all on a LAN', async (t) => {
+  const lan = new Awareness(timing)
+  lan.recordRtt('p', 1)
+  t.equal(lan.lateAckWindow('p'), 0, 'at the 300 ms floor: no window, detection as before')
+  const wan = new Awareness(timing)
+  wan.recordRtt('p', 100) // 100 + 200, then a retransmission: 100 + 200 = 600
+  t.equal(wan.lateAckWindow('p'), wan.probeTimeout('p'))
+  t.equal(wan.lateAckWindow('p'), 600)
+})
