@@ -143,7 +143,11 @@ export class Prober {
       // while longer (`lateAckWindow`), as memberlist keeps it until the end of the probe period.
       const lateAck = new Promise<'late-ack'>((resolve) => { this.#awaitingLateAck.set(target, () => { resolve('late-ack') }) })
       const windowMs = awareness.lateAckWindow(target)
-      const windowOver = windowMs === 0 ? undefined : scope.bounded(windowMs, {}, async (signal) => new Promise<void>((resolve) => { signal.addEventListener('abort', () => { resolve() }, { once: true }) }))
+      // Ends at the window's timeout, or at once when the node stops (the signal may already be aborted).
+      const windowOver = windowMs === 0 ? undefined : scope.bounded(windowMs, {}, async (signal) => new Promise<void>((resolve) => {
+        if (signal.aborted) resolve()
+        else signal.addEventListener('abort', () => { resolve() }, { once: true })
+      }))
       const indirect = Promise.all(helpers.map(async (h) => this.#indirect(h, target, awareness.indirectTimeout(target, h))))
       const answers = await Promise.race([lateAck, indirect.then(async (a) => { if (!a.includes('ack')) await windowOver; return a })])
         .finally(() => { this.#awaitingLateAck.delete(target) })

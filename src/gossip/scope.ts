@@ -54,6 +54,8 @@ export class TaskScope {
 
   /** Runs `fn` with a signal that aborts on stop(), on the caller's signal, or after `timeoutMs`; the timer is always cleared. */
   async bounded<T> (timeoutMs: number, options: AbortOptions, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
+    // Stopped already: no timer (nothing would clear it in time), and `fn` sees an aborted signal.
+    if (this.#abort.signal.aborted) return await fn(this.#abort.signal)
     const timeout = new AbortController()
     // Deferred past pending I/O: an answer that arrived in time but sits unread behind a busy
     // event loop still counts (see Clock.defer).
