@@ -138,6 +138,8 @@ try {
     await waitFor('join seen by all', () => lastEvent(agents, hung.peerId, ['alive'], 0) !== undefined, 30_000)
     await settle(hung)
     const degree = process.env.BENCH_DEBUG === undefined ? undefined : ((await hung.stats()) as { neighbours: number }).neighbours
+    type Counters = { suspicionsRaised: number, probesLate: number }
+    const countersBefore = process.env.BENCH_DEBUG === undefined ? [] : await Promise.all(agents.map(async (a) => (await a.stats()) as Counters))
     const stopped = Date.now()
     signal(hung, 'SIGSTOP')
     // A miss (not every replica dropped it within 30 s) is recorded as 30 s and reported as such.
@@ -146,7 +148,10 @@ try {
     if (!seenStop) misses++
     if (process.env.BENCH_DEBUG !== undefined && stop.at(-1)! > 2_500) {
       const line = (a: AgentProcess): string => `${a.name}:${a.changes.filter((c) => c.peerId === hung.peerId && c.at >= stopped).map((c) => `${c.after}@${c.at - stopped}`).join(',')}`
-      console.error(`slow SIGSTOP detection of ${hung.name} (${stop.at(-1)} ms, ${degree} neighbours): ${agents.map(line).join(' ')}`)
+      // Who raised or confirmed the suspicion, and who decided a probe late (its own backlog) meanwhile.
+      const after = await Promise.all(agents.map(async (a) => (await a.stats()) as Counters))
+      const moved = agents.map((a, i) => ({ name: a.name, raised: after[i].suspicionsRaised - countersBefore[i].suspicionsRaised, late: after[i].probesLate - countersBefore[i].probesLate })).filter((m) => m.raised > 0 || m.late > 0)
+      console.error(`slow SIGSTOP detection of ${hung.name} (${stop.at(-1)} ms, ${degree} neighbours): voices and late probes ${moved.map((m) => `${m.name}:${m.raised}/${m.late}`).join(' ')}; ${agents.map(line).join(' ')}`)
     }
     signal(hung, 'SIGKILL')
     await new Promise((resolve) => setTimeout(resolve, 300))

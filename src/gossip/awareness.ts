@@ -5,6 +5,9 @@ type Timing = Pick<GossipOptions['timing'], 'probeIntervalMs' | 'probePeriodMs' 
 /** A smoothed round trip and its deviation (RFC 6298). */
 interface Rtt { srtt: number, rttvar: number }
 
+/** What a node knows of one peer: its round trips, and how many neighbours it said it has in its last ping or ack. */
+interface PeerRecord { rtt?: Rtt, degree?: number }
+
 function smooth (r: Rtt, sample: number): void {
   r.rttvar = 0.75 * r.rttvar + 0.25 * Math.abs(r.srtt - sample)
   r.srtt = 0.875 * r.srtt + 0.125 * sample
@@ -32,9 +35,7 @@ const MAX_PEERS = 10_000
 export class Awareness {
   readonly #t: Timing
   #health = 0
-  readonly #rtt = new Map<string, Rtt>()
-  /** How many neighbours each peer said it has, in its last ack. */
-  readonly #degree = new Map<string, number>()
+  readonly #peers = new Map<string, PeerRecord>()
   /** Every sample of every peer, smoothed alike: what a peer with no sample yet is judged by. */
   #any?: Rtt
 
@@ -62,7 +63,7 @@ export class Awareness {
    * profile. With no sample at all, the cap.
    */
   probeTimeout (peerId: string): number {
-    const r = this.#rtt.get(peerId) ?? this.#any
+    const r = this.#peers.get(peerId)?.rtt ?? this.#any
     // With no sample at all (a node's first probes) nothing says how far its peers are: the cap.
     if (r === undefined) return this.#t.maxProbeTimeoutMs * (1 + this.#health)
     // TCP resends a lost segment after srtt + max(4 rttvar, 200 ms) (Linux), so an ack whose
@@ -99,21 +100,26 @@ export class Awareness {
 
   /** Records one ack round trip, in ms. */
   recordRtt (peerId: string, sample: number): void {
-    const r = this.#rtt.get(peerId)
-    if (r === undefined) {
-      if (this.#rtt.size >= MAX_PEERS) this.#rtt.clear()
-      this.#rtt.set(peerId, { srtt: sample, rttvar: sample / 2 })
-    } else {
-      smooth(r, sample)
-    }
+    const p = this.#record(peerId)
+    if (p.rtt === undefined) p.rtt = { srtt: sample, rttvar: sample / 2 }
+    else smooth(p.rtt, sample)
     if (this.#any === undefined) this.#any = { srtt: sample, rttvar: sample / 2 }
     else smooth(this.#any, sample)
   }
 
   /** Records how many neighbours `peerId` said it has (in a ping or an ack). */
   recordDegree (peerId: string, degree: number): void {
-    if (!this.#degree.has(peerId) && this.#degree.size >= MAX_PEERS) this.#degree.clear()
-    this.#degree.set(peerId, degree)
+    this.#record(peerId).degree = degree
+  }
+
+  #record (peerId: string): PeerRecord {
+    let p = this.#peers.get(peerId)
+    if (p === undefined) {
+      if (this.#peers.size >= MAX_PEERS) this.#peers.clear()
+      p = {}
+      this.#peers.set(peerId, p)
+    }
+    return p
   }
 
   /**
@@ -125,14 +131,13 @@ export class Awareness {
    * never said made no claim). Unknown (it never said): `wanted`, the safe side.
    */
   expectedConfirmations (peerId: string, wanted: number): number {
-    const d = this.#degree.get(peerId)
+    const d = this.#peers.get(peerId)?.degree
     return d === undefined ? wanted : Math.min(wanted, Math.max(2, d - 1))
   }
 
   /** Forgets a peer that died or left. */
   forget (peerId: string): void {
-    this.#rtt.delete(peerId)
-    this.#degree.delete(peerId)
+    this.#peers.delete(peerId)
   }
 
   /**

@@ -52,6 +52,8 @@ export class Prober {
   #order: string[] = []
   /** Every neighbour already placed in this round of `#order` (probed or still queued). */
   #placed = new Set<string>()
+  /** How many neighbours this node had at its last tick: sent in every ping and ack. */
+  #degree?: number
   readonly #channels = new Map<string, Promise<ProbeChannel>>()
   /** Probes in their indirect phase, by target: called when the target's late ack arrives. */
   readonly #awaitingLateAck = new Map<string, () => void>()
@@ -65,7 +67,7 @@ export class Prober {
     this.#ctx = {
       viewOf: (p) => peers.viewOf(p),
       onView: (v) => { adverts.onView(v) },
-      degree: () => peers.neighbours().length,
+      degree: () => this.#degree ?? peers.neighbours().length,
       onDegree: (d, from) => { awareness.recordDegree(from, d) },
       onLateAck: (from) => { this.#awaitingLateAck.get(from)?.() },
       // A helper probes over a connection it already holds and never dials for another member: a
@@ -92,8 +94,9 @@ export class Prober {
    * unhealthy (Lifeguard).
    */
   tick (): void {
-    if (!this.#i.member) return
     const neighbours = this.#i.peers.neighbours()
+    this.#degree = neighbours.length
+    if (!this.#i.member) return
     // A neighbour that connected during this round joins it at a random place (as memberlist
     // does), rather than waiting for the next shuffle: a just-joined agent that hangs is probed
     // within one round of each neighbour, not two. Random, so its neighbours do not all probe it at once.
@@ -143,11 +146,7 @@ export class Prober {
       // while longer (`lateAckWindow`), as memberlist keeps it until the end of the probe period.
       const lateAck = new Promise<'late-ack'>((resolve) => { this.#awaitingLateAck.set(target, () => { resolve('late-ack') }) })
       const windowMs = awareness.lateAckWindow(target)
-      // Ends at the window's timeout, or at once when the node stops (the signal may already be aborted).
-      const windowOver = windowMs === 0 ? undefined : scope.bounded(windowMs, {}, async (signal) => new Promise<void>((resolve) => {
-        if (signal.aborted) resolve()
-        else signal.addEventListener('abort', () => { resolve() }, { once: true })
-      }))
+      const windowOver = windowMs === 0 ? undefined : scope.sleep(windowMs)
       const indirect = Promise.all(helpers.map(async (h) => this.#indirect(h, target, awareness.indirectTimeout(target, h))))
       const answers = await Promise.race([lateAck, indirect.then(async (a) => { if (!a.includes('ack')) await windowOver; return a })])
         .finally(() => { this.#awaitingLateAck.delete(target) })
@@ -204,7 +203,7 @@ export class Prober {
   onSuspicion (subject: string): void {
     const e = this.#i.replica.get(subject)
     if (e?.suspecters !== undefined && !e.suspecters.has(this.#i.peers.selfId) &&
-      e.suspecters.size <= (e.expectedConfirmations ?? this.#i.options.timing.suspicionConfirmations) && this.#i.peers.connectedTo(subject)) {
+      e.suspecters.size <= e.expectedConfirmations! && this.#i.peers.connectedTo(subject)) {
       void this.probe(subject)
     }
   }
@@ -297,7 +296,7 @@ export class Prober {
     // one more changes nothing and costs every node a message. When a crash closes a member's
     // sockets, all its neighbours suspect it at once; most of them stay quiet this way.
     const now = replica.get(target)
-    if (merged === 'confirmed' && (now?.suspecters?.size ?? 0) > (now?.expectedConfirmations ?? options.timing.suspicionConfirmations) + 1) return
+    if (merged === 'confirmed' && now?.suspecters !== undefined && now.suspecters.size > now.expectedConfirmations! + 1) return
     const msg = { v: ADVERT_SCHEMA_VERSION, mesh: options.mesh, subject: target, incarnation: e.advert.incarnation, from: peers.selfId, issuedAt: this.#i.scope.clock.now(), k }
     const bytes = await encodeMessage('suspect', msg, options.mesh, this.#i.key)
     await net.publish(bytes)

@@ -76,6 +76,14 @@ export class TaskScope {
     }
   }
 
+  /** Resolves after `ms`, or at once when the node stops (or has stopped); never rejects. */
+  async sleep (ms: number): Promise<void> {
+    await this.bounded(ms, {}, async (signal) => new Promise<void>((resolve) => {
+      if (signal.aborted) resolve()
+      else signal.addEventListener('abort', () => { resolve() }, { once: true })
+    }))
+  }
+
   /** Runs `fn` once after `ms`, unless the node stopped by then. */
   later (ms: number, fn: () => void): void {
     const h = this.clock.setTimeout(() => {

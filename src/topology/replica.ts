@@ -40,7 +40,7 @@ export interface ReplicaEntry extends Member {
   readonly downAt?: number
   /** While suspect: who confirmed the suspicion. */
   readonly suspecters?: ReadonlySet<string>
-  /** While suspect: the confirmations that bring its timeout to the minimum, when a suspecter said (see `applySuspect`). */
+  /** While suspect: the confirmations that bring its timeout to the minimum (see `applySuspect`). */
   readonly expectedConfirmations?: number
 }
 
@@ -70,6 +70,8 @@ interface MutableEntry {
   downAt?: number
   suspecters?: Set<string>
   expectedConfirmations?: number
+  /** The largest number of confirmations any suspecter claimed; undefined when none said. */
+  claimedConfirmations?: number
   suspectIncarnation?: number
   suspectSince?: number
   timer?: TimerHandle
@@ -201,13 +203,15 @@ export class Replica {
     if (e.liveness === 'suspect') {
       if (e.suspecters!.has(from)) return 'duplicate'
       e.suspecters!.add(from)
-      if (claim !== undefined) e.expectedConfirmations = Math.max(e.expectedConfirmations ?? 0, claim)
+      if (claim !== undefined) e.claimedConfirmations = Math.max(e.claimedConfirmations ?? 0, claim)
+      e.expectedConfirmations = e.claimedConfirmations ?? k
       this.#scheduleDeath(e)
       return 'confirmed'
     }
     e.liveness = 'suspect'
     e.suspecters = new Set([from])
-    e.expectedConfirmations = claim
+    e.claimedConfirmations = claim
+    e.expectedConfirmations = claim ?? k
     e.suspectIncarnation = incarnation
     e.suspectSince = this.#clock.now()
     this.#scheduleDeath(e)
@@ -278,7 +282,7 @@ export class Replica {
   #scheduleDeath (e: MutableEntry): void {
     if (e.timer !== undefined) this.#clock.clearTimeout(e.timer)
     const t = this.#timing
-    const timeout = suspicionTimeout(e.suspecters!.size - 1, t.suspicionMinTimeoutMs, t.suspicionMaxTimeoutMs, e.expectedConfirmations ?? t.suspicionConfirmations)
+    const timeout = suspicionTimeout(e.suspecters!.size - 1, t.suspicionMinTimeoutMs, t.suspicionMaxTimeoutMs, e.expectedConfirmations!)
     const wait = Math.max(0, e.suspectSince! + timeout - this.#clock.now())
     const timer = this.#clock.setTimeout(() => {
       // Decided after pending I/O: a refutation that arrived in time, behind a busy event loop,
@@ -297,6 +301,7 @@ export class Replica {
     e.timer = undefined
     e.suspecters = undefined
     e.expectedConfirmations = undefined
+    e.claimedConfirmations = undefined
     e.suspectIncarnation = undefined
     e.suspectSince = undefined
     e.liveness = 'alive'

@@ -26,3 +26,24 @@ t.test('a bounded wait that is running when the node stops ends, and its timer i
   await waiting
   t.equal(clock.pending, 0, 'no timer left')
 })
+
+t.test('sleep ends after its time, at stop(), or at once after stop(), and leaves no timer', async (t) => {
+  const clock = new ManualClock()
+  const scope = new TaskScope(clock, Math.random)
+  scope.start()
+  let slept = false
+  const sleeping = scope.sleep(500).then(() => { slept = true })
+  clock.advance(499)
+  await Promise.resolve()
+  t.equal(slept, false, 'not before its time')
+  clock.advance(1)
+  await sleeping
+  t.equal(clock.pending, 0)
+
+  const cut = scope.sleep(10_000)
+  scope.stop()
+  await cut
+  t.equal(clock.pending, 0, 'stop() ends it and clears its timer')
+  await scope.sleep(10_000)
+  t.equal(clock.pending, 0, 'after stop(): at once, no timer')
+})

@@ -208,7 +208,7 @@ t.test('suspicion', async (t) => {
 
     replica.applyAdvert(ad('p4', 5), env)
     replica.applySuspect('p4', 5, 'a')
-    t.equal(replica.get('p4')?.expectedConfirmations, undefined, 'no claim: suspicionConfirmations applies')
+    t.equal(replica.get('p4')?.expectedConfirmations, 3, 'no claim: suspicionConfirmations applies')
     replica.applySuspect('p4', 5, 'b')
     replica.applySuspect('p4', 5, 'c', 1)
     t.equal(replica.get('p4')?.expectedConfirmations, 1, 'a voice that does not know the degree does not raise a claim')
