@@ -52,8 +52,6 @@ export class Prober {
   #order: string[] = []
   /** Every neighbour already placed in this round of `#order` (probed or still queued). */
   #placed = new Set<string>()
-  /** How many neighbours this node had at its last tick: sent in every ping and ack. */
-  #degree?: number
   readonly #channels = new Map<string, Promise<ProbeChannel>>()
   /** Probes in their indirect phase, by target: called when the target's late ack arrives. */
   readonly #awaitingLateAck = new Map<string, () => void>()
@@ -67,7 +65,10 @@ export class Prober {
     this.#ctx = {
       viewOf: (p) => peers.viewOf(p),
       onView: (v) => { adverts.onView(v) },
-      degree: () => this.#degree ?? peers.neighbours().length,
+      // Counted at each ping and ack, not once per tick: a starting agent gains neighbours within
+      // a tick, so a count up to 500 ms old understates it and its suspicions expect too few
+      // confirmations (with it, a starting agent was declared dead in 1 of 10 benchmark runs).
+      degree: () => peers.neighbours().length,
       onDegree: (d, from) => { awareness.recordDegree(from, d) },
       onLateAck: (from) => { this.#awaitingLateAck.get(from)?.() },
       // A helper probes over a connection it already holds and never dials for another member: a
@@ -94,9 +95,8 @@ export class Prober {
    * unhealthy (Lifeguard).
    */
   tick (): void {
-    const neighbours = this.#i.peers.neighbours()
-    this.#degree = neighbours.length
     if (!this.#i.member) return
+    const neighbours = this.#i.peers.neighbours()
     // A neighbour that connected during this round joins it at a random place (as memberlist
     // does), rather than waiting for the next shuffle: a just-joined agent that hangs is probed
     // within one round of each neighbour, not two. Random, so its neighbours do not all probe it at once.
