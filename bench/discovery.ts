@@ -178,6 +178,17 @@ try {
   const suspicions = wrongful('suspect')
   const byPhase = (xs: Array<{ phase: string }>): Record<string, number> => Object.fromEntries(phases.map((p) => [p.name, xs.filter((x) => x.phase === p.name).length]))
   const falseDeaths = new Set(deaths.map((d) => d.subject)).size
+  if (process.env.BENCH_DEBUG !== undefined) {
+    // Each healthy agent declared dead: every replica's changes of it, from its spawn to 3 s past
+    // the last death, in ms after its spawn, with the incarnation; and when each observer started.
+    for (const name of new Set(deaths.map((d) => d.subject))) {
+      const subject = all.find((a) => a.name === name)!
+      const until = Math.max(...deaths.filter((d) => d.subject === name).map((d) => d.at)) + 3_000
+      const rel = (t: number): number => t - subject.spawnedAt
+      const lines = all.map((o) => `${o.name}(started ${rel(o.startedAt)}):${o.changes.filter((c) => c.peerId === subject.peerId && c.at <= until).map((c) => `${c.after}/${c.incarnation % 100_000}@${rel(c.at)}`).join(',')}`)
+      console.error(`healthy ${name} declared dead (started ${rel(subject.startedAt)} ms after spawn; ${((await subject.stats()) as { refutations: number }).refutations} refutations): ${lines.join(' ')}`)
+    }
+  }
   const falseSuspicions = suspicions.length
   const result = {
     machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, node: process.version, date: new Date().toISOString() },

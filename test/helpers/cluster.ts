@@ -8,7 +8,7 @@ const fixture = fileURLToPath(new URL('../fixtures/agent-process.ts', import.met
 /** A member as an agent process reports it. */
 export interface MemberView { peerId: string, name: string, liveness: string, incarnation: number }
 /** A replica change as an agent process reports it. */
-export interface ChangeEvent { type: 'change', peerId: string, name: string, after: string, capabilities: string[], at: number }
+export interface ChangeEvent { type: 'change', peerId: string, name: string, after: string, incarnation: number, capabilities: string[], at: number }
 
 /** One agent running as a real OS process, controlled over IPC. */
 export interface AgentProcess {
