@@ -1,5 +1,6 @@
 import { isMeshError } from '../errors.ts'
 import { Exit, UsageError } from './args.ts'
+import { CA_HELP } from './ca-help.ts'
 import { call, CALL_HELP } from './call.ts'
 import { explain, EXPLAIN_HELP } from './explain.ts'
 import { list, LIST_HELP } from './list.ts'
@@ -15,6 +16,7 @@ Commands:
   status <agent>            one agent: liveness, endpoint, readiness, tools, dependencies
   list                      agents, capabilities, tags, versions, endpoints and liveness
   explain <capability>      how a dependency on <capability> resolves, and why
+  ca <init|show|issue>      the local certificate authority: create it, show it, issue an X.509-SVID
 
 Common options:
   --bootstrap <multiaddr>   a bootstrap or any agent of the mesh, repeatable (env MCP_MESH_BOOTSTRAP)
@@ -35,12 +37,13 @@ async function main (argv: string[]): Promise<number> {
   if (command === 'status') return status(rest)
   if (command === 'start') return start(rest)
   if (command === 'explain') return explain(rest)
+  if (command === 'ca') return (await import('./ca.ts')).ca(rest) // loads the X.509 library only when used
   throw new UsageError(`unknown command "${command}"`)
 }
 
 main(process.argv.slice(2)).then((code) => { process.exitCode = code }, (err: unknown) => {
   if (err instanceof UsageError) {
-    const helps: Record<string, string> = { list: LIST_HELP, explain: EXPLAIN_HELP, call: CALL_HELP, status: STATUS_HELP, start: START_HELP }
+    const helps: Record<string, string> = { list: LIST_HELP, explain: EXPLAIN_HELP, call: CALL_HELP, status: STATUS_HELP, start: START_HELP, ca: CA_HELP }
     console.error(`meshctl: ${err.message}\n\n${helps[process.argv[2] ?? ''] ?? HELP}`)
     process.exitCode = Exit.usage
     return
