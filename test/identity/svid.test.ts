@@ -1,7 +1,7 @@
 // The local CA and the X.509-SVIDs it issues: real P-256 keys and certificates made at test time,
 // checked against the SPIFFE rules by our own checker and by OpenSSL.
 import { execFile } from 'node:child_process'
-import { chmod, mkdtemp, readFile, stat, writeFile } from 'node:fs/promises'
+import { chmod, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
@@ -18,6 +18,7 @@ import { isMeshError } from '../../src/errors.ts'
 
 const run = promisify(execFile)
 const home = await mkdtemp(join(tmpdir(), 'mesh-identity-'))
+t.teardown(async () => { await rm(home, { recursive: true, force: true }) })
 
 t.test('SPIFFE IDs: the spec\'s rules', async (t) => {
   t.same(parseSpiffeId('spiffe://acme.com/agent/weather'), { trustDomain: 'acme.com', path: '/agent/weather' })

@@ -1,0 +1,42 @@
+import type { SvidFacts } from './svid.ts'
+
+/** The identity an agent serves and calls with: its X.509-SVID, key and trust bundle, as PEM. */
+export interface Identity {
+  spiffeId: string
+  certPem: string
+  keyPem: string
+  /** Where the private key is kept on disk (0600). */
+  keyPath: string
+  /** The CA certificates of the agent's own trust domain. */
+  bundlePem: string
+  /** What the certificate says (checked against the X.509-SVID rules). */
+  facts: SvidFacts
+}
+
+/**
+ * Where an agent's identity comes from (`MCP_MESH_TLS_PROVIDER`): `auto` issues it from the local
+ * CA, `file` reads it from certificate files. `current` is always a valid identity; `onChange`
+ * tells of each new one (a renewal, a file rewritten), and `stop` ends the renewals and watches
+ * and removes the keys the provider wrote.
+ */
+export interface IdentityProvider {
+  readonly kind: 'auto' | 'file'
+  current(): Identity
+  /** Subscribes to new identities; returns the unsubscribe function. */
+  onChange(listener: (identity: Identity) => void): () => void
+  stop(): Promise<void>
+}
+
+/** The listeners of a provider, and telling them of a new identity. */
+export class IdentityListeners {
+  readonly #listeners = new Set<(identity: Identity) => void>()
+
+  add (listener: (identity: Identity) => void): () => void {
+    this.#listeners.add(listener)
+    return () => { this.#listeners.delete(listener) }
+  }
+
+  emit (identity: Identity): void {
+    for (const l of this.#listeners) l(identity)
+  }
+}
