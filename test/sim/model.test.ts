@@ -249,6 +249,26 @@ t.test('model network: a just-joined agent that hangs is dropped everywhere with
   t.ok(Math.max(...times) < 2_000, `dropped in ${times.join(', ')} virtual ms`)
 })
 
+// The start-up false deaths of the 20-process benchmark (BENCHMARKS.md, "Start-up false deaths"):
+// a just-started agent starved of CPU does not answer probes, its neighbours rightly confirm, and
+// it hears the suspicion and refutes only after Lifeguard's 1 s minimum. Here: a newcomer with 3
+// neighbours whose CPU is taken for 1.5 s; run without `todo`, it is declared dead. Known to fail
+// until a fix lands; note that a starved agent cannot say it is slow before it is suspected.
+t.test('model network: a just-started agent starved of CPU for 1.5 s is not declared dead', { todo: 'fails today (BENCHMARKS.md, "Start-up false deaths"): remove this to work on it' }, async (t) => {
+  const sim = new Simulation({ seed: 5, network: 'model', model: { cpu: 'per-node', latencyMs: 0.25, jitterMs: 0.1 } })
+  try {
+    await sim.seedConverged(20, 2_000)
+    const [fresh] = await sim.add(1)
+    await sim.until('the newcomer to have 3 neighbours', () => fresh.node.neighbours().length >= 3, 10_000, 5)
+    sim.model!.cpu(sim.model!.node(fresh.node.peerId)!, 1_500, () => {})
+    await sim.sleep(5_000)
+    t.ok(fresh.node.stats.refutations > 0, 'it was suspected and refuted')
+    t.same(sim.wrongfulDeaths().map((d) => d.subject), [], 'nobody declared it dead, even for a moment')
+  } finally {
+    await sim.stop()
+  }
+})
+
 // On the WAN profile, 1 % of segments lost: a ping or an ack held up by a retransmission (its own,
 // or a lost segment ahead of it on the connection, in either direction) can come after the probe's
 // timeout, and in a large mesh helpers seldom hold a connection to the target to vouch for it.
