@@ -1,6 +1,6 @@
 import { mkdir, rm, writeFile } from 'node:fs/promises'
-import { homedir } from 'node:os'
 import { join, resolve } from 'node:path'
+import { parseGossipOptions } from '../config.ts'
 import { LocalCa } from '../identity/local-ca.ts'
 import { DEFAULT_TRUST_DOMAIN } from '../identity/spiffe-id.ts'
 import { DEFAULT_SVID_TTL_MS, issueSvid } from '../identity/svid.ts'
@@ -23,7 +23,8 @@ export async function ca (argv: string[]): Promise<number> {
   const { values, positionals } = parse(argv, options)
   if (values.help === true) { console.log(CA_HELP); return Exit.ok }
   const [sub, name] = positionals
-  const home = values.home ?? process.env.MCP_MESH_HOME ?? join(homedir(), '.mcp-mesh')
+  // The home folder as agents read it (MCP_MESH_HOME, else ~/.mcp-mesh), so the CA is where they look.
+  const home = parseGossipOptions({ name: 'meshctl', ...(values.home === undefined ? {} : { home: values.home }) }).home
   const trustDomain = values['trust-domain'] ?? process.env.MCP_MESH_TRUST_DOMAIN ?? DEFAULT_TRUST_DOMAIN
   if (sub === 'init' || sub === 'show') {
     const authority = await LocalCa.open(home, trustDomain, { create: sub === 'init' })
