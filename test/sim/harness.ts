@@ -123,6 +123,8 @@ export class Simulation {
   readonly #byPeer = new Map<string, SimMember>()
   /** Peer IDs of members in a blackout (see `blackout`). */
   readonly #blackedOut = new Set<string>()
+  /** Every blackout, with when it began and (once over) ended. */
+  readonly #blackouts: Array<{ id: string, from: number, to?: number }> = []
   /** Every partition made, with when it began and (once healed) ended; peer IDs on each side. */
   readonly #partitions: Array<{ a: Set<string>, b: Set<string>, from: number, to?: number }> = []
   /** Suspicions, deaths, leaves and returns, in order, over the whole run. */
@@ -323,7 +325,8 @@ export class Simulation {
       this.#suspectedAt.delete(key)
     }
     const judged = c.after === 'suspect' || c.after === 'dead'
-    const wrongful = judged && subject?.up === true && !this.#cutBetween(observer.node.peerId, c.peerId, since - this.#graceMs)
+    const wrongful = judged && subject?.up === true && !this.#cutBetween(observer.node.peerId, c.peerId, since - this.#graceMs) &&
+      !this.#blind(observer.node.peerId, since - this.#graceMs)
     const first = c.after === 'suspect' ? observer.node.replica.get(c.peerId)?.suspecters?.values().next().value : undefined
     this.#history.push({
       at,
@@ -335,6 +338,14 @@ export class Simulation {
       ...(first === undefined ? {} : { raisedBy: this.#byPeer.get(first)?.name ?? first }),
       wrongful,
     })
+  }
+
+  /**
+   * True when the observer was in a blackout at any time from `since` until now: it heard no
+   * answer from anyone, so its own verdicts were as right as those of a node cut off by a partition.
+   */
+  #blind (observer: string, since: number): boolean {
+    return this.#blackouts.some((b) => b.id === observer && (b.to === undefined || b.to >= since))
   }
 
   /** True when a partition separated the two peers at any time from `since` until now. */
@@ -410,8 +421,14 @@ export class Simulation {
    */
   blackout (name: string, on: boolean): void {
     const id = this.#get(name).node.peerId
-    if (on) this.#blackedOut.add(id)
-    else this.#blackedOut.delete(id)
+    if (on) {
+      this.#blackedOut.add(id)
+      this.#blackouts.push({ id, from: this.now() })
+    } else {
+      this.#blackedOut.delete(id)
+      const now = this.now()
+      for (const b of this.#blackouts) if (b.id === id) b.to ??= now
+    }
   }
 
   /** The `lose` seam of the node `self`: random loss (`loss`), and blackouts. */
