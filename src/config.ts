@@ -10,7 +10,7 @@ const ms = z.number().int().positive()
  * probe timeouts follow each peer's measured round trip (see `probeTimeoutMs`).
  *
  * Detection of a crashed agent whose neighbours see its sockets close: a probe within about
- * 225 ms, refused at once, then `suspicionMinTimeoutMs` once its neighbours confirm (about 1.1 s).
+ * 225 ms, refused at once, then `suspicionMinTimeoutMs` once its neighbours confirm (about 1.6 s).
  * Of a hung agent: up to a probe period before a neighbour probes it, the direct and indirect
  * probe timeouts, then the same.
  */
@@ -57,7 +57,9 @@ export const TimingSchema = z.object({
    * neighbours confirm; its acks say how many it has). One liar alone waits the full max, long
    * enough to be refuted.
    */
-  suspicionMinTimeoutMs: ms.default(1_000),
+  // 1.5 s, not Lifeguard's 1 s: a just-started agent starved of CPU on a busy host refuted up to
+  // 600 ms after a 1 s minimum and was declared dead for a moment (BENCHMARKS.md, "Start-up false deaths").
+  suspicionMinTimeoutMs: ms.default(1_500),
   suspicionMaxTimeoutMs: ms.default(6_000),
   suspicionConfirmations: z.number().int().min(1).max(32).default(3),
   /** Anti-entropy: every interval, exchange a digest with one random member (one hash when equal). */

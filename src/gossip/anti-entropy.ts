@@ -27,6 +27,8 @@ export interface AntiEntropyInit {
   ingest: (envelope: Uint8Array, from: string) => Promise<void>
   /** Largest sync frame, in bytes. */
   maxFrameBytes: number
+  /** Fault injection (simulations): true loses a peer's view of this node. */
+  lose?: (from: string) => boolean
 }
 
 /** A sync exchange may take this long before it is abandoned. */
@@ -55,7 +57,7 @@ export class AntiEntropy {
         return s === undefined ? undefined : { envelope: s.envelope, i: s.advert.incarnation, s: s.advert.seq }
       },
       viewOf: (p) => peers.viewOf(p),
-      onView: (v) => { adverts.onView(v) },
+      onView: (v, from) => { if (init.lose?.(from) !== true) adverts.onView(v) },
       onDeadHint: (p, inc) => { prober.onDeadHint(p, inc) },
       ingest: init.ingest,
       allow: (p) => {

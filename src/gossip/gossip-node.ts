@@ -51,9 +51,10 @@ export interface GossipSeam extends Omit<HostSeam, 'deny'> {
   digestHash?: EntryHash
   /**
    * Fault injection for simulations: return true to lose an inbound gossip message (it is
-   * neither merged nor forwarded by this node) or a probe ping (it is not answered).
+   * neither merged nor forwarded by this node), a probe ping (it is not answered), or a peer's
+   * view of this node in a sync (it is not told it is suspected).
    */
-  lose?: (kind: 'gossip' | 'probe', from: string) => boolean
+  lose?: (kind: 'gossip' | 'probe' | 'view', from: string) => boolean
 }
 
 /** A running member of a mesh (agent, bootstrap or observer) as far as discovery goes. */
@@ -169,7 +170,7 @@ class MeshGossip implements GossipNode {
     const lose = seam.lose
     const prober = new Prober({ options: o, key, net, replica, peers, scope, awareness, adverts, stats, member, ...(lose === undefined ? {} : { lose: (from: string) => lose('probe', from) }) })
     const intake = new Intake({ options: o, replica, peers, scope, adverts, prober, stats, decode: seam.decode ?? decodeMessage, ...(lose === undefined ? {} : { lose: (from: string) => lose('gossip', from) }) })
-    const antiEntropy = new AntiEntropy({ options: o, replica, peers, scope, adverts, prober, stats, maxFrameBytes, ingest: async (env) => { await intake.receive(env, 'sync') } })
+    const antiEntropy = new AntiEntropy({ options: o, replica, peers, scope, adverts, prober, stats, maxFrameBytes, ...(lose === undefined ? {} : { lose: (from: string) => lose('view', from) }), ingest: async (env) => { await intake.receive(env, 'sync') } })
     const upkeep = new Upkeep({ options: o, net, replica, peers, scope, adverts, prober, antiEntropy, ready: this.#ready })
     this.#parts = { net, replica, peers, adverts, prober, antiEntropy, upkeep, intake }
     replica.onChange((c) => {

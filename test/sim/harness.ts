@@ -414,8 +414,9 @@ export class Simulation {
 
   /**
    * Fault injection through the nodes' `lose` seam: while on, every probe ping to or from the
-   * member is lost (it answers none, and none of its peers answers it) and so is every gossip
-   * message it receives. Its connections, sync and own gossip go on. To its peers it looks hung,
+   * member is lost (it answers none, and none of its peers answers it), and so are every gossip
+   * message it receives and its peers' views of it in syncs (it is not told it is suspected).
+   * Its connections, the rest of sync, and its own gossip go on. To its peers it looks hung,
    * yet it runs and nothing cut it off, so any death they declare meanwhile is wrongful. Once off,
    * it learns from its peers' answers that it was suspected or declared dead, and refutes.
    */
@@ -432,8 +433,9 @@ export class Simulation {
   }
 
   /** The `lose` seam of the node `self`: random loss (`loss`), and blackouts. */
-  #lose (self: string, kind: 'gossip' | 'probe', from: string): boolean {
+  #lose (self: string, kind: 'gossip' | 'probe' | 'view', from: string): boolean {
     if (this.#blackedOut.size > 0 && (this.#blackedOut.has(self) || (kind === 'probe' && this.#blackedOut.has(from)))) return true
+    if (kind === 'view') return false // views are cut by blackouts only
     return this.loss > 0 && this.rng() < this.loss
   }
 

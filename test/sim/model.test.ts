@@ -229,9 +229,10 @@ t.test('model network: a member with 3 neighbours, crashed or hung, is dropped a
 
 // A neighbour probes its neighbours round robin over a shuffled list. One that connected during a
 // round used to wait for the next shuffle, and then for its place in it: a just-joined agent that
-// hung went unprobed for up to two rounds (p50 2,270 ms, worst 2,840 ms over 12 seeds). It now joins
-// the current round at a random place.
-t.test('model network: a just-joined agent that hangs is dropped everywhere within 2 s', async (t) => {
+// hung went unprobed for up to two rounds (p50 2,270 ms, worst 2,840 ms over 12 seeds, with a 1 s
+// suspicion minimum; 0.5 s more with today's 1.5 s). It now joins the current round at a random
+// place: dropped within the suspicion minimum and one probe round.
+t.test('model network: a just-joined agent that hangs is dropped everywhere within 2.5 s', async (t) => {
   const times: number[] = []
   for (let seed = 1; seed <= 6; seed++) {
     const sim = new Simulation({ seed, network: 'model', model: { latencyMs: 0.25, jitterMs: 0.1 } })
@@ -246,15 +247,16 @@ t.test('model network: a just-joined agent that hangs is dropped everywhere with
       await sim.stop()
     }
   }
-  t.ok(Math.max(...times) < 2_000, `dropped in ${times.join(', ')} virtual ms`)
+  t.ok(Math.max(...times) < 2_500, `dropped in ${times.join(', ')} virtual ms`)
 })
 
 // The start-up false deaths of the 20-process benchmark (BENCHMARKS.md, "Start-up false deaths"):
 // a just-started agent starved of CPU does not answer probes, its neighbours rightly confirm, and
-// it hears the suspicion and refutes only after Lifeguard's 1 s minimum. Here: a newcomer with 3
-// neighbours whose CPU is taken for 1.5 s; run without `todo`, it is declared dead. Known to fail
-// until a fix lands; note that a starved agent cannot say it is slow before it is suspected.
-t.test('model network: a just-started agent starved of CPU for 1.5 s is not declared dead', { todo: 'fails today (BENCHMARKS.md, "Start-up false deaths"): remove this to work on it' }, async (t) => {
+// it heard the suspicion and refuted 20 to 600 ms after the 1 s suspicion minimum we had then.
+// Here: a newcomer with 3 neighbours whose CPU is taken for 1.5 s. With a 1 s minimum it is
+// declared dead; with today's 1.5 s it refutes in time. (A starved agent cannot say it is slow
+// before it is suspected, so the minimum is what protects it.)
+t.test('model network: a just-started agent starved of CPU for 1.5 s is not declared dead', async (t) => {
   const sim = new Simulation({ seed: 5, network: 'model', model: { cpu: 'per-node', latencyMs: 0.25, jitterMs: 0.1 } })
   try {
     await sim.seedConverged(20, 2_000)
