@@ -209,11 +209,42 @@ export const HttpOptionsSchema = z.object({
 /** Validated endpoint options. */
 export type HttpOptions = z.infer<typeof HttpOptionsSchema>
 
+/** Trust domain names: lower-case letters, digits, dot, dash and underscore (SPIFFE). */
+const trustDomain = z.string().min(1).max(255).regex(/^[a-z0-9._-]+$/, 'lower-case letters, digits, dot, dash and underscore only (a SPIFFE trust domain)')
+
+/**
+ * Mutual TLS on the agent's endpoint and its calls (`MCP_MESH_TLS_*`). `auto` issues the agent a
+ * short-lived SPIFFE identity from the local CA in `home` (created on first use; single host and
+ * development: any process that can read the CA key can mint identities); `file` reads it from
+ * certificate files written by SPIRE, Vault or cert-manager, and watches them for renewals.
+ */
+export const TlsOptionsSchema = z.object({
+  /** `mtls`: every call is mutually authenticated; `off`: plain HTTP (no identity). */
+  mode: z.enum(['mtls', 'off']).default('mtls'),
+  provider: z.enum(['auto', 'file']).default('auto'),
+  trustDomain: trustDomain.default('mcp-mesh.local'),
+  /** `file`: the SVID, its private key (mode 0600) and the trust domain's CA bundle, as PEM. */
+  certFile: z.string().min(1).optional(),
+  keyFile: z.string().min(1).optional(),
+  bundleFile: z.string().min(1).optional(),
+  /** `auto`: how long each SVID lives; renewed at half-life. 24 h by default. */
+  svidTtlMs: ms.min(60_000).default(24 * 3600_000),
+}).strict().superRefine((t, ctx) => {
+  if (t.mode !== 'mtls' || t.provider !== 'file') return
+  for (const f of ['certFile', 'keyFile', 'bundleFile'] as const) {
+    if (t[f] === undefined) ctx.addIssue({ code: 'custom', path: [f], message: `the file provider needs ${f} (MCP_MESH_TLS_${f === 'certFile' ? 'CERT' : f === 'keyFile' ? 'KEY' : 'CA'})` })
+  }
+})
+
+/** Validated TLS options. */
+export type TlsOptions = z.infer<typeof TlsOptionsSchema>
+
 /** Options of `createMeshNode`: the gossip options plus the endpoint, calls and shutdown. */
 export const MeshNodeOptionsSchema = GossipOptionsSchema.omit({ role: true }).extend({
   /** The agent's own version, shown in MCP `initialize` and `meshctl status`. */
   version: z.string().min(1).max(64).default('1.0.0'),
   http: HttpOptionsSchema.default(HttpOptionsSchema.parse({})),
+  tls: TlsOptionsSchema.default(TlsOptionsSchema.parse({})),
   /**
    * After start, a call whose dependency has no provider yet waits up to this long for one to
    * appear (the first sync and the providers' adverts). MCP Mesh uses 20 s.
@@ -258,6 +289,12 @@ export const EnvVars = {
   MCP_MESH_CALL_TIMEOUT: { key: 'callTimeoutMs', parse: seconds, node: true },
   MCP_MESH_SETTLE_MS: { key: 'settleMs', parse: num, node: true },
   MCP_MESH_DRAIN_GRACE_MS: { key: 'drainGraceMs', parse: num, node: true },
+  MCP_MESH_TLS_MODE: { key: 'tls.mode', parse: String, node: true },
+  MCP_MESH_TLS_PROVIDER: { key: 'tls.provider', parse: String, node: true },
+  MCP_MESH_TRUST_DOMAIN: { key: 'tls.trustDomain', parse: String, node: true },
+  MCP_MESH_TLS_CERT: { key: 'tls.certFile', parse: String, node: true },
+  MCP_MESH_TLS_KEY: { key: 'tls.keyFile', parse: String, node: true },
+  MCP_MESH_TLS_CA: { key: 'tls.bundleFile', parse: String, node: true },
 } as const
 
 /** Reads `MCP_MESH_*` variables into partial options (explicit options win over them). */

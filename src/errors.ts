@@ -22,6 +22,7 @@ export const ErrorCodes = {
   MESH_ERR_CALL_NO_PROVIDER: 'no live provider in the mesh matches the dependency (capability, version, tags)',
   MESH_ERR_CALL_TIMEOUT: 'the call did not complete within its timeout',
   MESH_ERR_CALL_UNREACHABLE: 'nothing was sent: the provider refused or reset the connection, or its advertised endpoint was refused',
+  MESH_ERR_CALL_UNAUTHORIZED: 'nothing was sent: the provider\'s certificate is not of our trust domain or not the identity its advert endorses (or it serves plain HTTP to a caller with mutual TLS)',
   MESH_ERR_CALL_FAILED: 'the call failed after it was sent (connection lost, HTTP or protocol error)',
   MESH_ERR_CALL_INVALID_ARGS: 'the provider rejected the arguments (details hold the validation message)',
   MESH_ERR_CALL_INVALID_OUTPUT: 'the provider ran the tool but its result does not match the tool\'s own output schema',

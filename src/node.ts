@@ -23,10 +23,17 @@ import type { ToolContext } from './server/tool-context.ts'
 import { McpHttpClient } from './proxy/mcp-client.ts'
 import type { ConnectOptions } from './proxy/mcp-client.ts'
 import { createMeshTool } from './proxy/mesh-tool.ts'
+import { identityFacts, secureContextOf, tlsServer } from './identity/tls.ts'
+import type { PeerFacts, TlsServer } from './identity/tls.ts'
+import type { Identity, IdentityProvider } from './identity/provider.ts'
+import type { SecureContext } from 'node:tls'
+import { logger } from '@libp2p/logger'
 import { createCaller } from './proxy/caller.ts'
 import type { CallOptions, CallStats, DependencyDeclaration, MeshTool, MeshToolContext } from './proxy/mesh-tool.ts'
 
 export type { ToolContext } from './server/tool-context.ts'
+
+const log = logger('mesh:node')
 
 /** Declares one tool: what it offers, what it takes and returns, and what it needs. */
 export interface ToolSpec<I extends z.ZodRawShape, D extends Record<string, DependencyDeclaration>> extends ToolDefinition<I> {
@@ -124,6 +131,11 @@ class Node implements MeshNode {
   #stopped?: Promise<void>
   #signalHandler?: (signal: NodeJS.Signals) => void
   #stopAbort = new AbortController()
+  /** Mutual TLS: where the identity comes from, the endpoint's server, what calls present. */
+  #identity?: IdentityProvider
+  #identityFacts?: PeerFacts
+  #tls?: TlsServer
+  #secureContext?: SecureContext
 
   constructor (input: MeshNodeOptionsInput, seam: MeshNodeSeam) {
     this.options = parseMeshNodeOptions(input)
@@ -132,7 +144,13 @@ class Node implements MeshNode {
     this.#mcp = new McpServer({ name: this.options.name, version: this.options.version }, { capabilities: { tools: {}, logging: {} } })
     this.#tools = createToolRegistry({ agent: this.options.name })
     this.#tools.install(this.#mcp)
-    this.#client = new McpHttpClient({ clientName: this.options.name, clientVersion: this.options.version, ...(seam.connect === undefined ? {} : { connect: seam.connect }) })
+    const mtls = this.options.tls.mode === 'mtls'
+    this.#client = new McpHttpClient({
+      clientName: this.options.name,
+      clientVersion: this.options.version,
+      ...(seam.connect === undefined ? {} : { connect: seam.connect }),
+      ...(mtls ? { tls: { trustDomain: this.options.tls.trustDomain, context: () => this.#secureContext! } } : {}),
+    })
     this.#toolContext = createCaller({
       gossip: () => this.#gossip,
       client: this.#client,
@@ -140,6 +158,7 @@ class Node implements MeshNode {
       settleUntil: () => this.#settleUntil,
       callTimeoutMs: this.options.callTimeoutMs,
       stopSignal: this.#stopAbort.signal,
+      requireIdentity: mtls,
       callLocal: (tool, args, signal) => this.#tools.callLocal(tool, args, signal),
     })
   }
@@ -203,6 +222,15 @@ class Node implements MeshNode {
 
   async #start (): Promise<void> {
     const o = this.options
+    const { version: _v, http: _h, tls: _t, settleMs: _s, callTimeoutMs: _c, drainGraceMs: _d, handleSignals: _hs, ...gossipOptions } = o
+    this.#gossip = createGossipNode({ ...gossipOptions, advert: this.#advertBody('alive') }, { ...this.#seam.gossip, ...(this.#seam.clock === undefined ? {} : { clock: this.#seam.clock }) })
+    try {
+      if (o.tls.mode === 'mtls') await this.#startIdentity()
+    } catch (err) {
+      await this.#gossip.stop()
+      throw err
+    }
+    const tls = this.#tls
     this.#endpoint = createEndpoint({
       mcp: this.#mcp,
       http: o.http,
@@ -211,14 +239,15 @@ class Node implements MeshNode {
       ...(this.#seam.clock === undefined ? {} : { clock: this.#seam.clock }),
       ...(this.#seam.createServer === undefined ? {} : { createServer: this.#seam.createServer }),
       ...(this.#seam.authenticate === undefined ? {} : { authenticate: this.#seam.authenticate }),
+      ...(tls === undefined || this.#seam.createServer !== undefined ? {} : { createServer: tls.createServer, authenticate: tls.authenticate }),
     })
-    await this.#endpoint.start()
-    const { version: _v, http: _h, settleMs: _s, callTimeoutMs: _c, drainGraceMs: _d, handleSignals: _hs, ...gossipOptions } = o
-    this.#gossip = createGossipNode({ ...gossipOptions, advert: this.#advertBody('alive') }, { ...this.#seam.gossip, ...(this.#seam.clock === undefined ? {} : { clock: this.#seam.clock }) })
     try {
+      await this.#endpoint.start()
+      await this.#gossip.updateAdvert(this.#advertBody('alive'))
       await this.#gossip.start({ signal: this.#stopAbort.signal })
     } catch (err) {
       await this.#endpoint.stop()
+      await this.#identity?.stop()
       throw err
     }
     this.#settleUntil = this.#clock.now() + o.settleMs
@@ -232,6 +261,58 @@ class Node implements MeshNode {
       process.once('SIGTERM', this.#signalHandler)
       process.once('SIGINT', this.#signalHandler)
     }
+  }
+
+  /**
+   * Takes the agent's identity from its provider, builds the TLS context its endpoint serves and
+   * its calls present, and follows renewals: new connections use the new certificate, calls in
+   * flight finish on the old one, and the advert endorses the new key.
+   */
+  async #startIdentity (): Promise<void> {
+    const o = this.options
+    const t = o.tls
+    if (t.provider === 'file') {
+      const { startFileProvider } = await import('./identity/file-provider.ts')
+      this.#identity = await startFileProvider({ certPath: t.certFile!, keyPath: t.keyFile!, bundlePath: t.bundleFile!, ...(this.#seam.clock === undefined ? {} : { clock: this.#seam.clock }) })
+    } else {
+      const { startAutoProvider } = await import('./identity/auto-provider.ts')
+      const host = o.http.announceHost ?? o.http.host
+      this.#identity = await startAutoProvider({
+        home: o.home,
+        trustDomain: t.trustDomain,
+        name: o.name,
+        hosts: host === '0.0.0.0' || host === '::' ? [] : [host],
+        libp2pKey: await this.#gossip!.privateKey(),
+        ttlMs: t.svidTtlMs,
+        ...(this.#seam.clock === undefined ? {} : { clock: this.#seam.clock }),
+      })
+    }
+    const first = this.#identity.current()
+    if (!first.spiffeId.startsWith(`spiffe://${t.trustDomain}/`)) {
+      await this.#identity.stop()
+      throw new MeshError('MESH_ERR_IDENTITY_INVALID', `the identity ${first.spiffeId} is not of the trust domain ${t.trustDomain} (tls.trustDomain, MCP_MESH_TRUST_DOMAIN)`)
+    }
+    this.#useIdentity(first)
+    this.#tls = tlsServer({
+      identity: first,
+      trustDomain: t.trustDomain,
+      onRefused: (reason, detail) => {
+        const dropped = this.#endpoint?.stats.dropped ?? this.#endpointStats.dropped
+        dropped[reason] = (dropped[reason] ?? 0) + 1
+        log('refused a TLS client (%s): %s', reason, detail)
+      },
+    })
+    this.#identity.onChange((next) => {
+      this.#useIdentity(next)
+      this.#tls?.update(next)
+      this.#client.renew()
+      this.#gossip?.updateAdvert(this.#advertBody(this.#endpoint?.draining === true ? 'draining' : 'alive')).catch((err: Error) => { log.error('advertising the renewed identity failed: %s', err.message) })
+    })
+  }
+
+  #useIdentity (identity: Identity): void {
+    this.#identityFacts = identityFacts(identity)
+    this.#secureContext = secureContextOf(identity)
   }
 
   async ready (options: { signal?: AbortSignal } = {}): Promise<void> {
@@ -257,6 +338,7 @@ class Node implements MeshNode {
     await endpoint?.stop()
     await this.#client.close()
     await gossip?.stop()
+    await this.#identity?.stop()
   }
 
   #removeSignalHandlers (): void {
@@ -272,6 +354,7 @@ class Node implements MeshNode {
       dependencies: this.#dependencies,
       endpoint: this.#endpoint?.url,
       status,
+      ...(this.#identityFacts === undefined ? {} : { identity: { id: this.#identityFacts.spiffeId, key: this.#identityFacts.keyHash, exp: this.#identityFacts.notAfter } }),
     }
   }
 }

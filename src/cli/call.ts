@@ -4,6 +4,7 @@ import { createCaller } from '../proxy/caller.ts'
 import { createMeshTool } from '../proxy/mesh-tool.ts'
 import { Exit, UsageError, commaList, painter, parse } from './args.ts'
 import { common, observe } from './observe.ts'
+import { cliTls } from './identity.ts'
 import { escapeControls, printable, toJson } from './print.ts'
 
 export const CALL_HELP = `Usage: meshctl call <capability> [json-arguments] [options]
@@ -41,11 +42,12 @@ export async function call (argv: string[]): Promise<number> {
   const tags = commaList(values.tags).map((t) => t.includes('|') ? t.split('|') : t)
   const spec = { capability, ...(tags.length > 0 ? { tags } : {}), ...(values.version !== undefined ? { version: values.version } : {}) }
 
+  const tls = await cliTls()
   const node = await observe(values)
-  const client = new McpHttpClient({ clientName: 'meshctl' })
+  const client = new McpHttpClient({ clientName: 'meshctl', ...(tls === undefined ? {} : { tls: { trustDomain: tls.trustDomain, context: () => tls.context } }) })
   const stop = new AbortController()
   try {
-    const context = createCaller({ gossip: () => node, client, clock: systemClock, settleUntil: () => 0, callTimeoutMs, stopSignal: stop.signal })
+    const context = createCaller({ gossip: () => node, client, clock: systemClock, settleUntil: () => 0, callTimeoutMs, stopSignal: stop.signal, requireIdentity: tls !== undefined })
     const started = performance.now()
     const { result, provider } = await createMeshTool(capability, spec, context).invoke(args)
     const ms = Math.round((performance.now() - started) * 10) / 10

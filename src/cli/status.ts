@@ -4,6 +4,10 @@ import { endpointProblem } from '../topology/endpoint.ts'
 import { Exit, UsageError, painter, parse } from './args.ts'
 import type { Painter } from './args.ts'
 import { common, observe } from './observe.ts'
+import { cliTls } from './identity.ts'
+import type { CliTls } from './identity.ts'
+import { checkProvider } from '../identity/tls.ts'
+import type { ExpectedPeer } from '../identity/tls.ts'
 import { printable, toJson } from './print.ts'
 
 export const STATUS_HELP = `Usage: meshctl status <agent> [--json] [--bootstrap <multiaddr>] [--mesh <name>]
@@ -19,6 +23,7 @@ export async function status (argv: string[]): Promise<number> {
   if (values.help === true) { console.log(STATUS_HELP); return Exit.ok }
   const who = positionals[0]
   if (who === undefined) throw new UsageError('status needs an agent name, for example: meshctl status weather-claude')
+  const tls = await cliTls()
   const node = await observe(values)
   const members = [...node.replica.members()]
   await node.stop()
@@ -31,7 +36,8 @@ export async function status (argv: string[]): Promise<number> {
   const resolver = createResolver()
   const rows = await Promise.all(matches.map(async (m) => {
     const a = m.advert
-    const ready = a.endpoint === undefined ? undefined : await readiness(a.endpoint, a.addrs)
+    const peer = a.identity === undefined ? undefined : { spiffeId: a.identity.id, keyHash: a.identity.key }
+    const ready = a.endpoint === undefined ? undefined : await readiness(a.endpoint, a.addrs, tls, peer)
     const dependencies = a.dependencies.map((d) => {
       const r = resolver.resolve(members, d)
       return { ...d, resolvesTo: r.selected === null ? null : r.selected.agent }
@@ -39,6 +45,7 @@ export async function status (argv: string[]): Promise<number> {
     return {
       name: a.name, peerId: a.peerId, role: a.role, liveness: m.liveness, status: a.status, incarnation: a.incarnation, seq: a.seq,
       endpoint: a.endpoint, ready, addrs: a.addrs,
+      ...(a.identity === undefined ? {} : { spiffeId: a.identity.id, certificateExpires: new Date(a.identity.exp).toISOString() }),
       tools: a.tools.map((t) => ({ name: t.name, capability: t.capability, version: t.version, tags: t.tags })),
       dependencies,
     }
@@ -57,6 +64,9 @@ export interface StatusRow {
   seq: number
   endpoint?: string
   ready?: string
+  /** The SPIFFE ID its advert endorses, and when that certificate expires (ISO 8601). */
+  spiffeId?: string
+  certificateExpires?: string
   tools: Array<{ name: string, capability: string, version: string, tags: string[] }>
   dependencies: Array<{ capability: string, version?: string, resolvesTo: string | null }>
 }
@@ -68,6 +78,7 @@ export function formatStatus (rows: StatusRow[], p: Painter): string {
     const live = r.status === 'draining' ? p.yellow('draining') : r.liveness === 'alive' ? p.green('alive') : p.red(r.liveness)
     lines.push(`${p.bold(r.name)}  ${live}  peer ${r.peerId}  (incarnation ${r.incarnation}, seq ${r.seq})`)
     lines.push(`  endpoint   ${r.endpoint ?? '-'}${r.ready === undefined ? '' : `  readyz: ${r.ready}`}`)
+    lines.push(r.spiffeId === undefined ? `  identity   ${p.yellow('none (plain HTTP)')}` : `  identity   ${r.spiffeId}  certificate expires ${r.certificateExpires}`)
     for (const t of r.tools) lines.push(`  tool       ${t.name}: ${t.capability}@${t.version}${t.tags.length > 0 ? ` [${t.tags.join(',')}]` : ''}`)
     for (const d of r.dependencies) lines.push(`  depends on ${d.capability}${d.version === undefined ? '' : `@${d.version}`} -> ${d.resolvesTo ?? p.red('no provider')}`)
   }
@@ -82,13 +93,17 @@ const READINESS = new Set(['ready', 'starting', 'draining'])
  * not read. The endpoint is a member's word: it is checked as callers check it before anything
  * is sent, redirects are not followed, and no foreign text is printed.
  */
-async function readiness (endpoint: string, addrs: readonly string[]): Promise<string> {
+async function readiness (endpoint: string, addrs: readonly string[], tls: CliTls | undefined, peer: ExpectedPeer | undefined): Promise<string> {
   const problem = endpointProblem(endpoint, addrs)
   if (problem !== undefined) return `not asked (${problem})`
   try {
     const url = new URL('/readyz', endpoint)
+    const https = url.protocol === 'https:'
+    if (https && tls === undefined) return 'not asked (it serves mutual TLS; set MCP_MESH_TLS_MODE=mtls)'
+    // With mutual TLS, the agent must hold the identity its advert endorses, as for a call.
+    const secure = https && tls !== undefined ? { ...tls.pems, checkServerIdentity: checkProvider(peer, tls.trustDomain) } : {}
     const { status, text } = await new Promise<{ status: number, text: string }>((resolve, reject) => {
-      const req = (url.protocol === 'https:' ? httpsGet : httpGet)(url, { signal: AbortSignal.timeout(2_000) }, (res) => {
+      const req = (https ? httpsGet : httpGet)(url, { signal: AbortSignal.timeout(2_000), agent: false, ...secure }, (res) => {
         let text = ''
         res.setEncoding('utf8')
         res.on('data', (chunk: string) => { if (text.length < 4096) text += chunk })

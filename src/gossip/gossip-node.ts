@@ -69,6 +69,11 @@ export interface GossipNode {
   /** The node's own current advert (undefined for observers). */
   readonly advert: Advert | undefined
   start(options?: AbortOptions): Promise<void>
+  /**
+   * The libp2p private key (loaded or created on first use; `start` uses the same): it signs
+   * adverts and endorses the node's TLS key.
+   */
+  privateKey(): Promise<PrivateKey>
   /** Resolves after the first successful sync (at once when there is no bootstrap to join). */
   ready(options?: AbortOptions): Promise<void>
   /** Replaces the advert body, bumps the sequence and gossips it. */
@@ -123,6 +128,7 @@ class MeshGossip implements GossipNode {
   readonly #ready = Promise.withResolvers<void>()
   #parts?: Parts
   #held?: HeldKey
+  #key?: Promise<PrivateKey>
   #stopping?: Promise<void>
 
   constructor (init: GossipOptionsInput & { advert?: AdvertBody }, seam: GossipSeam) {
@@ -157,7 +163,7 @@ class MeshGossip implements GossipNode {
     const o = this.options
     const seam = this.#seam
     const scope = this.#scope
-    const key = seam.privateKey ?? await this.#loadKey()
+    const key = await this.privateKey()
     const maxFrameBytes = Math.max(2 * 1024 * 1024, o.quota.maxMessageBytes * 4)
     const init = { options: o, privateKey: key, deny: this.#denied, maxFrameBytes: { sync: maxFrameBytes, probe: MAX_PROBE_FRAME_BYTES } }
     const net = await (seam.net ?? (async (i) => createLibp2pNet(i, seam)))(init)
@@ -244,7 +250,10 @@ class MeshGossip implements GossipNode {
 
   async #doStop (leave: boolean): Promise<void> {
     const parts = this.#parts
-    if (parts === undefined) return
+    if (parts === undefined) {
+      await this.#held?.release() // taken by privateKey() before a start that never came or failed
+      return
+    }
     if (leave && this.#scope.running) await parts.adverts.leave()
     this.#scope.stop()
     parts.prober.stop()
@@ -254,6 +263,11 @@ class MeshGossip implements GossipNode {
     await parts.net.stop()
     await this.#held?.release()
     log('stopped %s', this.peerId)
+  }
+
+  privateKey (): Promise<PrivateKey> {
+    this.#key ??= this.#seam.privateKey === undefined ? this.#loadKey() : Promise.resolve(this.#seam.privateKey)
+    return this.#key
   }
 
   async #loadKey (): Promise<PrivateKey> {

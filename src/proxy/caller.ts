@@ -21,6 +21,8 @@ export interface CallerInit {
   callTimeoutMs: number
   /** Aborts every call in flight (the node is stopping). */
   stopSignal: AbortSignal
+  /** Mutual TLS: a provider whose advert endorses no TLS identity is not called. */
+  requireIdentity?: boolean
   /** Runs a tool of this agent in process; observers have none. */
   callLocal?: (tool: string, args: unknown, signal: AbortSignal) => Promise<CallToolResult>
 }
@@ -46,8 +48,8 @@ export function createCaller (init: CallerInit): MeshToolContext {
   const turns = new Map<string, number>()
   /** Peer ID -> until when it is tried last (it refused a call). */
   const avoid = new Map<string, number>()
-  /** Peer ID -> the endpoint this caller called it at: the pools it holds on the member's behalf. */
-  const called = new Map<string, string>()
+  /** Peer ID -> the endpoint (and TLS key) this caller called it at: the pools it holds on the member's behalf. */
+  const called = new Map<string, { endpoint: string, key?: string }>()
   /** Endpoint checks, per candidate (a candidate lives as long as its cached resolution). */
   const checked = new WeakMap<Candidate, string | null>()
   let watched: GossipNode | undefined
@@ -70,13 +72,13 @@ export function createCaller (init: CallerInit): MeshToolContext {
   const release = (c: ReplicaChange): void => {
     const gone = c.after === 'dead' || c.after === 'left'
     if (gone) avoid.delete(c.peerId)
-    const endpoint = called.get(c.peerId)
-    if (endpoint === undefined || (!gone && c.advert.endpoint === endpoint)) return
+    const held = called.get(c.peerId)
+    if (held === undefined || (!gone && c.advert.endpoint === held.endpoint && c.advert.identity?.key === held.key)) return
     called.delete(c.peerId)
     // Another member at the same origin (two agents behind one proxy) keeps the pool.
-    const origin = originOf(endpoint)
-    for (const other of called.values()) if (originOf(other) === origin) return
-    init.client.forget(endpoint)
+    const origin = originOf(held.endpoint)
+    for (const other of called.values()) if (originOf(other.endpoint) === origin) return
+    init.client.forget(held.endpoint)
   }
 
   const problemOf = (c: Candidate): string | undefined => {
@@ -156,8 +158,13 @@ export function createCaller (init: CallerInit): MeshToolContext {
       if (problem !== undefined || c.endpoint === undefined) {
         throw new MeshError('MESH_ERR_CALL_UNREACHABLE', `${c.agent} was not called: ${problem ?? 'no endpoint'}`, { details: { notSent: true, refused: problem } })
       }
-      if (called.get(c.peerId) !== c.endpoint) called.set(c.peerId, c.endpoint)
+      if (init.requireIdentity === true && c.identity === undefined) {
+        throw new MeshError('MESH_ERR_CALL_UNAUTHORIZED', `${c.agent} was not called: its advert endorses no TLS identity, and this agent calls only with mutual TLS`, { details: { notSent: true } })
+      }
+      const held = called.get(c.peerId)
+      if (held?.endpoint !== c.endpoint || held.key !== c.identity?.keyHash) called.set(c.peerId, { endpoint: c.endpoint, ...(c.identity === undefined ? {} : { key: c.identity.keyHash }) })
       return await init.client.callTool(c.endpoint, c.tool.name, args, {
+        ...(c.identity === undefined ? {} : { peer: c.identity }),
         signal: o.signal, // already linked to the stop signal by the MeshTool
         ...(o.headers === undefined ? {} : { headers: o.headers }),
         ...(o.onProgress === undefined ? {} : { onProgress: o.onProgress }),

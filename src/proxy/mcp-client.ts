@@ -2,12 +2,15 @@ import { Agent as HttpAgent, request as httpRequest } from 'node:http'
 import type { IncomingMessage } from 'node:http'
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https'
 import type { AgentOptions as HttpsAgentOptions } from 'node:https'
+import type { SecureContext } from 'node:tls'
 import { LATEST_PROTOCOL_VERSION } from '@modelcontextprotocol/sdk/types.js'
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js'
 import { MeshError } from '../errors.ts'
 import { SseParser } from './sse.ts'
 import { httpFailure, initializeVersion, notMcp, printable, readMessage, rpcFailure, toolResult } from './answer.ts'
 import type { RpcMessage } from './answer.ts'
+import { checkProvider } from '../identity/tls.ts'
+import type { ExpectedPeer } from '../identity/tls.ts'
 
 /** Progress a provider reported for a call (MCP `notifications/progress`). */
 export interface Progress { progress: number, total?: number, message?: string }
@@ -20,6 +23,8 @@ export interface RawCallOptions {
   /** Extra headers (propagated headers, trace context). */
   headers?: Record<string, string>
   onProgress?: (p: Progress) => void
+  /** With mutual TLS: the SPIFFE ID and key the provider's signed advert endorses. */
+  peer?: ExpectedPeer
 }
 
 /**
@@ -41,6 +46,12 @@ export interface McpHttpClientInit {
   connect?: ConnectOptions
   /** A connection (with its TLS handshake) not made within this is unreachable (default 10 s). */
   connectTimeoutMs?: number
+  /**
+   * Mutual TLS: calls present the agent's certificate (`context`, current after each renewal),
+   * trust only `trustDomain`'s bundle, and accept a provider only with the SPIFFE ID and key its
+   * advert endorses (`RawCallOptions.peer`).
+   */
+  tls?: { trustDomain: string, context: () => SecureContext }
 }
 
 interface Provider { agent: HttpAgent, https: boolean, host: string, port: number, version?: Promise<string> }
@@ -53,6 +64,8 @@ const NEVER = new AbortController().signal
 const ACCEPT = 'application/json, text/event-stream'
 /** Connect errors: the request never left this process, so another provider may take it. */
 const NOT_SENT = new Set(['ECONNREFUSED', 'ECONNRESET', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT'])
+/** OpenSSL's verdicts on a provider's chain (not our trust domain, expired, self-signed...). */
+const CERT_ERRORS = /^(UNABLE_TO_|CERT_|DEPTH_ZERO_|SELF_SIGNED_|ERR_TLS_CERT)/
 /** Most of an HTTP error body read (for a JSON-RPC error's message); the rest is dropped. */
 const MAX_ERROR_BODY = 64 * 1024
 
@@ -92,7 +105,7 @@ export class McpHttpClient {
       ? (signals[0] ?? NEVER)
       : signals.length === 0 ? options.signal : AbortSignal.any([options.signal, ...signals])
     const target = this.#target(url)
-    const p = this.#provider(target)
+    const p = this.#provider(target, options.peer)
     const version = await (p.version ??= this.#initialize(target, p, signal).catch((err: unknown) => {
       p.version = undefined
       throw err
@@ -101,6 +114,15 @@ export class McpHttpClient {
     if (options.onProgress !== undefined) params._meta = { progressToken: this.#nextId }
     const result = await this.#post(target, p, 'tools/call', params, signal, { ...options.headers, 'mcp-protocol-version': version }, options.onProgress)
     return toolResult({ url: target.href, method: 'tools/call' }, result)
+  }
+
+  /**
+   * Our certificate was renewed: new calls open new pools with it; the old pools finish the
+   * calls in flight on their connections, then close them.
+   */
+  renew (): void {
+    for (const p of this.#providers.values()) retire(p.agent)
+    this.#providers.clear()
   }
 
   /** Closes every pool. */
@@ -117,11 +139,13 @@ export class McpHttpClient {
    */
   forget (url: string): void {
     const origin = originOf(url)
-    const p = origin === undefined ? undefined : this.#providers.get(origin)
-    if (p === undefined) return
-    this.#providers.delete(origin!)
+    if (origin === undefined) return
+    for (const [key, p] of this.#providers) {
+      if (key !== origin && !key.startsWith(origin + '#')) continue
+      this.#providers.delete(key)
+      p.agent.destroy()
+    }
     for (const [u, t] of this.#byUrl) if (t.origin === origin) this.#byUrl.delete(u)
-    p.agent.destroy()
   }
 
   #target (url: string): Target {
@@ -135,13 +159,20 @@ export class McpHttpClient {
     return t
   }
 
-  #provider (t: Target): Provider {
-    let p = this.#providers.get(t.origin)
+  #provider (t: Target, peer: ExpectedPeer | undefined): Provider {
+    // One pool per key the provider's advert endorses: a renewed provider gets a new pool.
+    const key = peer === undefined ? t.origin : `${t.origin}#${peer.keyHash}`
+    let p = this.#providers.get(key)
     if (p === undefined) {
       const u = new URL(t.origin)
       const https = u.protocol === 'https:'
+      const tls = this.#init.tls
+      if (tls !== undefined && !https) {
+        throw new MeshError('MESH_ERR_CALL_UNAUTHORIZED', `${t.href} was not called: it serves plain HTTP, and this agent calls only with mutual TLS`, { details: { url: t.href, notSent: true } })
+      }
       const options = {
         ...this.#init.connect,
+        ...(tls === undefined ? {} : { secureContext: tls.context(), checkServerIdentity: checkProvider(peer, tls.trustDomain) }),
         keepAlive: true,
         maxSockets: this.#init.connections ?? 16,
         // Idle connections close after 30 s (sooner when the server's Keep-Alive header says so).
@@ -151,7 +182,7 @@ export class McpHttpClient {
       const agent = https ? new HttpsAgent(options) : new HttpAgent(options)
       const host = u.hostname.startsWith('[') ? u.hostname.slice(1, -1) : u.hostname
       p = { agent, https, host, port: Number(u.port === '' ? (https ? 443 : 80) : u.port) }
-      this.#providers.set(t.origin, p)
+      this.#providers.set(key, p)
     }
     return p
   }
@@ -293,6 +324,12 @@ function post (p: Provider, path: string, body: string, headers: Record<string, 
   })
 }
 
+/** An agent of a retired pool: its idle connections close now, its busy ones once their call ends. */
+function retire (agent: HttpAgent): void {
+  agent.on('free', (socket) => { socket.destroy() })
+  for (const list of Object.values(agent.freeSockets)) for (const socket of list ?? []) socket.destroy()
+}
+
 function tooLarge (url: string, max: number): MeshError {
   return new MeshError('MESH_ERR_CALL_FAILED', `${url} sent an answer larger than ${max} bytes (maxResponseBytes)`, { details: { url, maxResponseBytes: max } })
 }
@@ -325,6 +362,10 @@ function discard (res: IncomingMessage): void {
 /** Maps a connection or abort failure to a mesh error that says whether the request left this process. */
 function callError (err: unknown, url: string, signal: AbortSignal): MeshError {
   if (err instanceof MeshError) return err
+  const tlsCode = (err as { code?: string }).code ?? ''
+  if (CERT_ERRORS.test(tlsCode)) {
+    return new MeshError('MESH_ERR_CALL_UNAUTHORIZED', `${url} was not called: its certificate was refused (${tlsCode})`, { details: { url, errno: tlsCode, notSent: true }, cause: err })
+  }
   if (signal.aborted) {
     const reason: unknown = signal.reason
     const timedOut = reason instanceof DOMException && reason.name === 'TimeoutError'

@@ -86,6 +86,18 @@ export const AdvertSchema = z.object({
   addrs: z.array(token(AdvertLimits.maxAddrLength)).max(AdvertLimits.maxAddrs),
   /** The MCP endpoint URL (filled in when the agent serves calls). */
   endpoint: token(512).optional(),
+  /**
+   * The endpoint's TLS identity, endorsed by the libp2p key that signs this advert: callers
+   * accept a provider only with this SPIFFE ID and this key. Renewals publish a new advert.
+   */
+  identity: z.object({
+    /** SPIFFE ID (the SVID's one URI SAN). */
+    id: token(2048).regex(/^spiffe:\/\//, 'a spiffe:// URI'),
+    /** SHA-256 of the SVID's SubjectPublicKeyInfo (DER), base64url. */
+    key: z.string().regex(/^[A-Za-z0-9_-]{43}$/, 'a SHA-256 in base64url'),
+    /** When the SVID expires (ms since the epoch). */
+    exp: z.number().int().nonnegative(),
+  }).optional(),
   tools: z.array(ToolAdvertSchema).max(AdvertLimits.maxTools),
   dependencies: z.array(DependencyAdvertSchema).max(AdvertLimits.maxDependencies).default([]),
 })

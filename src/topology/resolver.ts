@@ -20,6 +20,8 @@ export interface Candidate {
   /** The tool's version. */
   version: string
   endpoint?: string
+  /** The endpoint's TLS identity its advert endorses (SPIFFE ID and key hash). */
+  identity?: { spiffeId: string, keyHash: string }
   /** The member's libp2p addresses: the hosts its endpoint may name (see `endpointProblem`). */
   addrs: readonly string[]
 }
@@ -133,6 +135,7 @@ function judge (members: Member[], spec: ResolutionSpec, specIndex: number): { e
       reasons.push(...tags.reasons)
       const candidate: Candidate = { peerId: advert.peerId, agent: advert.name, tool, liveness, score: tags.score, version: tool.version, addrs: advert.addrs }
       if (advert.endpoint !== undefined) candidate.endpoint = advert.endpoint
+      if (advert.identity !== undefined) candidate.identity = { spiffeId: advert.identity.id, keyHash: advert.identity.key }
       eligible.push({ candidate, row })
     }
   }

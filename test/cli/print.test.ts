@@ -79,12 +79,14 @@ t.test('meshctl status prints the hostile member escaped', async (t) => {
   const row: StatusRow = {
     name: a.name, peerId: a.peerId, liveness: 'alive', status: a.status, incarnation: a.incarnation, seq: a.seq, endpoint: a.endpoint,
     ready: `ready${ESC}[8m`, // what the member's own /readyz said
+    spiffeId: `spiffe://mcp-mesh.local/agent/${ESC}[2J`,
+    certificateExpires: '2026-12-03T00:00:00.000Z',
     tools: a.tools.map((x) => ({ name: x.name, capability: x.capability, version: x.version, tags: x.tags })),
     dependencies: a.dependencies.map((d) => ({ ...d, resolvesTo: a.name })),
   }
   const out = formatStatus([row], plain)
   noRaw(t, out, 'status')
-  t.equal(out.split('\n').length, 4, 'name, endpoint, one tool, one dependency: no injected line')
+  t.equal(out.split('\n').length, 5, 'name, endpoint, identity, one tool, one dependency: no injected line')
 })
 
 t.test('meshctl explain prints the hostile member escaped', async (t) => {

@@ -3,9 +3,14 @@ import type { MeshNodeOptionsInput } from '../../src/config.ts'
 import { createMeshNode } from '../../src/node.ts'
 import type { MeshNode } from '../../src/node.ts'
 
-/** Options every in-process test node shares: its own mesh name, throwaway keys, no signal handlers. */
+/**
+ * Options every in-process test node shares: its own mesh name, throwaway keys, no signal handlers,
+ * and plain HTTP: these tests drive the endpoint and the call path at the HTTP level, with plain
+ * clients, fake providers and raw requests. Mutual TLS, the default, is what test/identity and the
+ * multi-process tests run (the example agents and meshctl start on the defaults).
+ */
 export function testNodeOptions (mesh: string, name: string, extra: Partial<MeshNodeOptionsInput> = {}): MeshNodeOptionsInput {
-  return { mesh, name, ephemeralKey: true, colocated: true, handleSignals: false, settleMs: 0, ...extra }
+  return { mesh, name, ephemeralKey: true, colocated: true, handleSignals: false, settleMs: 0, tls: { mode: 'off' }, ...extra }
 }
 
 /** Creates a node, lets `define` register its tools, starts it and waits for its first sync. */

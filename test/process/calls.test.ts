@@ -4,7 +4,9 @@ import t from 'tap'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { request } from 'undici'
+import { Agent, request } from 'undici'
+import { LocalCa } from '../../src/identity/local-ca.ts'
+import { issueSvid } from '../../src/identity/svid.ts'
 import { startBootstrap } from '../../src/bootstrap/daemon.ts'
 import { createMeshNode } from '../../src/node.ts'
 import type { MeshNode } from '../../src/node.ts'
@@ -41,7 +43,8 @@ const trip = { destination: 'Oslo', dates: 'May 3-7' }
 await Promise.all([spawnAgent('hotels.ts'), spawnAgent('flights.ts'), spawnAgent('weather.ts', ['weather-basic', 'basic', 'plain']), spawnAgent('planner.ts')])
 // The tester's settle window outlasts the whole file (its bound is 300 s), so the tests that call
 // inside it do not depend on how fast the ones before them ran on a busy machine.
-const tester = createMeshNode(testNodeOptions(MESH, 'tester', { bootstrap: boot.addrs, settleMs: 300_000 }))
+// The example agents run on the defaults (mutual TLS, the local CA in the home folder): so does the tester.
+const tester = createMeshNode(testNodeOptions(MESH, 'tester', { bootstrap: boot.addrs, settleMs: 300_000, home, tls: { mode: 'mtls' } }))
 nodes.push(tester)
 await tester.start()
 await tester.ready()
@@ -66,7 +69,7 @@ t.test('bad arguments across processes: MESH_ERR_CALL_INVALID_ARGS with the vali
 t.test('NO_PROVIDER from another process\'s view says what the mesh offers', async (t) => {
   const err = await tester.call('translate', {}, { timeout: 200 }).catch((e: unknown) => e)
   t.match(err, { code: 'MESH_ERR_CALL_TIMEOUT' }, 'inside the settle window the call waits, bounded by its timeout')
-  const quick = createMeshNode(testNodeOptions(MESH, 'tester-quick', { bootstrap: boot.addrs, settleMs: 0 }))
+  const quick = createMeshNode(testNodeOptions(MESH, 'tester-quick', { bootstrap: boot.addrs, settleMs: 0, home, tls: { mode: 'mtls' } }))
   nodes.push(quick)
   await quick.start()
   await quick.ready()
@@ -113,8 +116,12 @@ t.test('SIGTERM drains: the call in flight completes, a new call goes elsewhere,
   void inflight.then(() => { answered = true }, () => {})
   await slow1.printed(/holding a call/)
   slow1.proc.kill('SIGTERM')
+  // The agents serve mutual TLS: /readyz is asked with a certificate of the same local CA.
+  const svid = await issueSvid(await LocalCa.open(home, 'mcp-mesh.local', { create: false }), { name: 'readyz-reader', hosts: [] })
+  const dispatcher = new Agent({ connect: { cert: svid.certPem, key: svid.keyPem, ca: svid.bundlePem, checkServerIdentity: () => undefined } })
+  t.teardown(async () => { await dispatcher.close() })
   await waitFor('readyz draining', async () => {
-    const res = await request(slow1.url.replace('/mcp', '/readyz')).catch(() => undefined)
+    const res = await request(slow1.url.replace('/mcp', '/readyz'), { dispatcher }).catch(() => undefined)
     return res !== undefined && (await res.body.json() as { status: string }).status === 'draining'
   })
   const next = await tester.call<{ by: string }>({ capability: 'weather', tags: ['slow'] }, trip)

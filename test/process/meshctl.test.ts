@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { reapOnExit } from '../helpers/reap.ts'
+import { collect } from '../helpers/collect.ts'
 
 // Starting several agent processes takes most of a minute on 2 cores that other work shares: the
 // bound on the whole file is wide, since it limits waiting and measures nothing.
@@ -22,15 +23,7 @@ const meshctl = (args: string[]): ChildProcess => {
   reapOnExit(child, 'SIGTERM')
   return child
 }
-const run = async (args: string[]): Promise<{ code: number | null, out: string, err: string }> => {
-  const child = meshctl(args)
-  let out = ''
-  let err = ''
-  child.stdout!.on('data', (d: Buffer) => { out += d.toString() })
-  child.stderr!.on('data', (d: Buffer) => { err += d.toString() })
-  const code = await new Promise<number | null>((resolve) => child.once('exit', resolve))
-  return { code, out, err }
-}
+const run = async (args: string[]): Promise<{ code: number | null, out: string, err: string }> => collect(meshctl(args))
 
 const start = meshctl(['start', 'examples/trip-planner/hotels.ts', 'examples/trip-planner/flights.ts'])
 let log = ''
@@ -54,7 +47,7 @@ t.test('call prints the result and who served it; --json is machine-readable', a
   const text = await run(['call', 'hotels', '{"destination":"Oslo","dates":"May 3-7"}', ...join_])
   t.equal(text.code, 0, text.err)
   t.match(text.out, /Grand Oslo/)
-  t.match(text.out, /served by hotels \(find_hotels at http:\/\/127\.0\.0\.1:\d+\/mcp\) in [\d.]+ ms/)
+  t.match(text.out, /served by hotels \(find_hotels at https:\/\/127\.0\.0\.1:\d+\/mcp\) in [\d.]+ ms/)
   const json = await run(['call', 'flights', '{"destination":"Oslo","dates":"May 3-7"}', '--json', ...join_])
   t.equal(json.code, 0, json.err)
   const parsed = JSON.parse(json.out) as { result: { by: string }, provider: { agent: string }, ms: number }

@@ -1,0 +1,46 @@
+import type { SecureContext } from 'node:tls'
+import { createSecureContext } from 'node:tls'
+import { optionsFromEnv, parseGossipOptions, TlsOptionsSchema } from '../config.ts'
+import type { TlsOptions } from '../config.ts'
+import { MeshError } from '../errors.ts'
+
+/** How long the identity `meshctl` issues itself lives: one command. */
+const CLI_SVID_TTL_MS = 10 * 60_000
+
+/** The TLS a `meshctl` command calls agents with, when the mesh runs mutual TLS. */
+export interface CliTls {
+  trustDomain: string
+  context: SecureContext
+  /** The PEMs behind `context`, for plain `https` requests (`/readyz`). */
+  pems: { cert: string, key: string, ca: string }
+}
+
+/**
+ * `meshctl`'s identity, read from the same `MCP_MESH_TLS_*` variables as agents: none when the
+ * mode is `off`; with `auto`, a 10-minute SVID for `spiffe://<domain>/agent/meshctl` issued in
+ * memory by the local CA in the home folder (no key is written); with `file`, the files named.
+ */
+export async function cliTls (env: NodeJS.ProcessEnv = process.env): Promise<CliTls | undefined> {
+  const fromEnv = optionsFromEnv(env, true) as { tls?: unknown }
+  const parsed = TlsOptionsSchema.safeParse(fromEnv.tls ?? {})
+  if (!parsed.success) {
+    throw new MeshError('MESH_ERR_CONFIG_INVALID', `invalid MCP_MESH_TLS_* variables: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`, { details: { fields: parsed.error.issues.map((i) => ['tls', ...i.path].join('.')) } })
+  }
+  const tls: TlsOptions = parsed.data
+  if (tls.mode === 'off') return undefined
+  let pems: CliTls['pems']
+  if (tls.provider === 'file') {
+    const { readIdentityFiles } = await import('../identity/file-provider.ts')
+    const id = await readIdentityFiles({ certPath: tls.certFile!, keyPath: tls.keyFile!, bundlePath: tls.bundleFile! })
+    pems = { cert: id.certPem, key: id.keyPem, ca: id.bundlePem }
+  } else {
+    const { home } = parseGossipOptions({ name: 'meshctl' }, env)
+    const { LocalCa } = await import('../identity/local-ca.ts')
+    const { issueSvid } = await import('../identity/svid.ts')
+    // No CA: the error says where it looked; agents with mutual TLS create it in their home folder.
+    const ca = await LocalCa.open(home, tls.trustDomain, { create: false })
+    const svid = await issueSvid(ca, { name: 'meshctl', hosts: [], ttlMs: CLI_SVID_TTL_MS })
+    pems = { cert: svid.certPem, key: svid.keyPem, ca: svid.bundlePem }
+  }
+  return { trustDomain: tls.trustDomain, pems, context: createSecureContext({ ...pems, minVersion: 'TLSv1.3' }) }
+}

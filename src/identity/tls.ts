@@ -1,0 +1,160 @@
+import { createHash, X509Certificate } from 'node:crypto'
+import type { IncomingMessage, RequestListener, Server } from 'node:http'
+import { createServer as createHttpsServer } from 'node:https'
+import type { Server as HttpsServer } from 'node:https'
+import { createSecureContext } from 'node:tls'
+import type { PeerCertificate, SecureContext, TLSSocket } from 'node:tls'
+import type { AuthInfo } from '@modelcontextprotocol/sdk/server/auth/types.js'
+import { MeshError } from '../errors.ts'
+import type { Identity } from './provider.ts'
+import { parseSpiffeId } from './spiffe-id.ts'
+
+/**
+ * Agent-side mutual TLS with Node's own crypto: no X.509 library is loaded to serve or call
+ * (parsing with one costs about 1 ms and 9 MB of memory). Certificates are read once per
+ * fingerprint.
+ */
+
+/** What a peer's certificate says, as the mesh checks it. */
+export interface PeerFacts {
+  spiffeId: string
+  trustDomain: string
+  /** SHA-256 of the certificate's public key (SubjectPublicKeyInfo, DER), base64url: what adverts endorse. */
+  keyHash: string
+  notAfter: number
+}
+
+/** What an advert says the provider's TLS identity is (see `AdvertSchema.identity`). */
+export interface ExpectedPeer {
+  spiffeId: string
+  keyHash: string
+}
+
+const MAX_CACHED = 4_096
+const facts = new Map<string, PeerFacts | string>()
+
+/** SHA-256 of a SubjectPublicKeyInfo in DER, base64url (43 characters). */
+export function keyHashOf (spki: Uint8Array): string {
+  return createHash('sha256').update(spki).digest('base64url')
+}
+
+/**
+ * Reads the SPIFFE ID (the one URI SAN), the key hash and the expiry of a DER certificate,
+ * cached by its SHA-256 fingerprint. Returns a reason string when it is not an SVID.
+ */
+export function peerFacts (der: Uint8Array, fingerprint?: string): PeerFacts | string {
+  const key = fingerprint ?? createHash('sha256').update(der).digest('hex')
+  let f = facts.get(key)
+  if (f !== undefined) return f
+  try {
+    const cert = new X509Certificate(der)
+    const uris = (cert.subjectAltName ?? '').split(', ').filter((n) => n.startsWith('URI:')).map((n) => n.slice(4))
+    if (uris.length !== 1) f = `its certificate holds ${uris.length} URI SANs, not exactly one SPIFFE ID`
+    else {
+      const id = parseSpiffeId(uris[0])
+      const spki = cert.publicKey.export({ type: 'spki', format: 'der' })
+      f = { spiffeId: uris[0], trustDomain: id.trustDomain, keyHash: keyHashOf(spki), notAfter: Date.parse(cert.validTo) }
+    }
+  } catch (err) {
+    f = `its certificate is not an X.509-SVID: ${(err as Error).message}`
+  }
+  if (facts.size >= MAX_CACHED) facts.delete(facts.keys().next().value!)
+  facts.set(key, f)
+  return f
+}
+
+/** The facts of this agent's own identity (for its advert). */
+export function identityFacts (identity: Identity): PeerFacts {
+  const f = peerFacts(new X509Certificate(identity.certPem).raw)
+  if (typeof f === 'string') throw new MeshError('MESH_ERR_IDENTITY_INVALID', f)
+  return f
+}
+
+/** A TLS context holding the agent's certificate and key, trusting only its own trust domain's bundle. */
+export function secureContextOf (identity: Identity): SecureContext {
+  return createSecureContext({ cert: identity.certPem, key: identity.keyPem, ca: identity.bundlePem, minVersion: 'TLSv1.3' })
+}
+
+/**
+ * `checkServerIdentity` for calls: the chain was verified against our trust domain's bundle;
+ * here the provider must hold exactly the SPIFFE ID and key its signed advert endorses (host
+ * names are not checked: the SPIFFE ID is the identity). Returns an error to refuse the connection.
+ */
+export function checkProvider (expected: ExpectedPeer | undefined, trustDomain: string): (host: string, cert: PeerCertificate) => Error | undefined {
+  return (_host, cert) => {
+    const f = peerFacts(cert.raw, cert.fingerprint256)
+    const refuse = (why: string): Error => new MeshError('MESH_ERR_CALL_UNAUTHORIZED', `the provider's certificate was refused: ${why}`, { details: { notSent: true, reason: why } })
+    if (typeof f === 'string') return refuse(f)
+    if (f.trustDomain !== trustDomain) return refuse(`${f.spiffeId} is not of our trust domain ${trustDomain}`)
+    if (expected === undefined) return undefined
+    if (f.spiffeId !== expected.spiffeId) return refuse(`it is ${f.spiffeId}, but the advert names ${expected.spiffeId}`)
+    if (f.keyHash !== expected.keyHash) return refuse(`its key is not the one ${expected.spiffeId}'s advert endorses`)
+    return undefined
+  }
+}
+
+/** What the TLS endpoint does with each client. */
+export interface TlsServerInit {
+  identity: Identity
+  trustDomain: string
+  /** Counts refusals (`tls-unauthorized`, `tls-foreign-domain`, `tls-not-svid`, `tls-handshake`). */
+  onRefused: (reason: string, detail: string) => void
+  /** Wall clock for the connection age cap. */
+  now?: () => number
+}
+
+/** An HTTPS server for the endpoint, with the identity it serves kept current. */
+export interface TlsServer {
+  createServer: (listener: RequestListener) => Server
+  /** The caller of a request (its SPIFFE ID as `clientId`), for `ctx.authInfo`. */
+  authenticate: (req: IncomingMessage) => AuthInfo | undefined
+  /** Serves a renewed identity to new connections. */
+  update: (identity: Identity) => void
+}
+
+/**
+ * The endpoint's TLS: a client certificate is required and checked when the handshake ends,
+ * before a byte of HTTP is read. TLS is told to accept any client so that the real reason can be
+ * counted and logged (a TLS 1.3 client refused during the handshake only sees "other side
+ * closed"); a client whose chain does not verify against our bundle, or whose SPIFFE ID is of
+ * another trust domain, is destroyed unread. A connection closes when either certificate expires.
+ */
+export function tlsServer (init: TlsServerInit): TlsServer {
+  const now = init.now ?? Date.now
+  const callers = new WeakMap<TLSSocket, AuthInfo>()
+  let identity = init.identity
+  let server: HttpsServer | undefined
+  let ownExpiry = identityFacts(identity).notAfter
+  return {
+    createServer (listener) {
+      // PEM options, not a prebuilt `secureContext`: a server given one fails every handshake
+      // ("no suitable signature algorithm", Node 24).
+      const s = server = createHttpsServer({ cert: identity.certPem, key: identity.keyPem, ca: identity.bundlePem, requestCert: true, rejectUnauthorized: false, minVersion: 'TLSv1.3' }, listener)
+      // A client that gave up in the handshake (it refused our certificate, or spoke no TLS 1.3).
+      s.on('tlsClientError', (err) => { init.onRefused('tls-handshake', err.message) })
+      s.on('secureConnection', (socket: TLSSocket) => {
+        const refuse = (reason: string, detail: string): void => {
+          init.onRefused(reason, detail)
+          socket.destroy()
+        }
+        if (!socket.authorized) { refuse('tls-unauthorized', String(socket.authorizationError ?? 'no client certificate')); return }
+        const cert = socket.getPeerCertificate()
+        const f = peerFacts(cert.raw, cert.fingerprint256)
+        if (typeof f === 'string') { refuse('tls-not-svid', f); return }
+        if (f.trustDomain !== init.trustDomain) { refuse('tls-foreign-domain', f.spiffeId); return }
+        callers.set(socket, { token: '', clientId: f.spiffeId, scopes: [], extra: { spiffeId: f.spiffeId } })
+        const left = Math.min(f.notAfter, ownExpiry) - now()
+        const timer = setTimeout(() => { socket.destroy() }, Math.max(0, Math.min(left, 2 ** 31 - 1)))
+        timer.unref()
+        socket.once('close', () => { clearTimeout(timer) })
+      })
+      return s
+    },
+    authenticate: (req) => callers.get(req.socket as TLSSocket),
+    update (next) {
+      identity = next
+      ownExpiry = identityFacts(next).notAfter
+      server?.setSecureContext({ cert: next.certPem, key: next.keyPem, ca: next.bundlePem, minVersion: 'TLSv1.3' })
+    },
+  }
+}

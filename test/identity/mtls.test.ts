@@ -1,0 +1,153 @@
+// Mutual TLS between real agents: real libp2p, real HTTPS with certificates from a real local CA,
+// real handshakes. Who may call, who may serve, and what each side learns of the other.
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { request } from 'node:https'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import t from 'tap'
+import { z } from 'zod'
+import { createMeshNode } from '../../src/node.ts'
+import type { MeshNode } from '../../src/node.ts'
+import type { MeshNodeOptionsInput } from '../../src/config.ts'
+import { LocalCa } from '../../src/identity/local-ca.ts'
+import { issueSvid } from '../../src/identity/svid.ts'
+import { checkProvider, keyHashOf } from '../../src/identity/tls.ts'
+import { X509Certificate } from 'node:crypto'
+import { testNodeOptions } from '../helpers/mesh.ts'
+import { waitFor } from '../helpers/wait.ts'
+
+const MESH = `mtls-${process.pid}`
+const home = await mkdtemp(join(tmpdir(), 'mesh-mtls-'))
+const otherHome = await mkdtemp(join(tmpdir(), 'mesh-mtls-other-'))
+t.teardown(async () => {
+  await rm(home, { recursive: true, force: true })
+  await rm(otherHome, { recursive: true, force: true })
+})
+
+const nodes: MeshNode[] = []
+t.teardown(async () => { await Promise.all(nodes.map(async (n) => n.stop())) })
+
+const mtls = (extra: Partial<MeshNodeOptionsInput> = {}): Partial<MeshNodeOptionsInput> => ({ home, tls: { mode: 'mtls' }, ...extra })
+
+async function start (name: string, extra: Partial<MeshNodeOptionsInput>, define: (n: MeshNode) => void = () => {}): Promise<MeshNode> {
+  const n = createMeshNode(testNodeOptions(MESH, name, extra))
+  define(n)
+  nodes.push(n)
+  await n.start()
+  await n.ready()
+  return n
+}
+
+const seen: Array<string | undefined> = []
+const provider = await start('weather', mtls(), (n) => n.tool('get_weather', {
+  capability: 'weather',
+  input: { city: z.string() },
+}, async ({ city }, _deps, ctx) => {
+  seen.push(ctx.authInfo?.clientId)
+  return { city, sky: 'clear' }
+}))
+const join_ = { bootstrap: provider.gossip.addrs }
+
+/** An HTTPS POST to the provider's endpoint with these TLS options: the status, or the error. */
+async function post (tls: { cert?: string, key?: string, ca?: string }): Promise<{ status?: number, error?: string }> {
+  const u = new URL(provider.url)
+  return new Promise((resolve) => {
+    const req = request({ host: u.hostname, port: u.port, path: u.pathname, method: 'POST', rejectUnauthorized: false, ...tls, headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream' } }, (res) => {
+      res.resume()
+      resolve({ status: res.statusCode })
+    })
+    req.on('error', (err) => { resolve({ error: (err as NodeJS.ErrnoException).code ?? err.message }) })
+    req.end(JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/list', params: {} }))
+  })
+}
+
+t.test('the advert endorses the SPIFFE ID and key the endpoint serves; the endpoint is HTTPS', async (t) => {
+  const id = provider.gossip.advert?.identity
+  t.ok(id !== undefined, 'the advert carries an identity')
+  t.equal(id!.id, 'spiffe://mcp-mesh.local/agent/weather')
+  t.ok(provider.url.startsWith('https://'), provider.url)
+  const served = await new Promise<X509Certificate>((resolve, reject) => {
+    const u = new URL(provider.url)
+    const req = request({ host: u.hostname, port: u.port, method: 'GET', path: '/healthz', rejectUnauthorized: false }, (res) => {
+      const cert = (res.socket as import('node:tls').TLSSocket).getPeerX509Certificate()!
+      res.resume()
+      resolve(cert)
+    })
+    req.on('error', reject)
+    req.end()
+  }).catch(() => undefined)
+  // Without a client certificate the server ends the connection before HTTP: nothing to read.
+  t.equal(served, undefined, 'a client without a certificate is served nothing, not even /healthz')
+  t.ok(id!.exp > Date.now() + 23 * 3600_000, 'valid for about 24 h')
+})
+
+t.test('an agent with an SVID of the same trust domain calls; the provider sees its SPIFFE ID', async (t) => {
+  const caller = await start('planner', mtls(join_))
+  await waitFor('the caller to see weather', () => caller.explain('weather').ranked.length > 0)
+  const out = await caller.call<{ sky: string }>('weather', { city: 'Lisbon' })
+  t.equal(out.sky, 'clear')
+  t.equal(seen.at(-1), 'spiffe://mcp-mesh.local/agent/planner', 'ctx.authInfo.clientId is the caller\'s SPIFFE ID')
+})
+
+t.test('clients the endpoint refuses before a byte of HTTP: no certificate, another CA', async (t) => {
+  const before = provider.endpointStats.dropped['tls-unauthorized'] ?? 0
+  const none = await post({})
+  t.equal(none.status, undefined, `no certificate: not served (${none.error})`)
+  const ca = await LocalCa.open(otherHome, 'mcp-mesh.local', { create: true })
+  const foreign = await issueSvid(ca, { name: 'intruder', hosts: ['127.0.0.1'] })
+  const other = await post({ cert: foreign.certPem, key: foreign.keyPem })
+  t.equal(other.status, undefined, `a certificate of another CA with our trust domain's name: not served (${other.error})`)
+  await waitFor('both refusals counted', () => (provider.endpointStats.dropped['tls-unauthorized'] ?? 0) >= before + 2)
+  t.ok(seen.every((s) => s !== 'spiffe://mcp-mesh.local/agent/intruder'), 'the intruder ran nothing')
+  const own = await LocalCa.open(home, 'mcp-mesh.local', { create: false })
+  const good = await issueSvid(own, { name: 'tester', hosts: ['127.0.0.1'] })
+  t.equal((await post({ cert: good.certPem, key: good.keyPem })).status, 200, 'the same request with an SVID of our CA is served')
+})
+
+t.test('a caller refuses a provider of another CA, and a plain-HTTP provider: MESH_ERR_CALL_UNAUTHORIZED', async (t) => {
+  const impostor = await start('impostor', { ...mtls(join_), home: otherHome }, (n) => n.tool('fake_weather', { capability: 'stormy' }, async () => ({ sky: 'storm' })))
+  const plain = await start('plain', join_, (n) => n.tool('plain_weather', { capability: 'drizzle' }, async () => ({ sky: 'drizzle' })))
+  const caller = await start('careful', mtls(join_))
+  await waitFor('the caller to see both providers', () => caller.explain('stormy').ranked.length > 0 && caller.explain('drizzle').ranked.length > 0)
+  await t.rejects(caller.call('stormy'), { code: 'MESH_ERR_CALL_UNAUTHORIZED' }, 'another CA: its chain does not verify against our bundle')
+  await t.rejects(caller.call('drizzle'), { code: 'MESH_ERR_CALL_UNAUTHORIZED' }, 'plain HTTP: not called at all')
+  // TLS 1.3: the caller checks the server's chain first, and leaves before it shows its own.
+  t.equal(impostor.endpointStats.dropped['tls-unauthorized'], undefined, 'so the impostor never saw our certificate')
+  t.ok(plain.url.startsWith('http://'))
+})
+
+t.test('checkProvider: the SPIFFE ID and the key must be the ones the advert endorses', async (t) => {
+  const ca = await LocalCa.open(home, 'mcp-mesh.local', { create: false })
+  const svid = await issueSvid(ca, { name: 'weather', hosts: ['127.0.0.1'] })
+  const cert = new X509Certificate(svid.certPem)
+  const peer = { raw: cert.raw, fingerprint256: cert.fingerprint256 } as unknown as import('node:tls').PeerCertificate
+  const keyHash = keyHashOf(cert.publicKey.export({ type: 'spki', format: 'der' }))
+  t.equal(checkProvider({ spiffeId: 'spiffe://mcp-mesh.local/agent/weather', keyHash }, 'mcp-mesh.local')('127.0.0.1', peer), undefined, 'as endorsed')
+  t.match(checkProvider({ spiffeId: 'spiffe://mcp-mesh.local/agent/payments', keyHash }, 'mcp-mesh.local')('127.0.0.1', peer), { code: 'MESH_ERR_CALL_UNAUTHORIZED', message: /advert names spiffe:\/\/mcp-mesh.local\/agent\/payments/ })
+  t.match(checkProvider({ spiffeId: 'spiffe://mcp-mesh.local/agent/weather', keyHash: 'A'.repeat(43) }, 'mcp-mesh.local')('127.0.0.1', peer), { code: 'MESH_ERR_CALL_UNAUTHORIZED', message: /key is not the one/ })
+  t.match(checkProvider(undefined, 'partner.example')('127.0.0.1', peer), { code: 'MESH_ERR_CALL_UNAUTHORIZED', message: /not of our trust domain/ })
+})
+
+t.test('file provider: certificates rewritten on disk are served to new connections and advertised, without a failed call', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'mesh-mtls-files-'))
+  t.teardown(async () => { await rm(dir, { recursive: true, force: true }) })
+  const ca = await LocalCa.open(home, 'mcp-mesh.local', { create: false })
+  const write = async (): Promise<void> => {
+    const svid = await issueSvid(ca, { name: 'filed', hosts: ['127.0.0.1'] })
+    await writeFile(join(dir, 'svid.key'), svid.keyPem, { mode: 0o600 })
+    await writeFile(join(dir, 'svid.pem'), svid.certPem)
+    await writeFile(join(dir, 'bundle.pem'), svid.bundlePem)
+  }
+  await write()
+  const files = { certFile: join(dir, 'svid.pem'), keyFile: join(dir, 'svid.key'), bundleFile: join(dir, 'bundle.pem') }
+  const filed = await start('filed', { ...join_, home, tls: { mode: 'mtls', provider: 'file', ...files } }, (n) => n.tool('echo', { capability: 'echo', input: { n: z.number() } }, async ({ n }) => ({ n })))
+  const caller = await start('echo-caller', mtls(join_))
+  await waitFor('the caller to see echo', () => caller.explain('echo').ranked.length > 0)
+  t.same(await caller.call('echo', { n: 1 }), { n: 1 })
+  const firstKey = filed.gossip.advert!.identity!.key
+  await write()
+  await waitFor('the new certificate advertised', () => filed.gossip.advert!.identity!.key !== firstKey)
+  await waitFor('the caller to hear of it', () => caller.members().find((m) => m.advert.name === 'filed')?.advert.identity?.key !== firstKey)
+  t.same(await caller.call('echo', { n: 2 }), { n: 2 }, 'called again, verified against the new key')
+  t.equal(caller.stats.failovers, 0, 'no call was refused')
+})
