@@ -219,8 +219,8 @@ const trustDomain = z.string().min(1).max(255).regex(/^[a-z0-9._-]+$/, 'lower-ca
  * certificate files written by SPIRE, Vault or cert-manager, and watches them for renewals.
  */
 export const TlsOptionsSchema = z.object({
-  /** `mtls`: every call is mutually authenticated; `off`: plain HTTP (no identity). */
-  mode: z.enum(['mtls', 'off']).default('mtls'),
+  /** `strict`: every call is mutually authenticated; `off`: plain HTTP (no identity). */
+  mode: z.enum(['strict', 'off']).default('strict'),
   provider: z.enum(['auto', 'file']).default('auto'),
   trustDomain: trustDomain.default('mcp-mesh.local'),
   /** `file`: the SVID, its private key (mode 0600) and the trust domain's CA bundle, as PEM. */
@@ -230,7 +230,7 @@ export const TlsOptionsSchema = z.object({
   /** `auto`: how long each SVID lives; renewed at half-life. 24 h by default. */
   svidTtlMs: ms.min(60_000).default(24 * 3600_000),
 }).strict().superRefine((t, ctx) => {
-  if (t.mode !== 'mtls' || t.provider !== 'file') return
+  if (t.mode !== 'strict' || t.provider !== 'file') return
   for (const f of ['certFile', 'keyFile', 'bundleFile'] as const) {
     if (t[f] === undefined) ctx.addIssue({ code: 'custom', path: [f], message: `the file provider needs ${f} (MCP_MESH_TLS_${f === 'certFile' ? 'CERT' : f === 'keyFile' ? 'KEY' : 'CA'})` })
   }

@@ -34,6 +34,8 @@ import type { CallOptions, CallStats, DependencyDeclaration, MeshTool, MeshToolC
 export type { ToolContext } from './server/tool-context.ts'
 
 const log = logger('mesh:node')
+/** The plain-HTTP warning is given once per process. */
+let warnedPlain = false
 
 /** Declares one tool: what it offers, what it takes and returns, and what it needs. */
 export interface ToolSpec<I extends z.ZodRawShape, D extends Record<string, DependencyDeclaration>> extends ToolDefinition<I> {
@@ -142,9 +144,16 @@ class Node implements MeshNode {
     this.#seam = seam
     this.#clock = seam.clock ?? systemClock
     this.#mcp = new McpServer({ name: this.options.name, version: this.options.version }, { capabilities: { tools: {}, logging: {} } })
-    this.#tools = createToolRegistry({ agent: this.options.name })
+    this.#tools = createToolRegistry({
+      agent: this.options.name,
+      onDenied: (tool, caller) => {
+        const dropped = this.#endpoint?.stats.dropped ?? this.#endpointStats.dropped
+        dropped['not-authorized'] = (dropped['not-authorized'] ?? 0) + 1
+        log('refused a call of %s by %s: not on its allow-list', tool, caller ?? 'a caller with no identity')
+      },
+    })
     this.#tools.install(this.#mcp)
-    const mtls = this.options.tls.mode === 'mtls'
+    const mtls = this.options.tls.mode === 'strict'
     this.#client = new McpHttpClient({
       clientName: this.options.name,
       clientVersion: this.options.version,
@@ -224,8 +233,12 @@ class Node implements MeshNode {
     const o = this.options
     const { version: _v, http: _h, tls: _t, settleMs: _s, callTimeoutMs: _c, drainGraceMs: _d, handleSignals: _hs, ...gossipOptions } = o
     this.#gossip = createGossipNode({ ...gossipOptions, advert: this.#advertBody('alive') }, { ...this.#seam.gossip, ...(this.#seam.clock === undefined ? {} : { clock: this.#seam.clock }) })
+    if (o.tls.mode === 'off' && !warnedPlain) {
+      warnedPlain = true
+      process.emitWarning(`agent ${o.name}: tls.mode is off (MCP_MESH_TLS_MODE=off): its endpoint serves plain HTTP to anyone who reaches it, and it calls providers without checking who they are`, { code: 'MESH_TLS_OFF' })
+    }
     try {
-      if (o.tls.mode === 'mtls') await this.#startIdentity()
+      if (o.tls.mode === 'strict') await this.#startIdentity()
     } catch (err) {
       await this.#gossip.stop()
       throw err

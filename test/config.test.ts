@@ -151,3 +151,15 @@ t.test('mesh node options: a bad value or an unknown key fails, naming it', asyn
   t.same(fieldsOf(meshError(t, () => parseMeshNodeOptions({ name: 'a', http: { prot: 1 } } as never, {}))), ['http.prot'])
   t.same(fieldsOf(meshError(t, () => parseMeshNodeOptions({ name: 'a', settle: 5 } as never, {}))), ['settle'])
 })
+
+t.test('tls: strict by default (mutual TLS, auto), its variables, and the file provider needs all three files', async (t) => {
+  const d = parseMeshNodeOptions({ name: 'a' }, {})
+  t.same({ mode: d.tls.mode, provider: d.tls.provider, trustDomain: d.tls.trustDomain, svidTtlMs: d.tls.svidTtlMs }, { mode: 'strict', provider: 'auto', trustDomain: 'mcp-mesh.local', svidTtlMs: 86_400_000 })
+  const env = parseMeshNodeOptions({ name: 'a' }, { MCP_MESH_TLS_MODE: 'strict', MCP_MESH_TLS_PROVIDER: 'file', MCP_MESH_TRUST_DOMAIN: 'acme.test', MCP_MESH_TLS_CERT: '/c.pem', MCP_MESH_TLS_KEY: '/k.pem', MCP_MESH_TLS_CA: '/ca.pem' })
+  t.same(env.tls, { mode: 'strict', provider: 'file', trustDomain: 'acme.test', certFile: '/c.pem', keyFile: '/k.pem', bundleFile: '/ca.pem', svidTtlMs: 86_400_000 })
+  t.equal(parseMeshNodeOptions({ name: 'a' }, { MCP_MESH_TLS_MODE: 'off' }).tls.mode, 'off')
+  const missing = meshError(t, () => parseMeshNodeOptions({ name: 'a', tls: { provider: 'file', certFile: '/c.pem' } }, {}))
+  t.same(fieldsOf(missing).sort(), ['tls.bundleFile', 'tls.keyFile'], 'names the files that are missing')
+  t.same(fieldsOf(meshError(t, () => parseMeshNodeOptions({ name: 'a' }, { MCP_MESH_TLS_MODE: 'mutual' }))), ['tls.mode'])
+  t.same(fieldsOf(meshError(t, () => parseMeshNodeOptions({ name: 'a' }, { MCP_MESH_TRUST_DOMAIN: 'Acme.COM' }))), ['tls.trustDomain'], 'a trust domain is lower case')
+})

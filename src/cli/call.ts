@@ -16,6 +16,8 @@ for the next one.
   --version <range>      a semver range, for example ^1.2
   --call-timeout <ms>    how long the call may take (default 30000)
   --json                 print {"result", "provider", "ms"} as JSON
+  --cert, --key, --ca     the SVID, key and trust bundle to call with (default: a 10-minute SVID
+                         from the local CA in MCP_MESH_HOME)
   --bootstrap, --mesh, --timeout (join timeout, ms) as for every command
 
 Example: meshctl call plan_trip '{"destination":"Lisbon","dates":"May 3-7"}'
@@ -42,7 +44,7 @@ export async function call (argv: string[]): Promise<number> {
   const tags = commaList(values.tags).map((t) => t.includes('|') ? t.split('|') : t)
   const spec = { capability, ...(tags.length > 0 ? { tags } : {}), ...(values.version !== undefined ? { version: values.version } : {}) }
 
-  const tls = await cliTls()
+  const tls = await cliTls(values)
   const node = await observe(values)
   const client = new McpHttpClient({ clientName: 'meshctl', ...(tls === undefined ? {} : { tls: { trustDomain: tls.trustDomain, context: () => tls.context } }) })
   const stop = new AbortController()

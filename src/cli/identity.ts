@@ -3,6 +3,7 @@ import { createSecureContext } from 'node:tls'
 import { optionsFromEnv, parseGossipOptions, TlsOptionsSchema } from '../config.ts'
 import type { TlsOptions } from '../config.ts'
 import { MeshError } from '../errors.ts'
+import { UsageError } from './args.ts'
 
 /** How long the identity `meshctl` issues itself lives: one command. */
 const CLI_SVID_TTL_MS = 10 * 60_000
@@ -16,13 +17,17 @@ export interface CliTls {
 }
 
 /**
- * `meshctl`'s identity, read from the same `MCP_MESH_TLS_*` variables as agents: none when the
- * mode is `off`; with `auto`, a 10-minute SVID for `spiffe://<domain>/agent/meshctl` issued in
- * memory by the local CA in the home folder (no key is written); with `file`, the files named.
+ * `meshctl`'s identity: the `--cert`, `--key` and `--ca` files when given; else from the same
+ * `MCP_MESH_TLS_*` variables as agents: none when the mode is `off`; with `auto`, a 10-minute
+ * SVID for `spiffe://<domain>/agent/meshctl` issued in memory by the local CA in the home folder
+ * (no key is written); with `file`, the files named.
  */
-export async function cliTls (env: NodeJS.ProcessEnv = process.env): Promise<CliTls | undefined> {
-  const fromEnv = optionsFromEnv(env, true) as { tls?: unknown }
-  const parsed = TlsOptionsSchema.safeParse(fromEnv.tls ?? {})
+export async function cliTls (flags: { cert?: string, key?: string, ca?: string } = {}, env: NodeJS.ProcessEnv = process.env): Promise<CliTls | undefined> {
+  const fromEnv = optionsFromEnv(env, true) as { tls?: Record<string, unknown> }
+  const given = [flags.cert, flags.key, flags.ca].filter((f) => f !== undefined).length
+  if (given > 0 && given < 3) throw new UsageError('--cert, --key and --ca go together: the SVID, its private key and the trust bundle of its domain')
+  const tlsInput = given === 3 ? { ...fromEnv.tls, mode: 'strict', provider: 'file', certFile: flags.cert, keyFile: flags.key, bundleFile: flags.ca } : (fromEnv.tls ?? {})
+  const parsed = TlsOptionsSchema.safeParse(tlsInput)
   if (!parsed.success) {
     throw new MeshError('MESH_ERR_CONFIG_INVALID', `invalid MCP_MESH_TLS_* variables: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`, { details: { fields: parsed.error.issues.map((i) => ['tls', ...i.path].join('.')) } })
   }
@@ -33,6 +38,8 @@ export async function cliTls (env: NodeJS.ProcessEnv = process.env): Promise<Cli
     const { readIdentityFiles } = await import('../identity/file-provider.ts')
     const id = await readIdentityFiles({ certPath: tls.certFile!, keyPath: tls.keyFile!, bundlePath: tls.bundleFile! })
     pems = { cert: id.certPem, key: id.keyPem, ca: id.bundlePem }
+    // The files name the trust domain: the SVID's, unless MCP_MESH_TRUST_DOMAIN says otherwise.
+    if (fromEnv.tls?.trustDomain === undefined) return { trustDomain: id.facts.trustDomain, pems, context: createSecureContext({ ...pems, minVersion: 'TLSv1.3' }) }
   } else {
     const { home } = parseGossipOptions({ name: 'meshctl' }, env)
     const { LocalCa } = await import('../identity/local-ca.ts')

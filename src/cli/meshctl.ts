@@ -23,6 +23,9 @@ Common options:
   --mesh <name>             mesh name (default "default"; env MCP_MESH_NAMESPACE)
   --timeout <ms>            how long to try to join (default 5000)
   --json                    machine-readable output
+  --cert, --key, --ca <pem> the SVID, its key and the trust bundle to call agents with (call,
+                            status); without them meshctl issues itself a 10-minute SVID from
+                            the local CA in MCP_MESH_HOME (env MCP_MESH_TLS_MODE=off: plain HTTP)
   -h, --help                help for a command
 
 meshctl joins the mesh as an observer (no advert, a throwaway identity), takes a snapshot of the

@@ -10,6 +10,9 @@ export const common = {
   timeout: { type: 'string' },
   json: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
+  cert: { type: 'string' },
+  key: { type: 'string' },
+  ca: { type: 'string' },
 } as const
 
 /** Joins as an observer (no advert, throwaway key) and waits for the first sync. */

@@ -23,7 +23,7 @@ export async function status (argv: string[]): Promise<number> {
   if (values.help === true) { console.log(STATUS_HELP); return Exit.ok }
   const who = positionals[0]
   if (who === undefined) throw new UsageError('status needs an agent name, for example: meshctl status weather-claude')
-  const tls = await cliTls()
+  const tls = await cliTls(values)
   const node = await observe(values)
   const members = [...node.replica.members()]
   await node.stop()
@@ -99,7 +99,7 @@ async function readiness (endpoint: string, addrs: readonly string[], tls: CliTl
   try {
     const url = new URL('/readyz', endpoint)
     const https = url.protocol === 'https:'
-    if (https && tls === undefined) return 'not asked (it serves mutual TLS; set MCP_MESH_TLS_MODE=mtls)'
+    if (https && tls === undefined) return 'not asked (it serves mutual TLS; set MCP_MESH_TLS_MODE=strict)'
     // With mutual TLS, the agent must hold the identity its advert endorses, as for a call.
     const secure = https && tls !== undefined ? { ...tls.pems, checkServerIdentity: checkProvider(peer, tls.trustDomain) } : {}
     const { status, text } = await new Promise<{ status: number, text: string }>((resolve, reject) => {

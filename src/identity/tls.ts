@@ -2,7 +2,7 @@ import { createHash, X509Certificate } from 'node:crypto'
 import type { IncomingMessage, RequestListener, Server } from 'node:http'
 import { createServer as createHttpsServer } from 'node:https'
 import type { Server as HttpsServer } from 'node:https'
-import { createSecureContext } from 'node:tls'
+import { checkServerIdentity, createSecureContext } from 'node:tls'
 import type { PeerCertificate, SecureContext, TLSSocket } from 'node:tls'
 import type { AuthInfo } from '@modelcontextprotocol/sdk/server/auth/types.js'
 import { MeshError } from '../errors.ts'
@@ -77,18 +77,20 @@ export function secureContextOf (identity: Identity): SecureContext {
 
 /**
  * `checkServerIdentity` for calls: the chain was verified against our trust domain's bundle;
- * here the provider must hold exactly the SPIFFE ID and key its signed advert endorses (host
- * names are not checked: the SPIFFE ID is the identity). Returns an error to refuse the connection.
+ * here the provider must hold exactly the SPIFFE ID and key its signed advert endorses, and its
+ * certificate must name the host it is served at (a DNS or IP SAN), so an advert cannot point
+ * callers at an address its owner does not serve. Returns an error to refuse the connection.
  */
 export function checkProvider (expected: ExpectedPeer | undefined, trustDomain: string): (host: string, cert: PeerCertificate) => Error | undefined {
-  return (_host, cert) => {
+  return (host, cert) => {
     const f = peerFacts(cert.raw, cert.fingerprint256)
-    const refuse = (why: string): Error => new MeshError('MESH_ERR_CALL_UNAUTHORIZED', `the provider's certificate was refused: ${why}`, { details: { notSent: true, reason: why } })
+    const refuse = (why: string): Error => new MeshError('MESH_ERR_CALL_UNTRUSTED', `the provider's certificate was refused: ${why}`, { details: { notSent: true, reason: why } })
     if (typeof f === 'string') return refuse(f)
     if (f.trustDomain !== trustDomain) return refuse(`${f.spiffeId} is not of our trust domain ${trustDomain}`)
     if (expected === undefined) return undefined
     if (f.spiffeId !== expected.spiffeId) return refuse(`it is ${f.spiffeId}, but the advert names ${expected.spiffeId}`)
     if (f.keyHash !== expected.keyHash) return refuse(`its key is not the one ${expected.spiffeId}'s advert endorses`)
+    if (checkServerIdentity(host, cert) !== undefined) return refuse(`its certificate does not name the host ${host} its advert's endpoint is at`)
     return undefined
   }
 }

@@ -159,7 +159,7 @@ export function createCaller (init: CallerInit): MeshToolContext {
         throw new MeshError('MESH_ERR_CALL_UNREACHABLE', `${c.agent} was not called: ${problem ?? 'no endpoint'}`, { details: { notSent: true, refused: problem } })
       }
       if (init.requireIdentity === true && c.identity === undefined) {
-        throw new MeshError('MESH_ERR_CALL_UNAUTHORIZED', `${c.agent} was not called: its advert endorses no TLS identity, and this agent calls only with mutual TLS`, { details: { notSent: true } })
+        throw new MeshError('MESH_ERR_CALL_UNTRUSTED', `${c.agent} was not called: its advert endorses no TLS identity, and this agent calls only with mutual TLS`, { details: { notSent: true } })
       }
       const held = called.get(c.peerId)
       if (held?.endpoint !== c.endpoint || held.key !== c.identity?.keyHash) called.set(c.peerId, { endpoint: c.endpoint, ...(c.identity === undefined ? {} : { key: c.identity.keyHash }) })

@@ -168,7 +168,7 @@ export class McpHttpClient {
       const https = u.protocol === 'https:'
       const tls = this.#init.tls
       if (tls !== undefined && !https) {
-        throw new MeshError('MESH_ERR_CALL_UNAUTHORIZED', `${t.href} was not called: it serves plain HTTP, and this agent calls only with mutual TLS`, { details: { url: t.href, notSent: true } })
+        throw new MeshError('MESH_ERR_CALL_UNTRUSTED', `${t.href} was not called: it serves plain HTTP, and this agent calls only with mutual TLS`, { details: { url: t.href, notSent: true } })
       }
       const options = {
         ...this.#init.connect,
@@ -364,7 +364,7 @@ function callError (err: unknown, url: string, signal: AbortSignal): MeshError {
   if (err instanceof MeshError) return err
   const tlsCode = (err as { code?: string }).code ?? ''
   if (CERT_ERRORS.test(tlsCode)) {
-    return new MeshError('MESH_ERR_CALL_UNAUTHORIZED', `${url} was not called: its certificate was refused (${tlsCode})`, { details: { url, errno: tlsCode, notSent: true }, cause: err })
+    return new MeshError('MESH_ERR_CALL_UNTRUSTED', `${url} was not called: its certificate was refused (${tlsCode})`, { details: { url, errno: tlsCode, notSent: true }, cause: err })
   }
   if (signal.aborted) {
     const reason: unknown = signal.reason

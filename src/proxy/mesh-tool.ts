@@ -147,7 +147,7 @@ export function createMeshTool<R = unknown> (name: string, declaration: Dependen
       }
       if (unreachable.length > 0 && order.length > 0) {
         // Refused for identity alone: say so, as no retry elsewhere will change it.
-        const code = unreachable.every((e) => e.code === 'MESH_ERR_CALL_UNAUTHORIZED') ? 'MESH_ERR_CALL_UNAUTHORIZED' : 'MESH_ERR_CALL_UNREACHABLE'
+        const code = unreachable.every((e) => e.code === 'MESH_ERR_CALL_UNTRUSTED') ? 'MESH_ERR_CALL_UNTRUSTED' : 'MESH_ERR_CALL_UNREACHABLE'
         throw failed(new MeshError(code, `every provider of ${name} (${specs[0].capability}) refused the call: ${unreachable.map((e) => e.message).join('; ')}`, {
           details: { dependency: name, attempts: unreachable.map((e) => e.details) },
         }))
@@ -188,7 +188,7 @@ function unwrap<R> (r: CallToolResult, dependency: string, provider: ProviderInf
  * Codes only this side raises: about the transport or the choice of provider. A provider that
  * puts one in a result is not believed (it ran the call, so none of them is true).
  */
-const CALLER_CODES: ReadonlySet<string> = new Set(['MESH_ERR_CALL_NO_PROVIDER', 'MESH_ERR_CALL_TIMEOUT', 'MESH_ERR_CALL_UNREACHABLE', 'MESH_ERR_CALL_FAILED', 'MESH_ERR_CALL_UNAUTHORIZED'])
+const CALLER_CODES: ReadonlySet<string> = new Set(['MESH_ERR_CALL_NO_PROVIDER', 'MESH_ERR_CALL_TIMEOUT', 'MESH_ERR_CALL_UNREACHABLE', 'MESH_ERR_CALL_FAILED', 'MESH_ERR_CALL_UNTRUSTED'])
 
 /**
  * The error for an `isError` result. Its class travels as data, never read from the text: a mesh

@@ -47,6 +47,8 @@ export interface EndpointStats {
    * `cancel-unmatched`: a cancellation naming no request of its sender in flight.
    * `answer-unmatched`, `answer-foreign`: an answer to a server request (sampling, elicitation)
    * that was not sent to its sender (unknown ID; another identity).
+   * With mutual TLS: `tls-unauthorized`, `tls-not-svid`, `tls-foreign-domain`, `tls-handshake`
+   * (clients refused before any HTTP), and `not-authorized` (a call its tool's allow-list refused).
    */
   dropped: Record<string, number>
 }

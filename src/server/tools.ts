@@ -2,6 +2,8 @@ import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js'
 import { CallToolRequestSchema, ListToolsRequestSchema, SetLevelRequestSchema } from '@modelcontextprotocol/sdk/types.js'
 import type { CallToolResult, LoggingLevel, Tool } from '@modelcontextprotocol/sdk/types.js'
 import { z } from 'zod'
+import { allowList } from '../identity/authorize.ts'
+import type { AllowList } from '../identity/authorize.ts'
 import { MeshError } from '../errors.ts'
 import { ToolAdvertSchema } from '../topology/advert.ts'
 import type { ToolAdvert } from '../topology/advert.ts'
@@ -23,6 +25,13 @@ export interface ToolDefinition<I extends z.ZodRawShape = z.ZodRawShape> {
   input?: I | z.ZodObject<I>
   /** Output schema: results are validated and returned as structured content. */
   output?: z.ZodRawShape | z.ZodObject
+  /**
+   * Who may call it over the endpoint: SPIFFE ID patterns, exact or ending in `/*`
+   * (`spiffe://acme.com/agent/*`). Default: any caller the endpoint admits, which with mutual TLS
+   * is any identity of the agent's own trust domain. Others get `MESH_ERR_CALL_NOT_AUTHORIZED`,
+   * and `tools/list` does not show them the tool.
+   */
+  allow?: string[]
 }
 
 /** A tool's handler as the registry runs it: validated arguments in, anything `toResult` takes out. */
@@ -49,6 +58,7 @@ export interface ToolRegistry {
 }
 
 interface LocalTool {
+  allow?: AllowList
   advert: ToolAdvert
   input: z.ZodObject
   output: z.ZodObject | undefined
@@ -56,12 +66,12 @@ interface LocalTool {
 }
 
 /** Creates the registry of one agent (`agent` names it in default descriptions and logs). */
-export function createToolRegistry (init: { agent: string }): ToolRegistry {
+export function createToolRegistry (init: { agent: string, onDenied?: (tool: string, caller: string | undefined) => void }): ToolRegistry {
   const tools = new Map<string, LocalTool>()
   // One server serves every caller, so the level is the endpoint's (the SDK keeps it per session).
   let logLevel: LoggingLevel = 'info'
   const level = (): LoggingLevel => logLevel
-  let listed: Tool[] | undefined
+  let listed: Array<{ allow: AllowList | undefined, tool: Tool }> | undefined
 
   /** The one call path: validate, run, check the output. */
   async function invoke (name: string, tool: LocalTool, args: unknown, ctx: ToolContext): Promise<CallToolResult> {
@@ -94,6 +104,11 @@ export function createToolRegistry (init: { agent: string }): ToolRegistry {
   const fastCall: FastCall = (name, args, extra) => {
     const tool = tools.get(name)
     if (tool === undefined) return Promise.resolve(unknownTool(name))
+    if (tool.allow !== undefined && !tool.allow.allows(extra.authInfo?.clientId)) {
+      const caller = extra.authInfo?.clientId
+      init.onDenied?.(name, caller)
+      return Promise.resolve(meshErrorResult('MESH_ERR_CALL_NOT_AUTHORIZED', `${caller ?? 'a caller with no identity'} may not call ${name} on agent ${init.agent}`, { tool: name, caller: caller ?? null }))
+    }
     return invoke(name, tool, args, remoteContext(extra, level, init.agent))
   }
 
@@ -118,7 +133,13 @@ export function createToolRegistry (init: { agent: string }): ToolRegistry {
         outputSchema: output === undefined ? undefined : z.toJSONSchema(output),
       })
       if (!parsed.success) throw new MeshError('MESH_ERR_TOOL_INVALID', `tool ${name}: ${z.prettifyError(parsed.error)}`, { details: { issues: parsed.error.issues } })
-      tools.set(name, { advert: parsed.data, input, output, run })
+      let allow: AllowList | undefined
+      try {
+        if (definition.allow !== undefined) allow = allowList(definition.allow)
+      } catch (err) {
+        throw new MeshError('MESH_ERR_TOOL_INVALID', `tool ${name}: ${(err as Error).message}`, { cause: err })
+      }
+      tools.set(name, { advert: parsed.data, input, output, run, ...(allow === undefined ? {} : { allow }) })
       listed = undefined
     },
 
@@ -130,14 +151,19 @@ export function createToolRegistry (init: { agent: string }): ToolRegistry {
       const server = mcp.server
       // tools/list serves the schemas the advert carries (JSON Schema 2020-12, MCP's default
       // dialect), so MCP clients and mesh peers see the same thing; the SDK would emit draft-07.
-      server.setRequestHandler(ListToolsRequestSchema, () => {
-        listed ??= [...tools.values()].map(({ advert: a }) => ({
-          name: a.name,
-          ...(a.description === undefined ? {} : { description: a.description }),
-          inputSchema: a.inputSchema as Tool['inputSchema'],
-          ...(a.outputSchema === undefined ? {} : { outputSchema: a.outputSchema as Tool['outputSchema'] }),
+      // A caller is shown only the tools it may call.
+      server.setRequestHandler(ListToolsRequestSchema, (_req, extra) => {
+        listed ??= [...tools.values()].map(({ advert: a, allow }) => ({
+          allow,
+          tool: {
+            name: a.name,
+            ...(a.description === undefined ? {} : { description: a.description }),
+            inputSchema: a.inputSchema as Tool['inputSchema'],
+            ...(a.outputSchema === undefined ? {} : { outputSchema: a.outputSchema as Tool['outputSchema'] }),
+          },
         }))
-        return { tools: listed }
+        const caller = extra.authInfo?.clientId
+        return { tools: listed.filter((l) => l.allow === undefined || l.allow.allows(caller)).map((l) => l.tool) }
       })
       // Calls the fast path leaves to the engine take the same path.
       server.setRequestHandler(CallToolRequestSchema, async (req, extra) =>

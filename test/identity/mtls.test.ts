@@ -24,10 +24,12 @@ t.teardown(async () => {
   await rm(otherHome, { recursive: true, force: true })
 })
 
+const warnings: string[] = []
+process.on('warning', (w) => { warnings.push(String((w as Error & { code?: string }).code)) })
 const nodes: MeshNode[] = []
 t.teardown(async () => { await Promise.all(nodes.map(async (n) => n.stop())) })
 
-const mtls = (extra: Partial<MeshNodeOptionsInput> = {}): Partial<MeshNodeOptionsInput> => ({ home, tls: { mode: 'mtls' }, ...extra })
+const mtls = (extra: Partial<MeshNodeOptionsInput> = {}): Partial<MeshNodeOptionsInput> => ({ home, tls: { mode: 'strict' }, ...extra })
 
 async function start (name: string, extra: Partial<MeshNodeOptionsInput>, define: (n: MeshNode) => void = () => {}): Promise<MeshNode> {
   const n = createMeshNode(testNodeOptions(MESH, name, extra))
@@ -48,13 +50,15 @@ const provider = await start('weather', mtls(), (n) => n.tool('get_weather', {
 }))
 const join_ = { bootstrap: provider.gossip.addrs }
 
-/** An HTTPS POST to the provider's endpoint with these TLS options: the status, or the error. */
-async function post (tls: { cert?: string, key?: string, ca?: string }): Promise<{ status?: number, error?: string }> {
-  const u = new URL(provider.url)
+/** An HTTPS POST of `tools/list` to an endpoint with these TLS options: the status and body, or the error. */
+async function post (tls: { cert?: string, key?: string, ca?: string }, url = provider.url): Promise<{ status?: number, body?: string, error?: string }> {
+  const u = new URL(url)
   return new Promise((resolve) => {
     const req = request({ host: u.hostname, port: u.port, path: u.pathname, method: 'POST', rejectUnauthorized: false, ...tls, headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream' } }, (res) => {
-      res.resume()
-      resolve({ status: res.statusCode })
+      let body = ''
+      res.setEncoding('utf8')
+      res.on('data', (d: string) => { body += d })
+      res.on('end', () => { resolve({ status: res.statusCode, body }) })
     })
     req.on('error', (err) => { resolve({ error: (err as NodeJS.ErrnoException).code ?? err.message }) })
     req.end(JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/list', params: {} }))
@@ -104,28 +108,46 @@ t.test('clients the endpoint refuses before a byte of HTTP: no certificate, anot
   t.equal((await post({ cert: good.certPem, key: good.keyPem })).status, 200, 'the same request with an SVID of our CA is served')
 })
 
-t.test('a caller refuses a provider of another CA, and a plain-HTTP provider: MESH_ERR_CALL_UNAUTHORIZED', async (t) => {
+t.test('a caller refuses a provider of another CA, and a plain-HTTP provider: MESH_ERR_CALL_UNTRUSTED', async (t) => {
   const impostor = await start('impostor', { ...mtls(join_), home: otherHome }, (n) => n.tool('fake_weather', { capability: 'stormy' }, async () => ({ sky: 'storm' })))
   const plain = await start('plain', join_, (n) => n.tool('plain_weather', { capability: 'drizzle' }, async () => ({ sky: 'drizzle' })))
   const caller = await start('careful', mtls(join_))
   await waitFor('the caller to see both providers', () => caller.explain('stormy').ranked.length > 0 && caller.explain('drizzle').ranked.length > 0)
-  await t.rejects(caller.call('stormy'), { code: 'MESH_ERR_CALL_UNAUTHORIZED' }, 'another CA: its chain does not verify against our bundle')
-  await t.rejects(caller.call('drizzle'), { code: 'MESH_ERR_CALL_UNAUTHORIZED' }, 'plain HTTP: not called at all')
+  await t.rejects(caller.call('stormy'), { code: 'MESH_ERR_CALL_UNTRUSTED' }, 'another CA: its chain does not verify against our bundle')
+  await t.rejects(caller.call('drizzle'), { code: 'MESH_ERR_CALL_UNTRUSTED' }, 'plain HTTP: not called at all')
   // TLS 1.3: the caller checks the server's chain first, and leaves before it shows its own.
   t.equal(impostor.endpointStats.dropped['tls-unauthorized'], undefined, 'so the impostor never saw our certificate')
   t.ok(plain.url.startsWith('http://'))
+  t.ok(warnings.includes('MESH_TLS_OFF'), 'an agent started with TLS off warns')
 })
 
 t.test('checkProvider: the SPIFFE ID and the key must be the ones the advert endorses', async (t) => {
   const ca = await LocalCa.open(home, 'mcp-mesh.local', { create: false })
   const svid = await issueSvid(ca, { name: 'weather', hosts: ['127.0.0.1'] })
   const cert = new X509Certificate(svid.certPem)
-  const peer = { raw: cert.raw, fingerprint256: cert.fingerprint256 } as unknown as import('node:tls').PeerCertificate
+  const peer = { raw: cert.raw, fingerprint256: cert.fingerprint256, subjectaltname: cert.subjectAltName, subject: {} } as unknown as import('node:tls').PeerCertificate
   const keyHash = keyHashOf(cert.publicKey.export({ type: 'spki', format: 'der' }))
   t.equal(checkProvider({ spiffeId: 'spiffe://mcp-mesh.local/agent/weather', keyHash }, 'mcp-mesh.local')('127.0.0.1', peer), undefined, 'as endorsed')
-  t.match(checkProvider({ spiffeId: 'spiffe://mcp-mesh.local/agent/payments', keyHash }, 'mcp-mesh.local')('127.0.0.1', peer), { code: 'MESH_ERR_CALL_UNAUTHORIZED', message: /advert names spiffe:\/\/mcp-mesh.local\/agent\/payments/ })
-  t.match(checkProvider({ spiffeId: 'spiffe://mcp-mesh.local/agent/weather', keyHash: 'A'.repeat(43) }, 'mcp-mesh.local')('127.0.0.1', peer), { code: 'MESH_ERR_CALL_UNAUTHORIZED', message: /key is not the one/ })
-  t.match(checkProvider(undefined, 'partner.example')('127.0.0.1', peer), { code: 'MESH_ERR_CALL_UNAUTHORIZED', message: /not of our trust domain/ })
+  t.match(checkProvider({ spiffeId: 'spiffe://mcp-mesh.local/agent/payments', keyHash }, 'mcp-mesh.local')('127.0.0.1', peer), { code: 'MESH_ERR_CALL_UNTRUSTED', message: /advert names spiffe:\/\/mcp-mesh.local\/agent\/payments/ })
+  t.match(checkProvider({ spiffeId: 'spiffe://mcp-mesh.local/agent/weather', keyHash: 'A'.repeat(43) }, 'mcp-mesh.local')('127.0.0.1', peer), { code: 'MESH_ERR_CALL_UNTRUSTED', message: /key is not the one/ })
+  t.match(checkProvider(undefined, 'partner.example')('127.0.0.1', peer), { code: 'MESH_ERR_CALL_UNTRUSTED', message: /not of our trust domain/ })
+  t.match(checkProvider({ spiffeId: 'spiffe://mcp-mesh.local/agent/weather', keyHash }, 'mcp-mesh.local')('10.9.9.9', peer), { code: 'MESH_ERR_CALL_UNTRUSTED', message: /does not name the host 10.9.9.9/ }, 'served at a host its SVID does not name')
+})
+
+t.test('an advert whose endpoint host is not in its SVID is not called', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'mesh-mtls-elsewhere-'))
+  t.teardown(async () => { await rm(dir, { recursive: true, force: true }) })
+  const svid = await issueSvid(await LocalCa.open(home, 'mcp-mesh.local', { create: false }), { name: 'elsewhere', hosts: ['10.9.9.9'] })
+  await writeFile(join(dir, 'svid.key'), svid.keyPem, { mode: 0o600 })
+  await writeFile(join(dir, 'svid.pem'), svid.certPem)
+  await writeFile(join(dir, 'bundle.pem'), svid.bundlePem)
+  const files = { certFile: join(dir, 'svid.pem'), keyFile: join(dir, 'svid.key'), bundleFile: join(dir, 'bundle.pem') }
+  let ran = 0
+  await start('elsewhere', { ...join_, home, tls: { mode: 'strict', provider: 'file', ...files } }, (n) => n.tool('far', { capability: 'far' }, async () => { ran++; return {} }))
+  const caller = await start('far-caller', mtls(join_))
+  await waitFor('the caller to see far', () => caller.explain('far').ranked.length > 0)
+  await t.rejects(caller.call('far'), { code: 'MESH_ERR_CALL_UNTRUSTED', message: /does not name the host 127.0.0.1/ })
+  t.equal(ran, 0, 'nothing ran')
 })
 
 t.test('file provider: certificates rewritten on disk are served to new connections and advertised, without a failed call', async (t) => {
@@ -140,7 +162,7 @@ t.test('file provider: certificates rewritten on disk are served to new connecti
   }
   await write()
   const files = { certFile: join(dir, 'svid.pem'), keyFile: join(dir, 'svid.key'), bundleFile: join(dir, 'bundle.pem') }
-  const filed = await start('filed', { ...join_, home, tls: { mode: 'mtls', provider: 'file', ...files } }, (n) => n.tool('echo', { capability: 'echo', input: { n: z.number() } }, async ({ n }) => ({ n })))
+  const filed = await start('filed', { ...join_, home, tls: { mode: 'strict', provider: 'file', ...files } }, (n) => n.tool('echo', { capability: 'echo', input: { n: z.number() } }, async ({ n }) => ({ n })))
   const caller = await start('echo-caller', mtls(join_))
   await waitFor('the caller to see echo', () => caller.explain('echo').ranked.length > 0)
   t.same(await caller.call('echo', { n: 1 }), { n: 1 })
@@ -150,4 +172,29 @@ t.test('file provider: certificates rewritten on disk are served to new connecti
   await waitFor('the caller to hear of it', () => caller.members().find((m) => m.advert.name === 'filed')?.advert.identity?.key !== firstKey)
   t.same(await caller.call('echo', { n: 2 }), { n: 2 }, 'called again, verified against the new key')
   t.equal(caller.stats.failovers, 0, 'no call was refused')
+})
+
+t.test('authorization: a tool\'s allow-list of SPIFFE ID patterns; others are refused by name, counted, and not shown the tool', async (t) => {
+  let paid = 0
+  const bank = await start('bank', mtls(join_), (n) => n
+    .tool('pay', { capability: 'pay', allow: ['spiffe://mcp-mesh.local/team/payments/*', 'spiffe://mcp-mesh.local/agent/shop'] }, async () => { paid++; return { ok: true } })
+    .tool('rates', { capability: 'rates', allow: ['spiffe://mcp-mesh.local/agent/*'] }, async () => ({ eur: 1 })))
+  const shop = await start('shop', mtls(join_))
+  const stranger = await start('stranger', mtls(join_))
+  await waitFor('both callers to see pay', () => shop.explain('pay').ranked.length > 0 && stranger.explain('pay').ranked.length > 0)
+  t.same(await shop.call('pay'), { ok: true }, 'an exact SPIFFE ID on the list calls')
+  await t.rejects(stranger.call('pay'), { code: 'MESH_ERR_CALL_NOT_AUTHORIZED', message: /spiffe:\/\/mcp-mesh.local\/agent\/stranger may not call pay on agent bank/ })
+  t.equal(paid, 1, 'the refused call ran nothing')
+  t.equal(bank.endpointStats.dropped['not-authorized'], 1, 'and was counted')
+  t.same(await stranger.call('rates'), { eur: 1 }, 'a prefix pattern (/agent/*) lets any agent of the domain call')
+
+  const ca = await LocalCa.open(home, 'mcp-mesh.local', { create: false })
+  const names = async (name: string): Promise<string[]> => {
+    const svid = await issueSvid(ca, { name, hosts: [] })
+    const r = await post({ cert: svid.certPem, key: svid.keyPem }, bank.url)
+    return ((JSON.parse(r.body!) as { result: { tools: Array<{ name: string }> } }).result.tools).map((x) => x.name).sort()
+  }
+  t.same(await names('shop'), ['pay', 'rates'], 'tools/list shows the shop both tools')
+  t.same(await names('stranger'), ['rates'], 'and the stranger only the one it may call')
+  t.throws(() => createMeshNode(testNodeOptions(MESH, 'bad-allow', mtls())).tool('x', { allow: ['https://not-spiffe'] }, () => ({})), { code: 'MESH_ERR_TOOL_INVALID', message: /allow\[0\]/ }, 'a bad pattern fails at registration')
 })

@@ -44,7 +44,7 @@ await Promise.all([spawnAgent('hotels.ts'), spawnAgent('flights.ts'), spawnAgent
 // The tester's settle window outlasts the whole file (its bound is 300 s), so the tests that call
 // inside it do not depend on how fast the ones before them ran on a busy machine.
 // The example agents run on the defaults (mutual TLS, the local CA in the home folder): so does the tester.
-const tester = createMeshNode(testNodeOptions(MESH, 'tester', { bootstrap: boot.addrs, settleMs: 300_000, home, tls: { mode: 'mtls' } }))
+const tester = createMeshNode(testNodeOptions(MESH, 'tester', { bootstrap: boot.addrs, settleMs: 300_000, home, tls: { mode: 'strict' } }))
 nodes.push(tester)
 await tester.start()
 await tester.ready()
@@ -69,7 +69,7 @@ t.test('bad arguments across processes: MESH_ERR_CALL_INVALID_ARGS with the vali
 t.test('NO_PROVIDER from another process\'s view says what the mesh offers', async (t) => {
   const err = await tester.call('translate', {}, { timeout: 200 }).catch((e: unknown) => e)
   t.match(err, { code: 'MESH_ERR_CALL_TIMEOUT' }, 'inside the settle window the call waits, bounded by its timeout')
-  const quick = createMeshNode(testNodeOptions(MESH, 'tester-quick', { bootstrap: boot.addrs, settleMs: 0, home, tls: { mode: 'mtls' } }))
+  const quick = createMeshNode(testNodeOptions(MESH, 'tester-quick', { bootstrap: boot.addrs, settleMs: 0, home, tls: { mode: 'strict' } }))
   nodes.push(quick)
   await quick.start()
   await quick.ready()

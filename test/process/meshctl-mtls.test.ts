@@ -2,7 +2,7 @@
 // the mesh's TLS variables, meshctl takes a short-lived identity from the same local CA and calls
 // like an agent; without them, it is refused and says why.
 import { spawn } from 'node:child_process'
-import { mkdtemp, rm } from 'node:fs/promises'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -11,12 +11,14 @@ import { z } from 'zod'
 import { createMeshNode } from '../../src/node.ts'
 import { testNodeOptions } from '../helpers/mesh.ts'
 import { collect } from '../helpers/collect.ts'
+import { LocalCa } from '../../src/identity/local-ca.ts'
+import { issueSvid } from '../../src/identity/svid.ts'
 
 const root = fileURLToPath(new URL('../..', import.meta.url))
 const MESH = `meshctl-mtls-${process.pid}`
 const home = await mkdtemp(join(tmpdir(), 'mesh-meshctl-mtls-'))
 const callers: Array<string | undefined> = []
-const agent = createMeshNode(testNodeOptions(MESH, 'weather', { home, tls: { mode: 'mtls' } }))
+const agent = createMeshNode(testNodeOptions(MESH, 'weather', { home, tls: { mode: 'strict' } }))
 agent.tool('get_weather', { capability: 'weather', input: { city: z.string() } }, async ({ city }, _deps, ctx) => {
   callers.push(ctx.authInfo?.clientId)
   return { city, sky: 'clear' }
@@ -34,7 +36,7 @@ async function meshctl (args: string[], env: Record<string, string>): Promise<{ 
   }))
 }
 
-const TLS = { MCP_MESH_TLS_MODE: 'mtls' }
+const TLS = { MCP_MESH_TLS_MODE: 'strict' }
 
 t.test('meshctl call with the mesh\'s TLS variables: called over mutual TLS as spiffe://.../agent/meshctl', async (t) => {
   const r = await meshctl(['call', 'weather', '{"city":"Oslo"}'], TLS)
@@ -59,8 +61,23 @@ t.test('without them, meshctl is refused before anything is sent, and says so', 
   const before = callers.length
   const r = await meshctl(['call', 'weather', '{"city":"Oslo"}'], { MCP_MESH_TLS_MODE: 'off' })
   t.equal(r.code, 1)
-  t.match(r.err, /MESH_ERR_CALL_UNAUTHORIZED/)
+  t.match(r.err, /MESH_ERR_CALL_UNTRUSTED/)
   t.equal(callers.length, before, 'the tool did not run')
   const s = await meshctl(['status', 'weather'], { MCP_MESH_TLS_MODE: 'off' })
-  t.match(s.out, /readyz: not asked \(it serves mutual TLS; set MCP_MESH_TLS_MODE=mtls\)/)
+  t.match(s.out, /readyz: not asked \(it serves mutual TLS; set MCP_MESH_TLS_MODE=strict\)/)
+})
+
+t.test('elsewhere, with --cert, --key and --ca: meshctl calls with that identity, whatever its home holds', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'mesh-meshctl-files-'))
+  t.teardown(async () => { await rm(dir, { recursive: true, force: true }) })
+  const svid = await issueSvid(await LocalCa.open(home, 'mcp-mesh.local', { create: false }), { name: 'ops', hosts: [] })
+  await writeFile(join(dir, 'svid.key'), svid.keyPem, { mode: 0o600 })
+  await writeFile(join(dir, 'svid.pem'), svid.certPem)
+  await writeFile(join(dir, 'bundle.pem'), svid.bundlePem)
+  const r = await meshctl(['call', 'weather', '{"city":"Bergen"}', '--cert', join(dir, 'svid.pem'), '--key', join(dir, 'svid.key'), '--ca', join(dir, 'bundle.pem')], { MCP_MESH_HOME: dir })
+  t.equal(r.code, 0, r.err)
+  t.equal(callers.at(-1), 'spiffe://mcp-mesh.local/agent/ops', 'the agent saw the SPIFFE ID of the files')
+  const half = await meshctl(['call', 'weather', '{}', '--cert', join(dir, 'svid.pem')], {})
+  t.equal(half.code, 2, 'a usage error')
+  t.match(half.err, /--cert, --key and --ca go together/)
 })
