@@ -1,5 +1,7 @@
 // Memory of one agent process with everything the mesh loads by default (libp2p, gossip, the
-// endpoint, the client) versus a bare stock MCP SDK server offering the same tool, and a bare Node.
+// endpoint, the client, mutual TLS with an "auto" identity) and with TLS off, versus a bare stock
+// MCP SDK server offering the same tool, and a bare Node; and each one's start-up time (spawn
+// until it prints its URL).
 // Each runs as its own process; RSS is read from /proc twice: idle 3 s after start-up, and 3 s
 // after `--calls` calls (200) from a stock SDK client. Runs are repeated (`--runs`, 3): the table
 // shows the median and the worst, since V8 sizes its heap by what survived so far and one process
@@ -11,7 +13,10 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
+import { Agent, fetch as undiciFetch } from 'undici'
 import { Client } from '@modelcontextprotocol/sdk/client/index.js'
+import { LocalCa } from '../src/identity/local-ca.ts'
+import { issueSvid } from '../src/identity/svid.ts'
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js'
 
 const { values } = parseArgs({ options: { runs: { type: 'string', default: '3' }, calls: { type: 'string', default: '200' } } })
@@ -22,18 +27,26 @@ const home = await mkdtemp(join(tmpdir(), 'mesh-mem-'))
 const rssMb = async (pid: number): Promise<number> => Number((await readFile(`/proc/${pid}/status`, 'utf8')).match(/VmRSS:\s+(\d+)/)![1]) / 1024
 const settle = async (): Promise<void> => { await new Promise((resolve) => setTimeout(resolve, 3_000)) }
 
-interface Reading { idle: number, called: number }
-async function measure (args: string[], call: boolean): Promise<Reading> {
-  const child = spawn(process.execPath, args, { cwd: root, env: { ...process.env, MCP_MESH_HOME: home }, stdio: ['ignore', 'pipe', 'inherit'] })
+interface Reading { idle: number, called: number, startMs: number }
+async function measure (args: string[], call: boolean, env: Record<string, string> = {}): Promise<Reading> {
+  const spawned = performance.now()
+  const child = spawn(process.execPath, args, { cwd: root, env: { ...process.env, MCP_MESH_HOME: home, ...env }, stdio: ['ignore', 'pipe', 'inherit'] })
   const url = await new Promise<string>((resolve) => {
     let out = ''
-    child.stdout!.on('data', (d: Buffer) => { out += d.toString(); const m = out.match(/(http\S+|ready)/); if (m !== null) resolve(m[1]) })
+    child.stdout!.on('data', (d: Buffer) => { out += d.toString(); const m = out.match(/(https?:\S+|ready)/); if (m !== null) resolve(m[1]) })
   })
+  const startMs = performance.now() - spawned
   await settle()
   const idle = await rssMb(child.pid!)
   if (call) {
     const client = new Client({ name: 'mem', version: '1.0.0' })
-    await client.connect(new StreamableHTTPClientTransport(new URL(url)))
+    // An agent serving mutual TLS is called with an SVID of the same local CA.
+    let dispatcher: Agent | undefined
+    if (url.startsWith('https:')) {
+      const svid = await issueSvid(await LocalCa.open(home, 'mcp-mesh.local', { create: false }), { name: 'mem-client', hosts: [] })
+      dispatcher = new Agent({ connect: { cert: svid.certPem, key: svid.keyPem, ca: svid.bundlePem, checkServerIdentity: () => undefined } })
+    }
+    await client.connect(new StreamableHTTPClientTransport(new URL(url), dispatcher === undefined ? {} : { fetch: (u, init) => undiciFetch(u, { ...init, dispatcher } as never) as never }))
     for (let i = 0; i < CALLS; i++) await client.callTool({ name: 'find_hotels', arguments: { destination: 'Oslo', dates: 'May' } })
     await client.close()
     await settle()
@@ -41,15 +54,16 @@ async function measure (args: string[], call: boolean): Promise<Reading> {
   const called = await rssMb(child.pid!)
   child.kill('SIGKILL')
   await new Promise((resolve) => child.once('exit', resolve))
-  return { idle, called }
+  return { idle, called, startMs }
 }
 
-const runs: Array<{ bare: Reading, sdk: Reading, agent: Reading }> = []
+const runs: Array<{ bare: Reading, sdk: Reading, agent: Reading, plain: Reading }> = []
 for (let r = 0; r < RUNS; r++) {
   runs.push({
     bare: await measure(['-e', 'console.log("ready"); setInterval(() => {}, 1000)'], false),
     sdk: await measure(['bench/fixtures/sdk-hotels.ts'], true),
     agent: await measure(['examples/trip-planner/hotels.ts'], true),
+    plain: await measure(['examples/trip-planner/hotels.ts'], true, { MCP_MESH_TLS_MODE: 'off' }),
   })
 }
 await rm(home, { recursive: true, force: true })
@@ -58,11 +72,13 @@ const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floo
 const cell = (xs: number[]): string => `${median(xs).toFixed(1)} (${Math.min(...xs).toFixed(1)} to ${Math.max(...xs).toFixed(1)})`
 const col = (pick: (r: typeof runs[number]) => number): number[] => runs.map(pick)
 console.log(`${RUNS} runs, Node ${process.versions.node}; RSS MB, median (range)\n`)
-console.log(`| process | idle | after ${CALLS} calls |`)
-console.log('|---|---|---|')
-console.log(`| bare Node | ${cell(col((r) => r.bare.idle))} | |`)
-console.log(`| stock MCP SDK server, hotels tool | ${cell(col((r) => r.sdk.idle))} | ${cell(col((r) => r.sdk.called))} |`)
-console.log(`| mesh agent (examples/trip-planner/hotels.ts: libp2p, gossip, endpoint, client) | ${cell(col((r) => r.agent.idle))} | ${cell(col((r) => r.agent.called))} |`)
+console.log(`| process | idle | after ${CALLS} calls | spawn to serving, ms |`)
+console.log('|---|---|---|---|')
+console.log(`| bare Node | ${cell(col((r) => r.bare.idle))} | | ${cell(col((r) => r.bare.startMs))} |`)
+console.log(`| stock MCP SDK server, hotels tool | ${cell(col((r) => r.sdk.idle))} | ${cell(col((r) => r.sdk.called))} | ${cell(col((r) => r.sdk.startMs))} |`)
+console.log(`| mesh agent (examples/trip-planner/hotels.ts: libp2p, gossip, endpoint, client; mutual TLS, "auto") | ${cell(col((r) => r.agent.idle))} | ${cell(col((r) => r.agent.called))} | ${cell(col((r) => r.agent.startMs))} |`)
+console.log(`| the same agent with MCP_MESH_TLS_MODE=off | ${cell(col((r) => r.plain.idle))} | ${cell(col((r) => r.plain.called))} | ${cell(col((r) => r.plain.startMs))} |`)
+console.log(`| identity and TLS add | ${cell(col((r) => r.agent.idle - r.plain.idle))} | ${cell(col((r) => r.agent.called - r.plain.called))} | ${cell(col((r) => r.agent.startMs - r.plain.startMs))} |`)
 const addsIdle = col((r) => r.agent.idle - r.sdk.idle)
 const addsCalled = col((r) => r.agent.called - r.sdk.called)
 console.log(`| **the mesh adds** | ${cell(addsIdle)} | ${cell(addsCalled)} |`)
