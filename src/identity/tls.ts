@@ -1,5 +1,5 @@
 import { createHash, X509Certificate } from 'node:crypto'
-import type { IncomingMessage, RequestListener, Server } from 'node:http'
+import type { IncomingMessage, RequestListener, Server, ServerResponse } from 'node:http'
 import { createServer as createHttpsServer } from 'node:https'
 import type { Server as HttpsServer } from 'node:https'
 import { checkServerIdentity, createSecureContext } from 'node:tls'
@@ -31,6 +31,10 @@ export interface ExpectedPeer {
 }
 
 const MAX_CACHED = 4_096
+/** Connections stop being reused this long before a certificate they were made with expires. */
+const CLOSE_AHEAD_MS = 5_000
+/** A timer delay Node accepts (at most about 24.8 days; an SVID lives for hours). */
+const clampDelay = (ms: number): number => Math.max(0, Math.min(ms, 2 ** 31 - 1))
 const facts = new Map<string, PeerFacts | string>()
 
 /** SHA-256 of a SubjectPublicKeyInfo in DER, base64url (43 characters). */
@@ -124,6 +128,7 @@ export interface TlsServer {
 export function tlsServer (init: TlsServerInit): TlsServer {
   const now = init.now ?? Date.now
   const callers = new WeakMap<TLSSocket, AuthInfo>()
+  const closing = new WeakSet<TLSSocket>()
   let identity = init.identity
   let server: HttpsServer | undefined
   let ownExpiry = identityFacts(identity).notAfter
@@ -145,10 +150,21 @@ export function tlsServer (init: TlsServerInit): TlsServer {
         if (typeof f === 'string') { refuse('tls-not-svid', f); return }
         if (f.trustDomain !== init.trustDomain) { refuse('tls-foreign-domain', f.spiffeId); return }
         callers.set(socket, { token: '', clientId: f.spiffeId, scopes: [], extra: { spiffeId: f.spiffeId } })
+        // Never past either certificate's expiry: from CLOSE_AHEAD_MS before it, answers carry
+        // `Connection: close` (the client leaves between calls, not in the middle of one), then
+        // the connection is cut at the expiry itself.
         const left = Math.min(f.notAfter, ownExpiry) - now()
-        const timer = setTimeout(() => { socket.destroy() }, Math.max(0, Math.min(left, 2 ** 31 - 1)))
-        timer.unref()
-        socket.once('close', () => { clearTimeout(timer) })
+        const soft = setTimeout(() => { closing.add(socket) }, clampDelay(left - CLOSE_AHEAD_MS))
+        const hard = setTimeout(() => { socket.destroy() }, clampDelay(left))
+        soft.unref()
+        hard.unref()
+        socket.once('close', () => {
+          clearTimeout(soft)
+          clearTimeout(hard)
+        })
+      })
+      s.prependListener('request', (req: IncomingMessage, res: ServerResponse) => {
+        if (closing.has(req.socket as TLSSocket)) res.shouldKeepAlive = false
       })
       return s
     },

@@ -78,7 +78,8 @@ export function createCaller (init: CallerInit): MeshToolContext {
     // Another member at the same origin (two agents behind one proxy) keeps the pool.
     const origin = originOf(held.endpoint)
     for (const other of called.values()) if (originOf(other.endpoint) === origin) return
-    init.client.forget(held.endpoint)
+    // A renewal (same endpoint, new key): calls in flight finish on the old connections.
+    init.client.forget(held.endpoint, !gone && c.advert.endpoint === held.endpoint)
   }
 
   const problemOf = (c: Candidate): string | undefined => {

@@ -135,15 +135,17 @@ export class McpHttpClient {
 
   /**
    * Forgets the pool of `url`'s origin (its provider went away or moved) and closes its
-   * connections. A later call to that origin opens a new pool.
+   * connections; `graceful` (the provider renewed its certificate) lets calls in flight finish
+   * on theirs first. A later call to that origin opens a new pool.
    */
-  forget (url: string): void {
+  forget (url: string, graceful = false): void {
     const origin = originOf(url)
     if (origin === undefined) return
     for (const [key, p] of this.#providers) {
       if (key !== origin && !key.startsWith(origin + '#')) continue
       this.#providers.delete(key)
-      p.agent.destroy()
+      if (graceful) retire(p.agent)
+      else p.agent.destroy()
     }
     for (const [u, t] of this.#byUrl) if (t.origin === origin) this.#byUrl.delete(u)
   }

@@ -1,7 +1,7 @@
 // Mutual TLS between real agents: real libp2p, real HTTPS with certificates from a real local CA,
 // real handshakes. Who may call, who may serve, and what each side learns of the other.
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
-import { request } from 'node:https'
+import { Agent as HttpsAgent, request } from 'node:https'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
@@ -11,12 +11,14 @@ import type { MeshNode } from '../../src/node.ts'
 import type { MeshNodeOptionsInput } from '../../src/config.ts'
 import { LocalCa } from '../../src/identity/local-ca.ts'
 import { issueSvid } from '../../src/identity/svid.ts'
-import { checkProvider, keyHashOf } from '../../src/identity/tls.ts'
+import { checkProvider, keyHashOf, tlsServer } from '../../src/identity/tls.ts'
 import { X509Certificate } from 'node:crypto'
 import { testNodeOptions } from '../helpers/mesh.ts'
 import { waitFor } from '../helpers/wait.ts'
 
 const MESH = `mtls-${process.pid}`
+// The renewal test runs a minute of calls; the bound limits waiting on a busy machine, it measures nothing.
+t.setTimeout(300_000)
 const home = await mkdtemp(join(tmpdir(), 'mesh-mtls-'))
 const otherHome = await mkdtemp(join(tmpdir(), 'mesh-mtls-other-'))
 t.teardown(async () => {
@@ -197,4 +199,55 @@ t.test('authorization: a tool\'s allow-list of SPIFFE ID patterns; others are re
   t.same(await names('shop'), ['pay', 'rates'], 'tools/list shows the shop both tools')
   t.same(await names('stranger'), ['rates'], 'and the stranger only the one it may call')
   t.throws(() => createMeshNode(testNodeOptions(MESH, 'bad-allow', mtls())).tool('x', { allow: ['https://not-spiffe'] }, () => ({})), { code: 'MESH_ERR_TOOL_INVALID', message: /allow\[0\]/ }, 'a bad pattern fails at registration')
+})
+
+t.test('auto renewal under load: a 60 s SVID renewed twice while calls run, and no call fails', async (t) => {
+  // The shortest lifetime the options allow: renewed at half-life, so twice in about 61 s.
+  const short = { home, tls: { mode: 'strict' as const, svidTtlMs: 60_000 } }
+  let served = 0
+  const busy = await start('busy', { ...short, ...join_ }, (n) => n.tool('tick', { capability: 'tick' }, async () => ({ n: ++served })))
+  const caller = await start('ticker', { ...short, ...join_ })
+  await waitFor('the caller to see tick', () => caller.explain('tick').ranked.length > 0)
+  const keys = new Set<string>([busy.gossip.advert!.identity!.key])
+  const callerKeys = new Set<string>([caller.gossip.advert!.identity!.key])
+  let ok = 0
+  const failures: string[] = []
+  const until = Date.now() + 64_000
+  await Promise.all(Array.from({ length: 4 }, async () => {
+    while (Date.now() < until) {
+      await caller.call('tick').then(() => { ok++ }, (err: Error & { code?: string }) => { failures.push(`${err.code}: ${err.message}`) })
+      keys.add(busy.gossip.advert!.identity!.key)
+      callerKeys.add(caller.gossip.advert!.identity!.key)
+    }
+  }))
+  t.ok(keys.size >= 3, `the provider served ${keys.size} keys (two renewals or more)`)
+  t.ok(callerKeys.size >= 3, `the caller called with ${callerKeys.size} keys`)
+  t.same(failures, [], `no call failed (${ok} calls)`)
+  t.ok(ok > 100, `${ok} calls went through the renewals`)
+})
+
+t.test('a connection is not reused past its certificate\'s expiry: answers say Connection: close from 5 s before', async (t) => {
+  const ca = await LocalCa.open(home, 'mcp-mesh.local', { create: false })
+  const server = await issueSvid(ca, { name: 'expiring', hosts: ['127.0.0.1'], ttlMs: 8_000 })
+  const client = await issueSvid(ca, { name: 'client', hosts: [] })
+  const identity = { spiffeId: server.spiffeId, certPem: server.certPem, keyPem: server.keyPem, keyPath: '', bundlePem: server.bundlePem, facts: {} as never }
+  const tls = tlsServer({ identity, trustDomain: 'mcp-mesh.local', onRefused: () => {} })
+  const s = tls.createServer((_req, res) => { res.end('ok') })
+  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => { s.close() })
+  const agent = new HttpsAgent({ keepAlive: true, maxSockets: 1, cert: client.certPem, key: client.keyPem, ca: client.bundlePem, checkServerIdentity: () => undefined })
+  t.teardown(() => { agent.destroy() })
+  const get = async (): Promise<string | undefined> => new Promise((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port: (s.address() as import('node:net').AddressInfo).port, path: '/', agent }, (res) => {
+      res.resume()
+      res.on('end', () => { resolve(res.headers.connection) })
+    })
+    req.on('error', reject)
+    req.end()
+  })
+  t.equal(await get(), 'keep-alive', 'kept alive while the certificate has more than 5 s left')
+  // X.509 keeps whole seconds: the certificate has 7 to 8 s left at the first call, so 5 s before
+  // its expiry comes 2 to 3 s later.
+  await new Promise((resolve) => setTimeout(resolve, 3_200))
+  t.equal(await get(), 'close', 'then the answer closes the connection')
 })
