@@ -221,15 +221,32 @@ const trustDomain = z.string().min(1).max(255).regex(/^[a-z0-9._-]+$/, 'lower-ca
 export const TlsOptionsSchema = z.object({
   /** `strict`: every call is mutually authenticated; `off`: plain HTTP (no identity). */
   mode: z.enum(['strict', 'off']).default('strict'),
-  provider: z.enum(['auto', 'file']).default('auto'),
+  provider: z.enum(['auto', 'file', 'vault']).default('auto'),
   trustDomain: trustDomain.default('mcp-mesh.local'),
   /** `file`: the SVID, its private key (mode 0600) and the trust domain's CA bundle, as PEM. */
   certFile: z.string().min(1).optional(),
   keyFile: z.string().min(1).optional(),
   bundleFile: z.string().min(1).optional(),
-  /** `auto`: how long each SVID lives; renewed at half-life. 24 h by default. */
+  /** `auto` and `vault`: how long each SVID lives; renewed at half-life. 24 h by default. */
   svidTtlMs: ms.min(60_000).default(24 * 3600_000),
+  /** `vault`: Vault's PKI secrets engine (its API: `POST /v1/<mount>/issue/<role>`). */
+  vault: z.object({
+    /** `VAULT_ADDR`. */
+    addr: z.url({ protocol: /^https?$/ }).optional(),
+    /** `VAULT_TOKEN`: a token allowed to write `<mount>/issue/<role>`. */
+    token: z.string().min(1).optional(),
+    /** `MCP_MESH_VAULT_PKI_MOUNT`: where the PKI engine is mounted. */
+    mount: z.string().regex(/^[A-Za-z0-9._/-]+$/).default('pki'),
+    /** `MCP_MESH_VAULT_ROLE`: the role that issues the mesh's SVIDs. */
+    role: z.string().regex(/^[A-Za-z0-9._-]+$/).default('mcp-mesh'),
+    /** `VAULT_CACERT`: the CA file of Vault's own TLS certificate, when not a public one. */
+    caCert: z.string().min(1).optional(),
+  }).strict().default({ mount: 'pki', role: 'mcp-mesh' }),
 }).strict().superRefine((t, ctx) => {
+  if (t.mode === 'strict' && t.provider === 'vault') {
+    if (t.vault.addr === undefined) ctx.addIssue({ code: 'custom', path: ['vault', 'addr'], message: 'the vault provider needs Vault\'s address (VAULT_ADDR)' })
+    if (t.vault.token === undefined) ctx.addIssue({ code: 'custom', path: ['vault', 'token'], message: 'the vault provider needs a token (VAULT_TOKEN)' })
+  }
   if (t.mode !== 'strict' || t.provider !== 'file') return
   for (const f of ['certFile', 'keyFile', 'bundleFile'] as const) {
     if (t[f] === undefined) ctx.addIssue({ code: 'custom', path: [f], message: `the file provider needs ${f} (MCP_MESH_TLS_${f === 'certFile' ? 'CERT' : f === 'keyFile' ? 'KEY' : 'CA'})` })
@@ -295,6 +312,11 @@ export const EnvVars = {
   MCP_MESH_TLS_CERT: { key: 'tls.certFile', parse: String, node: true },
   MCP_MESH_TLS_KEY: { key: 'tls.keyFile', parse: String, node: true },
   MCP_MESH_TLS_CA: { key: 'tls.bundleFile', parse: String, node: true },
+  VAULT_ADDR: { key: 'tls.vault.addr', parse: String, node: true },
+  VAULT_TOKEN: { key: 'tls.vault.token', parse: String, node: true },
+  VAULT_CACERT: { key: 'tls.vault.caCert', parse: String, node: true },
+  MCP_MESH_VAULT_PKI_MOUNT: { key: 'tls.vault.mount', parse: String, node: true },
+  MCP_MESH_VAULT_ROLE: { key: 'tls.vault.role', parse: String, node: true },
 } as const
 
 /** Reads `MCP_MESH_*` variables into partial options (explicit options win over them). */

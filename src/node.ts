@@ -284,17 +284,37 @@ class Node implements MeshNode {
   async #startIdentity (): Promise<void> {
     const o = this.options
     const t = o.tls
-    if (t.provider === 'file') {
+    const hostOf = (): string[] => {
+      const host = o.http.announceHost ?? o.http.host
+      return host === '0.0.0.0' || host === '::' ? [] : [host]
+    }
+    if (t.provider === 'vault') {
+      const { startVaultProvider } = await import('./identity/vault-provider.ts')
+      const { readFile } = await import('node:fs/promises')
+      this.#identity = await startVaultProvider({
+        addr: t.vault.addr!,
+        token: t.vault.token!,
+        mount: t.vault.mount,
+        role: t.vault.role,
+        ...(t.vault.caCert === undefined
+          ? {}
+          : { caCertPem: await readFile(t.vault.caCert, 'utf8').catch((err: Error) => { throw new MeshError('MESH_ERR_IDENTITY_PROVIDER', `cannot read Vault's CA certificate ${t.vault.caCert} (VAULT_CACERT): ${err.message}`) }) }),
+        trustDomain: t.trustDomain,
+        name: o.name,
+        hosts: hostOf(),
+        ttlMs: t.svidTtlMs,
+        ...(this.#seam.clock === undefined ? {} : { clock: this.#seam.clock }),
+      })
+    } else if (t.provider === 'file') {
       const { startFileProvider } = await import('./identity/file-provider.ts')
       this.#identity = await startFileProvider({ certPath: t.certFile!, keyPath: t.keyFile!, bundlePath: t.bundleFile!, ...(this.#seam.clock === undefined ? {} : { clock: this.#seam.clock }) })
     } else {
       const { startAutoProvider } = await import('./identity/auto-provider.ts')
-      const host = o.http.announceHost ?? o.http.host
       this.#identity = await startAutoProvider({
         home: o.home,
         trustDomain: t.trustDomain,
         name: o.name,
-        hosts: host === '0.0.0.0' || host === '::' ? [] : [host],
+        hosts: hostOf(),
         libp2pKey: await this.#gossip!.privateKey(),
         ttlMs: t.svidTtlMs,
         ...(this.#seam.clock === undefined ? {} : { clock: this.#seam.clock }),

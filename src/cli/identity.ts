@@ -20,7 +20,7 @@ export interface CliTls {
  * `meshctl`'s identity: the `--cert`, `--key` and `--ca` files when given; else from the same
  * `MCP_MESH_TLS_*` variables as agents: none when the mode is `off`; with `auto`, a 10-minute
  * SVID for `spiffe://<domain>/agent/meshctl` issued in memory by the local CA in the home folder
- * (no key is written); with `file`, the files named.
+ * (no key is written); with `vault`, the same from Vault; with `file`, the files named.
  */
 export async function cliTls (flags: { cert?: string, key?: string, ca?: string } = {}, env: NodeJS.ProcessEnv = process.env): Promise<CliTls | undefined> {
   const fromEnv = optionsFromEnv(env, true) as { tls?: Record<string, unknown> }
@@ -40,6 +40,15 @@ export async function cliTls (flags: { cert?: string, key?: string, ca?: string 
     pems = { cert: id.certPem, key: id.keyPem, ca: id.bundlePem }
     // The files name the trust domain: the SVID's, unless MCP_MESH_TRUST_DOMAIN says otherwise.
     if (fromEnv.tls?.trustDomain === undefined) return { trustDomain: id.facts.trustDomain, pems, context: createSecureContext({ ...pems, minVersion: 'TLSv1.3' }) }
+  } else if (tls.provider === 'vault') {
+    // A 10-minute SVID from Vault, as agents get theirs; its key folder goes once the PEMs are read.
+    const { startVaultProvider } = await import('../identity/vault-provider.ts')
+    const { readFile } = await import('node:fs/promises')
+    const v = tls.vault
+    const provider = await startVaultProvider({ addr: v.addr!, token: v.token!, mount: v.mount, role: v.role, ...(v.caCert === undefined ? {} : { caCertPem: await readFile(v.caCert, 'utf8') }), trustDomain: tls.trustDomain, name: 'meshctl', hosts: [], ttlMs: CLI_SVID_TTL_MS })
+    const id = provider.current()
+    await provider.stop()
+    pems = { cert: id.certPem, key: id.keyPem, ca: id.bundlePem }
   } else {
     const { home } = parseGossipOptions({ name: 'meshctl' }, env)
     const { LocalCa } = await import('../identity/local-ca.ts')

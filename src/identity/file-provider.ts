@@ -36,29 +36,40 @@ export async function readIdentityFiles (init: Omit<FileProviderInit, 'clock'>, 
   const [certPem, keyPem, bundlePem] = await Promise.all([init.certPath, init.keyPath, init.bundlePath].map(async (p) => readFile(p, 'utf8').catch((err: Error) => {
     throw bad(`cannot read ${p}: ${err.message}`)
   })))
+  return await checkIdentity({ certPem, keyPem, bundlePem }, { cert: init.certPath, key: init.keyPath, bundle: init.bundlePath }, init.keyPath, now)
+}
+
+/**
+ * Checks an identity's PEMs: the certificate is a valid X.509-SVID, within its validity period,
+ * signed by a CA of the bundle, and the key is its key. `where` names the three in errors (file
+ * paths, or where a provider got them); `keyPath` is where the key is kept.
+ */
+export async function checkIdentity (pems: { certPem: string, keyPem: string, bundlePem: string }, where: { cert: string, key: string, bundle: string }, keyPath: string, now = Date.now()): Promise<Identity> {
+  const { certPem, keyPem, bundlePem } = pems
+  const bad = (why: string): MeshError => new MeshError('MESH_ERR_IDENTITY_INVALID', why, { details: where })
   let cert: x509.X509Certificate
   let cas: x509.X509Certificate[]
   try {
     cert = new x509.X509Certificate(certPem)
     cas = x509.PemConverter.decode(bundlePem).map((der) => new x509.X509Certificate(der))
   } catch (err) {
-    throw bad(`${init.certPath} or ${init.bundlePath} holds no PEM certificate: ${(err as Error).message}`)
+    throw bad(`${where.cert} or ${where.bundle} holds no PEM certificate: ${(err as Error).message}`)
   }
   const facts = await checkSvid(cert)
-  if (now < cert.notBefore.getTime() || now > cert.notAfter.getTime()) throw bad(`${init.certPath} is valid from ${cert.notBefore.toISOString()} to ${cert.notAfter.toISOString()}, not now`)
+  if (now < cert.notBefore.getTime() || now > cert.notAfter.getTime()) throw bad(`${where.cert} is valid from ${cert.notBefore.toISOString()} to ${cert.notAfter.toISOString()}, not now`)
   let signed = false
   for (const ca of cas) {
     if (ca.subject === cert.issuer && await cert.verify({ publicKey: ca.publicKey, signatureOnly: true })) signed = true
   }
-  if (!signed) throw bad(`${init.certPath} is not signed by a CA of ${init.bundlePath}`)
+  if (!signed) throw bad(`${where.cert} is not signed by a CA of ${where.bundle}`)
   let keySpki: Buffer
   try {
     keySpki = createPublicKey(keyPem).export({ type: 'spki', format: 'der' })
   } catch (err) {
-    throw bad(`${init.keyPath} holds no private key: ${(err as Error).message}`)
+    throw bad(`${where.key} holds no private key: ${(err as Error).message}`)
   }
-  if (!keySpki.equals(Buffer.from(cert.publicKey.rawData))) throw bad(`${init.keyPath} is not the key of ${init.certPath}`)
-  return { spiffeId: facts.spiffeId, certPem, keyPem, keyPath: init.keyPath, bundlePem, facts }
+  if (!keySpki.equals(Buffer.from(cert.publicKey.rawData))) throw bad(`${where.key} is not the key of ${where.cert}`)
+  return { spiffeId: facts.spiffeId, certPem, keyPem, keyPath, bundlePem, facts }
 }
 
 /**
