@@ -121,7 +121,7 @@ class Node implements MeshNode {
   readonly #mcp: McpServer
   readonly #tools: ToolRegistry
   readonly #dependencies: Array<{ capability: string, version?: string }> = []
-  readonly #resolver = createResolver()
+  readonly #resolver: ReturnType<typeof createResolver>
   readonly #client: McpHttpClient
   readonly #toolContext: MeshToolContext
   readonly #endpointStats: EndpointStats = { dropped: {} }
@@ -154,6 +154,7 @@ class Node implements MeshNode {
     })
     this.#tools.install(this.#mcp)
     const mtls = this.options.tls.mode === 'strict'
+    this.#resolver = createResolver(mtls ? { trustDomain: this.options.tls.trustDomain } : {})
     this.#client = new McpHttpClient({
       clientName: this.options.name,
       clientVersion: this.options.version,
@@ -167,7 +168,7 @@ class Node implements MeshNode {
       settleUntil: () => this.#settleUntil,
       callTimeoutMs: this.options.callTimeoutMs,
       stopSignal: this.#stopAbort.signal,
-      requireIdentity: mtls,
+      ...(mtls ? { trustDomain: this.options.tls.trustDomain } : {}),
       callLocal: (tool, args, signal) => this.#tools.callLocal(tool, args, signal),
     })
   }

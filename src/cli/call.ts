@@ -49,7 +49,7 @@ export async function call (argv: string[]): Promise<number> {
   const client = new McpHttpClient({ clientName: 'meshctl', ...(tls === undefined ? {} : { tls: { trustDomain: tls.trustDomain, context: () => tls.context } }) })
   const stop = new AbortController()
   try {
-    const context = createCaller({ gossip: () => node, client, clock: systemClock, settleUntil: () => 0, callTimeoutMs, stopSignal: stop.signal, requireIdentity: tls !== undefined })
+    const context = createCaller({ gossip: () => node, client, clock: systemClock, settleUntil: () => 0, callTimeoutMs, stopSignal: stop.signal, ...(tls === undefined ? {} : { trustDomain: tls.trustDomain }) })
     const started = performance.now()
     const { result, provider } = await createMeshTool(capability, spec, context).invoke(args)
     const ms = Math.round((performance.now() - started) * 10) / 10

@@ -2,6 +2,7 @@ import { createResolver, formatExplanation } from '../topology/resolver.ts'
 import type { Resolution } from '../topology/resolver.ts'
 import { Exit, UsageError, commaList, parse } from './args.ts'
 import { common, observe } from './observe.ts'
+import { cliTrustDomain } from './identity.ts'
 import { printable, toJson } from './print.ts'
 
 export const EXPLAIN_HELP = `Usage: meshctl explain <capability> [--tags <list>] [--version <range>] [--json]
@@ -22,7 +23,9 @@ export async function explain (argv: string[]): Promise<number> {
   const node = await observe(values)
   const members = [...node.replica.members()]
   await node.stop()
-  const resolution = createResolver().resolve(members, spec)
+  // Resolved as an agent with the same TLS variables would: with mutual TLS, only providers of its trust domain.
+  const td = cliTrustDomain()
+  const resolution = createResolver(td === undefined ? {} : { trustDomain: td }).resolve(members, spec)
   console.log(values.json === true ? toJson(resolution) : formatExplain(resolution))
   return resolution.selected === null ? Exit.noProvider : Exit.ok
 }

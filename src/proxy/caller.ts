@@ -21,8 +21,8 @@ export interface CallerInit {
   callTimeoutMs: number
   /** Aborts every call in flight (the node is stopping). */
   stopSignal: AbortSignal
-  /** Mutual TLS: a provider whose advert endorses no TLS identity is not called. */
-  requireIdentity?: boolean
+  /** Mutual TLS: providers whose advert endorses no TLS identity of this trust domain are not called. */
+  trustDomain?: string
   /** Runs a tool of this agent in process; observers have none. */
   callLocal?: (tool: string, args: unknown, signal: AbortSignal) => Promise<CallToolResult>
 }
@@ -43,7 +43,7 @@ const MAX_KEYS = 1_000
  * forgets the pool of a member that left or moved.
  */
 export function createCaller (init: CallerInit): MeshToolContext {
-  const resolver = createResolver()
+  const resolver = createResolver(init.trustDomain === undefined ? {} : { trustDomain: init.trustDomain })
   const cache = new Map<string, Resolution>()
   const turns = new Map<string, number>()
   /** Peer ID -> until when it is tried last (it refused a call). */
@@ -159,7 +159,7 @@ export function createCaller (init: CallerInit): MeshToolContext {
       if (problem !== undefined || c.endpoint === undefined) {
         throw new MeshError('MESH_ERR_CALL_UNREACHABLE', `${c.agent} was not called: ${problem ?? 'no endpoint'}`, { details: { notSent: true, refused: problem } })
       }
-      if (init.requireIdentity === true && c.identity === undefined) {
+      if (init.trustDomain !== undefined && c.identity === undefined) {
         throw new MeshError('MESH_ERR_CALL_UNTRUSTED', `${c.agent} was not called: its advert endorses no TLS identity, and this agent calls only with mutual TLS`, { details: { notSent: true } })
       }
       const held = called.get(c.peerId)

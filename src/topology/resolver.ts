@@ -78,8 +78,13 @@ export interface Resolver {
   resolve(members: Iterable<Member>, dependency: DependencySpec): Resolution
 }
 
-/** Creates a resolver (stateless: one can serve every caller). */
-export function createResolver (): Resolver {
+/**
+ * Creates a resolver (stateless: one can serve every caller). `trustDomain`: the caller calls
+ * with mutual TLS, so a provider whose advert endorses no TLS identity, or one of another trust
+ * domain, is refused here (and `explain` says why) rather than tried and refused at the socket.
+ */
+export function createResolver (options: { trustDomain?: string } = {}): Resolver {
+  const td = options.trustDomain
   return {
     resolve (members, dependency) {
       const specs = normalizeDependency(dependency)
@@ -89,7 +94,7 @@ export function createResolver (): Resolver {
       const explanation: ExplainRow[] = []
 
       for (let i = 0; i < specs.length; i++) {
-        const { eligible, rejected } = judge(all, specs[i], i)
+        const { eligible, rejected } = judge(all, specs[i], i, td)
         if (eligible.length === 0) {
           explanation.push(...rejected)
           continue
@@ -109,7 +114,7 @@ export function createResolver (): Resolver {
 interface Judged { candidate: Candidate, row: ExplainRow }
 
 /** Judges every tool of the spec's capability; rejected rows come out sorted by peer and tool. */
-function judge (members: Member[], spec: ResolutionSpec, specIndex: number): { eligible: Judged[], rejected: ExplainRow[] } {
+function judge (members: Member[], spec: ResolutionSpec, specIndex: number, trustDomain: string | undefined): { eligible: Judged[], rejected: ExplainRow[] } {
   const eligible: Judged[] = []
   const rejected: ExplainRow[] = []
   for (const { advert, liveness } of members) {
@@ -121,6 +126,10 @@ function judge (members: Member[], spec: ResolutionSpec, specIndex: number): { e
       // A member that names a foreign endpoint is never called (SSRF): say why it is skipped.
       const problem = advert.endpoint === undefined ? undefined : endpointProblem(advert.endpoint, advert.addrs)
       if (problem !== undefined) reasons.push(`endpoint refused: ${problem}`)
+      if (trustDomain !== undefined) {
+        if (advert.identity === undefined) reasons.push('no TLS identity in its advert (this caller requires mutual TLS)')
+        else if (!advert.identity.id.startsWith(`spiffe://${trustDomain}/`)) reasons.push(`its identity ${advert.identity.id} is not of the trust domain ${trustDomain}`)
+      }
       if (semver.valid(tool.version) === null) reasons.push(`version ${tool.version} is not semver`)
       else if (spec.version !== undefined && !semver.satisfies(tool.version, spec.version, { includePrerelease: false })) {
         reasons.push(`version ${tool.version} does not satisfy ${spec.version}`)

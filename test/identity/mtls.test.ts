@@ -110,13 +110,15 @@ t.test('clients the endpoint refuses before a byte of HTTP: no certificate, anot
   t.equal((await post({ cert: good.certPem, key: good.keyPem })).status, 200, 'the same request with an SVID of our CA is served')
 })
 
-t.test('a caller refuses a provider of another CA, and a plain-HTTP provider: MESH_ERR_CALL_UNTRUSTED', async (t) => {
+t.test('a caller refuses a provider of another CA (MESH_ERR_CALL_UNTRUSTED), and never tries a plain-HTTP one', async (t) => {
   const impostor = await start('impostor', { ...mtls(join_), home: otherHome }, (n) => n.tool('fake_weather', { capability: 'stormy' }, async () => ({ sky: 'storm' })))
   const plain = await start('plain', join_, (n) => n.tool('plain_weather', { capability: 'drizzle' }, async () => ({ sky: 'drizzle' })))
   const caller = await start('careful', mtls(join_))
-  await waitFor('the caller to see both providers', () => caller.explain('stormy').ranked.length > 0 && caller.explain('drizzle').ranked.length > 0)
+  await waitFor('the caller to see both providers', () => caller.explain('stormy').ranked.length > 0 && caller.members().some((m) => m.advert.name === 'plain'))
   await t.rejects(caller.call('stormy'), { code: 'MESH_ERR_CALL_UNTRUSTED' }, 'another CA: its chain does not verify against our bundle')
-  await t.rejects(caller.call('drizzle'), { code: 'MESH_ERR_CALL_UNTRUSTED' }, 'plain HTTP: not called at all')
+  // A provider with no TLS identity is refused by the resolver: never tried, and explain says why.
+  await t.rejects(caller.call('drizzle'), { code: 'MESH_ERR_CALL_NO_PROVIDER' }, 'plain HTTP: not called at all')
+  t.match(caller.explain('drizzle').explanation[0].reasons, ['no TLS identity in its advert (this caller requires mutual TLS)'])
   // TLS 1.3: the caller checks the server's chain first, and leaves before it shows its own.
   t.equal(impostor.endpointStats.dropped['tls-unauthorized'], undefined, 'so the impostor never saw our certificate')
   t.ok(plain.url.startsWith('http://'))

@@ -268,3 +268,20 @@ t.test('invalid specs throw MESH_ERR_RESOLVE_INVALID_SPEC', async (t) => {
   }
   t.throws(() => matchTags(['a'], [['-a']]), wanted)
 })
+
+t.test('with a trust domain (mutual TLS), providers without an identity or of another domain are refused, and explain says why', async (t) => {
+  const withId = (peerId: string, id: string): Member => {
+    const a = advert(peerId)
+    return { advert: { ...a, identity: { id, key: 'A'.repeat(43), exp: 1 } }, liveness: 'alive' }
+  }
+  const members = [member('plain'), withId('ours', 'spiffe://acme.test/agent/agent-ours'), withId('theirs', 'spiffe://partner.test/agent/agent-theirs')]
+  const r = createResolver({ trustDomain: 'acme.test' }).resolve(members, 'weather')
+  t.equal(r.selected?.peerId, 'ours')
+  t.same(r.ranked.map((c) => c.peerId), ['ours'])
+  const why = Object.fromEntries(r.explanation.filter((row) => row.verdict === 'rejected').map((row) => [row.peerId, row.reasons]))
+  t.same(why, {
+    plain: ['no TLS identity in its advert (this caller requires mutual TLS)'],
+    theirs: ['its identity spiffe://partner.test/agent/agent-theirs is not of the trust domain acme.test'],
+  })
+  t.same(createResolver().resolve(members, 'weather').ranked.length, 3, 'without one (TLS off), all three')
+})
