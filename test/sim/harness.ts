@@ -103,6 +103,21 @@ export function seeded (seed: number): () => number {
 
 let simCount = 0
 
+/**
+ * Awaits `p` with a referenced timer running. A node's own timers are unref'd and the memory
+ * network holds no socket, so a stop waiting on one of those timers could let the event loop
+ * empty and the test process end mid-test ("test unfinished", seen once in CI under load); held,
+ * such a stop finishes, or the test times out and says where.
+ */
+async function held<T> (p: Promise<T>): Promise<T> {
+  const keep = setInterval(() => {}, 1_000)
+  try {
+    return await p
+  } finally {
+    clearInterval(keep)
+  }
+}
+
 /** A simulated mesh. Create members, break the network, measure, then `stop()`. */
 export class Simulation {
   readonly rng: () => number
@@ -388,7 +403,7 @@ export class Simulation {
     const m = this.#get(name)
     m.up = false
     this.#untrack(m)
-    await m.node.stop({ leave: false })
+    await held(m.node.stop({ leave: false }))
   }
 
   /**
@@ -409,7 +424,7 @@ export class Simulation {
     const m = this.#get(name)
     m.up = false
     this.#untrack(m)
-    await m.node.stop()
+    await held(m.node.stop())
   }
 
   /**
@@ -511,7 +526,7 @@ export class Simulation {
 
   /** Stops every member. */
   async stop (): Promise<void> {
-    await Promise.all(this.up().map(async (m) => { m.up = false; this.#untrack(m); await m.node.stop({ leave: false }) }))
+    await held(Promise.all(this.up().map(async (m) => { m.up = false; this.#untrack(m); await m.node.stop({ leave: false }) })))
   }
 
   #get (name: string): SimMember {
