@@ -11,6 +11,7 @@ import type { MeshNode } from '../../src/node.ts'
 import type { MeshNodeOptionsInput } from '../../src/config.ts'
 import { LocalCa } from '../../src/identity/local-ca.ts'
 import { issueSvid } from '../../src/identity/svid.ts'
+import { generateKeys, privateKeyPem, serialNumber, x509 } from '../../src/identity/x509.ts'
 import { checkProvider, keyHashOf, tlsServer } from '../../src/identity/tls.ts'
 import { X509Certificate } from 'node:crypto'
 import { testNodeOptions } from '../helpers/mesh.ts'
@@ -252,4 +253,32 @@ t.test('a connection is not reused past its certificate\'s expiry: answers say C
   // its expiry comes 2 to 3 s later.
   await new Promise((resolve) => setTimeout(resolve, 3_200))
   t.equal(await get(), 'close', 'then the answer closes the connection')
+})
+
+t.test('the endpoint also refuses, unserved and counted: an expired client SVID, and one with an unknown critical extension', async (t) => {
+  const ca = await LocalCa.open(home, 'mcp-mesh.local', { create: false })
+  const before = provider.endpointStats.dropped['tls-unauthorized'] ?? 0
+  // Issued two hours ago for one hour.
+  const expired = await issueSvid(ca, { name: 'late', hosts: [], ttlMs: 3600_000, now: Date.now() - 7200_000 })
+  const r1 = await post({ cert: expired.certPem, key: expired.keyPem })
+  t.equal(r1.status, undefined, `expired: not served (${r1.error})`)
+  const keys = await generateKeys()
+  const odd = await ca.sign({
+    serialNumber: serialNumber(),
+    subject: 'CN=odd',
+    notBefore: new Date(Date.now() - 60_000),
+    notAfter: new Date(Date.now() + 3600_000),
+    publicKey: keys.publicKey,
+    extensions: [
+      new x509.BasicConstraintsExtension(false, undefined, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
+      new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth]),
+      new x509.SubjectAlternativeNameExtension([{ type: 'url', value: 'spiffe://mcp-mesh.local/agent/odd' }]),
+      new x509.Extension('1.3.6.1.4.1.99999.1', true, new Uint8Array([0x05, 0x00])),
+    ],
+  })
+  const r2 = await post({ cert: odd.toString('pem'), key: await privateKeyPem(keys.privateKey) })
+  t.equal(r2.status, undefined, `an unknown critical extension: not served (${r2.error})`)
+  await waitFor('both refusals counted', () => (provider.endpointStats.dropped['tls-unauthorized'] ?? 0) >= before + 2)
+  t.notOk(seen.includes('spiffe://mcp-mesh.local/agent/late') || seen.includes('spiffe://mcp-mesh.local/agent/odd'), 'neither ran anything')
 })
