@@ -147,8 +147,7 @@ class Node implements MeshNode {
     this.#tools = createToolRegistry({
       agent: this.options.name,
       onDenied: (tool, caller) => {
-        const dropped = this.#endpoint?.stats.dropped ?? this.#endpointStats.dropped
-        dropped['not-authorized'] = (dropped['not-authorized'] ?? 0) + 1
+        this.#countDropped('not-authorized')
         log('refused a call of %s by %s: not on its allow-list', tool, caller ?? 'a caller with no identity')
       },
     })
@@ -290,20 +289,9 @@ class Node implements MeshNode {
       return host === '0.0.0.0' || host === '::' ? [] : [host]
     }
     if (t.provider === 'vault') {
-      const { startVaultProvider } = await import('./identity/vault-provider.ts')
-      const { readFile } = await import('node:fs/promises')
+      const { startVaultProvider, vaultInit } = await import('./identity/vault-provider.ts')
       this.#identity = await startVaultProvider({
-        addr: t.vault.addr!,
-        token: t.vault.token!,
-        mount: t.vault.mount,
-        role: t.vault.role,
-        ...(t.vault.caCert === undefined
-          ? {}
-          : { caCertPem: await readFile(t.vault.caCert, 'utf8').catch((err: Error) => { throw new MeshError('MESH_ERR_IDENTITY_PROVIDER', `cannot read Vault's CA certificate ${t.vault.caCert} (VAULT_CACERT): ${err.message}`) }) }),
-        trustDomain: t.trustDomain,
-        name: o.name,
-        hosts: hostOf(),
-        ttlMs: t.svidTtlMs,
+        ...await vaultInit(t, o.name, hostOf(), t.svidTtlMs),
         ...(this.#seam.clock === undefined ? {} : { clock: this.#seam.clock }),
       })
     } else if (t.provider === 'file') {
@@ -331,8 +319,7 @@ class Node implements MeshNode {
       identity: first,
       trustDomain: t.trustDomain,
       onRefused: (reason, detail) => {
-        const dropped = this.#endpoint?.stats.dropped ?? this.#endpointStats.dropped
-        dropped[reason] = (dropped[reason] ?? 0) + 1
+        this.#countDropped(reason)
         log('refused a TLS client (%s): %s', reason, detail)
       },
     })
@@ -342,6 +329,12 @@ class Node implements MeshNode {
       this.#client.renew()
       this.#gossip?.updateAdvert(this.#advertBody(this.#endpoint?.draining === true ? 'draining' : 'alive')).catch((err: Error) => { log.error('advertising the renewed identity failed: %s', err.message) })
     })
+  }
+
+  /** Counts a refusal in `endpointStats.dropped`, by reason. */
+  #countDropped (reason: string): void {
+    const dropped = this.#endpoint?.stats.dropped ?? this.#endpointStats.dropped
+    dropped[reason] = (dropped[reason] ?? 0) + 1
   }
 
   #useIdentity (identity: Identity): void {

@@ -48,10 +48,8 @@ export async function cliTls (flags: { cert?: string, key?: string, ca?: string 
     if (fromEnv.tls?.trustDomain === undefined) return { trustDomain: id.facts.trustDomain, pems, context: createSecureContext({ ...pems, minVersion: 'TLSv1.3' }) }
   } else if (tls.provider === 'vault') {
     // A 10-minute SVID from Vault, as agents get theirs; its key folder goes once the PEMs are read.
-    const { startVaultProvider } = await import('../identity/vault-provider.ts')
-    const { readFile } = await import('node:fs/promises')
-    const v = tls.vault
-    const provider = await startVaultProvider({ addr: v.addr!, token: v.token!, mount: v.mount, role: v.role, ...(v.caCert === undefined ? {} : { caCertPem: await readFile(v.caCert, 'utf8') }), trustDomain: tls.trustDomain, name: 'meshctl', hosts: [], ttlMs: CLI_SVID_TTL_MS })
+    const { startVaultProvider, vaultInit } = await import('../identity/vault-provider.ts')
+    const provider = await startVaultProvider(await vaultInit(tls, 'meshctl', [], CLI_SVID_TTL_MS))
     const id = provider.current()
     await provider.stop()
     pems = { cert: id.certPem, key: id.keyPem, ca: id.bundlePem }

@@ -1,3 +1,4 @@
+import { readFile } from 'node:fs/promises'
 import { request as httpRequest } from 'node:http'
 import { request as httpsRequest } from 'node:https'
 import { isIP } from 'node:net'
@@ -9,6 +10,7 @@ import { makeKeyDir } from './key-dir.ts'
 import type { IdentityProvider } from './provider.ts'
 import { renewingProvider } from './renewing.ts'
 import { agentSpiffeId } from './spiffe-id.ts'
+import type { TlsOptions } from '../config.ts'
 
 /** What the "vault" provider needs: where Vault's PKI secrets engine is, and who the agent is. */
 export interface VaultProviderInit {
@@ -29,6 +31,15 @@ export interface VaultProviderInit {
   ttlMs: number
   clock?: Clock
   keyBase?: string
+}
+
+/** The provider's init from the validated `tls` options (the agent's and meshctl's), reading `VAULT_CACERT`. */
+export async function vaultInit (tls: TlsOptions, name: string, hosts: string[], ttlMs: number): Promise<VaultProviderInit> {
+  const v = tls.vault
+  const caCertPem = v.caCert === undefined
+    ? undefined
+    : await readFile(v.caCert, 'utf8').catch((err: Error) => { throw new MeshError('MESH_ERR_IDENTITY_PROVIDER', `cannot read Vault's CA certificate ${v.caCert} (VAULT_CACERT): ${err.message}`) })
+  return { addr: v.addr!, token: v.token!, mount: v.mount, role: v.role, ...(caCertPem === undefined ? {} : { caCertPem }), trustDomain: tls.trustDomain, name, hosts, ttlMs }
 }
 
 /** The part of Vault's answer to `issue` the provider reads (Vault API, PKI secrets engine). */
