@@ -74,7 +74,10 @@ const X = attacker.peerId.toString()
 t.teardown(async () => { await attacker.stop() })
 // It answers probes, so the honest nodes' SWIM does not evict it (it must stay an up member to send a
 // suspicion); it serves nothing else.
-const probeCtx: ProbeContext = { viewOf: () => undefined, onView: () => {}, degree: () => 0, onDegree: () => {}, probeFor: async () => 'nack', bytes: { in: 0, out: 0 }, allow: () => true }
+// It records the neighbour counts A's pings tell it: it never probes A, so it cannot confirm a
+// suspicion of A, and A must not count it.
+const toldByA: Array<{ at: number, d: number }> = []
+const probeCtx: ProbeContext = { viewOf: () => undefined, onView: () => {}, degree: () => 0, onDegree: (d, from) => { if (from === A.peerId) toldByA.push({ at: Date.now(), d }) }, probeFor: async () => 'nack', bytes: { in: 0, out: 0 }, allow: () => true }
 await attacker.handle(probeProtocol(MESH), async (stream, conn) => {
   try {
     await serveProbe(lpFrames(stream, MAX_PROBE_FRAME_BYTES), conn.remotePeer.toString(), probeCtx, {}) // long-lived, like a real node's
@@ -86,6 +89,7 @@ await attacker.handle(probeProtocol(MESH), async (stream, conn) => {
 await attacker.start()
 await Promise.all([B.deny([X]), boot.deny([X])])
 await attacker.dial(multiaddr(A.addrs[0]))
+const attackerConnectedAt = Date.now()
 const pubsub = attacker.services.pubsub
 pubsub.subscribe(TOPIC)
 await waitFor('the attacker to see A subscribed', () => pubsub.getSubscribers(TOPIC).some((p) => p.toString() === A.peerId))
@@ -323,6 +327,16 @@ t.test('a flood of advert changes is cut by the quota; honest gossip still flows
   const seq = A.advert!.seq
   await waitFor('A\'s honest update to reach B', () => (B.replica.get(A.peerId)?.advert.seq ?? -1) >= seq)
   t.equal(B.replica.get(A.peerId)?.advert.tools[0].version, '1.1.0')
+})
+
+t.test('A does not count the attacker, a neighbour that never probes it, among those that can confirm a suspicion of it', async (t) => {
+  // A new neighbour counts for its first 10 s (it may not have probed yet); this one never does.
+  const after = attackerConnectedAt + 10_000
+  await waitFor('a ping from A after the grace', () => toldByA.some((x) => x.at > after + 200), 20_000)
+  const others = A.neighbours().filter((id) => id !== X)
+  t.ok(A.neighbours().includes(X), 'the attacker is still one of A\'s neighbours')
+  const last = toldByA.at(-1)!
+  t.equal(last.d, others.length, `A tells ${others.length} neighbours (the ones that probe it), not ${others.length + 1}`)
 })
 
 t.test('after all cases the honest nodes still work and everything stops cleanly', async (t) => {
