@@ -35,6 +35,7 @@ export const ErrorCodes = {
   MESH_ERR_IDENTITY_INVALID: 'a SPIFFE ID, trust domain or certificate breaks the SPIFFE X.509-SVID rules',
   MESH_ERR_IDENTITY_KEY_PERMISSIONS: 'a private key file is readable or writable by others than its owner (it must be mode 0600)',
   MESH_ERR_IDENTITY_PROVIDER: 'the identity provider (Vault) refused or failed to issue an SVID',
+  MESH_ERR_NOT_ADMITTED: 'a peer did not prove an SVID of a trusted domain bound to its peer ID: the mesh\'s protocols are closed to it',
   MESH_ERR_IDENTITY_CA: 'the local certificate authority could not be read, parsed or created',
 } as const
 

@@ -26,6 +26,7 @@ import { createMeshTool } from './proxy/mesh-tool.ts'
 import { identityFacts, secureContextOf, tlsServer } from './identity/tls.ts'
 import type { PeerFacts, TlsServer } from './identity/tls.ts'
 import type { Identity, IdentityProvider } from './identity/provider.ts'
+import { memberAdmitter, startIdentity } from './identity/start.ts'
 import type { SecureContext } from 'node:tls'
 import { logger } from '@libp2p/logger'
 import { createCaller } from './proxy/caller.ts'
@@ -232,7 +233,13 @@ class Node implements MeshNode {
   async #start (): Promise<void> {
     const o = this.options
     const { version: _v, http: _h, tls: _t, settleMs: _s, callTimeoutMs: _c, drainGraceMs: _d, handleSignals: _hs, ...gossipOptions } = o
-    this.#gossip = createGossipNode({ ...gossipOptions, advert: this.#advertBody('alive') }, { ...this.#seam.gossip, ...(this.#seam.clock === undefined ? {} : { clock: this.#seam.clock }) })
+    // With mutual TLS, the mesh's own protocols admit only members that prove an SVID of our domain.
+    const admitter = o.tls.mode === 'strict' ? memberAdmitter(o.mesh, o.tls.trustDomain, () => this.#identity!.current()) : undefined
+    this.#gossip = createGossipNode({ ...gossipOptions, advert: this.#advertBody('alive') }, {
+      ...(admitter === undefined ? {} : { admitter }),
+      ...this.#seam.gossip,
+      ...(this.#seam.clock === undefined ? {} : { clock: this.#seam.clock }),
+    })
     if (o.tls.mode === 'off' && !warnedPlain) {
       warnedPlain = true
       process.emitWarning(`agent ${o.name}: tls.mode is off (MCP_MESH_TLS_MODE=off): its endpoint serves plain HTTP to anyone who reaches it, and it calls providers without checking who they are`, { code: 'MESH_TLS_OFF' })
@@ -284,36 +291,16 @@ class Node implements MeshNode {
   async #startIdentity (): Promise<void> {
     const o = this.options
     const t = o.tls
-    const hostOf = (): string[] => {
-      const host = o.http.announceHost ?? o.http.host
-      return host === '0.0.0.0' || host === '::' ? [] : [host]
-    }
-    if (t.provider === 'vault') {
-      const { startVaultProvider, vaultInit } = await import('./identity/vault-provider.ts')
-      this.#identity = await startVaultProvider({
-        ...await vaultInit(t, o.name, hostOf(), t.svidTtlMs),
-        ...(this.#seam.clock === undefined ? {} : { clock: this.#seam.clock }),
-      })
-    } else if (t.provider === 'file') {
-      const { startFileProvider } = await import('./identity/file-provider.ts')
-      this.#identity = await startFileProvider({ certPath: t.certFile!, keyPath: t.keyFile!, bundlePath: t.bundleFile!, ...(this.#seam.clock === undefined ? {} : { clock: this.#seam.clock }) })
-    } else {
-      const { startAutoProvider } = await import('./identity/auto-provider.ts')
-      this.#identity = await startAutoProvider({
-        home: o.home,
-        trustDomain: t.trustDomain,
-        name: o.name,
-        hosts: hostOf(),
-        libp2pKey: await this.#gossip!.privateKey(),
-        ttlMs: t.svidTtlMs,
-        ...(this.#seam.clock === undefined ? {} : { clock: this.#seam.clock }),
-      })
-    }
+    const host = o.http.announceHost ?? o.http.host
+    this.#identity = await startIdentity({
+      tls: t,
+      home: o.home,
+      name: o.name,
+      hosts: host === '0.0.0.0' || host === '::' ? [] : [host],
+      libp2pKey: async () => this.#gossip!.privateKey(),
+      ...(this.#seam.clock === undefined ? {} : { clock: this.#seam.clock }),
+    })
     const first = this.#identity.current()
-    if (!first.spiffeId.startsWith(`spiffe://${t.trustDomain}/`)) {
-      await this.#identity.stop()
-      throw new MeshError('MESH_ERR_IDENTITY_INVALID', `the identity ${first.spiffeId} is not of the trust domain ${t.trustDomain} (tls.trustDomain, MCP_MESH_TRUST_DOMAIN)`)
-    }
     this.#useIdentity(first)
     this.#tls = tlsServer({
       identity: first,
@@ -327,6 +314,7 @@ class Node implements MeshNode {
       this.#useIdentity(next)
       this.#tls?.update(next)
       this.#client.renew()
+      this.#gossip?.reprove().catch((err: Error) => { log.error('proving the renewed identity to peers failed: %s', err.message) })
       this.#gossip?.updateAdvert(this.#advertBody(this.#endpoint?.draining === true ? 'draining' : 'alive')).catch((err: Error) => { log.error('advertising the renewed identity failed: %s', err.message) })
     })
   }

@@ -10,7 +10,8 @@ import { exampleAgents } from './agents.ts'
 
 const root = fileURLToPath(new URL('../..', import.meta.url))
 const home = await mkdtemp(join(tmpdir(), 'mesh-demo-'))
-const env = { ...process.env, MCP_MESH_HOME: home, MCP_MESH_COLOCATED: 'true' }
+// Discovery only (no calls): the agents are gossip nodes without identities, so TLS is off throughout.
+const env = { ...process.env, MCP_MESH_HOME: home, MCP_MESH_COLOCATED: 'true', MCP_MESH_TLS_MODE: 'off' }
 const children: ChildProcess[] = []
 
 const run = (file: string, args: string[], extraEnv: Record<string, string> = {}): ChildProcess => {

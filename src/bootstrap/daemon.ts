@@ -1,11 +1,17 @@
 import { join } from 'node:path'
+import type { z } from 'zod'
 import { createGossipNode } from '../gossip/gossip-node.ts'
 import type { GossipNode } from '../gossip/gossip-node.ts'
-import { parseGossipOptions } from '../config.ts'
-import type { GossipOptions, GossipOptionsInput } from '../config.ts'
+import { optionsFromEnv, parseGossipOptions, TlsOptionsSchema } from '../config.ts'
+import type { GossipOptions, GossipOptionsInput, TlsOptions } from '../config.ts'
+import { MeshError } from '../errors.ts'
+import { memberAdmitter, startIdentity } from '../identity/start.ts'
+import type { IdentityProvider } from '../identity/provider.ts'
+
+type TlsOptionsInput = z.input<typeof TlsOptionsSchema>
 
 /** Options of a bootstrap daemon: a gossip node with a stable identity that opens the door. */
-export type BootstrapInit = Omit<GossipOptionsInput, 'role' | 'name'> & { name?: string }
+export type BootstrapInit = Omit<GossipOptionsInput, 'role' | 'name'> & { name?: string, tls?: TlsOptionsInput }
 
 /**
  * The options a bootstrap runs with: `init` over the `MCP_MESH_*` variables of `env`, read by
@@ -14,7 +20,8 @@ export type BootstrapInit = Omit<GossipOptionsInput, 'role' | 'name'> & { name?:
  * stays the same across restarts.
  */
 export function bootstrapOptions (init: BootstrapInit = {}, env: NodeJS.ProcessEnv = process.env): GossipOptions {
-  const o = parseGossipOptions({ ...init, name: init.name ?? 'bootstrap', role: 'bootstrap' }, env)
+  const { tls: _tls, ...gossip } = init
+  const o = parseGossipOptions({ ...gossip, name: init.name ?? 'bootstrap', role: 'bootstrap' }, env)
   return { ...o, keyFile: o.keyFile ?? (o.ephemeralKey ? undefined : join(o.home, `${o.name}.key`)) }
 }
 
@@ -26,7 +33,35 @@ export function bootstrapOptions (init: BootstrapInit = {}, env: NodeJS.ProcessE
 export async function startBootstrap (init: BootstrapInit = {}, env: NodeJS.ProcessEnv = process.env): Promise<GossipNode> {
   // Every option is explicit now, so the node's own parse takes nothing else from process.env (a key
   // file there is ignored with an ephemeral key, as it would be anyway).
-  const node = createGossipNode(bootstrapOptions(init, env))
-  await node.start()
+  const options = bootstrapOptions(init, env)
+  const tls = bootstrapTls(init.tls, env)
+  if (tls.mode === 'off') {
+    const node = createGossipNode(options)
+    await node.start()
+    return node
+  }
+  // With mutual TLS (the default, as for agents) it proves an identity of the mesh's trust domain
+  // to every member, and admits only members that prove one: `spiffe://<domain>/agent/<name>`.
+  let provider: IdentityProvider | undefined
+  const admitter = memberAdmitter(options.mesh, tls.trustDomain, () => provider!.current())
+  const node = createGossipNode(options, { admitter, release: async () => { await provider?.stop() } })
+  try {
+    provider = await startIdentity({ tls, home: options.home, name: options.name, hosts: [], libp2pKey: async () => node.privateKey() })
+    provider.onChange(() => { node.reprove().catch(() => {}) })
+    await node.start()
+  } catch (err) {
+    await node.stop()
+    throw err
+  }
   return node
+}
+
+/** The TLS options of a bootstrap: `init.tls` over the same `MCP_MESH_TLS_*` variables agents read. */
+function bootstrapTls (tls: TlsOptionsInput | undefined, env: NodeJS.ProcessEnv): TlsOptions {
+  const fromEnv = (optionsFromEnv(env, true) as { tls?: Record<string, unknown> }).tls ?? {}
+  const parsed = TlsOptionsSchema.safeParse({ ...fromEnv, ...tls })
+  if (!parsed.success) {
+    throw new MeshError('MESH_ERR_CONFIG_INVALID', `invalid TLS options of the bootstrap: ${parsed.error.issues.map((i) => `tls.${i.path.join('.')}: ${i.message}`).join('; ')}`, { details: { fields: parsed.error.issues.map((i) => ['tls', ...i.path].join('.')) } })
+  }
+  return parsed.data
 }

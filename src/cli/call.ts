@@ -45,7 +45,7 @@ export async function call (argv: string[]): Promise<number> {
   const spec = { capability, ...(tags.length > 0 ? { tags } : {}), ...(values.version !== undefined ? { version: values.version } : {}) }
 
   const tls = await cliTls(values)
-  const node = await observe(values)
+  const node = await observe(values, tls)
   const client = new McpHttpClient({ clientName: 'meshctl', ...(tls === undefined ? {} : { tls: { trustDomain: tls.trustDomain, context: () => tls.context } }) })
   const stop = new AbortController()
   try {

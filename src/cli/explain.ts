@@ -2,7 +2,7 @@ import { createResolver, formatExplanation } from '../topology/resolver.ts'
 import type { Resolution } from '../topology/resolver.ts'
 import { Exit, UsageError, commaList, parse } from './args.ts'
 import { common, observe } from './observe.ts'
-import { cliTrustDomain } from './identity.ts'
+import { cliTls } from './identity.ts'
 import { printable, toJson } from './print.ts'
 
 export const EXPLAIN_HELP = `Usage: meshctl explain <capability> [--tags <list>] [--version <range>] [--json]
@@ -20,11 +20,12 @@ export async function explain (argv: string[]): Promise<number> {
   if (capability === undefined) throw new UsageError('explain needs a capability, for example: meshctl explain weather --tags +claude')
   const tags = commaList(values.tags).map((t) => t.includes('|') ? t.split('|') : t)
   const spec = { capability, ...(tags.length > 0 ? { tags } : {}), ...(values.version !== undefined ? { version: values.version } : {}) }
-  const node = await observe(values)
+  const tls = await cliTls(values)
+  const node = await observe(values, tls)
   const members = [...node.replica.members()]
   await node.stop()
   // Resolved as an agent with the same TLS variables would: with mutual TLS, only providers of its trust domain.
-  const td = cliTrustDomain()
+  const td = tls?.trustDomain
   const resolution = createResolver(td === undefined ? {} : { trustDomain: td }).resolve(members, spec)
   console.log(values.json === true ? toJson(resolution) : formatExplain(resolution))
   return resolution.selected === null ? Exit.noProvider : Exit.ok

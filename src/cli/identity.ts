@@ -5,12 +5,6 @@ import type { TlsOptions } from '../config.ts'
 import { MeshError } from '../errors.ts'
 import { UsageError } from './args.ts'
 
-/** The trust domain agents resolve within, by the `MCP_MESH_TLS_*` variables: none with TLS off. */
-export function cliTrustDomain (env: NodeJS.ProcessEnv = process.env): string | undefined {
-  const parsed = TlsOptionsSchema.safeParse((optionsFromEnv(env, true) as { tls?: unknown }).tls ?? {})
-  return parsed.success && parsed.data.mode === 'strict' ? parsed.data.trustDomain : undefined
-}
-
 /** How long the identity `meshctl` issues itself lives: one command. */
 const CLI_SVID_TTL_MS = 10 * 60_000
 

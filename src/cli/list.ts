@@ -1,3 +1,4 @@
+import { cliTls } from './identity.ts'
 import type { ReplicaEntry } from '../topology/replica.ts'
 import { Exit, painter, parse } from './args.ts'
 import type { Painter } from './args.ts'
@@ -22,7 +23,7 @@ export function memberRow (e: ReplicaEntry) {
 export async function list (argv: string[]): Promise<number> {
   const { values } = parse(argv, { ...common, all: { type: 'boolean' } })
   if (values.help === true) { console.log(LIST_HELP); return Exit.ok }
-  const node = await observe(values)
+  const node = await observe(values, await cliTls(values))
   const rows = [...node.replica.members()]
     .filter((e) => values.all === true || e.liveness === 'alive' || e.liveness === 'suspect')
     .sort((a, b) => a.advert.name.localeCompare(b.advert.name) || (a.advert.peerId < b.advert.peerId ? -1 : 1))

@@ -24,7 +24,7 @@ export async function status (argv: string[]): Promise<number> {
   const who = positionals[0]
   if (who === undefined) throw new UsageError('status needs an agent name, for example: meshctl status weather-claude')
   const tls = await cliTls(values)
-  const node = await observe(values)
+  const node = await observe(values, tls)
   const members = [...node.replica.members()]
   await node.stop()
   const matches = members.filter((m) => m.advert.name === who || m.advert.peerId === who || (who.length >= 6 && m.advert.peerId.endsWith(who)))

@@ -35,7 +35,7 @@ export type { GossipStats } from './stats.ts'
 const log = logger('mesh:gossip')
 
 /** Pieces tests and simulations replace: the clock, the key, the network, randomness, faults. */
-export interface GossipSeam extends Omit<HostSeam, 'deny'> {
+export interface GossipSeam extends Omit<HostSeam, 'deny' | 'admission'> {
   clock?: Clock
   privateKey?: PrivateKey
   /** The network (default: libp2p, built with this seam's transports and encrypters). */
@@ -55,6 +55,8 @@ export interface GossipSeam extends Omit<HostSeam, 'deny'> {
    * view of this node in a sync (it is not told it is suspected).
    */
   lose?: (kind: 'gossip' | 'probe' | 'view', from: string) => boolean
+  /** Called at the end of `stop()`: what the node was started with and must end with it (an identity provider). */
+  release?: () => Promise<void>
 }
 
 /** A running member of a mesh (agent, bootstrap or observer) as far as discovery goes. */
@@ -82,6 +84,8 @@ export interface GossipNode {
   syncWith(peerId: string, full?: boolean, options?: AbortOptions): Promise<SyncResult>
   /** Members this node holds an open connection to: the ones it probes. */
   neighbours(): string[]
+  /** Proves this node's renewed identity again to every connected peer (admission). */
+  reprove(): Promise<void>
   /** Cuts these peers off (no dials, no inbound, current connections closed): partitions in tests. */
   deny(peerIds: Iterable<string>): Promise<void>
   /** Lets these peers (all, when omitted) back in. */
@@ -165,10 +169,13 @@ class MeshGossip implements GossipNode {
     const scope = this.#scope
     const key = await this.privateKey()
     const maxFrameBytes = Math.max(2 * 1024 * 1024, o.quota.maxMessageBytes * 4)
-    const init = { options: o, privateKey: key, deny: this.#denied, maxFrameBytes: { sync: maxFrameBytes, probe: MAX_PROBE_FRAME_BYTES } }
+    const stats = this.stats
+    const init = {
+      options: o, privateKey: key, deny: this.#denied, maxFrameBytes: { sync: maxFrameBytes, probe: MAX_PROBE_FRAME_BYTES },
+      onRefused: (peer: string, reason: string) => { stats.refused.admission++; log('refused %s: %s', peer, reason) },
+    }
     const net = await (seam.net ?? (async (i) => createLibp2pNet(i, seam)))(init)
     const member = o.role !== 'observer'
-    const stats = this.stats
     const awareness = this.#awareness
     const replica = new Replica({ selfId: net.peerId, clock: scope.clock, timing: o.timing, maxMembers: o.quota.maxMembers, ...(seam.digestHash === undefined ? {} : { digestHash: seam.digestHash }) })
     const peers = new Peers({ options: o, net, replica, clock: scope.clock, denied: this.#denied, running: () => scope.running })
@@ -224,6 +231,10 @@ class MeshGossip implements GossipNode {
     return this.#parts.antiEntropy.syncWith(peerId, full, options)
   }
 
+  async reprove (): Promise<void> {
+    await this.#parts?.net.reprove?.()
+  }
+
   neighbours (): string[] {
     return this.#scope.running ? this.#parts!.peers.neighbours() : []
   }
@@ -252,6 +263,7 @@ class MeshGossip implements GossipNode {
     const parts = this.#parts
     if (parts === undefined) {
       await this.#held?.release() // taken by privateKey() before a start that never came or failed
+      await this.#seam.release?.()
       return
     }
     if (leave && this.#scope.running) await parts.adverts.leave()
@@ -262,6 +274,7 @@ class MeshGossip implements GossipNode {
     this.#ready.promise.catch(() => {})
     await parts.net.stop()
     await this.#held?.release()
+    await this.#seam.release?.()
     log('stopped %s', this.peerId)
   }
 

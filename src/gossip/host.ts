@@ -10,6 +10,7 @@ import type { GossipSub } from '@libp2p/gossipsub'
 import { createHash } from 'node:crypto'
 import type { GossipOptions } from '../config.ts'
 import type { DenyList, Verdict } from './net.ts'
+import type { Admitter } from './admission.ts'
 
 /**
  * The libp2p services the mesh runs. Gossipsub comes from `@libp2p/gossipsub` (the libp2p 3 port);
@@ -29,6 +30,14 @@ export interface HostSeam {
   transports?: Libp2pOptions['transports']
   connectionEncrypters?: Libp2pOptions['connectionEncrypters']
   deny?: DenyList
+  /**
+   * Admission (mutual TLS on): the peers allowed in, and the ones refused recently. Gossipsub
+   * sends nothing to a peer not admitted (its score is below the publish threshold), and the
+   * gater keeps refused peers out.
+   */
+  admission?: { admitted: (peerId: string) => boolean, refused: (peerId: string) => boolean }
+  /** The admitter that proves this node and checks peers (`src/identity/admission.ts`). */
+  admitter?: Admitter
 }
 
 /** A validator's verdict as gossipsub's own result. */
@@ -46,7 +55,16 @@ export function advertTopic (mesh: string): string {
 /** Builds (does not start) the libp2p host for these options. */
 export async function createHost (opts: GossipOptions, privateKey: PrivateKey, seam: HostSeam = {}): Promise<MeshHost> {
   const deny = seam.deny
-  const denied = (p: PeerId): boolean => deny?.has(p.toString()) ?? false
+  const admission = seam.admission
+  const denied = (p: PeerId): boolean => (deny?.has(p.toString()) ?? false) || (admission?.refused(p.toString()) ?? false)
+  const scoreParams = {
+    ...(opts.colocated ? { IPColocationFactorWeight: 0 } : {}),
+    // -60 with the default weight of 10: below the publish (-50) and gossip (-10) thresholds, so
+    // nothing is sent to a peer not admitted, and it is not grafted; above the graylist (-80), so
+    // its subscriptions are still heard (a member's, sent as its admission completes, would
+    // otherwise be lost for good) and its messages reach the validator, which waits for admission.
+    ...(admission === undefined ? {} : { appSpecificScore: (p: string) => admission.admitted(p) ? 0 : -6 }),
+  }
   const topic = advertTopic(opts.mesh)
   return createLibp2p({
     privateKey,
@@ -82,7 +100,7 @@ export async function createHost (opts: GossipOptions, privateKey: PrivateKey, s
         maxInboundDataLength: opts.quota.maxMessageBytes + 4096,
         emitSelf: false,
         doPX: opts.role === 'bootstrap',
-        scoreParams: opts.colocated ? { IPColocationFactorWeight: 0 } : {},
+        scoreParams,
       }),
     },
   }) as Promise<MeshHost>

@@ -9,6 +9,7 @@ import type { HostSeam, MeshHost } from './host.ts'
 import { probeProtocol } from './probe.ts'
 import { syncProtocol } from './sync.ts'
 import type { FrameStream, MeshNet, MeshProtocol, NetEvents, NetInit } from './net.ts'
+import { AdmissionGate, admissionProtocol, MAX_ADMISSION_FRAME } from './gate.ts'
 
 /** An address where another peer, or no libp2p at all, answered is skipped this long. */
 const WRONG_PEER_MS = 10 * 60_000
@@ -31,9 +32,24 @@ export function lpFrames (stream: Stream, maxDataLength: number): FrameStream {
 }
 
 /** The production network: libp2p with gossipsub for adverts and two stream protocols. */
-export async function createLibp2pNet (init: NetInit, seam: Omit<HostSeam, 'deny'> = {}): Promise<MeshNet> {
-  const host = await createHost(init.options, init.privateKey, { ...seam, deny: init.deny })
-  return new Libp2pNet(host, init)
+export async function createLibp2pNet (init: NetInit, seam: Omit<HostSeam, 'deny' | 'admission'> = {}): Promise<MeshNet> {
+  let gate: AdmissionGate | undefined
+  const admission = seam.admitter === undefined ? undefined : { admitted: (p: string) => gate!.isAdmitted(p), refused: (p: string) => gate!.isRefused(p) }
+  const host = await createHost(init.options, init.privateKey, { ...seam, deny: init.deny, ...(admission === undefined ? {} : { admission }) })
+  if (seam.admitter !== undefined) {
+    gate = new AdmissionGate({
+      admitter: seam.admitter,
+      self: host.peerId.toString(),
+      frames: (stream) => lpFrames(stream, MAX_ADMISSION_FRAME),
+      protocol: admissionProtocol(init.options.mesh),
+      onRefused: (peer, reason) => { init.onRefused?.(peer, reason) },
+      // Its score may have been cached (for a heartbeat) before it was admitted. The cache is not in
+      // gossipsub's public interface: without it, a new peer waits up to one heartbeat (1 s).
+      onAdmitted: (peer) => { (host.services.pubsub as unknown as { score?: { scoreCache?: Map<string, unknown> } }).score?.scoreCache?.delete(peer) },
+      hangUp: async (peer) => { await host.hangUp(peerIdFromString(peer)) },
+    })
+  }
+  return new Libp2pNet(host, init, gate)
 }
 
 class Libp2pNet implements MeshNet {
@@ -44,10 +60,13 @@ class Libp2pNet implements MeshNet {
   readonly #peerIds = new Map<string, PeerId>()
   /** Per peer: advertised addresses that failed, and until when they are skipped. */
   readonly #badAddrs = new Map<string, Map<string, number>>()
+  readonly #gate: AdmissionGate | undefined
+  #sweep?: ReturnType<typeof setInterval>
 
-  constructor (host: MeshHost, init: NetInit) {
+  constructor (host: MeshHost, init: NetInit, gate?: AdmissionGate) {
     this.#host = host
     this.#init = init
+    this.#gate = gate
     const mesh = init.options.mesh
     this.#topic = advertTopic(mesh)
     this.#protocols = { sync: syncProtocol(mesh), probe: probeProtocol(mesh) }
@@ -64,22 +83,56 @@ class Libp2pNet implements MeshNet {
   async start (events: NetEvents): Promise<void> {
     const host = this.#host
     const handlerOpts = { maxInboundStreams: 256, maxOutboundStreams: 256 }
+    const gate = this.#gate
     for (const kind of ['sync', 'probe'] as const) {
-      await host.handle(this.#protocols[kind], (stream, conn) => {
-        events.stream(kind, this.#frames(stream, kind), conn.remotePeer.toString())
+      await host.handle(this.#protocols[kind], async (stream, conn) => {
+        const from = conn.remotePeer.toString()
+        // A peer's first streams may race its admission exchange: they wait for it.
+        if (gate !== undefined && !await gate.wait(from)) {
+          stream.abort(new MeshError('MESH_ERR_NOT_ADMITTED', `${from} is not admitted to the mesh`))
+          return
+        }
+        events.stream(kind, this.#frames(stream, kind), from)
       }, handlerOpts)
+    }
+    if (gate !== undefined) {
+      await host.handle(admissionProtocol(this.#init.options.mesh), async (stream, conn) => { await gate.serve(stream, conn) }, handlerOpts)
+      host.addEventListener('connection:open', (evt) => { gate.onConnection(evt.detail) })
+      this.#sweep = setInterval(() => { gate.sweep() }, 5_000)
+      this.#sweep.unref()
     }
     await host.start()
     const pubsub = host.services.pubsub
-    pubsub.topicValidators.set(this.#topic, async (from, msg) => TOPIC_VERDICT[await events.validate(from.toString(), msg.data, msg.type !== 'unsigned')])
+    pubsub.topicValidators.set(this.#topic, async (from, msg) => {
+      const peer = from.toString()
+      // A message a member forwards as its admission completes waits for it: rejected, it would be
+      // marked seen and lost when others forward it too.
+      if (gate !== undefined && !await gate.wait(peer)) {
+        this.#init.onRefused?.(peer, 'gossip from a peer not admitted')
+        return TOPIC_VERDICT.reject
+      }
+      return TOPIC_VERDICT[await events.validate(peer, msg.data, msg.type !== 'unsigned')]
+    })
     pubsub.subscribe(this.#topic)
     pubsub.addEventListener('subscription-change', (evt) => {
       if (evt.detail.subscriptions.some((s) => s.subscribe && s.topic === this.#topic)) events.subscribed()
     })
-    host.addEventListener('peer:disconnect', (evt) => { events.disconnected(evt.detail.toString()) })
+    host.addEventListener('peer:disconnect', (evt) => {
+      gate?.forget(evt.detail.toString())
+      events.disconnected(evt.detail.toString())
+    })
+  }
+
+  /** Proves this node's renewed identity again on every connection. */
+  async reprove (): Promise<void> {
+    const gate = this.#gate
+    if (gate === undefined) return
+    await Promise.all(this.#host.getConnections().filter((c) => c.status === 'open').map(async (c) => gate.exchange(c)))
   }
 
   async stop (): Promise<void> {
+    clearInterval(this.#sweep)
+    this.#gate?.stop()
     this.#host.services.pubsub.topicValidators.clear()
     await this.#host.stop()
   }

@@ -29,6 +29,8 @@ export interface MeshNet {
   dialAddress(addr: string, options: AbortOptions): Promise<string>
   /** Closes every connection to a peer. */
   hangUp(peerId: string): Promise<void>
+  /** Proves this node's (renewed) identity again on every connection (admission; no-op without). */
+  reprove?(): Promise<void>
   /** Opens a stream of one of the mesh's request/response protocols, dialling when not connected. */
   open(peerId: string, protocol: MeshProtocol, addrs: readonly string[], options: AbortOptions): Promise<FrameStream>
 }
@@ -77,6 +79,8 @@ export interface NetInit {
   deny: DenyList
   /** Largest frame each protocol accepts, in bytes. */
   maxFrameBytes: Record<MeshProtocol, number>
+  /** A peer was refused admission, or sent gossip before it was admitted (counted by the node). */
+  onRefused?: (peerId: string, reason: string) => void
 }
 
 /** Builds (does not start) a node's network. */

@@ -24,13 +24,16 @@ export interface GossipStats {
    */
   gossipBytes: ByteCounter
   probeBytes: ByteCounter
-  /** Requests from peers refused by their quota: sync exchanges, and probe frames left unanswered. */
-  refused: { sync: number, probe: number }
+  /**
+   * Requests from peers refused by their quota (sync exchanges, probe frames left unanswered), and
+   * peers refused admission (no proof in time, an untrusted or invalid SVID, gossip before admission).
+   */
+  refused: { sync: number, probe: number, admission: number }
 }
 
 /** Fresh counters, all zero. */
 export function newGossipStats (): GossipStats {
-  return { dropped: {}, accepted: 0, published: 0, probes: 0, probeFailures: 0, probesLate: 0, lateAcks: 0, suspicionsRaised: 0, refutations: 0, syncs: 0, syncBytes: { in: 0, out: 0 }, gossipBytes: { in: 0, out: 0 }, probeBytes: { in: 0, out: 0 }, refused: { sync: 0, probe: 0 } }
+  return { dropped: {}, accepted: 0, published: 0, probes: 0, probeFailures: 0, probesLate: 0, lateAcks: 0, suspicionsRaised: 0, refutations: 0, syncs: 0, syncBytes: { in: 0, out: 0 }, gossipBytes: { in: 0, out: 0 }, probeBytes: { in: 0, out: 0 }, refused: { sync: 0, probe: 0, admission: 0 } }
 }
 
 /**

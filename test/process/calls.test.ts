@@ -22,7 +22,8 @@ t.setTimeout(300_000)
 
 const MESH = `calls-${process.pid}`
 const home = await mkdtemp(join(tmpdir(), 'mesh-calls-'))
-const boot = await startBootstrap({ mesh: MESH, ephemeralKey: true, colocated: true, listen: ['/ip4/127.0.0.1/tcp/0'] })
+// On the defaults, as the agents: mutual TLS, its identity from the local CA in the same home.
+const boot = await startBootstrap({ mesh: MESH, home, ephemeralKey: true, colocated: true, listen: ['/ip4/127.0.0.1/tcp/0'] })
 const env = { MCP_MESH_NAMESPACE: MESH, MCP_MESH_HOME: home, MCP_MESH_BOOTSTRAP: boot.addrs[0] }
 const agents: ExampleAgent[] = []
 const nodes: MeshNode[] = []

@@ -57,14 +57,16 @@ t.test('meshctl status shows the SPIFFE ID, the certificate expiry, and readines
   t.equal(Date.parse(json[0].certificateExpires), expires)
 })
 
-t.test('without them, meshctl is refused before anything is sent, and says so', async (t) => {
+t.test('without them, meshctl is not admitted to the mesh, sends nothing, and says why', async (t) => {
   const before = callers.length
   const r = await meshctl(['call', 'weather', '{"city":"Oslo"}'], { MCP_MESH_TLS_MODE: 'off' })
-  t.equal(r.code, 1)
-  t.match(r.err, /MESH_ERR_CALL_UNTRUSTED/)
+  t.equal(r.code, 3, 'the exit code of an unreachable mesh')
+  t.match(r.err, /MESH_ERR_JOIN_FAILED/)
+  t.match(r.err, /MCP_MESH_TLS_MODE=off/, 'the error names the likely cause')
   t.equal(callers.length, before, 'the tool did not run')
   const s = await meshctl(['status', 'weather'], { MCP_MESH_TLS_MODE: 'off' })
-  t.match(s.out, /readyz: not asked \(it serves mutual TLS; set MCP_MESH_TLS_MODE=strict\)/)
+  t.equal(s.code, 3)
+  t.match(s.err, /MESH_ERR_JOIN_FAILED/)
 })
 
 t.test('elsewhere, with --cert, --key and --ca: meshctl calls with that identity, whatever its home holds', async (t) => {

@@ -22,7 +22,8 @@ t.teardown(async () => {
   await Promise.all(servers.map((s) => s.close()))
 })
 
-const bootstrap = await startBootstrap({ mesh: MESH, ephemeralKey: true, colocated: true })
+// The fake providers serve plain HTTP: this mesh runs with TLS off, and so does meshctl.
+const bootstrap = await startBootstrap({ mesh: MESH, ephemeralKey: true, colocated: true, tls: { mode: 'off' } })
 gossip.push(bootstrap)
 
 async function server (host: string, misbehave: Misbehave): Promise<FakeProvider> {
@@ -43,7 +44,7 @@ async function member (name: string, endpoint: string): Promise<void> {
 /** Runs `meshctl status <name>` as a user would, on a terminal-like text output. */
 async function status (name: string): Promise<{ code: number | null, out: string }> {
   const child = spawn(process.execPath, ['bin/meshctl.js', 'status', name, '--bootstrap', bootstrap.addrs[0], '--mesh', MESH], {
-    cwd: root, env: { ...process.env, NO_COLOR: '1' }, stdio: ['ignore', 'pipe', 'inherit'],
+    cwd: root, env: { ...process.env, NO_COLOR: '1', MCP_MESH_TLS_MODE: 'off' }, stdio: ['ignore', 'pipe', 'inherit'],
   })
   let out = ''
   child.stdout!.on('data', (d: Buffer) => { out += d.toString() })

@@ -1,0 +1,114 @@
+import { createHash, createPrivateKey, sign, verify, X509Certificate } from 'node:crypto'
+import type { KeyObject } from 'node:crypto'
+import { admissionPayload } from '../gossip/admission.ts'
+import type { Admitted, Admitter, AdmissionProof } from '../gossip/admission.ts'
+import { peerFacts } from './tls.ts'
+
+/** The PEMs a member proves itself with: its SVID (and intermediates), its key, its domain's bundle. */
+export interface AdmissionPems {
+  certPem: string
+  keyPem: string
+  bundlePem: string
+}
+
+/** What an SVID admitter is built from. */
+export interface SvidAdmitterInit {
+  mesh: string
+  /** The member's identity now (read at each use: renewals take effect at once). */
+  current: () => AdmissionPems
+  /** The CA certificates (PEM) of a trust domain this member trusts, or undefined. */
+  bundleOf: (trustDomain: string) => string | undefined
+  now?: () => number
+}
+
+const MAX_CACHED = 4_096
+const PEM_BLOCK = /-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----/g
+
+/** The certificates of a PEM text, parsed once per text. */
+const parsedPems = new Map<string, X509Certificate[]>()
+function certsOf (pem: string): X509Certificate[] {
+  let certs = parsedPems.get(pem)
+  if (certs === undefined) {
+    certs = (pem.match(PEM_BLOCK) ?? []).map((b) => new X509Certificate(b))
+    if (parsedPems.size >= 64) parsedPems.clear()
+    parsedPems.set(pem, certs)
+  }
+  return certs
+}
+
+/** A verified chain: who it names, its leaf key, and the window in which every certificate is valid. */
+interface Verified { admitted: Admitted, key: KeyObject, notBefore: number }
+
+/**
+ * The mesh's admission with X.509-SVIDs and Node's own crypto. A peer's chain must lead, through
+ * CA certificates it sent, to a CA in the bundle of the peer's own trust domain (a partner's CA
+ * cannot vouch for a name in ours), every certificate within its validity, the leaf an SVID that
+ * is not a CA; and the leaf's key must have signed both peer IDs. Chains are verified once per
+ * chain and bundle; the signature at every exchange.
+ */
+export function svidAdmitter (init: SvidAdmitterInit): Admitter {
+  const now = init.now ?? Date.now
+  const verified = new Map<string, Verified | string>()
+  let own: { pems: AdmissionPems, chain: string[], key: KeyObject } | undefined
+
+  const verifyChain = (chain: X509Certificate[], bundlePem: string): Verified | string => {
+    const leaf = chain[0]
+    const f = peerFacts(leaf.raw)
+    if (typeof f === 'string') return f
+    if (leaf.ca) return 'its certificate is a CA certificate, not an SVID'
+    const roots = certsOf(bundlePem)
+    let cur = leaf
+    for (let depth = 0; ; depth++) {
+      if (roots.some((r) => cur.checkIssued(r) && cur.verify(r.publicKey))) break
+      const next = chain[depth + 1]
+      if (next === undefined) return `its chain does not lead to a CA of the trust domain ${f.trustDomain}`
+      if (!next.ca || !cur.checkIssued(next) || !cur.verify(next.publicKey)) return 'its chain is broken: a certificate is not signed by the next one'
+      cur = next
+    }
+    const notBefore = Math.max(...chain.map((c) => Date.parse(c.validFrom)))
+    const notAfter = Math.min(...chain.map((c) => Date.parse(c.validTo)))
+    return { admitted: { spiffeId: f.spiffeId, trustDomain: f.trustDomain, notAfter }, key: leaf.publicKey, notBefore }
+  }
+
+  return {
+    prove (prover, verifier): AdmissionProof {
+      const pems = init.current()
+      if (own?.pems !== pems) {
+        own = { pems, chain: certsOf(pems.certPem).map((c) => c.raw.toString('base64')), key: createPrivateKey(pems.keyPem) }
+      }
+      const data = admissionPayload(init.mesh, prover, verifier)
+      const sig = sign(own.key.asymmetricKeyType === 'ec' ? 'sha256' : null, data, own.key)
+      return { chain: own.chain, sig: sig.toString('base64') }
+    },
+
+    check (proof, prover, verifier): Admitted | string {
+      let chain: X509Certificate[]
+      try {
+        chain = proof.chain.map((c) => new X509Certificate(Buffer.from(c, 'base64')))
+      } catch (err) {
+        return `its chain is not X.509: ${(err as Error).message}`
+      }
+      const leaf = peerFacts(chain[0].raw)
+      if (typeof leaf === 'string') return leaf
+      const bundlePem = init.bundleOf(leaf.trustDomain)
+      if (bundlePem === undefined) return `${leaf.spiffeId} is of the trust domain ${leaf.trustDomain}, which this member does not trust`
+      const cacheKey = createHash('sha256').update(proof.chain.join('.')).update(bundlePem).digest('base64')
+      let v = verified.get(cacheKey)
+      if (v === undefined) {
+        v = verifyChain(chain, bundlePem)
+        if (verified.size >= MAX_CACHED) verified.delete(verified.keys().next().value!)
+        verified.set(cacheKey, v)
+      }
+      if (typeof v === 'string') return v
+      const t = now()
+      if (t < v.notBefore) return `${v.admitted.spiffeId}'s chain is not valid yet`
+      if (t >= v.admitted.notAfter) return `${v.admitted.spiffeId}'s certificate has expired`
+      const data = admissionPayload(init.mesh, prover, verifier)
+      let ok = false
+      try {
+        ok = verify(v.key.asymmetricKeyType === 'ec' ? 'sha256' : null, data, v.key, Buffer.from(proof.sig, 'base64'))
+      } catch { /* a malformed signature is a failed one */ }
+      return ok ? v.admitted : `${v.admitted.spiffeId}'s key did not sign this connection's peer IDs (a replayed or borrowed certificate)`
+    },
+  }
+}
