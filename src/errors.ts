@@ -36,6 +36,7 @@ export const ErrorCodes = {
   MESH_ERR_IDENTITY_KEY_PERMISSIONS: 'a private key file is readable or writable by others than its owner (it must be mode 0600)',
   MESH_ERR_IDENTITY_PROVIDER: 'the identity provider (Vault) refused or failed to issue an SVID',
   MESH_ERR_NOT_ADMITTED: 'a peer did not prove an SVID of a trusted domain bound to its peer ID: the mesh\'s protocols are closed to it',
+  MESH_ERR_ENTITY_INVALID: 'an entity (a partner organisation) could not be registered or revoked: a bad name or CA, our own trust domain, or one registered already',
   MESH_ERR_IDENTITY_CA: 'the local certificate authority could not be read, parsed or created',
 } as const
 

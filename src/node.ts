@@ -27,6 +27,8 @@ import { identityFacts, secureContextOf, tlsServer } from './identity/tls.ts'
 import type { PeerFacts, TlsServer } from './identity/tls.ts'
 import type { Identity, IdentityProvider } from './identity/provider.ts'
 import { memberAdmitter, startIdentity } from './identity/start.ts'
+import { TrustStore } from './identity/trust.ts'
+import { allowList } from './identity/authorize.ts'
 import type { SecureContext } from 'node:tls'
 import { logger } from '@libp2p/logger'
 import { createCaller } from './proxy/caller.ts'
@@ -139,27 +141,36 @@ class Node implements MeshNode {
   #identityFacts?: PeerFacts
   #tls?: TlsServer
   #secureContext?: SecureContext
+  /** The bundles of our trust domain and of registered entities (federation). */
+  #trust?: TrustStore
+  /** TLS contexts for calls to partner domains: our certificate, their bundle; rebuilt on renewal. */
+  #partnerContexts = new Map<string, { bundle: string, context: SecureContext }>()
+  readonly #trustListeners = new Set<() => void>()
 
   constructor (input: MeshNodeOptionsInput, seam: MeshNodeSeam) {
     this.options = parseMeshNodeOptions(input)
     this.#seam = seam
     this.#clock = seam.clock ?? systemClock
     this.#mcp = new McpServer({ name: this.options.name, version: this.options.version }, { capabilities: { tools: {}, logging: {} } })
+    const mtls = this.options.tls.mode === 'strict'
+    const ownDomain = this.options.tls.trustDomain
     this.#tools = createToolRegistry({
       agent: this.options.name,
+      // With mutual TLS, a tool's default callers are its own trust domain's, never a partner's.
+      ...(mtls ? { defaultAllow: allowList([`spiffe://${ownDomain}/*`]) } : {}),
       onDenied: (tool, caller) => {
         this.#countDropped('not-authorized')
         log('refused a call of %s by %s: not on its allow-list', tool, caller ?? 'a caller with no identity')
       },
     })
     this.#tools.install(this.#mcp)
-    const mtls = this.options.tls.mode === 'strict'
-    this.#resolver = createResolver(mtls ? { trustDomain: this.options.tls.trustDomain } : {})
+    const trusted = (td: string): boolean => this.#trust?.bundleOf(td) !== undefined
+    this.#resolver = createResolver(mtls ? { trustDomain: ownDomain, trusted } : {})
     this.#client = new McpHttpClient({
       clientName: this.options.name,
       clientVersion: this.options.version,
       ...(seam.connect === undefined ? {} : { connect: seam.connect }),
-      ...(mtls ? { tls: { trustDomain: this.options.tls.trustDomain, context: () => this.#secureContext! } } : {}),
+      ...(mtls ? { tls: { trustDomain: ownDomain, context: (td: string) => this.#contextFor(td) } } : {}),
     })
     this.#toolContext = createCaller({
       gossip: () => this.#gossip,
@@ -168,7 +179,7 @@ class Node implements MeshNode {
       settleUntil: () => this.#settleUntil,
       callTimeoutMs: this.options.callTimeoutMs,
       stopSignal: this.#stopAbort.signal,
-      ...(mtls ? { trustDomain: this.options.tls.trustDomain } : {}),
+      ...(mtls ? { trustDomain: ownDomain, trusted, onTrustChange: (l: () => void) => { this.#trustListeners.add(l) } } : {}),
       callLocal: (tool, args, signal) => this.#tools.callLocal(tool, args, signal),
     })
   }
@@ -234,7 +245,7 @@ class Node implements MeshNode {
     const o = this.options
     const { version: _v, http: _h, tls: _t, settleMs: _s, callTimeoutMs: _c, drainGraceMs: _d, handleSignals: _hs, ...gossipOptions } = o
     // With mutual TLS, the mesh's own protocols admit only members that prove an SVID of our domain.
-    const admitter = o.tls.mode === 'strict' ? memberAdmitter(o.mesh, o.tls.trustDomain, () => this.#identity!.current()) : undefined
+    const admitter = o.tls.mode === 'strict' ? memberAdmitter(o.mesh, { bundleOf: (td) => this.#trust?.bundleOf(td) }, () => this.#identity!.current()) : undefined
     this.#gossip = createGossipNode({ ...gossipOptions, advert: this.#advertBody('alive') }, {
       ...(admitter === undefined ? {} : { admitter }),
       ...this.#seam.gossip,
@@ -267,6 +278,7 @@ class Node implements MeshNode {
       await this.#gossip.start({ signal: this.#stopAbort.signal })
     } catch (err) {
       await this.#endpoint.stop()
+      this.#trust?.stop()
       await this.#identity?.stop()
       throw err
     }
@@ -301,10 +313,27 @@ class Node implements MeshNode {
       ...(this.#seam.clock === undefined ? {} : { clock: this.#seam.clock }),
     })
     const first = this.#identity.current()
+    const identity = this.#identity
+    this.#trust = new TrustStore({ home: o.home, trustDomain: t.trustDomain, ownBundle: () => identity.current().bundlePem })
+    try {
+      await this.#trust.start()
+    } catch (err) {
+      await identity.stop()
+      throw err
+    }
+    // A registration or a revoke, while running: revoked domains lose their connections at once.
+    this.#trust.onChange(() => {
+      this.#partnerContexts.clear()
+      for (const l of this.#trustListeners) l()
+      this.#tls?.recheck()
+      this.#gossip?.recheckAdmissions()
+      this.#client.renew()
+    })
     this.#useIdentity(first)
     this.#tls = tlsServer({
       identity: first,
       trustDomain: t.trustDomain,
+      trust: (td) => td === t.trustDomain ? undefined : this.#trust?.bundleOf(td),
       onRefused: (reason, detail) => {
         this.#countDropped(reason)
         log('refused a TLS client (%s): %s', reason, detail)
@@ -328,6 +357,20 @@ class Node implements MeshNode {
   #useIdentity (identity: Identity): void {
     this.#identityFacts = identityFacts(identity)
     this.#secureContext = secureContextOf(identity)
+    this.#partnerContexts.clear()
+  }
+
+  /** The TLS context a call to a provider of `trustDomain` uses: ours, a partner's, or none (not trusted). */
+  #contextFor (trustDomain: string): SecureContext | undefined {
+    if (trustDomain === this.options.tls.trustDomain) return this.#secureContext
+    const bundle = this.#trust?.bundleOf(trustDomain)
+    if (bundle === undefined || this.#identity === undefined) return undefined
+    let c = this.#partnerContexts.get(trustDomain)
+    if (c?.bundle !== bundle) {
+      c = { bundle, context: secureContextOf({ ...this.#identity.current(), bundlePem: bundle }) }
+      this.#partnerContexts.set(trustDomain, c)
+    }
+    return c.context
   }
 
   async ready (options: { signal?: AbortSignal } = {}): Promise<void> {
@@ -353,6 +396,7 @@ class Node implements MeshNode {
     await endpoint?.stop()
     await this.#client.close()
     await gossip?.stop()
+    this.#trust?.stop()
     await this.#identity?.stop()
   }
 

@@ -7,6 +7,7 @@ import type { GossipOptions, GossipOptionsInput, TlsOptions } from '../config.ts
 import { MeshError } from '../errors.ts'
 import { memberAdmitter, startIdentity } from '../identity/start.ts'
 import type { IdentityProvider } from '../identity/provider.ts'
+import { TrustStore } from '../identity/trust.ts'
 
 type TlsOptionsInput = z.input<typeof TlsOptionsSchema>
 
@@ -43,10 +44,16 @@ export async function startBootstrap (init: BootstrapInit = {}, env: NodeJS.Proc
   // With mutual TLS (the default, as for agents) it proves an identity of the mesh's trust domain
   // to every member, and admits only members that prove one: `spiffe://<domain>/agent/<name>`.
   let provider: IdentityProvider | undefined
-  const admitter = memberAdmitter(options.mesh, tls.trustDomain, () => provider!.current())
-  const node = createGossipNode(options, { admitter, release: async () => { await provider?.stop() } })
+  let trust: TrustStore | undefined
+  const admitter = memberAdmitter(options.mesh, { bundleOf: (td) => trust?.bundleOf(td) }, () => provider!.current())
+  const node = createGossipNode(options, { admitter, release: async () => { trust?.stop(); await provider?.stop() } })
   try {
     provider = await startIdentity({ tls, home: options.home, name: options.name, hosts: [], libp2pKey: async () => node.privateKey() })
+    const current = provider
+    // It admits registered entities' agents too (federation), so a partner joins through it.
+    trust = new TrustStore({ home: options.home, trustDomain: tls.trustDomain, ownBundle: () => current.current().bundlePem })
+    await trust.start()
+    trust.onChange(() => { node.recheckAdmissions() })
     provider.onChange(() => { node.reprove().catch(() => {}) })
     await node.start()
   } catch (err) {

@@ -1,6 +1,7 @@
 import { isMeshError } from '../errors.ts'
 import { Exit, UsageError } from './args.ts'
 import { CA_HELP } from './ca-help.ts'
+import { entity, ENTITY_HELP } from './entity.ts'
 import { call, CALL_HELP } from './call.ts'
 import { explain, EXPLAIN_HELP } from './explain.ts'
 import { list, LIST_HELP } from './list.ts'
@@ -17,14 +18,15 @@ Commands:
   list                      agents, capabilities, tags, versions, endpoints and liveness
   explain <capability>      how a dependency on <capability> resolves, and why
   ca <init|show|issue>      the local certificate authority: create it, show it, issue an X.509-SVID
+  entity <register|list|revoke>  partner organisations whose agents this host's agents trust
 
 Common options:
   --bootstrap <multiaddr>   a bootstrap or any agent of the mesh, repeatable (env MCP_MESH_BOOTSTRAP)
   --mesh <name>             mesh name (default "default"; env MCP_MESH_NAMESPACE)
   --timeout <ms>            how long to try to join (default 5000)
   --json                    machine-readable output
-  --cert, --key, --ca <pem> the SVID, its key and the trust bundle to call agents with (call,
-                            status); without them meshctl issues itself a 10-minute SVID from
+  --cert, --key, --ca <pem> the SVID, its key and the trust bundle to join and call with (list,
+                            explain, call, status); without them meshctl issues itself a 10-minute SVID from
                             the local CA in MCP_MESH_HOME (env MCP_MESH_TLS_MODE=off: plain HTTP)
   -h, --help                help for a command
 
@@ -41,12 +43,13 @@ async function main (argv: string[]): Promise<number> {
   if (command === 'start') return start(rest)
   if (command === 'explain') return explain(rest)
   if (command === 'ca') return (await import('./ca.ts')).ca(rest) // loads the X.509 library only when used
+  if (command === 'entity') return entity(rest)
   throw new UsageError(`unknown command "${command}"`)
 }
 
 main(process.argv.slice(2)).then((code) => { process.exitCode = code }, (err: unknown) => {
   if (err instanceof UsageError) {
-    const helps: Record<string, string> = { list: LIST_HELP, explain: EXPLAIN_HELP, call: CALL_HELP, status: STATUS_HELP, start: START_HELP, ca: CA_HELP }
+    const helps: Record<string, string> = { list: LIST_HELP, explain: EXPLAIN_HELP, call: CALL_HELP, status: STATUS_HELP, start: START_HELP, ca: CA_HELP, entity: ENTITY_HELP }
     console.error(`meshctl: ${err.message}\n\n${helps[process.argv[2] ?? ''] ?? HELP}`)
     process.exitCode = Exit.usage
     return

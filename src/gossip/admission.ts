@@ -12,6 +12,8 @@ export interface Admitter {
   prove(prover: string, verifier: string): AdmissionProof
   /** Checks the proof `prover` sent this node (`verifier`): who it is, or why it is refused. */
   check(proof: AdmissionProof, prover: string, verifier: string): Admitted | string
+  /** Whether a peer admitted before is of a trust domain still trusted (a revoked entity is not). */
+  trusts(admitted: Admitted): boolean
 }
 
 /** A peer that proved its identity, until its certificate expires. */

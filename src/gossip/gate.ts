@@ -104,8 +104,12 @@ export class AdmissionGate {
     })
   }
 
-  /** Sends this node's proof on a connection and checks the peer's answer (a new connection, or a renewal). */
-  async exchange (conn: Connection): Promise<void> {
+  /**
+   * Sends this node's proof on a connection and checks the peer's answer (a new connection, or a
+   * renewal). A renewal's exchange that breaks closes nothing: the peer's admission stands until
+   * its certificate expires (`sweep`), and the next renewal tries again.
+   */
+  async exchange (conn: Connection, renewal = false): Promise<void> {
     const peer = conn.remotePeer.toString()
     const signal = AbortSignal.timeout(ADMIT_TIMEOUT_MS)
     try {
@@ -122,6 +126,10 @@ export class AdmissionGate {
       this.#judge(peer, this.#i.admitter.check(answer.proof, peer, this.#i.self))
     } catch (err) {
       if (this.#stopped || conn.status !== 'open') return
+      if (renewal && !isMeshError(err, 'MESH_ERR_WIRE_MALFORMED')) {
+        log('proving our renewed identity to %s failed: %s', peer, (err as Error).message)
+        return
+      }
       this.#refuse(peer, `its admission exchange failed: ${(err as Error).message}`, isMeshError(err, 'MESH_ERR_WIRE_MALFORMED') ? 'bar' : 'quiet')
     }
   }
@@ -153,15 +161,21 @@ export class AdmissionGate {
     this.#admitted.delete(peerId)
   }
 
-  /** Hangs up every admitted peer whose certificate expired without a new proof. */
+  /**
+   * Hangs up every admitted peer whose certificate expired without a new proof, and bars every
+   * one whose trust domain is no longer trusted (a revoked entity).
+   */
   sweep (): void {
     const now = this.#now()
     for (const [peer, a] of this.#admitted) {
-      if (a.notAfter > now) continue
-      this.#admitted.delete(peer)
-      this.#i.onRefused(peer, `${a.spiffeId}'s certificate expired and no renewed one was proven`)
-      void this.#i.hangUp(peer).catch(() => {})
+      if (!this.#i.admitter.trusts(a)) this.#refuse(peer, `${a.spiffeId}'s trust domain ${a.trustDomain} is no longer trusted`, 'bar')
+      else if (a.notAfter <= now) this.#refuse(peer, `${a.spiffeId}'s certificate expired and no renewed one was proven`, 'count')
     }
+  }
+
+  /** Lets every barred peer try again (what this node trusts changed: it may be trusted now). */
+  liftBars (): void {
+    this.#refused.clear()
   }
 
   stop (): void {

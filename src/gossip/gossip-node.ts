@@ -86,6 +86,8 @@ export interface GossipNode {
   neighbours(): string[]
   /** Proves this node's renewed identity again to every connected peer (admission). */
   reprove(): Promise<void>
+  /** Checks every admitted peer again now (a trust domain was revoked): the untrusted are hung up. */
+  recheckAdmissions(): void
   /** Cuts these peers off (no dials, no inbound, current connections closed): partitions in tests. */
   deny(peerIds: Iterable<string>): Promise<void>
   /** Lets these peers (all, when omitted) back in. */
@@ -229,6 +231,10 @@ class MeshGossip implements GossipNode {
   async syncWith (peerId: string, full = false, options: AbortOptions = {}): Promise<SyncResult> {
     if (this.#parts === undefined) throw new MeshError('MESH_ERR_NOT_STARTED', 'the node is not running')
     return this.#parts.antiEntropy.syncWith(peerId, full, options)
+  }
+
+  recheckAdmissions (): void {
+    this.#parts?.net.recheck?.()
   }
 
   async reprove (): Promise<void> {

@@ -123,11 +123,16 @@ class Libp2pNet implements MeshNet {
     })
   }
 
+  recheck (): void {
+    this.#gate?.liftBars()
+    this.#gate?.sweep()
+  }
+
   /** Proves this node's renewed identity again on every connection. */
   async reprove (): Promise<void> {
     const gate = this.#gate
     if (gate === undefined) return
-    await Promise.all(this.#host.getConnections().filter((c) => c.status === 'open').map(async (c) => gate.exchange(c)))
+    await Promise.all(this.#host.getConnections().filter((c) => c.status === 'open').map(async (c) => gate.exchange(c, true)))
   }
 
   async stop (): Promise<void> {

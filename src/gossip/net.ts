@@ -29,6 +29,8 @@ export interface MeshNet {
   dialAddress(addr: string, options: AbortOptions): Promise<string>
   /** Closes every connection to a peer. */
   hangUp(peerId: string): Promise<void>
+  /** Checks every admitted peer again: expired or no longer trusted ones are hung up (admission; no-op without). */
+  recheck?(): void
   /** Proves this node's (renewed) identity again on every connection (admission; no-op without). */
   reprove?(): Promise<void>
   /** Opens a stream of one of the mesh's request/response protocols, dialling when not connected. */

@@ -2,7 +2,8 @@ import { createHash, createPrivateKey, sign, verify, X509Certificate } from 'nod
 import type { KeyObject } from 'node:crypto'
 import { admissionPayload } from '../gossip/admission.ts'
 import type { Admitted, Admitter, AdmissionProof } from '../gossip/admission.ts'
-import { peerFacts } from './tls.ts'
+import { certsOf, peerFacts, verifyChain } from './tls.ts'
+import type { Verified } from './tls.ts'
 
 /** The PEMs a member proves itself with: its SVID (and intermediates), its key, its domain's bundle. */
 export interface AdmissionPems {
@@ -22,22 +23,6 @@ export interface SvidAdmitterInit {
 }
 
 const MAX_CACHED = 4_096
-const PEM_BLOCK = /-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----/g
-
-/** The certificates of a PEM text, parsed once per text. */
-const parsedPems = new Map<string, X509Certificate[]>()
-function certsOf (pem: string): X509Certificate[] {
-  let certs = parsedPems.get(pem)
-  if (certs === undefined) {
-    certs = (pem.match(PEM_BLOCK) ?? []).map((b) => new X509Certificate(b))
-    if (parsedPems.size >= 64) parsedPems.clear()
-    parsedPems.set(pem, certs)
-  }
-  return certs
-}
-
-/** A verified chain: who it names, its leaf key, and the window in which every certificate is valid. */
-interface Verified { admitted: Admitted, key: KeyObject, notBefore: number }
 
 /**
  * The mesh's admission with X.509-SVIDs and Node's own crypto. A peer's chain must lead, through
@@ -51,25 +36,6 @@ export function svidAdmitter (init: SvidAdmitterInit): Admitter {
   const verified = new Map<string, Verified | string>()
   let own: { pems: AdmissionPems, chain: string[], key: KeyObject } | undefined
 
-  const verifyChain = (chain: X509Certificate[], bundlePem: string): Verified | string => {
-    const leaf = chain[0]
-    const f = peerFacts(leaf.raw)
-    if (typeof f === 'string') return f
-    if (leaf.ca) return 'its certificate is a CA certificate, not an SVID'
-    const roots = certsOf(bundlePem)
-    let cur = leaf
-    for (let depth = 0; ; depth++) {
-      if (roots.some((r) => cur.checkIssued(r) && cur.verify(r.publicKey))) break
-      const next = chain[depth + 1]
-      if (next === undefined) return `its chain does not lead to a CA of the trust domain ${f.trustDomain}`
-      if (!next.ca || !cur.checkIssued(next) || !cur.verify(next.publicKey)) return 'its chain is broken: a certificate is not signed by the next one'
-      cur = next
-    }
-    const notBefore = Math.max(...chain.map((c) => Date.parse(c.validFrom)))
-    const notAfter = Math.min(...chain.map((c) => Date.parse(c.validTo)))
-    return { admitted: { spiffeId: f.spiffeId, trustDomain: f.trustDomain, notAfter }, key: leaf.publicKey, notBefore }
-  }
-
   return {
     prove (prover, verifier): AdmissionProof {
       const pems = init.current()
@@ -80,6 +46,8 @@ export function svidAdmitter (init: SvidAdmitterInit): Admitter {
       const sig = sign(own.key.asymmetricKeyType === 'ec' ? 'sha256' : null, data, own.key)
       return { chain: own.chain, sig: sig.toString('base64') }
     },
+
+    trusts: (admitted) => init.bundleOf(admitted.trustDomain) !== undefined,
 
     check (proof, prover, verifier): Admitted | string {
       let chain: X509Certificate[]

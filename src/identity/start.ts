@@ -46,7 +46,11 @@ export async function startIdentity (init: IdentityInit): Promise<IdentityProvid
   return provider
 }
 
-/** The admission of a member of `trustDomain` whose identity is `current()`: it trusts its own domain's bundle. */
-export function memberAdmitter (mesh: string, trustDomain: string, current: () => AdmissionPems): Admitter {
-  return svidAdmitter({ mesh, current, bundleOf: (td) => td === trustDomain ? current().bundlePem : undefined })
+/**
+ * The admission of a member whose identity is `current()`: it trusts its own domain's bundle
+ * (`trust` a domain name), or the bundles of a trust store (its own and its registered entities').
+ */
+export function memberAdmitter (mesh: string, trust: string | { bundleOf: (td: string) => string | undefined }, current: () => AdmissionPems): Admitter {
+  const bundleOf = typeof trust === 'string' ? (td: string) => td === trust ? current().bundlePem : undefined : (td: string) => trust.bundleOf(td)
+  return svidAdmitter({ mesh, current, bundleOf })
 }

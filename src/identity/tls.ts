@@ -1,12 +1,14 @@
 import { createHash, X509Certificate } from 'node:crypto'
+import type { KeyObject } from 'node:crypto'
 import type { IncomingMessage, RequestListener, Server, ServerResponse } from 'node:http'
 import { createServer as createHttpsServer } from 'node:https'
 import type { Server as HttpsServer } from 'node:https'
 import { checkServerIdentity, createSecureContext } from 'node:tls'
-import type { PeerCertificate, SecureContext, TLSSocket } from 'node:tls'
+import type { DetailedPeerCertificate, PeerCertificate, SecureContext, TLSSocket } from 'node:tls'
 import type { AuthInfo } from '@modelcontextprotocol/sdk/server/auth/types.js'
 import { MeshError } from '../errors.ts'
 import type { Identity } from './provider.ts'
+import type { Admitted } from '../gossip/admission.ts'
 import { parseSpiffeId } from './spiffe-id.ts'
 
 /**
@@ -67,6 +69,47 @@ export function peerFacts (der: Uint8Array, fingerprint?: string): PeerFacts | s
   return f
 }
 
+const PEM_BLOCK = /-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----/g
+
+const parsedPems = new Map<string, X509Certificate[]>()
+/** The certificates of a PEM text, parsed once per text. */
+export function certsOf (pem: string): X509Certificate[] {
+  let certs = parsedPems.get(pem)
+  if (certs === undefined) {
+    certs = (pem.match(PEM_BLOCK) ?? []).map((b) => new X509Certificate(b))
+    if (parsedPems.size >= 64) parsedPems.clear()
+    parsedPems.set(pem, certs)
+  }
+  return certs
+}
+
+/** A verified chain: who it names, its leaf key, and the window in which every certificate is valid. */
+export interface Verified { admitted: Admitted, key: KeyObject, notBefore: number }
+
+/**
+ * Verifies an SVID chain (leaf first, then the CA certificates the peer sent) against one trust
+ * domain's bundle: it must lead to a CA of the bundle, the leaf must be an SVID and not a CA.
+ * Validity in time is the caller's to check (`notBefore`, `admitted.notAfter`). Returns why not.
+ */
+export function verifyChain (chain: X509Certificate[], bundlePem: string): Verified | string {
+  const leaf = chain[0]
+  const f = peerFacts(leaf.raw)
+  if (typeof f === 'string') return f
+  if (leaf.ca) return 'its certificate is a CA certificate, not an SVID'
+  const roots = certsOf(bundlePem)
+  let cur = leaf
+  for (let depth = 0; ; depth++) {
+    if (roots.some((r) => cur.checkIssued(r) && cur.verify(r.publicKey))) break
+    const next = chain[depth + 1]
+    if (next === undefined) return `its chain does not lead to a CA of the trust domain ${f.trustDomain}`
+    if (!next.ca || !cur.checkIssued(next) || !cur.verify(next.publicKey)) return 'its chain is broken: a certificate is not signed by the next one'
+    cur = next
+  }
+  const notBefore = Math.max(...chain.map((c) => Date.parse(c.validFrom)))
+  const notAfter = Math.min(...chain.map((c) => Date.parse(c.validTo)))
+  return { admitted: { spiffeId: f.spiffeId, trustDomain: f.trustDomain, notAfter }, key: leaf.publicKey, notBefore }
+}
+
 /** The facts of this agent's own identity (for its advert). */
 export function identityFacts (identity: Identity): PeerFacts {
   const f = peerFacts(new X509Certificate(identity.certPem).raw)
@@ -103,6 +146,8 @@ export function checkProvider (expected: ExpectedPeer | undefined, trustDomain: 
 export interface TlsServerInit {
   identity: Identity
   trustDomain: string
+  /** The bundles of registered partner domains (federation): their callers are served too. */
+  trust?: (trustDomain: string) => string | undefined
   /** Counts refusals (`tls-unauthorized`, `tls-foreign-domain`, `tls-not-svid`, `tls-handshake`). */
   onRefused: (reason: string, detail: string) => void
   /** Wall clock for the connection age cap. */
@@ -116,6 +161,27 @@ export interface TlsServer {
   authenticate: (req: IncomingMessage) => AuthInfo | undefined
   /** Serves a renewed identity to new connections. */
   update: (identity: Identity) => void
+  /** Closes the connections of partner domains no longer trusted (a revoked entity). */
+  recheck: () => void
+}
+
+/** A client certificate our bundle did not verify: its SPIFFE facts when a partner's bundle does, else why not. */
+function partnerCaller (socket: TLSSocket, own: string, trust: ((td: string) => string | undefined) | undefined, now: number): PeerFacts | string {
+  const reason = String(socket.authorizationError ?? 'no client certificate')
+  const cert = socket.getPeerCertificate(true)
+  if (cert?.raw === undefined) return reason
+  const f = peerFacts(cert.raw, cert.fingerprint256)
+  if (typeof f === 'string' || f.trustDomain === own) return reason
+  const bundle = trust?.(f.trustDomain)
+  if (bundle === undefined) return `${reason} (${f.spiffeId}: ${f.trustDomain} is not a registered entity)`
+  const chain: X509Certificate[] = []
+  for (let c: DetailedPeerCertificate | undefined = cert; c?.raw !== undefined && chain.length < 4; c = c.issuerCertificate === c ? undefined : c.issuerCertificate) {
+    chain.push(new X509Certificate(c.raw))
+  }
+  const v = verifyChain(chain, bundle)
+  if (typeof v === 'string') return `${f.spiffeId}: ${v}`
+  if (now < v.notBefore || now >= v.admitted.notAfter) return `${f.spiffeId}: its certificate is not within its validity`
+  return f
 }
 
 /**
@@ -132,7 +198,15 @@ export function tlsServer (init: TlsServerInit): TlsServer {
   let identity = init.identity
   let server: HttpsServer | undefined
   let ownExpiry = identityFacts(identity).notAfter
+  const partners = new Map<string, Set<TLSSocket>>()
   return {
+    recheck () {
+      for (const [td, sockets] of partners) {
+        if (init.trust?.(td) !== undefined) continue
+        for (const socket of sockets) socket.destroy()
+        partners.delete(td)
+      }
+    },
     createServer (listener) {
       // PEM options, not a prebuilt `secureContext`: a server given one fails every handshake
       // ("no suitable signature algorithm", Node 24).
@@ -144,11 +218,24 @@ export function tlsServer (init: TlsServerInit): TlsServer {
           init.onRefused(reason, detail)
           socket.destroy()
         }
-        if (!socket.authorized) { refuse('tls-unauthorized', String(socket.authorizationError ?? 'no client certificate')); return }
-        const cert = socket.getPeerCertificate()
-        const f = peerFacts(cert.raw, cert.fingerprint256)
-        if (typeof f === 'string') { refuse('tls-not-svid', f); return }
-        if (f.trustDomain !== init.trustDomain) { refuse('tls-foreign-domain', f.spiffeId); return }
+        let f: PeerFacts | string
+        if (socket.authorized) {
+          const cert = socket.getPeerCertificate()
+          f = peerFacts(cert.raw, cert.fingerprint256)
+          if (typeof f === 'string') { refuse('tls-not-svid', f); return }
+          // Verified by our own bundle, so it must name our own domain: our CA cannot vouch for a partner's.
+          if (f.trustDomain !== init.trustDomain) { refuse('tls-foreign-domain', f.spiffeId); return }
+        } else {
+          // Not verified by our bundle: a partner's caller (a registered entity) is verified
+          // against its own domain's bundle, and only that one.
+          f = partnerCaller(socket, init.trustDomain, init.trust, now())
+          if (typeof f === 'string') { refuse('tls-unauthorized', f); return }
+          let set = partners.get(f.trustDomain)
+          if (set === undefined) partners.set(f.trustDomain, set = new Set())
+          set.add(socket)
+          const td = f.trustDomain
+          socket.once('close', () => { partners.get(td)?.delete(socket) })
+        }
         callers.set(socket, { token: '', clientId: f.spiffeId, scopes: [], extra: { spiffeId: f.spiffeId } })
         // Never past either certificate's expiry: from CLOSE_AHEAD_MS before it, answers carry
         // `Connection: close` (the client leaves between calls, not in the middle of one), then

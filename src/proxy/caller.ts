@@ -23,6 +23,10 @@ export interface CallerInit {
   stopSignal: AbortSignal
   /** Mutual TLS: providers whose advert endorses no TLS identity of this trust domain are not called. */
   trustDomain?: string
+  /** Federation: whether a partner trust domain is registered (dependencies may opt in to it). */
+  trusted?: (trustDomain: string) => boolean
+  /** Subscribes to changes of the trusted domains (a registration or a revoke): resolutions are redone. */
+  onTrustChange?: (listener: () => void) => void
   /** Runs a tool of this agent in process; observers have none. */
   callLocal?: (tool: string, args: unknown, signal: AbortSignal) => Promise<CallToolResult>
 }
@@ -43,7 +47,7 @@ const MAX_KEYS = 1_000
  * forgets the pool of a member that left or moved.
  */
 export function createCaller (init: CallerInit): MeshToolContext {
-  const resolver = createResolver(init.trustDomain === undefined ? {} : { trustDomain: init.trustDomain })
+  const resolver = createResolver(init.trustDomain === undefined ? {} : { trustDomain: init.trustDomain, ...(init.trusted === undefined ? {} : { trusted: init.trusted }) })
   const cache = new Map<string, Resolution>()
   const turns = new Map<string, number>()
   /** Peer ID -> until when it is tried last (it refused a call). */
@@ -53,6 +57,7 @@ export function createCaller (init: CallerInit): MeshToolContext {
   /** Endpoint checks, per candidate (a candidate lives as long as its cached resolution). */
   const checked = new WeakMap<Candidate, string | null>()
   let watched: GossipNode | undefined
+  init.onTrustChange?.(() => { cache.clear() })
 
   const gossip = (): GossipNode => {
     const g = init.gossip()

@@ -48,10 +48,11 @@ export interface McpHttpClientInit {
   connectTimeoutMs?: number
   /**
    * Mutual TLS: calls present the agent's certificate (`context`, current after each renewal),
-   * trust only `trustDomain`'s bundle, and accept a provider only with the SPIFFE ID and key its
-   * advert endorses (`RawCallOptions.peer`).
+   * trusting only the bundle of the provider's own trust domain (`context(domain)`: ours, or a
+   * registered partner's; undefined when not trusted), and accept a provider only with the
+   * SPIFFE ID and key its advert endorses (`RawCallOptions.peer`).
    */
-  tls?: { trustDomain: string, context: () => SecureContext }
+  tls?: { trustDomain: string, context: (trustDomain: string) => SecureContext | undefined }
 }
 
 interface Provider { agent: HttpAgent, https: boolean, host: string, port: number, version?: Promise<string> }
@@ -172,9 +173,14 @@ export class McpHttpClient {
       if (tls !== undefined && !https) {
         throw new MeshError('MESH_ERR_CALL_UNTRUSTED', `${t.href} was not called: it serves plain HTTP, and this agent calls only with mutual TLS`, { details: { url: t.href, notSent: true } })
       }
+      const domain = peer === undefined ? tls?.trustDomain : peer.spiffeId.slice('spiffe://'.length).split('/', 1)[0]
+      const secureContext = tls === undefined ? undefined : tls.context(domain!)
+      if (tls !== undefined && secureContext === undefined) {
+        throw new MeshError('MESH_ERR_CALL_UNTRUSTED', `${t.href} was not called: its trust domain ${domain} is not trusted (not ours, and not a registered entity)`, { details: { url: t.href, notSent: true } })
+      }
       const options = {
         ...this.#init.connect,
-        ...(tls === undefined ? {} : { secureContext: tls.context(), checkServerIdentity: checkProvider(peer, tls.trustDomain) }),
+        ...(tls === undefined ? {} : { secureContext, checkServerIdentity: checkProvider(peer, domain!) }),
         keepAlive: true,
         maxSockets: this.#init.connections ?? 16,
         // Idle connections close after 30 s (sooner when the server's Keep-Alive header says so).

@@ -27,9 +27,10 @@ export interface ToolDefinition<I extends z.ZodRawShape = z.ZodRawShape> {
   output?: z.ZodRawShape | z.ZodObject
   /**
    * Who may call it over the endpoint: SPIFFE ID patterns, exact or ending in `/*`
-   * (`spiffe://acme.com/agent/*`). Default: any caller the endpoint admits, which with mutual TLS
-   * is any identity of the agent's own trust domain. Others get `MESH_ERR_CALL_NOT_AUTHORIZED`,
-   * and `tools/list` does not show them the tool.
+   * (`spiffe://acme.com/agent/*`). Default: any identity of the agent's own trust domain (with
+   * mutual TLS; with TLS off, anyone), never a partner's: a tool serves a registered entity's
+   * agents only when its allow-list names them. Others get `MESH_ERR_CALL_NOT_AUTHORIZED`, and
+   * `tools/list` does not show them the tool.
    */
   allow?: string[]
 }
@@ -66,7 +67,7 @@ interface LocalTool {
 }
 
 /** Creates the registry of one agent (`agent` names it in default descriptions and logs). */
-export function createToolRegistry (init: { agent: string, onDenied?: (tool: string, caller: string | undefined) => void }): ToolRegistry {
+export function createToolRegistry (init: { agent: string, onDenied?: (tool: string, caller: string | undefined) => void, defaultAllow?: AllowList }): ToolRegistry {
   const tools = new Map<string, LocalTool>()
   // One server serves every caller, so the level is the endpoint's (the SDK keeps it per session).
   let logLevel: LoggingLevel = 'info'
@@ -104,7 +105,8 @@ export function createToolRegistry (init: { agent: string, onDenied?: (tool: str
   const fastCall: FastCall = (name, args, extra) => {
     const tool = tools.get(name)
     if (tool === undefined) return Promise.resolve(unknownTool(name))
-    if (tool.allow !== undefined && !tool.allow.allows(extra.authInfo?.clientId)) {
+    const allow = tool.allow ?? init.defaultAllow
+    if (allow !== undefined && !allow.allows(extra.authInfo?.clientId)) {
       const caller = extra.authInfo?.clientId
       init.onDenied?.(name, caller)
       return Promise.resolve(meshErrorResult('MESH_ERR_CALL_NOT_AUTHORIZED', `${caller ?? 'a caller with no identity'} may not call ${name} on agent ${init.agent}`, { tool: name, caller: caller ?? null }))
@@ -154,7 +156,7 @@ export function createToolRegistry (init: { agent: string, onDenied?: (tool: str
       // A caller is shown only the tools it may call.
       server.setRequestHandler(ListToolsRequestSchema, (_req, extra) => {
         listed ??= [...tools.values()].map(({ advert: a, allow }) => ({
-          allow,
+          allow: allow ?? init.defaultAllow,
           tool: {
             name: a.name,
             ...(a.description === undefined ? {} : { description: a.description }),

@@ -16,6 +16,11 @@ export const ResolutionSpecSchema = z.object({
   capability: z.string().min(1).max(128),
   version: z.string().max(64).refine((r) => semver.validRange(r) !== null, 'version must be a semver range (for example ^1.2 or >=2)').optional(),
   tags: TagExpressionSchema.optional(),
+  /**
+   * Partner trust domains (registered entities) whose providers this dependency may use besides
+   * its own domain's; none by default, so a partner cannot capture a capability by advertising it.
+   */
+  trustDomains: z.array(z.string().min(1).max(255)).max(16).optional(),
 })
 
 /**
@@ -50,5 +55,6 @@ export function describeSpec (spec: ResolutionSpec): string {
   if (spec.tags !== undefined && spec.tags.length > 0) {
     parts.push(`tags ${spec.tags.map((t) => typeof t === 'string' ? t : `[${t.join(', ')}]`).join(' ')}`)
   }
+  if (spec.trustDomains !== undefined && spec.trustDomains.length > 0) parts.push(`partners ${spec.trustDomains.join(' ')}`)
   return parts.join(', ')
 }

@@ -83,8 +83,8 @@ export interface Resolver {
  * with mutual TLS, so a provider whose advert endorses no TLS identity, or one of another trust
  * domain, is refused here (and `explain` says why) rather than tried and refused at the socket.
  */
-export function createResolver (options: { trustDomain?: string } = {}): Resolver {
-  const td = options.trustDomain
+export function createResolver (options: { trustDomain?: string, trusted?: (trustDomain: string) => boolean } = {}): Resolver {
+  const td = options.trustDomain === undefined ? undefined : { own: options.trustDomain, trusted: options.trusted ?? (() => false) }
   return {
     resolve (members, dependency) {
       const specs = normalizeDependency(dependency)
@@ -113,8 +113,13 @@ export function createResolver (options: { trustDomain?: string } = {}): Resolve
 
 interface Judged { candidate: Candidate, row: ExplainRow }
 
+/** The trust domain of a SPIFFE ID (`spiffe://<domain>/...`). */
+function domainOf (id: string): string {
+  return id.slice('spiffe://'.length).split('/', 1)[0]
+}
+
 /** Judges every tool of the spec's capability; rejected rows come out sorted by peer and tool. */
-function judge (members: Member[], spec: ResolutionSpec, specIndex: number, trustDomain: string | undefined): { eligible: Judged[], rejected: ExplainRow[] } {
+function judge (members: Member[], spec: ResolutionSpec, specIndex: number, trust: { own: string, trusted: (td: string) => boolean } | undefined): { eligible: Judged[], rejected: ExplainRow[] } {
   const eligible: Judged[] = []
   const rejected: ExplainRow[] = []
   for (const { advert, liveness } of members) {
@@ -126,9 +131,15 @@ function judge (members: Member[], spec: ResolutionSpec, specIndex: number, trus
       // A member that names a foreign endpoint is never called (SSRF): say why it is skipped.
       const problem = advert.endpoint === undefined ? undefined : endpointProblem(advert.endpoint, advert.addrs)
       if (problem !== undefined) reasons.push(`endpoint refused: ${problem}`)
-      if (trustDomain !== undefined) {
+      if (trust !== undefined) {
         if (advert.identity === undefined) reasons.push('no TLS identity in its advert (this caller requires mutual TLS)')
-        else if (!advert.identity.id.startsWith(`spiffe://${trustDomain}/`)) reasons.push(`its identity ${advert.identity.id} is not of the trust domain ${trustDomain}`)
+        else {
+          const theirs = domainOf(advert.identity.id)
+          if (theirs !== trust.own) {
+            if (spec.trustDomains?.includes(theirs) !== true) reasons.push(`its identity ${advert.identity.id} is not of the trust domain ${trust.own}, and the dependency does not opt in to ${theirs} (trustDomains)`)
+            else if (!trust.trusted(theirs)) reasons.push(`its trust domain ${theirs} is not a registered entity (meshctl entity register)`)
+          }
+        }
       }
       if (semver.valid(tool.version) === null) reasons.push(`version ${tool.version} is not semver`)
       else if (spec.version !== undefined && !semver.satisfies(tool.version, spec.version, { includePrerelease: false })) {

@@ -281,7 +281,21 @@ t.test('with a trust domain (mutual TLS), providers without an identity or of an
   const why = Object.fromEntries(r.explanation.filter((row) => row.verdict === 'rejected').map((row) => [row.peerId, row.reasons]))
   t.same(why, {
     plain: ['no TLS identity in its advert (this caller requires mutual TLS)'],
-    theirs: ['its identity spiffe://partner.test/agent/agent-theirs is not of the trust domain acme.test'],
+    theirs: ['its identity spiffe://partner.test/agent/agent-theirs is not of the trust domain acme.test, and the dependency does not opt in to partner.test (trustDomains)'],
   })
   t.same(createResolver().resolve(members, 'weather').ranked.length, 3, 'without one (TLS off), all three')
+})
+
+t.test('federation: a partner\'s provider is used only by a dependency that opts in to its domain, and only while the domain is registered', async (t) => {
+  const withId = (peerId: string, id: string): Member => ({ advert: { ...advert(peerId), identity: { id, key: 'A'.repeat(43), exp: 1 } }, liveness: 'alive' })
+  const members = [withId('theirs', 'spiffe://partner.test/agent/weather')]
+  let registered = true
+  const resolver = createResolver({ trustDomain: 'acme.test', trusted: (td) => registered && td === 'partner.test' })
+  t.equal(resolver.resolve(members, 'weather').selected, null, 'no opt-in: not a candidate, although registered')
+  t.equal(resolver.resolve(members, { capability: 'weather', trustDomains: ['partner.test'] }).selected?.peerId, 'theirs', 'opted in and registered: selected')
+  t.equal(resolver.resolve(members, { capability: 'weather', trustDomains: ['other.test'] }).selected, null, 'an opt-in to another domain does not count')
+  registered = false
+  const r = resolver.resolve(members, { capability: 'weather', trustDomains: ['partner.test'] })
+  t.equal(r.selected, null, 'opted in, but the entity was revoked: refused')
+  t.same(r.explanation[0].reasons, ['its trust domain partner.test is not a registered entity (meshctl entity register)'])
 })
