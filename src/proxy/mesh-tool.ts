@@ -152,7 +152,7 @@ export function createMeshTool<R = unknown> (name: string, declaration: Dependen
           details: { dependency: name, attempts: unreachable.map((e) => e.details) },
         }))
       }
-      if (ctx.clock.now() >= ctx.settleUntil() || signal.aborted) throw failed(noProvider(name, specs, ctx, signal))
+      if (ctx.clock.now() >= ctx.settleUntil() || signal.aborted) throw failed(noProvider(name, specs, ctx, signal, key))
       // Inside the settle window: wait for the topology to change (or the window to close).
       const waitFor = AbortSignal.any([signal, AbortSignal.timeout(Math.max(1, ctx.settleUntil() - ctx.clock.now()))])
       await ctx.nextChange(waitFor).catch(() => {})
@@ -220,13 +220,15 @@ function timeoutOrAbort (signal: AbortSignal, name: string, cause: unknown): Mes
     : new MeshError('MESH_ERR_ABORTED', `the call through ${name} was aborted`, { cause: reason ?? cause })
 }
 
-function noProvider (name: string, specs: ResolutionSpec[], ctx: MeshToolContext, signal: AbortSignal): MeshError {
+function noProvider (name: string, specs: ResolutionSpec[], ctx: MeshToolContext, signal: AbortSignal, key: string): MeshError {
   if (signal.aborted) return timeoutOrAbort(signal, name, undefined)
   const offered = ctx.offered()
   const wanted = specs.map(describeSpec).join('; then ')
   const similar = offered.filter((c) => specs.some((s) => c === s.capability))
+  // The first provider turned down, and why (a version, a tag, a trust domain), as explain says it.
+  const first = ctx.resolve(specs, key).explanation.find((row) => row.verdict === 'rejected' && row.reasons.length > 0)
   const hint = similar.length > 0
-    ? `the mesh offers ${specs[0].capability}, but no live provider matches the version and tags (see meshctl explain ${specs[0].capability})`
+    ? `the mesh offers ${specs[0].capability}, but no live provider qualifies${first === undefined ? '' : ` (${first.agent}: ${first.reasons.join('; ')})`} (see meshctl explain ${specs[0].capability})`
     : offered.length > 0 ? `the mesh offers: ${offered.join(', ')}` : 'the mesh offers no capabilities yet'
   return new MeshError('MESH_ERR_CALL_NO_PROVIDER', `no provider for ${name}: wanted ${wanted}; ${hint}`, {
     details: { dependency: name, capability: specs[0].capability, specs, offered },
