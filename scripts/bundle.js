@@ -24,7 +24,8 @@ const result = await build({
   format: 'esm',
   platform: 'node',
   target: 'node22',
-  external: ['zod', '@modelcontextprotocol/sdk'],
+  // gRPC (the SPIRE provider, loaded only when used) is CommonJS that requires Node's modules at run time.
+  external: ['zod', '@modelcontextprotocol/sdk', '@grpc/grpc-js', '@grpc/proto-loader'],
   sourcemap: true,
   metafile: true,
   logLevel: 'warning',

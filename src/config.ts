@@ -221,7 +221,9 @@ const trustDomain = z.string().min(1).max(255).regex(/^[a-z0-9._-]+$/, 'lower-ca
 export const TlsOptionsSchema = z.object({
   /** `strict`: every call is mutually authenticated; `off`: plain HTTP (no identity). */
   mode: z.enum(['strict', 'off']).default('strict'),
-  provider: z.enum(['auto', 'file', 'vault']).default('auto'),
+  provider: z.enum(['auto', 'file', 'vault', 'spire']).default('auto'),
+  /** `spire`: the SPIFFE Workload API's unix socket (a SPIRE agent), `unix:///path` or a path. */
+  spireSocket: z.string().min(1).optional(),
   trustDomain: trustDomain.default('mcp-mesh.local'),
   /** `file`: the SVID, its private key (mode 0600) and the trust domain's CA bundle, as PEM. */
   certFile: z.string().min(1).optional(),
@@ -246,6 +248,9 @@ export const TlsOptionsSchema = z.object({
   if (t.mode === 'strict' && t.provider === 'vault') {
     if (t.vault.addr === undefined) ctx.addIssue({ code: 'custom', path: ['vault', 'addr'], message: 'the vault provider needs Vault\'s address (VAULT_ADDR)' })
     if (t.vault.token === undefined) ctx.addIssue({ code: 'custom', path: ['vault', 'token'], message: 'the vault provider needs a token (VAULT_TOKEN)' })
+  }
+  if (t.mode === 'strict' && t.provider === 'spire' && t.spireSocket === undefined) {
+    ctx.addIssue({ code: 'custom', path: ['spireSocket'], message: 'the spire provider needs the Workload API socket (MCP_MESH_SPIRE_SOCKET)' })
   }
   if (t.mode !== 'strict' || t.provider !== 'file') return
   for (const f of ['certFile', 'keyFile', 'bundleFile'] as const) {
@@ -312,6 +317,7 @@ export const EnvVars = {
   MCP_MESH_TLS_CERT: { key: 'tls.certFile', parse: String, node: true },
   MCP_MESH_TLS_KEY: { key: 'tls.keyFile', parse: String, node: true },
   MCP_MESH_TLS_CA: { key: 'tls.bundleFile', parse: String, node: true },
+  MCP_MESH_SPIRE_SOCKET: { key: 'tls.spireSocket', parse: String, node: true },
   VAULT_ADDR: { key: 'tls.vault.addr', parse: String, node: true },
   VAULT_TOKEN: { key: 'tls.vault.token', parse: String, node: true },
   VAULT_CACERT: { key: 'tls.vault.caCert', parse: String, node: true },

@@ -171,3 +171,9 @@ t.test('tls, vault provider: VAULT_ADDR and VAULT_TOKEN, as Vault\'s own tools r
   t.same(fieldsOf(err).sort(), ['tls.vault.addr', 'tls.vault.token'])
   t.same(fieldsOf(meshError(t, () => parseMeshNodeOptions({ name: 'a' }, { MCP_MESH_TLS_PROVIDER: 'vault', VAULT_ADDR: 'ftp://x', VAULT_TOKEN: 't' }))), ['tls.vault.addr'])
 })
+
+t.test('tls, spire provider: the Workload API socket (MCP_MESH_SPIRE_SOCKET) is required', async (t) => {
+  const o = parseMeshNodeOptions({ name: 'a' }, { MCP_MESH_TLS_PROVIDER: 'spire', MCP_MESH_SPIRE_SOCKET: 'unix:///run/spire/agent.sock' })
+  t.equal(o.tls.spireSocket, 'unix:///run/spire/agent.sock')
+  t.same(fieldsOf(meshError(t, () => parseMeshNodeOptions({ name: 'a' }, { MCP_MESH_TLS_PROVIDER: 'spire' }))), ['tls.spireSocket'])
+})

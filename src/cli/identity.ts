@@ -40,6 +40,13 @@ export async function cliTls (flags: { cert?: string, key?: string, ca?: string 
     pems = { cert: id.certPem, key: id.keyPem, ca: id.bundlePem }
     // The files name the trust domain: the SVID's, unless MCP_MESH_TRUST_DOMAIN says otherwise.
     if (fromEnv.tls?.trustDomain === undefined) return { trustDomain: id.facts.trustDomain, pems, context: createSecureContext({ ...pems, minVersion: 'TLSv1.3' }) }
+  } else if (tls.provider === 'spire') {
+    // The workload's SVID from the SPIRE agent, as agents get theirs; its key folder goes once the PEMs are read.
+    const { startSpireProvider } = await import('../identity/spire-provider.ts')
+    const provider = await startSpireProvider({ socketPath: tls.spireSocket! })
+    const id = provider.current()
+    await provider.stop()
+    pems = { cert: id.certPem, key: id.keyPem, ca: id.bundlePem }
   } else if (tls.provider === 'vault') {
     // A 10-minute SVID from Vault, as agents get theirs; its key folder goes once the PEMs are read.
     const { startVaultProvider, vaultInit } = await import('../identity/vault-provider.ts')

@@ -20,7 +20,7 @@ export interface Identity {
  * and removes the keys the provider wrote.
  */
 export interface IdentityProvider {
-  readonly kind: 'auto' | 'file' | 'vault'
+  readonly kind: 'auto' | 'file' | 'vault' | 'spire'
   current(): Identity
   /** Subscribes to new identities; returns the unsubscribe function. */
   onChange(listener: (identity: Identity) => void): () => void

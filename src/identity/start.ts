@@ -31,6 +31,9 @@ export async function startIdentity (init: IdentityInit): Promise<IdentityProvid
   if (t.provider === 'vault') {
     const { startVaultProvider, vaultInit } = await import('./vault-provider.ts')
     provider = await startVaultProvider({ ...await vaultInit(t, init.name, init.hosts, t.svidTtlMs), ...clock })
+  } else if (t.provider === 'spire') {
+    const { startSpireProvider } = await import('./spire-provider.ts')
+    provider = await startSpireProvider({ socketPath: t.spireSocket!, ...clock })
   } else if (t.provider === 'file') {
     const { startFileProvider } = await import('./file-provider.ts')
     provider = await startFileProvider({ certPath: t.certFile!, keyPath: t.keyFile!, bundlePath: t.bundleFile!, ...clock })
