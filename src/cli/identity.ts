@@ -4,6 +4,7 @@ import { optionsFromEnv, parseGossipOptions, TlsOptionsSchema } from '../config.
 import type { TlsOptions } from '../config.ts'
 import { MeshError } from '../errors.ts'
 import { UsageError } from './args.ts'
+import { pemBlocks } from '../identity/tls.ts'
 
 /** How long the identity `meshctl` issues itself lives: one command. */
 const CLI_SVID_TTL_MS = 10 * 60_000
@@ -39,7 +40,7 @@ export async function cliTls (flags: { cert?: string, key?: string, ca?: string 
     const id = await readIdentityFiles({ certPath: tls.certFile!, keyPath: tls.keyFile!, bundlePath: tls.bundleFile! })
     pems = { cert: id.certPem, key: id.keyPem, ca: id.bundlePem }
     // The files name the trust domain: the SVID's, unless MCP_MESH_TRUST_DOMAIN says otherwise.
-    if (fromEnv.tls?.trustDomain === undefined) return { trustDomain: id.facts.trustDomain, pems, context: createSecureContext({ ...pems, minVersion: 'TLSv1.3' }) }
+    if (fromEnv.tls?.trustDomain === undefined) return { trustDomain: id.facts.trustDomain, pems, context: createSecureContext({ ...pems, ca: pemBlocks(pems.ca), minVersion: 'TLSv1.3' }) }
   } else if (tls.provider === 'spire') {
     // The workload's SVID from the SPIRE agent, as agents get theirs; its key folder goes once the PEMs are read.
     const { startSpireProvider } = await import('../identity/spire-provider.ts')
@@ -63,5 +64,5 @@ export async function cliTls (flags: { cert?: string, key?: string, ca?: string 
     const svid = await issueSvid(ca, { name: 'meshctl', hosts: [], ttlMs: CLI_SVID_TTL_MS })
     pems = { cert: svid.certPem, key: svid.keyPem, ca: svid.bundlePem }
   }
-  return { trustDomain: tls.trustDomain, pems, context: createSecureContext({ ...pems, minVersion: 'TLSv1.3' }) }
+  return { trustDomain: tls.trustDomain, pems, context: createSecureContext({ ...pems, ca: pemBlocks(pems.ca), minVersion: 'TLSv1.3' }) }
 }

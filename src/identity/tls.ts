@@ -72,6 +72,14 @@ export function peerFacts (der: Uint8Array, fingerprint?: string): PeerFacts | s
 const PEM_BLOCK = /-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----/g
 
 const parsedPems = new Map<string, X509Certificate[]>()
+/**
+ * The PEM blocks of a bundle, one string each: OpenSSL reads only the first certificate of two
+ * concatenated without a line break between them (a bundle made with `a.pem + b.pem`).
+ */
+export function pemBlocks (pem: string): string[] {
+  return pem.match(PEM_BLOCK) ?? []
+}
+
 /** The certificates of a PEM text, parsed once per text. */
 export function certsOf (pem: string): X509Certificate[] {
   let certs = parsedPems.get(pem)
@@ -119,7 +127,7 @@ export function identityFacts (identity: Identity): PeerFacts {
 
 /** A TLS context holding the agent's certificate and key, trusting only its own trust domain's bundle. */
 export function secureContextOf (identity: Identity): SecureContext {
-  return createSecureContext({ cert: identity.certPem, key: identity.keyPem, ca: identity.bundlePem, minVersion: 'TLSv1.3' })
+  return createSecureContext({ cert: identity.certPem, key: identity.keyPem, ca: pemBlocks(identity.bundlePem), minVersion: 'TLSv1.3' })
 }
 
 /**
@@ -210,7 +218,7 @@ export function tlsServer (init: TlsServerInit): TlsServer {
     createServer (listener) {
       // PEM options, not a prebuilt `secureContext`: a server given one fails every handshake
       // ("no suitable signature algorithm", Node 24).
-      const s = server = createHttpsServer({ cert: identity.certPem, key: identity.keyPem, ca: identity.bundlePem, requestCert: true, rejectUnauthorized: false, minVersion: 'TLSv1.3' }, listener)
+      const s = server = createHttpsServer({ cert: identity.certPem, key: identity.keyPem, ca: pemBlocks(identity.bundlePem), requestCert: true, rejectUnauthorized: false, minVersion: 'TLSv1.3' }, listener)
       // A client that gave up in the handshake (it refused our certificate, or spoke no TLS 1.3).
       s.on('tlsClientError', (err) => { init.onRefused('tls-handshake', err.message) })
       s.on('secureConnection', (socket: TLSSocket) => {
@@ -259,7 +267,7 @@ export function tlsServer (init: TlsServerInit): TlsServer {
     update (next) {
       identity = next
       ownExpiry = identityFacts(next).notAfter
-      server?.setSecureContext({ cert: next.certPem, key: next.keyPem, ca: next.bundlePem, minVersion: 'TLSv1.3' })
+      server?.setSecureContext({ cert: next.certPem, key: next.keyPem, ca: pemBlocks(next.bundlePem), minVersion: 'TLSv1.3' })
     },
   }
 }

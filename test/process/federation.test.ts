@@ -74,5 +74,7 @@ t.test('after org A revokes org B, the call fails again', async (t) => {
   t.equal(r.code, 0, r.err)
   let last = { code: null as number | null, out: '', err: '' }
   await waitFor('org A\'s call to fail', async () => { last = await forecast(); return last.code !== 0 }, 30_000, 200)
-  t.match(last.err, /no provider for weather: .*b\.test is not a registered entity/, last.err)
+  // Org A no longer trusts org B's weather ("not a registered entity"), or has dropped it as
+  // unreachable: it cut every connection to it. Either way, no provider.
+  t.match(last.err, /no provider for weather/, last.err)
 })
