@@ -165,7 +165,8 @@ class Node implements MeshNode {
     })
     this.#tools.install(this.#mcp)
     const trusted = (td: string): boolean => this.#trust?.bundleOf(td) !== undefined
-    this.#resolver = createResolver(mtls ? { trustDomain: ownDomain, trusted } : {})
+    const revoked = (id: string, key: string): boolean => this.#trust?.isRevoked(id, key) === true
+    this.#resolver = createResolver(mtls ? { trustDomain: ownDomain, trusted, revoked } : {})
     this.#client = new McpHttpClient({
       clientName: this.options.name,
       clientVersion: this.options.version,
@@ -179,7 +180,7 @@ class Node implements MeshNode {
       settleUntil: () => this.#settleUntil,
       callTimeoutMs: this.options.callTimeoutMs,
       stopSignal: this.#stopAbort.signal,
-      ...(mtls ? { trustDomain: ownDomain, trusted, onTrustChange: (l: () => void) => { this.#trustListeners.add(l) } } : {}),
+      ...(mtls ? { trustDomain: ownDomain, trusted, revoked, onTrustChange: (l: () => void) => { this.#trustListeners.add(l) } } : {}),
       callLocal: (tool, args, signal) => this.#tools.callLocal(tool, args, signal),
     })
   }
@@ -245,7 +246,7 @@ class Node implements MeshNode {
     const o = this.options
     const { version: _v, http: _h, tls: _t, settleMs: _s, callTimeoutMs: _c, drainGraceMs: _d, handleSignals: _hs, ...gossipOptions } = o
     // With mutual TLS, the mesh's own protocols admit only members that prove an SVID of our domain.
-    const admitter = o.tls.mode === 'strict' ? memberAdmitter(o.mesh, { bundleOf: (td) => this.#trust?.bundleOf(td) }, () => this.#identity!.current()) : undefined
+    const admitter = o.tls.mode === 'strict' ? memberAdmitter(o.mesh, { bundleOf: (td) => this.#trust?.bundleOf(td), isRevoked: (id, key) => this.#trust?.isRevoked(id, key) === true }, () => this.#identity!.current()) : undefined
     this.#gossip = createGossipNode({ ...gossipOptions, advert: this.#advertBody('alive') }, {
       ...(admitter === undefined ? {} : { admitter }),
       ...this.#seam.gossip,
@@ -334,6 +335,7 @@ class Node implements MeshNode {
       identity: first,
       trustDomain: t.trustDomain,
       trust: (td) => td === t.trustDomain ? undefined : this.#trust?.bundleOf(td),
+      revoked: (id, key) => this.#trust?.isRevoked(id, key) === true,
       onRefused: (reason, detail) => {
         this.#countDropped(reason)
         log('refused a TLS client (%s): %s', reason, detail)

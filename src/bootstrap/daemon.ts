@@ -45,7 +45,7 @@ export async function startBootstrap (init: BootstrapInit = {}, env: NodeJS.Proc
   // to every member, and admits only members that prove one: `spiffe://<domain>/agent/<name>`.
   let provider: IdentityProvider | undefined
   let trust: TrustStore | undefined
-  const admitter = memberAdmitter(options.mesh, { bundleOf: (td) => trust?.bundleOf(td) }, () => provider!.current())
+  const admitter = memberAdmitter(options.mesh, { bundleOf: (td) => trust?.bundleOf(td), isRevoked: (id, key) => trust?.isRevoked(id, key) === true }, () => provider!.current())
   const node = createGossipNode(options, { admitter, release: async () => { trust?.stop(); await provider?.stop() } })
   try {
     provider = await startIdentity({ tls, home: options.home, name: options.name, hosts: [], libp2pKey: async () => node.privateKey() })

@@ -2,6 +2,7 @@ import { isMeshError } from '../errors.ts'
 import { Exit, UsageError } from './args.ts'
 import { CA_HELP } from './ca-help.ts'
 import { entity, ENTITY_HELP } from './entity.ts'
+import { revoke, REVOKE_HELP } from './revoke.ts'
 import { call, CALL_HELP } from './call.ts'
 import { explain, EXPLAIN_HELP } from './explain.ts'
 import { list, LIST_HELP } from './list.ts'
@@ -19,6 +20,7 @@ Commands:
   explain <capability>      how a dependency on <capability> resolves, and why
   ca <init|show|issue>      the local certificate authority: create it, show it, issue an X.509-SVID
   entity <register|list|revoke>  partner organisations whose agents this host's agents trust
+  revoke <spiffe-id>        revokes an agent identity (or --cert <pem>: one certificate)
 
 Common options:
   --bootstrap <multiaddr>   a bootstrap or any agent of the mesh, repeatable (env MCP_MESH_BOOTSTRAP)
@@ -44,12 +46,13 @@ async function main (argv: string[]): Promise<number> {
   if (command === 'explain') return explain(rest)
   if (command === 'ca') return (await import('./ca.ts')).ca(rest) // loads the X.509 library only when used
   if (command === 'entity') return entity(rest)
+  if (command === 'revoke') return revoke(rest)
   throw new UsageError(`unknown command "${command}"`)
 }
 
 main(process.argv.slice(2)).then((code) => { process.exitCode = code }, (err: unknown) => {
   if (err instanceof UsageError) {
-    const helps: Record<string, string> = { list: LIST_HELP, explain: EXPLAIN_HELP, call: CALL_HELP, status: STATUS_HELP, start: START_HELP, ca: CA_HELP, entity: ENTITY_HELP }
+    const helps: Record<string, string> = { list: LIST_HELP, explain: EXPLAIN_HELP, call: CALL_HELP, status: STATUS_HELP, start: START_HELP, ca: CA_HELP, entity: ENTITY_HELP, revoke: REVOKE_HELP }
     console.error(`meshctl: ${err.message}\n\n${helps[process.argv[2] ?? ''] ?? HELP}`)
     process.exitCode = Exit.usage
     return

@@ -12,7 +12,7 @@ export interface Admitter {
   prove(prover: string, verifier: string): AdmissionProof
   /** Checks the proof `prover` sent this node (`verifier`): who it is, or why it is refused. */
   check(proof: AdmissionProof, prover: string, verifier: string): Admitted | string
-  /** Whether a peer admitted before is of a trust domain still trusted (a revoked entity is not). */
+  /** Whether a peer admitted before is still trusted: its domain (a revoked entity is not), its identity (not revoked). */
   trusts(admitted: Admitted): boolean
 }
 
@@ -20,6 +20,8 @@ export interface Admitter {
 export interface Admitted {
   spiffeId: string
   trustDomain: string
+  /** SHA-256 of its certificate's public key, base64url (what revocations of one certificate name). */
+  keyHash: string
   notAfter: number
 }
 

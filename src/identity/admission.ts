@@ -19,6 +19,8 @@ export interface SvidAdmitterInit {
   current: () => AdmissionPems
   /** The CA certificates (PEM) of a trust domain this member trusts, or undefined. */
   bundleOf: (trustDomain: string) => string | undefined
+  /** Whether an identity is revoked (its SPIFFE ID, or the one certificate with this key). */
+  revoked?: (spiffeId: string, keyHash: string) => boolean
   now?: () => number
 }
 
@@ -47,7 +49,7 @@ export function svidAdmitter (init: SvidAdmitterInit): Admitter {
       return { chain: own.chain, sig: sig.toString('base64') }
     },
 
-    trusts: (admitted) => init.bundleOf(admitted.trustDomain) !== undefined,
+    trusts: (admitted) => init.bundleOf(admitted.trustDomain) !== undefined && init.revoked?.(admitted.spiffeId, admitted.keyHash) !== true,
 
     check (proof, prover, verifier): Admitted | string {
       let chain: X509Certificate[]
@@ -71,6 +73,7 @@ export function svidAdmitter (init: SvidAdmitterInit): Admitter {
       const t = now()
       if (t < v.notBefore) return `${v.admitted.spiffeId}'s chain is not valid yet`
       if (t >= v.admitted.notAfter) return `${v.admitted.spiffeId}'s certificate has expired`
+      if (init.revoked?.(v.admitted.spiffeId, v.admitted.keyHash) === true) return `${v.admitted.spiffeId} is revoked`
       const data = admissionPayload(init.mesh, prover, verifier)
       let ok = false
       try {

@@ -1,9 +1,10 @@
 import { X509Certificate } from 'node:crypto'
-import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises'
+import { rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { z } from 'zod'
 import { MeshError } from '../errors.ts'
 import { isTrustDomain } from './spiffe-id.ts'
+import { readJsonFolder, writeJsonRecord } from './json-folder.ts'
 
 /**
  * Federation: the other organisations ("entities") whose agents this mesh trusts, each a trust
@@ -28,20 +29,7 @@ export function entitiesDir (home: string): string {
 
 /** Every registered entity (a file that does not parse is skipped: it trusts nobody). */
 export async function listEntities (home: string): Promise<Entity[]> {
-  let files: string[]
-  try {
-    files = (await readdir(entitiesDir(home))).filter((f) => f.endsWith('.json'))
-  } catch {
-    return []
-  }
-  const out: Entity[] = []
-  for (const f of files.sort()) {
-    try {
-      const e = EntitySchema.safeParse(JSON.parse(await readFile(join(entitiesDir(home), f), 'utf8')))
-      if (e.success && `${e.data.name}.json` === f) out.push(e.data)
-    } catch { /* removed meanwhile, or not JSON */ }
-  }
-  return out
+  return (await readJsonFolder(entitiesDir(home), EntitySchema)).filter((e) => e.file === `${e.record.name}.json`).map((e) => e.record)
 }
 
 const refuse = (message: string, details: Record<string, unknown> = {}): never => {
@@ -76,12 +64,7 @@ export async function registerEntity (home: string, own: string, init: { name: s
   const byDomain = existing.find((e) => e.trustDomain === trustDomain)
   if (byDomain !== undefined) refuse(`the trust domain ${trustDomain} is registered already, as ${byDomain.name}`, { trustDomain, name: byDomain.name })
   const entity: Entity = { name: init.name, trustDomain, bundlePem: blocks.join('\n') + '\n', registeredAt: new Date(now).toISOString() }
-  const dir = entitiesDir(home)
-  await mkdir(dir, { recursive: true, mode: 0o700 })
-  // Written aside and renamed into place: an agent watching the folder never reads half a file.
-  const tmp = join(dir, `.${init.name}.${process.pid}.tmp`)
-  await writeFile(tmp, JSON.stringify(entity, null, 2) + '\n', { mode: 0o644 })
-  await rename(tmp, join(dir, `${init.name}.json`))
+  await writeJsonRecord(entitiesDir(home), init.name, entity)
   return entity
 }
 

@@ -53,7 +53,7 @@ export async function startIdentity (init: IdentityInit): Promise<IdentityProvid
  * The admission of a member whose identity is `current()`: it trusts its own domain's bundle
  * (`trust` a domain name), or the bundles of a trust store (its own and its registered entities').
  */
-export function memberAdmitter (mesh: string, trust: string | { bundleOf: (td: string) => string | undefined }, current: () => AdmissionPems): Admitter {
-  const bundleOf = typeof trust === 'string' ? (td: string) => td === trust ? current().bundlePem : undefined : (td: string) => trust.bundleOf(td)
-  return svidAdmitter({ mesh, current, bundleOf })
+export function memberAdmitter (mesh: string, trust: string | { bundleOf: (td: string) => string | undefined, isRevoked?: (id: string, keyHash: string) => boolean }, current: () => AdmissionPems): Admitter {
+  if (typeof trust === 'string') return svidAdmitter({ mesh, current, bundleOf: (td) => td === trust ? current().bundlePem : undefined })
+  return svidAdmitter({ mesh, current, bundleOf: (td) => trust.bundleOf(td), ...(trust.isRevoked === undefined ? {} : { revoked: trust.isRevoked }) })
 }

@@ -115,7 +115,7 @@ export function verifyChain (chain: X509Certificate[], bundlePem: string): Verif
   }
   const notBefore = Math.max(...chain.map((c) => Date.parse(c.validFrom)))
   const notAfter = Math.min(...chain.map((c) => Date.parse(c.validTo)))
-  return { admitted: { spiffeId: f.spiffeId, trustDomain: f.trustDomain, notAfter }, key: leaf.publicKey, notBefore }
+  return { admitted: { spiffeId: f.spiffeId, trustDomain: f.trustDomain, keyHash: f.keyHash, notAfter }, key: leaf.publicKey, notBefore }
 }
 
 /** The facts of this agent's own identity (for its advert). */
@@ -156,6 +156,8 @@ export interface TlsServerInit {
   trustDomain: string
   /** The bundles of registered partner domains (federation): their callers are served too. */
   trust?: (trustDomain: string) => string | undefined
+  /** Revoked identities (refused as `tls-revoked`, and their connections closed by `recheck`). */
+  revoked?: (spiffeId: string, keyHash: string) => boolean
   /** Counts refusals (`tls-unauthorized`, `tls-foreign-domain`, `tls-not-svid`, `tls-handshake`). */
   onRefused: (reason: string, detail: string) => void
   /** Wall clock for the connection age cap. */
@@ -169,7 +171,7 @@ export interface TlsServer {
   authenticate: (req: IncomingMessage) => AuthInfo | undefined
   /** Serves a renewed identity to new connections. */
   update: (identity: Identity) => void
-  /** Closes the connections of partner domains no longer trusted (a revoked entity). */
+  /** Closes the connections of partner domains no longer trusted (a revoked entity) and of revoked identities. */
   recheck: () => void
 }
 
@@ -207,12 +209,22 @@ export function tlsServer (init: TlsServerInit): TlsServer {
   let server: HttpsServer | undefined
   let ownExpiry = identityFacts(identity).notAfter
   const partners = new Map<string, Set<TLSSocket>>()
+  /** Every served connection and who it is, for `recheck`. */
+  const live = new Map<TLSSocket, PeerFacts>()
   return {
     recheck () {
       for (const [td, sockets] of partners) {
         if (init.trust?.(td) !== undefined) continue
-        for (const socket of sockets) socket.destroy()
+        for (const socket of sockets) {
+          init.onRefused('tls-unauthorized', `${td} is no longer a registered entity: its connection is closed`)
+          socket.destroy()
+        }
         partners.delete(td)
+      }
+      for (const [socket, f] of live) {
+        if (init.revoked?.(f.spiffeId, f.keyHash) !== true) continue
+        init.onRefused('tls-revoked', f.spiffeId)
+        socket.destroy()
       }
     },
     createServer (listener) {
@@ -244,7 +256,11 @@ export function tlsServer (init: TlsServerInit): TlsServer {
           const td = f.trustDomain
           socket.once('close', () => { partners.get(td)?.delete(socket) })
         }
+        if (init.revoked?.(f.spiffeId, f.keyHash) === true) { refuse('tls-revoked', f.spiffeId); return }
         callers.set(socket, { token: '', clientId: f.spiffeId, scopes: [], extra: { spiffeId: f.spiffeId } })
+        const facts = f
+        live.set(socket, facts)
+        socket.once('close', () => { live.delete(socket) })
         // Never past either certificate's expiry: from CLOSE_AHEAD_MS before it, answers carry
         // `Connection: close` (the client leaves between calls, not in the middle of one), then
         // the connection is cut at the expiry itself.

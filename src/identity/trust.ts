@@ -4,6 +4,8 @@ import type { FSWatcher } from 'node:fs'
 import { logger } from '@libp2p/logger'
 import { entitiesDir, listEntities } from './entities.ts'
 import type { Entity } from './entities.ts'
+import { isRevoked, listRevocations, revokedDir } from './revocations.ts'
+import type { Revocation } from './revocations.ts'
 
 const log = logger('mesh:identity')
 
@@ -26,8 +28,9 @@ export class TrustStore {
   readonly trustDomain: string
   readonly #init: TrustStoreInit
   #partners = new Map<string, Entity>()
+  #revoked: Revocation[] = []
   readonly #listeners = new Set<() => void>()
-  #watcher?: FSWatcher
+  #watchers: FSWatcher[] = []
   #reading?: Promise<void>
   #again = false
 
@@ -38,17 +41,25 @@ export class TrustStore {
 
   /** Reads the entities, then follows the folder until `stop()`. */
   async start (): Promise<void> {
-    const dir = entitiesDir(this.#init.home)
-    await mkdir(dir, { recursive: true, mode: 0o700 })
+    const dirs = [entitiesDir(this.#init.home), revokedDir(this.#init.home)]
+    for (const dir of dirs) await mkdir(dir, { recursive: true, mode: 0o700 })
     await this.#read()
-    this.#watcher = watch(dir, () => { void this.reload() })
-    this.#watcher.on('error', (err) => { log.error('watching %s failed: %s', dir, err.message) })
-    this.#watcher.unref()
+    this.#watchers = dirs.map((dir) => {
+      const w = watch(dir, () => { void this.reload() })
+      w.on('error', (err) => { log.error('watching %s failed: %s', dir, err.message) })
+      w.unref()
+      return w
+    })
   }
 
   stop (): void {
-    this.#watcher?.close()
-    this.#watcher = undefined
+    for (const w of this.#watchers) w.close()
+    this.#watchers = []
+  }
+
+  /** Whether an identity (its SPIFFE ID, and the key its certificate holds) is revoked. */
+  isRevoked (spiffeId: string, keyHash?: string): boolean {
+    return this.#revoked.length > 0 && isRevoked(this.#revoked, spiffeId, keyHash)
   }
 
   /** The CA certificates (PEM) a peer of `trustDomain` is checked against, or undefined when not trusted. */
@@ -84,10 +95,13 @@ export class TrustStore {
 
   async #read (): Promise<void> {
     const next = new Map((await listEntities(this.#init.home)).filter((e) => e.trustDomain !== this.trustDomain).map((e) => [e.trustDomain, e]))
-    const same = next.size === this.#partners.size && [...next].every(([td, e]) => this.#partners.get(td)?.bundlePem === e.bundlePem)
+    const revoked = await listRevocations(this.#init.home)
+    const same = next.size === this.#partners.size && [...next].every(([td, e]) => this.#partners.get(td)?.bundlePem === e.bundlePem) &&
+      JSON.stringify(revoked) === JSON.stringify(this.#revoked)
     this.#partners = next
+    this.#revoked = revoked
     if (same) return
-    log('trusted partner domains: %s', [...next.keys()].join(', ') || 'none')
+    log('trusted partner domains: %s; revoked identities: %d', [...next.keys()].join(', ') || 'none', revoked.length)
     for (const l of this.#listeners) l()
   }
 }

@@ -25,6 +25,8 @@ export interface CallerInit {
   trustDomain?: string
   /** Federation: whether a partner trust domain is registered (dependencies may opt in to it). */
   trusted?: (trustDomain: string) => boolean
+  /** Revoked identities: their providers are not called. */
+  revoked?: (spiffeId: string, keyHash: string) => boolean
   /** Subscribes to changes of the trusted domains (a registration or a revoke): resolutions are redone. */
   onTrustChange?: (listener: () => void) => void
   /** Runs a tool of this agent in process; observers have none. */
@@ -47,7 +49,7 @@ const MAX_KEYS = 1_000
  * forgets the pool of a member that left or moved.
  */
 export function createCaller (init: CallerInit): MeshToolContext {
-  const resolver = createResolver(init.trustDomain === undefined ? {} : { trustDomain: init.trustDomain, ...(init.trusted === undefined ? {} : { trusted: init.trusted }) })
+  const resolver = createResolver(init.trustDomain === undefined ? {} : { trustDomain: init.trustDomain, ...(init.trusted === undefined ? {} : { trusted: init.trusted }), ...(init.revoked === undefined ? {} : { revoked: init.revoked }) })
   const cache = new Map<string, Resolution>()
   const turns = new Map<string, number>()
   /** Peer ID -> until when it is tried last (it refused a call). */

@@ -83,8 +83,8 @@ export interface Resolver {
  * with mutual TLS, so a provider whose advert endorses no TLS identity, or one of another trust
  * domain, is refused here (and `explain` says why) rather than tried and refused at the socket.
  */
-export function createResolver (options: { trustDomain?: string, trusted?: (trustDomain: string) => boolean } = {}): Resolver {
-  const td = options.trustDomain === undefined ? undefined : { own: options.trustDomain, trusted: options.trusted ?? (() => false) }
+export function createResolver (options: { trustDomain?: string, trusted?: (trustDomain: string) => boolean, revoked?: (spiffeId: string, keyHash: string) => boolean } = {}): Resolver {
+  const td = options.trustDomain === undefined ? undefined : { own: options.trustDomain, trusted: options.trusted ?? (() => false), revoked: options.revoked ?? (() => false) }
   return {
     resolve (members, dependency) {
       const specs = normalizeDependency(dependency)
@@ -119,7 +119,7 @@ function domainOf (id: string): string {
 }
 
 /** Judges every tool of the spec's capability; rejected rows come out sorted by peer and tool. */
-function judge (members: Member[], spec: ResolutionSpec, specIndex: number, trust: { own: string, trusted: (td: string) => boolean } | undefined): { eligible: Judged[], rejected: ExplainRow[] } {
+function judge (members: Member[], spec: ResolutionSpec, specIndex: number, trust: { own: string, trusted: (td: string) => boolean, revoked: (id: string, key: string) => boolean } | undefined): { eligible: Judged[], rejected: ExplainRow[] } {
   const eligible: Judged[] = []
   const rejected: ExplainRow[] = []
   for (const { advert, liveness } of members) {
@@ -133,6 +133,7 @@ function judge (members: Member[], spec: ResolutionSpec, specIndex: number, trus
       if (problem !== undefined) reasons.push(`endpoint refused: ${problem}`)
       if (trust !== undefined) {
         if (advert.identity === undefined) reasons.push('no TLS identity in its advert (this caller requires mutual TLS)')
+        else if (trust.revoked(advert.identity.id, advert.identity.key)) reasons.push(`its identity ${advert.identity.id} is revoked`)
         else {
           const theirs = domainOf(advert.identity.id)
           if (theirs !== trust.own) {

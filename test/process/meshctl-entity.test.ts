@@ -60,3 +60,18 @@ t.test('refusals, each saying why', async (t) => {
   const usage = await meshctl('register', 'x')
   t.equal(usage.code, 2, 'a missing --ca-cert is a usage error')
 })
+
+t.test('meshctl revoke: by SPIFFE ID or certificate, listed, and a usage error without either', async (t) => {
+  const run = async (...args: string[]) => collect(spawn(process.execPath, ['bin/meshctl.js', 'revoke', ...args], { cwd: root, env: { ...process.env, NO_COLOR: '1', MCP_MESH_HOME: home }, stdio: ['ignore', 'pipe', 'pipe'] }))
+  const byId = await run('spiffe://partner.example/agent/x')
+  t.equal(byId.code, 0, byId.err)
+  t.match(byId.out, 'revoked spiffe://partner.example/agent/x (every certificate)')
+  const byCert = await run('--cert', files.leaf)
+  t.equal(byCert.code, 0, byCert.err)
+  t.match(byCert.out, '(this certificate)')
+  const list = JSON.parse((await run('--list', '--json')).out) as Array<{ spiffeId: string, keyHash?: string }>
+  t.equal(list.length, 2)
+  t.equal(list.filter((r) => r.keyHash !== undefined).length, 1, 'one names a certificate key')
+  t.equal((await run()).code, 2, 'neither: a usage error')
+  t.match((await run('not-a-spiffe-id')).err, /MESH_ERR_IDENTITY_INVALID: cannot revoke "not-a-spiffe-id"/)
+})
