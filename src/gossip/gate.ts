@@ -12,7 +12,8 @@ const log = logger('mesh:admission')
 export const ADMIT_TIMEOUT_MS = 5_000
 /** A refused peer ID may not connect again for this long (each refusal costs a handshake and checks). */
 export const REFUSED_MS = 60_000
-const MAX_ADMISSION_FRAME = 40_000
+/** A proof is up to 4 certificates of at most 8 KB each, in base64, and a signature. */
+export const MAX_ADMISSION_FRAME = 40_000
 const MAX_REFUSED = 10_000
 
 /** The protocol of the admission exchange of a mesh. */
@@ -63,11 +64,6 @@ export class AdmissionGate {
   isAdmitted (peerId: string): boolean {
     const a = this.#admitted.get(peerId)
     return a !== undefined && a.notAfter > this.#now()
-  }
-
-  /** Who the peer proved to be, while admitted. */
-  admittedAs (peerId: string): Admitted | undefined {
-    return this.isAdmitted(peerId) ? this.#admitted.get(peerId) : undefined
   }
 
   /** Refused recently: the gater denies its connections. */
@@ -130,7 +126,9 @@ export class AdmissionGate {
         log('proving our renewed identity to %s failed: %s', peer, (err as Error).message)
         return
       }
-      this.#refuse(peer, `its admission exchange failed: ${(err as Error).message}`, isMeshError(err, 'MESH_ERR_WIRE_MALFORMED') ? 'bar' : 'quiet')
+      // A peer that does not speak admission (one run with TLS off) cannot be admitted: barred, as a bad proof is.
+      if ((err as Error).name === 'UnsupportedProtocolError') this.#refuse(peer, 'it does not take part in admission (is it running with TLS off?)', 'bar')
+      else this.#refuse(peer, `its admission exchange failed: ${(err as Error).message}`, isMeshError(err, 'MESH_ERR_WIRE_MALFORMED') ? 'bar' : 'quiet')
     }
   }
 
@@ -227,5 +225,3 @@ export class AdmissionGate {
     this.#timers.add(t)
   }
 }
-
-export { MAX_ADMISSION_FRAME }
