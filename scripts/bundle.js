@@ -15,7 +15,8 @@ import { join, resolve } from 'node:path'
 import { build } from 'esbuild'
 
 const result = await build({
-  entryPoints: ['src/index.ts', 'src/cli/meshctl.ts', 'src/cli/mesh-bootstrap.ts'],
+  // issue-child: the "auto" provider runs it as its own process (the X.509 library stays out of agents).
+  entryPoints: ['src/index.ts', 'src/cli/meshctl.ts', 'src/cli/mesh-bootstrap.ts', 'src/identity/issue-child.ts'],
   outbase: 'src',
   outdir: 'dist',
   bundle: true,

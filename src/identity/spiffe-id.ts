@@ -3,6 +3,9 @@ import { MeshError } from '../errors.ts'
 /** The trust domain a newcomer's mesh uses, as in MCP Mesh (`MCP_MESH_TRUST_DOMAIN`). */
 export const DEFAULT_TRUST_DOMAIN = 'mcp-mesh.local'
 
+/** How long an SVID the mesh issues lives unless told otherwise: 24 h. */
+export const DEFAULT_SVID_TTL_MS = 24 * 3600_000
+
 /** A trust domain: lowercase letters, digits, dots, dashes and underscores (SPIFFE ID spec, 2.1). */
 const TRUST_DOMAIN = /^[a-z0-9._-]{1,255}$/
 /** A path segment: letters, digits, dots, dashes and underscores, and not `.` or `..` (SPIFFE ID spec, 2.2). */

@@ -3,11 +3,10 @@ import type { PrivateKey } from '@libp2p/interface'
 import { MeshError } from '../errors.ts'
 import { LIBP2P_EXTENSION_OID, libp2pExtensionValue, peerIdFromLibp2pExtension } from './libp2p-extension.ts'
 import type { LocalCa } from './local-ca.ts'
-import { agentSpiffeId, parseSpiffeId } from './spiffe-id.ts'
+import { agentSpiffeId, DEFAULT_SVID_TTL_MS, parseSpiffeId } from './spiffe-id.ts'
 import { generateKeys, privateKeyPem, serialNumber, x509 } from './x509.ts'
 
-/** How long an SVID issued by "auto" lives: 24 hours, renewed at half-life. */
-export const DEFAULT_SVID_TTL_MS = 24 * 3600_000
+export { DEFAULT_SVID_TTL_MS }
 
 /** An X.509-SVID with its private key and the trust bundle that verifies it, all PEM. */
 export interface IssuedSvid {
