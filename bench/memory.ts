@@ -6,7 +6,9 @@
 // after `--calls` calls (200) from a stock SDK client. Runs are repeated (`--runs`, 3): the table
 // shows the median and the worst, since V8 sizes its heap by what survived so far and one process
 // can land a few MB off another.
-// Usage: node bench/memory.ts [--runs 3] [--calls 200]
+// With `--joined <s>`, each run also starts the agent joined to a bootstrap (run in this process, on
+// the same local CA) and reads its RSS after <s> seconds idle in the mesh.
+// Usage: node bench/memory.ts [--runs 3] [--calls 200] [--joined 60]
 import { spawn } from 'node:child_process'
 import { readFile, mkdir, writeFile, mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -17,17 +19,33 @@ import { Agent, fetch as undiciFetch } from 'undici'
 import { Client } from '@modelcontextprotocol/sdk/client/index.js'
 import { LocalCa } from '../src/identity/local-ca.ts'
 import { issueSvid } from '../src/identity/svid.ts'
+import { startBootstrap } from '../src/bootstrap/daemon.ts'
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js'
 
-const { values } = parseArgs({ options: { runs: { type: 'string', default: '3' }, calls: { type: 'string', default: '200' } } })
+const { values } = parseArgs({ options: { runs: { type: 'string', default: '3' }, calls: { type: 'string', default: '200' }, joined: { type: 'string', default: '0' } } })
 const RUNS = Number(values.runs)
 const CALLS = Number(values.calls)
+const JOINED_S = Number(values.joined)
 const root = fileURLToPath(new URL('..', import.meta.url))
 const home = await mkdtemp(join(tmpdir(), 'mesh-mem-'))
 const rssMb = async (pid: number): Promise<number> => Number((await readFile(`/proc/${pid}/status`, 'utf8')).match(/VmRSS:\s+(\d+)/)![1]) / 1024
 const settle = async (): Promise<void> => { await new Promise((resolve) => setTimeout(resolve, 3_000)) }
 
 interface Reading { idle: number, called: number, startMs: number }
+/** The agent joined to a bootstrap: its RSS after `JOINED_S` seconds idle in the mesh. */
+async function measureJoined (bootstrap: string): Promise<number> {
+  const child = spawn(process.execPath, ['examples/trip-planner/hotels.ts'], { cwd: root, env: { ...process.env, MCP_MESH_HOME: home, MCP_MESH_BOOTSTRAP: bootstrap, MCP_MESH_COLOCATED: 'true' }, stdio: ['ignore', 'pipe', 'inherit'] })
+  await new Promise<void>((resolve) => {
+    let out = ''
+    child.stdout!.on('data', (d: Buffer) => { out += d.toString(); if (/https?:\S+/.test(out)) resolve() })
+  })
+  await new Promise((resolve) => setTimeout(resolve, JOINED_S * 1000))
+  const rss = await rssMb(child.pid!)
+  child.kill('SIGKILL')
+  await new Promise((resolve) => child.once('exit', resolve))
+  return rss
+}
+
 async function measure (args: string[], call: boolean, env: Record<string, string> = {}): Promise<Reading> {
   const spawned = performance.now()
   const child = spawn(process.execPath, args, { cwd: root, env: { ...process.env, MCP_MESH_HOME: home, ...env }, stdio: ['ignore', 'pipe', 'inherit'] })
@@ -57,15 +75,18 @@ async function measure (args: string[], call: boolean, env: Record<string, strin
   return { idle, called, startMs }
 }
 
-const runs: Array<{ bare: Reading, sdk: Reading, agent: Reading, plain: Reading }> = []
+const runs: Array<{ bare: Reading, sdk: Reading, agent: Reading, plain: Reading, joined?: number }> = []
+const boot = JOINED_S > 0 ? await startBootstrap({ home, ephemeralKey: true, colocated: true, listen: ['/ip4/127.0.0.1/tcp/0'] }) : undefined
 for (let r = 0; r < RUNS; r++) {
   runs.push({
     bare: await measure(['-e', 'console.log("ready"); setInterval(() => {}, 1000)'], false),
     sdk: await measure(['bench/fixtures/sdk-hotels.ts'], true),
     agent: await measure(['examples/trip-planner/hotels.ts'], true),
     plain: await measure(['examples/trip-planner/hotels.ts'], true, { MCP_MESH_TLS_MODE: 'off' }),
+    ...(boot === undefined ? {} : { joined: await measureJoined(boot.addrs[0]) }),
   })
 }
+await boot?.stop()
 await rm(home, { recursive: true, force: true })
 
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
@@ -79,6 +100,10 @@ console.log(`| stock MCP SDK server, hotels tool | ${cell(col((r) => r.sdk.idle)
 console.log(`| mesh agent (examples/trip-planner/hotels.ts: libp2p, gossip, endpoint, client; mutual TLS, "auto") | ${cell(col((r) => r.agent.idle))} | ${cell(col((r) => r.agent.called))} | ${cell(col((r) => r.agent.startMs))} |`)
 console.log(`| the same agent with MCP_MESH_TLS_MODE=off | ${cell(col((r) => r.plain.idle))} | ${cell(col((r) => r.plain.called))} | ${cell(col((r) => r.plain.startMs))} |`)
 console.log(`| identity and TLS add | ${cell(col((r) => r.agent.idle - r.plain.idle))} | ${cell(col((r) => r.agent.called - r.plain.called))} | ${cell(col((r) => r.agent.startMs - r.plain.startMs))} |`)
+if (boot !== undefined) {
+  console.log(`| the agent joined to a bootstrap, after ${JOINED_S} s idle | ${cell(col((r) => r.joined!))} | | |`)
+  console.log(`| **joined: the mesh adds** (over the SDK server idle) | ${cell(col((r) => r.joined! - r.sdk.idle))} | | |`)
+}
 const addsIdle = col((r) => r.agent.idle - r.sdk.idle)
 const addsCalled = col((r) => r.agent.called - r.sdk.called)
 console.log(`| **the mesh adds** | ${cell(addsIdle)} | ${cell(addsCalled)} |`)
