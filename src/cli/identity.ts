@@ -5,6 +5,15 @@ import type { TlsOptions } from '../config.ts'
 import { MeshError } from '../errors.ts'
 import { UsageError } from './args.ts'
 import { pemBlocks } from '../identity/tls.ts'
+import type { IdentityProvider } from '../identity/provider.ts'
+
+/** One identity from a provider that is stopped at once (its key folder goes once the PEMs are read). */
+async function onceFrom (started: Promise<IdentityProvider>): Promise<CliTls['pems']> {
+  const provider = await started
+  const id = provider.current()
+  await provider.stop()
+  return { cert: id.certPem, key: id.keyPem, ca: id.bundlePem }
+}
 
 /** How long the identity `meshctl` issues itself lives: one command. */
 const CLI_SVID_TTL_MS = 10 * 60_000
@@ -42,19 +51,13 @@ export async function cliTls (flags: { cert?: string, key?: string, ca?: string 
     // The files name the trust domain: the SVID's, unless MCP_MESH_TRUST_DOMAIN says otherwise.
     if (fromEnv.tls?.trustDomain === undefined) return { trustDomain: id.facts.trustDomain, pems, context: createSecureContext({ ...pems, ca: pemBlocks(pems.ca), minVersion: 'TLSv1.3' }) }
   } else if (tls.provider === 'spire') {
-    // The workload's SVID from the SPIRE agent, as agents get theirs; its key folder goes once the PEMs are read.
+    // The workload's SVID from the SPIRE agent, as agents get theirs.
     const { startSpireProvider } = await import('../identity/spire-provider.ts')
-    const provider = await startSpireProvider({ socketPath: tls.spireSocket! })
-    const id = provider.current()
-    await provider.stop()
-    pems = { cert: id.certPem, key: id.keyPem, ca: id.bundlePem }
+    pems = await onceFrom(startSpireProvider({ socketPath: tls.spireSocket! }))
   } else if (tls.provider === 'vault') {
-    // A 10-minute SVID from Vault, as agents get theirs; its key folder goes once the PEMs are read.
+    // A 10-minute SVID from Vault, as agents get theirs.
     const { startVaultProvider, vaultInit } = await import('../identity/vault-provider.ts')
-    const provider = await startVaultProvider(await vaultInit(tls, 'meshctl', [], CLI_SVID_TTL_MS))
-    const id = provider.current()
-    await provider.stop()
-    pems = { cert: id.certPem, key: id.keyPem, ca: id.bundlePem }
+    pems = await onceFrom(startVaultProvider(await vaultInit(tls, 'meshctl', [], CLI_SVID_TTL_MS)))
   } else {
     const { home } = parseGossipOptions({ name: 'meshctl' }, env)
     const { LocalCa } = await import('../identity/local-ca.ts')

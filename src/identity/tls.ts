@@ -208,22 +208,15 @@ export function tlsServer (init: TlsServerInit): TlsServer {
   let identity = init.identity
   let server: HttpsServer | undefined
   let ownExpiry = identityFacts(identity).notAfter
-  const partners = new Map<string, Set<TLSSocket>>()
   /** Every served connection and who it is, for `recheck`. */
   const live = new Map<TLSSocket, PeerFacts>()
   return {
     recheck () {
-      for (const [td, sockets] of partners) {
-        if (init.trust?.(td) !== undefined) continue
-        for (const socket of sockets) {
-          init.onRefused('tls-unauthorized', `${td} is no longer a registered entity: its connection is closed`)
-          socket.destroy()
-        }
-        partners.delete(td)
-      }
       for (const [socket, f] of live) {
-        if (init.revoked?.(f.spiffeId, f.keyHash) !== true) continue
-        init.onRefused('tls-revoked', f.spiffeId)
+        const untrusted = f.trustDomain !== init.trustDomain && init.trust?.(f.trustDomain) === undefined
+        if (untrusted) init.onRefused('tls-unauthorized', `${f.trustDomain} is no longer a registered entity: its connection is closed`)
+        else if (init.revoked?.(f.spiffeId, f.keyHash) === true) init.onRefused('tls-revoked', f.spiffeId)
+        else continue
         socket.destroy()
       }
     },
@@ -250,16 +243,10 @@ export function tlsServer (init: TlsServerInit): TlsServer {
           // against its own domain's bundle, and only that one.
           f = partnerCaller(socket, init.trustDomain, init.trust, now())
           if (typeof f === 'string') { refuse('tls-unauthorized', f); return }
-          let set = partners.get(f.trustDomain)
-          if (set === undefined) partners.set(f.trustDomain, set = new Set())
-          set.add(socket)
-          const td = f.trustDomain
-          socket.once('close', () => { partners.get(td)?.delete(socket) })
         }
         if (init.revoked?.(f.spiffeId, f.keyHash) === true) { refuse('tls-revoked', f.spiffeId); return }
         callers.set(socket, { token: '', clientId: f.spiffeId, scopes: [], extra: { spiffeId: f.spiffeId } })
-        const facts = f
-        live.set(socket, facts)
+        live.set(socket, f)
         socket.once('close', () => { live.delete(socket) })
         // Never past either certificate's expiry: from CLOSE_AHEAD_MS before it, answers carry
         // `Connection: close` (the client leaves between calls, not in the middle of one), then
