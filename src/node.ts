@@ -25,9 +25,8 @@ import type { ConnectOptions } from './proxy/mcp-client.ts'
 import { createMeshTool } from './proxy/mesh-tool.ts'
 import { identityFacts, secureContextOf, tlsServer } from './identity/tls.ts'
 import type { PeerFacts, TlsServer } from './identity/tls.ts'
-import type { Identity, IdentityProvider } from './identity/provider.ts'
-import { memberAdmitter, startIdentity } from './identity/start.ts'
-import { TrustStore } from './identity/trust.ts'
+import type { Identity } from './identity/provider.ts'
+import { MemberIdentity } from './identity/member.ts'
 import { allowList } from './identity/authorize.ts'
 import type { SecureContext } from 'node:tls'
 import { logger } from '@libp2p/logger'
@@ -136,13 +135,11 @@ class Node implements MeshNode {
   #stopped?: Promise<void>
   #signalHandler?: (signal: NodeJS.Signals) => void
   #stopAbort = new AbortController()
-  /** Mutual TLS: where the identity comes from, the endpoint's server, what calls present. */
-  #identity?: IdentityProvider
+  /** Mutual TLS: the identity and the bundles of our domain and registered entities, the endpoint's server, what calls present. */
+  #member?: MemberIdentity
   #identityFacts?: PeerFacts
   #tls?: TlsServer
   #secureContext?: SecureContext
-  /** The bundles of our trust domain and of registered entities (federation). */
-  #trust?: TrustStore
   /** TLS contexts for calls to partner domains: our certificate, their bundle; rebuilt on renewal. */
   #partnerContexts = new Map<string, { bundle: string, context: SecureContext }>()
   readonly #trustListeners = new Set<() => void>()
@@ -164,8 +161,8 @@ class Node implements MeshNode {
       },
     })
     this.#tools.install(this.#mcp)
-    const trusted = (td: string): boolean => this.#trust?.bundleOf(td) !== undefined
-    const revoked = (id: string, key: string): boolean => this.#trust?.isRevoked(id, key) === true
+    const trusted = (td: string): boolean => this.#member?.trust.bundleOf(td) !== undefined
+    const revoked = (id: string, key: string): boolean => this.#member?.trust.isRevoked(id, key) === true
     this.#resolver = createResolver(mtls ? { trustDomain: ownDomain, trusted, revoked } : {})
     this.#client = new McpHttpClient({
       clientName: this.options.name,
@@ -246,9 +243,21 @@ class Node implements MeshNode {
     const o = this.options
     const { version: _v, http: _h, tls: _t, settleMs: _s, callTimeoutMs: _c, drainGraceMs: _d, handleSignals: _hs, ...gossipOptions } = o
     // With mutual TLS, the mesh's own protocols admit only members that prove an SVID of our domain.
-    const admitter = o.tls.mode === 'strict' ? memberAdmitter(o.mesh, { bundleOf: (td) => this.#trust?.bundleOf(td), isRevoked: (id, key) => this.#trust?.isRevoked(id, key) === true }, () => this.#identity!.current()) : undefined
+    const host = o.http.announceHost ?? o.http.host
+    const member = o.tls.mode !== 'strict'
+      ? undefined
+      : new MemberIdentity({
+        mesh: o.mesh,
+        tls: o.tls,
+        home: o.home,
+        name: o.name,
+        hosts: host === '0.0.0.0' || host === '::' ? [] : [host],
+        libp2pKey: async () => this.#gossip!.privateKey(),
+        ...(this.#seam.clock === undefined ? {} : { clock: this.#seam.clock }),
+      })
+    this.#member = member
     this.#gossip = createGossipNode({ ...gossipOptions, advert: this.#advertBody('alive') }, {
-      ...(admitter === undefined ? {} : { admitter }),
+      ...(member === undefined ? {} : { admitter: member.admitter, notices: member.notices }),
       ...this.#seam.gossip,
       ...(this.#seam.clock === undefined ? {} : { clock: this.#seam.clock }),
     })
@@ -257,7 +266,7 @@ class Node implements MeshNode {
       process.emitWarning(`agent ${o.name}: tls.mode is off (MCP_MESH_TLS_MODE=off): its endpoint serves plain HTTP to anyone who reaches it, and it calls providers without checking who they are`, { code: 'MESH_TLS_OFF' })
     }
     try {
-      if (o.tls.mode === 'strict') await this.#startIdentity()
+      if (member !== undefined) await this.#startIdentity(member)
     } catch (err) {
       await this.#gossip.stop()
       throw err
@@ -279,8 +288,7 @@ class Node implements MeshNode {
       await this.#gossip.start({ signal: this.#stopAbort.signal })
     } catch (err) {
       await this.#endpoint.stop()
-      this.#trust?.stop()
-      await this.#identity?.stop()
+      await this.#member?.stop()
       throw err
     }
     this.#settleUntil = this.#clock.now() + o.settleMs
@@ -301,29 +309,11 @@ class Node implements MeshNode {
    * its calls present, and follows renewals: new connections use the new certificate, calls in
    * flight finish on the old one, and the advert endorses the new key.
    */
-  async #startIdentity (): Promise<void> {
-    const o = this.options
-    const t = o.tls
-    const host = o.http.announceHost ?? o.http.host
-    this.#identity = await startIdentity({
-      tls: t,
-      home: o.home,
-      name: o.name,
-      hosts: host === '0.0.0.0' || host === '::' ? [] : [host],
-      libp2pKey: async () => this.#gossip!.privateKey(),
-      ...(this.#seam.clock === undefined ? {} : { clock: this.#seam.clock }),
-    })
-    const first = this.#identity.current()
-    const identity = this.#identity
-    this.#trust = new TrustStore({ home: o.home, trustDomain: t.trustDomain, ownBundle: () => identity.current().bundlePem })
-    try {
-      await this.#trust.start()
-    } catch (err) {
-      await identity.stop()
-      throw err
-    }
+  async #startIdentity (member: MemberIdentity): Promise<void> {
+    const t = this.options.tls
+    const first = await member.start()
     // A registration or a revoke, while running: revoked domains lose their connections at once.
-    this.#trust.onChange(() => {
+    member.onTrustChange(() => {
       this.#partnerContexts.clear()
       for (const l of this.#trustListeners) l()
       this.#tls?.recheck()
@@ -334,14 +324,14 @@ class Node implements MeshNode {
     this.#tls = tlsServer({
       identity: first,
       trustDomain: t.trustDomain,
-      trust: (td) => td === t.trustDomain ? undefined : this.#trust?.bundleOf(td),
-      revoked: (id, key) => this.#trust?.isRevoked(id, key) === true,
+      trust: (td) => td === t.trustDomain ? undefined : member.trust.bundleOf(td),
+      revoked: (id, key) => member.trust.isRevoked(id, key),
       onRefused: (reason, detail) => {
         this.#countDropped(reason)
         log('refused a TLS client (%s): %s', reason, detail)
       },
     })
-    this.#identity.onChange((next) => {
+    member.onRenew((next) => {
       this.#useIdentity(next)
       this.#tls?.update(next)
       this.#client.renew()
@@ -365,11 +355,11 @@ class Node implements MeshNode {
   /** The TLS context a call to a provider of `trustDomain` uses: ours, a partner's, or none (not trusted). */
   #contextFor (trustDomain: string): SecureContext | undefined {
     if (trustDomain === this.options.tls.trustDomain) return this.#secureContext
-    const bundle = this.#trust?.bundleOf(trustDomain)
-    if (bundle === undefined || this.#identity === undefined) return undefined
+    const bundle = this.#member?.trust.bundleOf(trustDomain)
+    if (bundle === undefined || this.#member === undefined) return undefined
     let c = this.#partnerContexts.get(trustDomain)
     if (c?.bundle !== bundle) {
-      c = { bundle, context: secureContextOf({ ...this.#identity.current(), bundlePem: bundle }) }
+      c = { bundle, context: secureContextOf({ ...this.#member.current(), bundlePem: bundle }) }
       this.#partnerContexts.set(trustDomain, c)
     }
     return c.context
@@ -398,8 +388,7 @@ class Node implements MeshNode {
     await endpoint?.stop()
     await this.#client.close()
     await gossip?.stop()
-    this.#trust?.stop()
-    await this.#identity?.stop()
+    await this.#member?.stop()
   }
 
   #removeSignalHandlers (): void {

@@ -5,9 +5,7 @@ import type { GossipNode } from '../gossip/gossip-node.ts'
 import { optionsFromEnv, parseGossipOptions, TlsOptionsSchema } from '../config.ts'
 import type { GossipOptions, GossipOptionsInput, TlsOptions } from '../config.ts'
 import { MeshError } from '../errors.ts'
-import { memberAdmitter, startIdentity } from '../identity/start.ts'
-import type { IdentityProvider } from '../identity/provider.ts'
-import { TrustStore } from '../identity/trust.ts'
+import { MemberIdentity } from '../identity/member.ts'
 
 type TlsOptionsInput = z.input<typeof TlsOptionsSchema>
 
@@ -43,18 +41,14 @@ export async function startBootstrap (init: BootstrapInit = {}, env: NodeJS.Proc
   }
   // With mutual TLS (the default, as for agents) it proves an identity of the mesh's trust domain
   // to every member, and admits only members that prove one: `spiffe://<domain>/agent/<name>`.
-  let provider: IdentityProvider | undefined
-  let trust: TrustStore | undefined
-  const admitter = memberAdmitter(options.mesh, { bundleOf: (td) => trust?.bundleOf(td), isRevoked: (id, key) => trust?.isRevoked(id, key) === true }, () => provider!.current())
-  const node = createGossipNode(options, { admitter, release: async () => { trust?.stop(); await provider?.stop() } })
+  // It admits registered entities' agents too (federation), so a partner joins through it, and
+  // relays revocations like any member.
+  const member: MemberIdentity = new MemberIdentity({ mesh: options.mesh, tls, home: options.home, name: options.name, hosts: [], libp2pKey: async () => node.privateKey() })
+  const node = createGossipNode(options, { admitter: member.admitter, notices: member.notices, release: async () => { await member.stop() } })
   try {
-    provider = await startIdentity({ tls, home: options.home, name: options.name, hosts: [], libp2pKey: async () => node.privateKey() })
-    const current = provider
-    // It admits registered entities' agents too (federation), so a partner joins through it.
-    trust = new TrustStore({ home: options.home, trustDomain: tls.trustDomain, ownBundle: () => current.current().bundlePem })
-    await trust.start()
-    trust.onChange(() => { node.recheckAdmissions() })
-    provider.onChange(() => { node.reprove().catch(() => {}) })
+    await member.start()
+    member.onTrustChange(() => { node.recheckAdmissions() })
+    member.onRenew(() => { node.reprove().catch(() => {}) })
     await node.start()
   } catch (err) {
     await node.stop()

@@ -7,19 +7,26 @@ import { printable, toJson } from './print.ts'
 /** `meshctl revoke --help`. */
 export const REVOKE_HELP = `Usage: meshctl revoke <spiffe-id> | --cert <pem> | --list [options]
 
-Revokes one agent identity for every agent and bootstrap of this home (<home>/revoked): by SPIFFE
-ID (every certificate naming it), or one certificate (--cert: its key). Running agents take it up
-without a restart: its connections are closed, its calls refused (tls-revoked), its proofs of
-admission refused, and its adverts no longer resolve. Agents on other hosts need the same file
-(copy <home>/revoked, as a CRL is distributed); with short-lived SVIDs, also stop issuing to it.
+Revokes one agent identity: by SPIFFE ID (every certificate naming it), or one certificate
+(--cert: its key). It is written to <home>/revoked and signed by a CA of the identity's trust
+domain: the home's local CA ("auto"), or the CA key given with --ca-key. A signed revocation
+spreads to every member of the mesh, on every host, within seconds (members exchange them in
+every sync; one that joins later gets them with its first), and each member checks the signature
+against the bundle of that trust domain. Members take it up without a restart: the identity's
+connections are closed, its calls refused (tls-revoked), its proofs of admission refused, and
+its adverts no longer resolve. An unsigned revocation (no CA key here) holds for this home only.
+With short-lived SVIDs, also stop issuing to it.
 
   --cert <pem>      revoke the one certificate in this file
+  --ca-key <pem>    sign with this CA key (file, SPIRE or Vault deployments: the key of a CA in
+                    the trust domain's bundle)
   --list            the revoked identities
   --home <dir>      default ~/.mcp-mesh (env MCP_MESH_HOME)
   --json            machine-readable output`
 
 const options = {
   cert: { type: 'string' },
+  'ca-key': { type: 'string' },
   list: { type: 'boolean' },
   home: { type: 'string' },
   json: { type: 'boolean' },
@@ -34,7 +41,7 @@ export async function revoke (argv: string[]): Promise<number> {
   if (values.list === true) {
     const rows = await listRevocations(home)
     if (values.json === true) console.log(toJson(rows))
-    else console.log(rows.length === 0 ? 'nothing revoked' : printable(rows).map((r) => `${r.spiffeId}${r.keyHash === undefined ? '' : ` (certificate key ${r.keyHash})`}  ${r.revokedAt}`).join('\n'))
+    else console.log(rows.length === 0 ? 'nothing revoked' : printable(rows).map((r) => `${r.spiffeId}${r.keyHash === undefined ? '' : ` (certificate key ${r.keyHash})`}  ${r.revokedAt}${r.sig === undefined ? '  (this home only: unsigned)' : ''}`).join('\n'))
     return Exit.ok
   }
   const id = positionals[0]
@@ -42,7 +49,10 @@ export async function revoke (argv: string[]): Promise<number> {
   const what = id !== undefined
     ? { spiffeId: id }
     : { certPem: await readFile(values.cert!, 'utf8').catch((err: Error) => { throw new UsageError(`cannot read --cert ${values.cert}: ${err.message}`) }) }
-  const r = await revokeIdentity(home, what)
-  console.log(values.json === true ? toJson(r) : `revoked ${r.spiffeId}${r.keyHash === undefined ? ' (every certificate)' : ' (this certificate)'}`)
+  const caKey = values['ca-key']
+  const caKeyPem = caKey === undefined ? undefined : await readFile(caKey, 'utf8').catch((err: Error) => { throw new UsageError(`cannot read --ca-key ${caKey}: ${err.message}`) })
+  const r = await revokeIdentity(home, what, caKeyPem === undefined ? {} : { caKeyPem })
+  const scope = r.sig === undefined ? '; unsigned (no CA key of its trust domain here): it holds for this home only' : '; signed by its CA: it spreads to the whole mesh'
+  console.log(values.json === true ? toJson(r) : `revoked ${r.spiffeId}${r.keyHash === undefined ? ' (every certificate)' : ' (this certificate)'}${scope}`)
   return Exit.ok
 }

@@ -9,6 +9,7 @@ import type { Prober } from './prober.ts'
 import { Quota } from './quota.ts'
 import type { TaskScope } from './scope.ts'
 import type { GossipStats } from './stats.ts'
+import type { Notices } from './notices.ts'
 import { requestSync, serveSync } from './sync.ts'
 import type { SyncContext, SyncResult } from './sync.ts'
 
@@ -29,12 +30,16 @@ export interface AntiEntropyInit {
   maxFrameBytes: number
   /** Fault injection (simulations): true loses a peer's view of this node. */
   lose?: (from: string) => boolean
+  /** The notices this node exchanges in every sync (revocations). */
+  notices?: Notices
 }
 
 /** A sync exchange may take this long before it is abandoned. */
 const SYNC_TIMEOUT_MS = 5_000
 /** An inbound sync stream is served at most this long. */
 const SERVE_TIMEOUT_MS = 10_000
+/** How many neighbours a node syncs with at once when it learns a new notice. */
+const NOTICE_FANOUT = 3
 
 /**
  * The sync protocol's two sides: join snapshots and periodic anti-entropy with a random
@@ -50,7 +55,23 @@ export class AntiEntropy {
     const { options: o, replica, peers, adverts, prober, stats } = init
     const q = o.quota
     const quota = new Quota({ clock: init.scope.clock, perMinute: q.syncPerMinute, burst: Math.max(10, q.syncPerMinute / 6) })
+    const notices = init.notices
     this.#ctx = {
+      ...(notices === undefined
+        ? {}
+        : {
+            notices: {
+              ...notices,
+              digest: () => notices.digest(),
+              list: () => notices.list(),
+              offer: (items, from) => {
+                const r = notices.offer(items, from)
+                stats.notices.accepted += r.accepted
+                stats.notices.dropped += r.dropped
+                return r
+              },
+            } satisfies Notices,
+          }),
       replica,
       self: () => {
         const s = adverts.self
@@ -83,6 +104,15 @@ export class AntiEntropy {
     const peers = this.#i.peers.neighbours().filter((p) => p !== this.#i.peers.selfId)
     const target = peers[Math.floor(this.#i.scope.random() * peers.length)]
     if (target !== undefined) this.syncWith(target).catch((err: Error) => { log('anti-entropy with %s failed: %s', target, err.message) })
+  }
+
+  /** Syncs with a few random neighbours now: a notice learnt here reaches them in one exchange each. */
+  spread (): void {
+    const peers = this.#i.peers.neighbours().filter((p) => p !== this.#i.peers.selfId)
+    for (let n = 0; n < NOTICE_FANOUT && peers.length > 0; n++) {
+      const [target] = peers.splice(Math.floor(this.#i.scope.random() * peers.length), 1)
+      this.syncWith(target).catch((err: Error) => { log('spreading notices to %s failed: %s', target, err.message) })
+    }
   }
 
   /** Serves one inbound sync stream. */

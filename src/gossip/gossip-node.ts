@@ -27,6 +27,7 @@ import { AntiEntropy } from './anti-entropy.ts'
 import { Upkeep } from './upkeep.ts'
 import { Intake } from './intake.ts'
 import { newGossipStats } from './stats.ts'
+import type { Notices } from './notices.ts'
 import type { GossipStats } from './stats.ts'
 
 export type { AdvertBody } from './adverts.ts'
@@ -57,6 +58,8 @@ export interface GossipSeam extends Omit<HostSeam, 'deny' | 'admission'> {
   lose?: (kind: 'gossip' | 'probe' | 'view', from: string) => boolean
   /** Called at the end of `stop()`: what the node was started with and must end with it (an identity provider). */
   release?: () => Promise<void>
+  /** Signed statements every member should hold (revocations), exchanged in every sync. */
+  notices?: Notices
 }
 
 /** A running member of a mesh (agent, bootstrap or observer) as far as discovery goes. */
@@ -136,6 +139,7 @@ class MeshGossip implements GossipNode {
   #held?: HeldKey
   #key?: Promise<PrivateKey>
   #stopping?: Promise<void>
+  #unsubscribe?: () => void
 
   constructor (init: GossipOptionsInput & { advert?: AdvertBody }, seam: GossipSeam) {
     const { advert, ...opts } = init
@@ -185,7 +189,7 @@ class MeshGossip implements GossipNode {
     const lose = seam.lose
     const prober = new Prober({ options: o, key, net, replica, peers, scope, awareness, adverts, stats, member, ...(lose === undefined ? {} : { lose: (from: string) => lose('probe', from) }) })
     const intake = new Intake({ options: o, replica, peers, scope, adverts, prober, stats, decode: seam.decode ?? decodeMessage, ...(lose === undefined ? {} : { lose: (from: string) => lose('gossip', from) }) })
-    const antiEntropy = new AntiEntropy({ options: o, replica, peers, scope, adverts, prober, stats, maxFrameBytes, ...(lose === undefined ? {} : { lose: (from: string) => lose('view', from) }), ingest: async (env) => { await intake.receive(env, 'sync') } })
+    const antiEntropy = new AntiEntropy({ options: o, replica, peers, scope, adverts, prober, stats, maxFrameBytes, ...(lose === undefined ? {} : { lose: (from: string) => lose('view', from) }), ingest: async (env) => { await intake.receive(env, 'sync') }, ...(seam.notices === undefined ? {} : { notices: seam.notices }) })
     const upkeep = new Upkeep({ options: o, net, replica, peers, scope, adverts, prober, antiEntropy, ready: this.#ready })
     this.#parts = { net, replica, peers, adverts, prober, antiEntropy, upkeep, intake }
     replica.onChange((c) => {
@@ -209,6 +213,7 @@ class MeshGossip implements GossipNode {
     scope.loop(o.timing.probeIntervalMs, () => { prober.tick() })
     scope.loop(o.timing.antiEntropyIntervalMs, () => { antiEntropy.tick() })
     scope.loop(o.timing.maintainIntervalMs, () => { upkeep.tick() })
+    this.#unsubscribe = seam.notices?.onNew(() => { if (scope.running) antiEntropy.spread() })
     log('started %s (%s) on %s', net.peerId, o.name, this.addrs.join(' '))
   }
 
@@ -273,6 +278,7 @@ class MeshGossip implements GossipNode {
       return
     }
     if (leave && this.#scope.running) await parts.adverts.leave()
+    this.#unsubscribe?.()
     this.#scope.stop()
     parts.prober.stop()
     parts.replica.stop()

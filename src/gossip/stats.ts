@@ -29,11 +29,13 @@ export interface GossipStats {
    * peers refused admission (no proof in time, an untrusted or invalid SVID, gossip before admission).
    */
   refused: { sync: number, probe: number, admission: number }
+  /** Notices (revocations) taken from peers, and dropped (a signature that does not verify, a domain not trusted). */
+  notices: { accepted: number, dropped: number }
 }
 
 /** Fresh counters, all zero. */
 export function newGossipStats (): GossipStats {
-  return { dropped: {}, accepted: 0, published: 0, probes: 0, probeFailures: 0, probesLate: 0, lateAcks: 0, suspicionsRaised: 0, refutations: 0, syncs: 0, syncBytes: { in: 0, out: 0 }, gossipBytes: { in: 0, out: 0 }, probeBytes: { in: 0, out: 0 }, refused: { sync: 0, probe: 0, admission: 0 } }
+  return { dropped: {}, accepted: 0, published: 0, probes: 0, probeFailures: 0, probesLate: 0, lateAcks: 0, suspicionsRaised: 0, refutations: 0, syncs: 0, syncBytes: { in: 0, out: 0 }, gossipBytes: { in: 0, out: 0 }, probeBytes: { in: 0, out: 0 }, refused: { sync: 0, probe: 0, admission: 0 }, notices: { accepted: 0, dropped: 0 } }
 }
 
 /**

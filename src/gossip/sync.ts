@@ -8,6 +8,8 @@ import type { Replica, ReplicaEntry } from '../topology/replica.ts'
 import { DIGEST_BUCKETS } from '../topology/digest.ts'
 import { compareVersions } from '../topology/advert.ts'
 import { MeshError } from '../errors.ts'
+import { MAX_NOTICE_BYTES, MAX_NOTICES } from './notices.ts'
+import type { Notices } from './notices.ts'
 
 /** The sync protocol of a mesh: join snapshots and anti-entropy. */
 export function syncProtocol (mesh: string): string {
@@ -15,17 +17,20 @@ export function syncProtocol (mesh: string): string {
 }
 
 const VersionSchema = z.object({ i: z.number().int(), s: z.number().int() }).optional()
+const NoticeDigest = z.string().max(64).optional()
+const NoticeList = z.array(z.string().max(MAX_NOTICE_BYTES)).max(MAX_NOTICES)
 
 // Frames are read tolerantly (unknown fields ignored), with limits on list sizes.
 const Request = z.discriminatedUnion('t', [
-  z.object({ t: z.literal('digest'), root: z.string().max(64), me: VersionSchema, you: ViewSchema }),
+  z.object({ t: z.literal('digest'), root: z.string().max(64), me: VersionSchema, you: ViewSchema, n: NoticeDigest }),
   z.object({ t: z.literal('push'), env: z.string().max(200_000) }),
+  z.object({ t: z.literal('notices'), items: NoticeList }),
   z.object({ t: z.literal('pull'), b: z.array(z.number().int().min(0).max(DIGEST_BUCKETS - 1)).max(DIGEST_BUCKETS), have: z.array(z.tuple([z.string().max(128), z.number().int(), z.number().int()])).max(100_000) }),
   z.object({ t: z.literal('more'), after: z.string().max(128) }),
 ])
 const Reply = z.discriminatedUnion('t', [
-  z.object({ t: z.literal('equal'), wantMe: z.boolean().optional(), you: ViewSchema }),
-  z.object({ t: z.literal('buckets'), b: z.array(z.string().max(64)).length(DIGEST_BUCKETS), wantMe: z.boolean().optional(), you: ViewSchema }),
+  z.object({ t: z.literal('equal'), wantMe: z.boolean().optional(), you: ViewSchema, n: NoticeDigest, notices: NoticeList.optional() }),
+  z.object({ t: z.literal('buckets'), b: z.array(z.string().max(64)).length(DIGEST_BUCKETS), wantMe: z.boolean().optional(), you: ViewSchema, n: NoticeDigest, notices: NoticeList.optional() }),
   z.object({ t: z.literal('ok') }),
   z.object({ t: z.literal('page'), items: z.array(z.union([z.string().max(200_000), z.tuple([z.string().max(128), z.number().int()])])).max(10_000), next: z.string().max(128).optional() }),
   z.object({ t: z.literal('error'), code: z.string().max(64) }),
@@ -46,6 +51,8 @@ export interface SyncContext {
   onDeadHint(peerId: string, incarnation: number): void
   /** Verifies and merges one signed message received by sync. */
   ingest(envelope: Uint8Array, from: string): Promise<void>
+  /** The notices this node holds and checks (revocations); absent: it neither sends nor takes any. */
+  notices?: Notices
   /** Rate limit per requesting peer. */
   allow(peerId: string): boolean
   pageSize: number
@@ -70,11 +77,20 @@ const b64 = (u: Uint8Array): string => Buffer.from(u.buffer, u.byteOffset, u.byt
 export async function requestSync (stream: FrameStream, remote: string, ctx: SyncContext, full: boolean, options: AbortOptions): Promise<SyncResult> {
   const io = jsonFrames<RequestFrame | ReplyFrame>(stream, ctx.bytes, 'sync', options)
   const me = ctx.self()
-  await io.send({ t: 'digest', root: full ? '' : ctx.replica.digestRoot(), me: me === undefined ? undefined : { i: me.i, s: me.s }, you: ctx.viewOf(remote) })
+  const notices = ctx.notices
+  await io.send({ t: 'digest', root: full ? '' : ctx.replica.digestRoot(), me: me === undefined ? undefined : { i: me.i, s: me.s }, you: ctx.viewOf(remote), n: notices?.digest() })
   const first = await io.recv(Reply)
   if (first.t === 'error') throw new MeshError('MESH_ERR_SYNC_FAILED', `peer refused sync: ${first.code}`, { details: { code: first.code } })
   if (first.t !== 'equal' && first.t !== 'buckets') throw new MeshError('MESH_ERR_SYNC_FAILED', `unexpected sync frame ${first.t}`)
   if (first.you !== undefined) ctx.onView(first.you, remote)
+  if (notices !== undefined && first.n !== undefined) {
+    // Pull what the peer holds, then push what it still lacks: one exchange evens both sets.
+    if (first.notices !== undefined) notices.offer(first.notices, remote)
+    if (first.n !== notices.digest() && notices.list().length > 0) {
+      await io.send({ t: 'notices', items: notices.list() })
+      await io.recv(Reply)
+    }
+  }
   if (first.wantMe === true && me !== undefined) {
     await io.send({ t: 'push', env: b64(me.envelope) })
     await io.recv(Reply)
@@ -142,9 +158,15 @@ export async function serveSync (stream: FrameStream, remote: string, ctx: SyncC
       const known = ctx.replica.get(remote)
       const wantMe = req.me !== undefined && (known === undefined || compareVersions({ incarnation: req.me.i, seq: req.me.s }, known.advert) > 0)
       const you = ctx.viewOf(remote)
+      // Notices only to a requester that speaks them (it sent a digest), and only when the sets differ.
+      const n = req.n === undefined ? undefined : ctx.notices?.digest()
+      const notices = n !== undefined && n !== req.n && n !== '' ? { n, notices: ctx.notices!.list() } : n === undefined ? {} : { n }
       await io.send(req.root === ctx.replica.digestRoot()
-        ? { t: 'equal', wantMe, you }
-        : { t: 'buckets', b: ctx.replica.digestBuckets(), wantMe, you })
+        ? { t: 'equal', wantMe, you, ...notices }
+        : { t: 'buckets', b: ctx.replica.digestBuckets(), wantMe, you, ...notices })
+    } else if (req.t === 'notices') {
+      ctx.notices?.offer(req.items, remote)
+      await io.send({ t: 'ok' })
     } else if (req.t === 'push') {
       await ctx.ingest(Buffer.from(req.env, 'base64'), remote)
       await io.send({ t: 'ok' })

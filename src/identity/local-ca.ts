@@ -1,29 +1,15 @@
-import { mkdir, mkdtemp, readFile, rename, rm, stat, writeFile } from 'node:fs/promises'
+import { mkdir, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { MeshError } from '../errors.ts'
 import { isTrustDomain } from './spiffe-id.ts'
+import { caPaths, checkKeyFileMode } from './ca-files.ts'
 import { generateKeys, importPrivateKey, KEY_ALGORITHM, privateKeyPem, serialNumber, x509 } from './x509.ts'
 import type { CryptoKey } from './x509.ts'
 
 /** How long a CA made by `auto` lasts: 5 years (a development CA, replaced by rollover before then). */
 const CA_LIFETIME_MS = 5 * 365 * 24 * 3600_000
 
-/** The files of the local CA of one trust domain. */
-export function caPaths (home: string, trustDomain: string): { dir: string, cert: string, key: string } {
-  const dir = join(home, 'ca', trustDomain)
-  return { dir, cert: join(dir, 'ca.pem'), key: join(dir, 'ca.key') }
-}
-
-/**
- * Refuses a private key file that others than its owner can read or write: whoever reads a CA
- * key can mint every identity of the trust domain.
- */
-export async function checkKeyFileMode (path: string): Promise<void> {
-  const { mode } = await stat(path)
-  if ((mode & 0o077) !== 0) {
-    throw new MeshError('MESH_ERR_IDENTITY_KEY_PERMISSIONS', `${path} has mode ${(mode & 0o777).toString(8).padStart(4, '0')}: others than its owner can use it. Run: chmod 600 ${path}`, { details: { path, mode: mode & 0o777 } })
-  }
-}
+export { caPaths, checkKeyFileMode } from './ca-files.ts'
 
 /**
  * The local certificate authority of "auto" mode: a self-signed P-256 CA per trust domain, kept

@@ -1,11 +1,15 @@
+import { createHash } from 'node:crypto'
 import { mkdir } from 'node:fs/promises'
 import { watch } from 'node:fs'
 import type { FSWatcher } from 'node:fs'
 import { logger } from '@libp2p/logger'
 import { entitiesDir, listEntities } from './entities.ts'
 import type { Entity } from './entities.ts'
-import { isRevoked, listRevocations, revokedDir } from './revocations.ts'
+import { isRevoked, keepRevocation, listRevocations, revocationDigest, revokedDir, RevocationSchema, signedByBundle } from './revocations.ts'
 import type { Revocation } from './revocations.ts'
+import { parseSpiffeId } from './spiffe-id.ts'
+import { MAX_NOTICES } from '../gossip/notices.ts'
+import type { Notices } from '../gossip/notices.ts'
 
 const log = logger('mesh:identity')
 
@@ -28,8 +32,15 @@ export class TrustStore {
   readonly trustDomain: string
   readonly #init: TrustStoreInit
   #partners = new Map<string, Entity>()
+  /** Read from the home's files (trusted as the home is) and learnt from peers (each signed by its domain's CA). */
   #revoked: Revocation[] = []
+  readonly #learnt = new Map<string, Revocation>()
+  #all: Revocation[] = []
+  /** The revocations that travel: signed by a CA of their domain, checked; encoded, by digest. */
+  #shared = new Map<string, string>()
+  #sharedDigest = ''
   readonly #listeners = new Set<() => void>()
+  readonly #noticeListeners = new Set<() => void>()
   #watchers: FSWatcher[] = []
   #reading?: Promise<void>
   #again = false
@@ -59,7 +70,70 @@ export class TrustStore {
 
   /** Whether an identity (its SPIFFE ID, and the key its certificate holds) is revoked. */
   isRevoked (spiffeId: string, keyHash?: string): boolean {
-    return this.#revoked.length > 0 && isRevoked(this.#revoked, spiffeId, keyHash)
+    return this.#all.length > 0 && isRevoked(this.#all, spiffeId, keyHash)
+  }
+
+  /**
+   * The revocations as the gossip's notices: members exchange them in every sync, so one signed
+   * by a CA reaches every member, and a member that joins later gets them with its first sync.
+   * Each is checked against the bundle of the revoked identity's own domain: a partner cannot
+   * revoke our identities, nor a member forge a revocation.
+   */
+  readonly notices: Notices = {
+    digest: () => this.#sharedDigest,
+    list: () => [...this.#shared.values()],
+    offer: (items) => {
+      let accepted = 0
+      let dropped = 0
+      for (const item of items) {
+        const r = this.#check(item)
+        if (r === undefined) { dropped++; continue }
+        const d = revocationDigest(r)
+        if (this.#shared.has(d) || this.#learnt.has(d)) continue
+        this.#learnt.set(d, r)
+        accepted++
+        keepRevocation(this.#init.home, r).catch((err: Error) => { log.error('keeping a revocation of %s failed: %s', r.spiffeId, err.message) })
+        log('revocation of %s learnt from the mesh', r.spiffeId)
+      }
+      if (accepted > 0) this.#changed()
+      return { accepted, dropped }
+    },
+    onNew: (listener) => {
+      this.#noticeListeners.add(listener)
+      return () => { this.#noticeListeners.delete(listener) }
+    },
+  }
+
+  /** A revocation from a peer, when it is one and a CA of its identity's domain signed it. */
+  #check (item: string): Revocation | undefined {
+    let r: Revocation
+    try {
+      const parsed = RevocationSchema.safeParse(JSON.parse(item))
+      if (!parsed.success) return undefined
+      r = parsed.data
+      const bundle = this.bundleOf(parseSpiffeId(r.spiffeId).trustDomain)
+      return bundle !== undefined && signedByBundle(r, bundle) ? r : undefined
+    } catch {
+      return undefined // not JSON, or not a SPIFFE ID
+    }
+  }
+
+  /** Recomputes what travels; tells the listeners, and the gossip when something new travels. */
+  #changed (): void {
+    const before = this.#shared
+    this.#all = [...this.#revoked, ...this.#learnt.values()]
+    const shared = new Map<string, string>()
+    for (const r of this.#all) {
+      if (shared.size >= MAX_NOTICES) break
+      const d = revocationDigest(r)
+      if (shared.has(d) || r.sig === undefined) continue
+      const bundle = this.bundleOf(tdOf(r.spiffeId))
+      if (bundle !== undefined && (this.#learnt.has(d) || signedByBundle(r, bundle))) shared.set(d, JSON.stringify(r))
+    }
+    this.#shared = new Map([...shared].sort(([a], [b]) => a < b ? -1 : 1))
+    this.#sharedDigest = shared.size === 0 ? '' : createHash('sha256').update([...this.#shared.keys()].join(',')).digest('base64url')
+    for (const l of this.#listeners) l()
+    if ([...shared.keys()].some((d) => !before.has(d))) for (const l of this.#noticeListeners) l()
   }
 
   /** The CA certificates (PEM) a peer of `trustDomain` is checked against, or undefined when not trusted. */
@@ -102,6 +176,14 @@ export class TrustStore {
     this.#revoked = revoked
     if (same) return
     log('trusted partner domains: %s; revoked identities: %d', [...next.keys()].join(', ') || 'none', revoked.length)
-    for (const l of this.#listeners) l()
+    this.#changed()
+  }
+}
+
+function tdOf (spiffeId: string): string {
+  try {
+    return parseSpiffeId(spiffeId).trustDomain
+  } catch {
+    return ''
   }
 }
