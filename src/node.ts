@@ -11,7 +11,7 @@ import { createGossipNode } from './gossip/gossip-node.ts'
 import type { AdvertBody, GossipNode, GossipSeam } from './gossip/gossip-node.ts'
 import { createResolver } from './topology/resolver.ts'
 import type { Resolution } from './topology/resolver.ts'
-import type { Member } from './topology/advert.ts'
+import type { Advert, Member } from './topology/advert.ts'
 import { normalizeDependency } from './topology/dependency.ts'
 import type { DependencySpec, ResolutionSpec } from './topology/dependency.ts'
 import type { ReplicaChange } from './topology/replica.ts'
@@ -23,8 +23,9 @@ import type { ToolContext } from './server/tool-context.ts'
 import { McpHttpClient } from './proxy/mcp-client.ts'
 import type { ConnectOptions } from './proxy/mcp-client.ts'
 import { createMeshTool } from './proxy/mesh-tool.ts'
-import { identityFacts, secureContextOf, tlsServer } from './identity/tls.ts'
-import type { PeerFacts, TlsServer } from './identity/tls.ts'
+import { secureContextOf, tlsServer } from './identity/tls.ts'
+import { advertIdentity } from './identity/advert-check.ts'
+import type { TlsServer } from './identity/tls.ts'
 import type { Identity } from './identity/provider.ts'
 import { MemberIdentity } from './identity/member.ts'
 import { allowList } from './identity/authorize.ts'
@@ -137,7 +138,7 @@ class Node implements MeshNode {
   #stopAbort = new AbortController()
   /** Mutual TLS: the identity and the bundles of our domain and registered entities, the endpoint's server, what calls present. */
   #member?: MemberIdentity
-  #identityFacts?: PeerFacts
+  #advertIdentity?: Advert['identity']
   #tls?: TlsServer
   #secureContext?: SecureContext
   /** TLS contexts for calls to partner domains: our certificate, their bundle; rebuilt on renewal. */
@@ -257,7 +258,7 @@ class Node implements MeshNode {
       })
     this.#member = member
     this.#gossip = createGossipNode({ ...gossipOptions, advert: this.#advertBody('alive') }, {
-      ...(member === undefined ? {} : { admitter: member.admitter, notices: member.notices }),
+      ...(member === undefined ? {} : { admitter: member.admitter, notices: member.notices, checkAdvert: member.checkAdvert }),
       ...this.#seam.gossip,
       ...(this.#seam.clock === undefined ? {} : { clock: this.#seam.clock }),
     })
@@ -347,7 +348,7 @@ class Node implements MeshNode {
   }
 
   #useIdentity (identity: Identity): void {
-    this.#identityFacts = identityFacts(identity)
+    this.#advertIdentity = advertIdentity(identity)
     this.#secureContext = secureContextOf(identity)
     this.#partnerContexts.clear()
   }
@@ -404,7 +405,7 @@ class Node implements MeshNode {
       dependencies: this.#dependencies,
       endpoint: this.#endpoint?.url,
       status,
-      ...(this.#identityFacts === undefined ? {} : { identity: { id: this.#identityFacts.spiffeId, key: this.#identityFacts.keyHash, exp: this.#identityFacts.notAfter } }),
+      ...(this.#advertIdentity === undefined ? {} : { identity: this.#advertIdentity }),
     }
   }
 }

@@ -6,6 +6,7 @@ import { optionsFromEnv, parseGossipOptions, TlsOptionsSchema } from '../config.
 import type { GossipOptions, GossipOptionsInput, TlsOptions } from '../config.ts'
 import { MeshError } from '../errors.ts'
 import { MemberIdentity } from '../identity/member.ts'
+import { advertIdentity } from '../identity/advert-check.ts'
 
 type TlsOptionsInput = z.input<typeof TlsOptionsSchema>
 
@@ -44,11 +45,15 @@ export async function startBootstrap (init: BootstrapInit = {}, env: NodeJS.Proc
   // It admits registered entities' agents too (federation), so a partner joins through it, and
   // relays revocations like any member.
   const member: MemberIdentity = new MemberIdentity({ mesh: options.mesh, tls, home: options.home, name: options.name, hosts: [], libp2pKey: async () => node.privateKey() })
-  const node = createGossipNode(options, { admitter: member.admitter, notices: member.notices, release: async () => { await member.stop() } })
+  const node = createGossipNode(options, { admitter: member.admitter, notices: member.notices, checkAdvert: member.checkAdvert, release: async () => { await member.stop() } })
   try {
-    await member.start()
+    // Its advert names its identity with the chain, as every advert must on a mesh with mutual TLS.
+    await node.updateAdvert({ tools: [], identity: advertIdentity(await member.start()) })
     member.onTrustChange(() => { node.recheckAdmissions() })
-    member.onRenew(() => { node.reprove().catch(() => {}) })
+    member.onRenew((next) => {
+      node.reprove().catch(() => {})
+      node.updateAdvert({ tools: [], identity: advertIdentity(next) }).catch(() => {})
+    })
     await node.start()
   } catch (err) {
     await node.stop()

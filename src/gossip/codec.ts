@@ -44,7 +44,7 @@ export type Decoded =
   | { kind: 'leave', payload: Leave, signer: string }
 
 /** Why a message was dropped: stable names, counted per node (`stats.dropped`). */
-export type DropReason = 'too-large' | 'malformed' | 'invalid' | 'too-many-tools' | 'signature' | 'mesh-mismatch' | 'unsupported-key' | 'too-old' | 'future' | 'quota' | 'unknown-sender' | 'member-cap' | 'resigned' | 'bad-endpoint'
+export type DropReason = 'too-large' | 'malformed' | 'invalid' | 'too-many-tools' | 'signature' | 'mesh-mismatch' | 'unsupported-key' | 'too-old' | 'future' | 'quota' | 'unknown-sender' | 'member-cap' | 'resigned' | 'bad-endpoint' | 'untrusted'
 
 const MAGIC = 0x4d // 'M'
 const WIRE_VERSION = 1

@@ -60,6 +60,8 @@ export interface GossipSeam extends Omit<HostSeam, 'deny' | 'admission'> {
   release?: () => Promise<void>
   /** Signed statements every member should hold (revocations), exchanged in every sync. */
   notices?: Notices
+  /** Why an advert's identity is not trusted, or undefined (mutual TLS on: `src/identity/advert-check.ts`). */
+  checkAdvert?: (advert: Advert) => string | undefined
 }
 
 /** A running member of a mesh (agent, bootstrap or observer) as far as discovery goes. */
@@ -188,7 +190,7 @@ class MeshGossip implements GossipNode {
     const adverts = new Adverts({ options: o, key, net, replica, scope, awareness, stats, body: this.#body })
     const lose = seam.lose
     const prober = new Prober({ options: o, key, net, replica, peers, scope, awareness, adverts, stats, member, ...(lose === undefined ? {} : { lose: (from: string) => lose('probe', from) }) })
-    const intake = new Intake({ options: o, replica, peers, scope, adverts, prober, stats, decode: seam.decode ?? decodeMessage, ...(lose === undefined ? {} : { lose: (from: string) => lose('gossip', from) }) })
+    const intake = new Intake({ options: o, replica, peers, scope, adverts, prober, stats, decode: seam.decode ?? decodeMessage, ...(seam.checkAdvert === undefined ? {} : { checkAdvert: seam.checkAdvert }), ...(lose === undefined ? {} : { lose: (from: string) => lose('gossip', from) }) })
     const antiEntropy = new AntiEntropy({ options: o, replica, peers, scope, adverts, prober, stats, maxFrameBytes, ...(lose === undefined ? {} : { lose: (from: string) => lose('view', from) }), ingest: async (env) => { await intake.receive(env, 'sync') }, ...(seam.notices === undefined ? {} : { notices: seam.notices }) })
     const upkeep = new Upkeep({ options: o, net, replica, peers, scope, adverts, prober, antiEntropy, ready: this.#ready })
     this.#parts = { net, replica, peers, adverts, prober, antiEntropy, upkeep, intake }

@@ -1,5 +1,7 @@
 import type { GossipOptions } from '../config.ts'
 import { compareVersions } from '../topology/advert.ts'
+import type { Advert } from '../topology/advert.ts'
+import { logger } from '@libp2p/logger'
 import { endpointProblem } from '../topology/endpoint.ts'
 import type { Replica } from '../topology/replica.ts'
 import type { Adverts } from './adverts.ts'
@@ -11,6 +13,8 @@ import { Quota } from './quota.ts'
 import type { TaskScope } from './scope.ts'
 import { countDrop } from './stats.ts'
 import type { GossipStats } from './stats.ts'
+
+const log = logger('mesh:gossip')
 
 function sameBytes (a: Uint8Array, b: Uint8Array): boolean {
   return a.length === b.length && Buffer.compare(a, b) === 0
@@ -29,6 +33,8 @@ export interface IntakeInit {
   decode: typeof decodeMessage
   /** Fault injection (simulations): true loses this inbound gossip message. */
   lose?: (from: string) => boolean
+  /** Why an advert's identity is not trusted (mutual TLS on), or undefined. */
+  checkAdvert?: (advert: Advert) => string | undefined
 }
 
 /**
@@ -87,6 +93,12 @@ export class Intake {
       }
       // Every caller would POST to this URL: a member may only name a host it announces (SSRF).
       if (a.endpoint !== undefined && endpointProblem(a.endpoint, a.addrs) !== undefined) return countDrop(stats, 'bad-endpoint')
+      // Relayed or not, an advert names an identity whose chain leads to a domain we trust.
+      const untrusted = this.#i.checkAdvert?.(a)
+      if (untrusted !== undefined) {
+        log('dropped the advert of %s (%s): %s', a.name, a.peerId, untrusted)
+        return countDrop(stats, 'untrusted')
+      }
       // By gossip or by sync (a push, a page), a member's changes count against the same quota.
       if (!this.#advertQuota.take(a.peerId)) return countDrop(stats, 'quota')
       const merged = replica.applyAdvert(a, bytes)

@@ -45,5 +45,5 @@ export function newGossipStats (): GossipStats {
  */
 export function countDrop (stats: GossipStats, reason: DropReason): 'ignore' | 'reject' {
   stats.dropped[reason] = (stats.dropped[reason] ?? 0) + 1
-  return reason === 'quota' || reason === 'too-old' || reason === 'future' || reason === 'unknown-sender' || reason === 'member-cap' || reason === 'resigned' || reason === 'bad-endpoint' ? 'ignore' : 'reject'
+  return reason === 'quota' || reason === 'too-old' || reason === 'future' || reason === 'unknown-sender' || reason === 'member-cap' || reason === 'resigned' || reason === 'bad-endpoint' || reason === 'untrusted' ? 'ignore' : 'reject'
 }

@@ -5,6 +5,8 @@ import type { Identity, IdentityProvider } from './provider.ts'
 import { memberAdmitter, startIdentity } from './start.ts'
 import type { IdentityInit } from './start.ts'
 import { TrustStore } from './trust.ts'
+import { advertIdentityCheck } from './advert-check.ts'
+import type { Advert } from '../topology/advert.ts'
 
 /**
  * A mesh member's identity, as agents and bootstraps hold it: the provider of its SVID, the trust
@@ -16,6 +18,8 @@ export class MemberIdentity {
   readonly trust: TrustStore
   readonly admitter: Admitter
   readonly notices: Notices
+  /** Why an advert's identity is not trusted, or undefined. */
+  readonly checkAdvert: (advert: Advert) => string | undefined
   readonly #init: IdentityInit
   #provider?: IdentityProvider
 
@@ -25,6 +29,7 @@ export class MemberIdentity {
     const trust = this.trust
     this.admitter = memberAdmitter(init.mesh, { bundleOf: (td) => trust.bundleOf(td), isRevoked: (id, key) => trust.isRevoked(id, key) }, () => this.current())
     this.notices = trust.notices
+    this.checkAdvert = advertIdentityCheck({ bundleOf: (td) => trust.bundleOf(td), isRevoked: (id, key) => trust.isRevoked(id, key), ...(init.clock === undefined ? {} : { now: () => init.clock!.now() }) })
   }
 
   /** The identity now (renewals replace it). */

@@ -6,6 +6,7 @@ import type { SecureContext } from 'node:tls'
 import { LATEST_PROTOCOL_VERSION } from '@modelcontextprotocol/sdk/types.js'
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js'
 import { MeshError } from '../errors.ts'
+import { parseSpiffeId } from '../identity/spiffe-id.ts'
 import { SseParser } from './sse.ts'
 import { httpFailure, initializeVersion, notMcp, printable, readMessage, rpcFailure, toolResult } from './answer.ts'
 import type { RpcMessage } from './answer.ts'
@@ -173,7 +174,7 @@ export class McpHttpClient {
       if (tls !== undefined && !https) {
         throw new MeshError('MESH_ERR_CALL_UNTRUSTED', `${t.href} was not called: it serves plain HTTP, and this agent calls only with mutual TLS`, { details: { url: t.href, notSent: true } })
       }
-      const domain = peer === undefined ? tls?.trustDomain : peer.spiffeId.slice('spiffe://'.length).split('/', 1)[0]
+      const domain = peer === undefined ? tls?.trustDomain : parseSpiffeId(peer.spiffeId).trustDomain
       const secureContext = tls === undefined ? undefined : tls.context(domain!)
       if (tls !== undefined && secureContext === undefined) {
         throw new MeshError('MESH_ERR_CALL_UNTRUSTED', `${t.href} was not called: its trust domain ${domain} is not trusted (not ours, and not a registered entity)`, { details: { url: t.href, notSent: true } })

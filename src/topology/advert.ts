@@ -1,5 +1,6 @@
 import { z } from 'zod'
 import semver from 'semver'
+import { parseSpiffeId } from '../identity/spiffe-id.ts'
 
 /** The advert schema version this code writes. Higher versions are read tolerantly. */
 export const ADVERT_SCHEMA_VERSION = 1
@@ -92,11 +93,16 @@ export const AdvertSchema = z.object({
    */
   identity: z.object({
     /** SPIFFE ID (the SVID's one URI SAN). */
-    id: token(2048).regex(/^spiffe:\/\//, 'a spiffe:// URI'),
+    id: token(2048).refine((id) => { try { parseSpiffeId(id); return true } catch { return false } }, 'a SPIFFE ID: spiffe://<trust-domain>/<path>, lowercase trust domain, no empty, "." or ".." segment'),
     /** SHA-256 of the SVID's SubjectPublicKeyInfo (DER), base64url. */
     key: z.string().regex(/^[A-Za-z0-9_-]{43}$/, 'a SHA-256 in base64url'),
     /** When the SVID expires (ms since the epoch). */
     exp: z.number().int().nonnegative(),
+    /**
+     * The SVID and the intermediates it was issued through (DER, base64, leaf first): every
+     * member checks it leads to a CA of a domain it trusts, for adverts relayed by others too.
+     */
+    chain: z.array(z.string().max(8_192)).min(1).max(4).optional(),
   }).optional(),
   tools: z.array(ToolAdvertSchema).max(AdvertLimits.maxTools),
   dependencies: z.array(DependencyAdvertSchema).max(AdvertLimits.maxDependencies).default([]),

@@ -1,5 +1,6 @@
 import semver from 'semver'
 import { MeshError } from '../errors.ts'
+import { parseSpiffeId } from '../identity/spiffe-id.ts'
 import { describeSpec, normalizeDependency } from './dependency.ts'
 import type { DependencySpec, ResolutionSpec } from './dependency.ts'
 import { endpointProblem } from './endpoint.ts'
@@ -115,7 +116,7 @@ interface Judged { candidate: Candidate, row: ExplainRow }
 
 /** The trust domain of a SPIFFE ID (`spiffe://<domain>/...`). */
 function domainOf (id: string): string {
-  return id.slice('spiffe://'.length).split('/', 1)[0]
+  return parseSpiffeId(id).trustDomain // the advert schema let only SPIFFE IDs through
 }
 
 /** Judges every tool of the spec's capability; rejected rows come out sorted by peer and tool. */
