@@ -1,4 +1,5 @@
 import { createPublicKey } from 'node:crypto'
+import type { X509Certificate } from 'node:crypto'
 import { watch } from 'node:fs'
 import type { FSWatcher } from 'node:fs'
 import { readFile } from 'node:fs/promises'
@@ -9,8 +10,8 @@ import type { Clock, TimerHandle } from '../clock.ts'
 import { MeshError } from '../errors.ts'
 import { IdentityListeners } from './provider.ts'
 import type { Identity, IdentityProvider } from './provider.ts'
-import { checkSvid } from './svid.ts'
-import { x509 } from './x509.ts'
+import { parseSpiffeId } from './spiffe-id.ts'
+import { certsOf, keyHashOf, peerFacts, pemBlocks, verifyChain } from './tls.ts'
 
 const log = logger('mesh:identity')
 
@@ -27,9 +28,10 @@ export interface FileProviderInit {
 }
 
 /**
- * Reads an identity from files and checks it: the certificate is a valid X.509-SVID, within its
- * validity period, signed by a CA of the bundle, and the key is its key. Throws
- * `MESH_ERR_IDENTITY_INVALID` saying which check failed and in which file.
+ * Reads an identity from files and checks it (`checkIdentity`): the certificate file holds a
+ * valid X.509-SVID, and any intermediates, leading to a CA of the bundle, all within their
+ * validity periods, and the key is its key. Throws `MESH_ERR_IDENTITY_INVALID` saying which
+ * check failed and in which file.
  */
 export async function readIdentityFiles (init: Omit<FileProviderInit, 'clock'>, now = Date.now()): Promise<Identity> {
   const bad = (why: string): MeshError => new MeshError('MESH_ERR_IDENTITY_INVALID', why, { details: { cert: init.certPath, key: init.keyPath, bundle: init.bundlePath } })
@@ -39,37 +41,74 @@ export async function readIdentityFiles (init: Omit<FileProviderInit, 'clock'>, 
   return await checkIdentity({ certPem, keyPem, bundlePem }, { cert: init.certPath, key: init.keyPath, bundle: init.bundlePath }, init.keyPath, now)
 }
 
+/** The extended key usages of an agent's SVID: it both serves and calls. */
+const AGENT_EKU = [['1.3.6.1.5.5.7.3.1', 'serverAuth'], ['1.3.6.1.5.5.7.3.2', 'clientAuth']] as const
+
 /**
- * Checks an identity's PEMs: the certificate is a valid X.509-SVID, within its validity period,
- * signed by a CA of the bundle, and the key is its key. `where` names the three in errors (file
- * paths, or where a provider got them); `keyPath` is where the key is kept.
+ * Checks an identity's PEMs with Node's own crypto, as agents verify peers (tls.ts: no X.509
+ * library is loaded). The certificate PEM holds an X.509-SVID, then any intermediate CA
+ * certificates (SPIRE often issues through one): the chain must lead to a CA of the bundle,
+ * every certificate be within its validity period, and the key be the SVID's key. `where` names
+ * the three in errors (file paths, or where a provider got them); `keyPath` is where the key is
+ * kept. Node reads neither key usage bits nor extensions it does not know: a key usage that
+ * allows no signing is left to the peers' TLS handshakes to refuse; keyCertSign on a leaf (the
+ * SPIFFE rules forbid it) is harmless without cA and not refused; the libp2p extension is not
+ * read (`facts.peerId` stays unset: the signed advert binds the peer ID to the key).
  */
 export async function checkIdentity (pems: { certPem: string, keyPem: string, bundlePem: string }, where: { cert: string, key: string, bundle: string }, keyPath: string, now = Date.now()): Promise<Identity> {
-  const { certPem, keyPem, bundlePem } = pems
+  const { keyPem, bundlePem } = pems
   const bad = (why: string): MeshError => new MeshError('MESH_ERR_IDENTITY_INVALID', why, { details: where })
-  let cert: x509.X509Certificate
-  let cas: x509.X509Certificate[]
-  try {
-    cert = new x509.X509Certificate(certPem)
-    cas = x509.PemConverter.decode(bundlePem).map((der) => new x509.X509Certificate(der))
-  } catch (err) {
-    throw bad(`${where.cert} or ${where.bundle} holds no PEM certificate: ${(err as Error).message}`)
+  const read = (pem: string, what: string): X509Certificate[] => {
+    let certs: X509Certificate[]
+    try {
+      certs = certsOf(pem)
+    } catch (err) {
+      throw bad(`${what} holds a certificate that cannot be read: ${(err as Error).message}`)
+    }
+    if (certs.length === 0) throw bad(`${what} holds no PEM certificate`)
+    return certs
   }
-  const facts = await checkSvid(cert)
-  if (now < cert.notBefore.getTime() || now > cert.notAfter.getTime()) throw bad(`${where.cert} is valid from ${cert.notBefore.toISOString()} to ${cert.notAfter.toISOString()}, not now`)
-  let signed = false
-  for (const ca of cas) {
-    if (ca.subject === cert.issuer && await cert.verify({ publicKey: ca.publicKey, signatureOnly: true })) signed = true
+  const chain = read(pems.certPem, where.cert)
+  read(bundlePem, where.bundle)
+  const leaf = chain[0]
+  const v = verifyChain(chain, bundlePem)
+  if (typeof v === 'string') {
+    // verifyChain checks the leaf before the chain: say which of the two is wrong.
+    const notSvid = typeof peerFacts(leaf.raw) === 'string' || leaf.ca
+    throw bad(notSvid ? `${where.cert} is not a valid X.509-SVID: ${v}` : `${where.cert} is not signed by a CA of ${where.bundle}: ${v}`)
   }
-  if (!signed) throw bad(`${where.cert} is not signed by a CA of ${where.bundle}`)
+  const { spiffeId, trustDomain, keyHash, notAfter } = v.admitted
+  const broken: string[] = []
+  if (parseSpiffeId(spiffeId).path === '') broken.push('the SPIFFE ID of a leaf must have a path')
+  for (const [oid, label] of AGENT_EKU) {
+    if (!(leaf.keyUsage ?? []).includes(oid)) broken.push(`extended key usage must include ${label}`)
+  }
+  if (broken.length > 0) throw bad(`${where.cert} is not a valid X.509-SVID: ${broken.join('; ')}`)
+  if (now < v.notBefore || now > notAfter) throw bad(`${where.cert}${chain.length > 1 ? ' (with the intermediates it holds)' : ''} is valid from ${new Date(v.notBefore).toISOString()} to ${new Date(notAfter).toISOString()}, not now`)
   let keySpki: Buffer
   try {
     keySpki = createPublicKey(keyPem).export({ type: 'spki', format: 'der' })
   } catch (err) {
     throw bad(`${where.key} holds no private key: ${(err as Error).message}`)
   }
-  if (!keySpki.equals(Buffer.from(cert.publicKey.rawData))) throw bad(`${where.key} is not the key of ${where.cert}`)
-  return { spiffeId: facts.spiffeId, certPem, keyPem, keyPath, bundlePem, facts }
+  if (keyHashOf(keySpki) !== keyHash) throw bad(`${where.key} is not the key of ${where.cert}`)
+  // One block a line: OpenSSL, which TLS hands the chain to, fails on two blocks with no line
+  // break between them (`cat leaf.pem int.pem` of files without a final newline): "bad end line".
+  const certPem = pemBlocks(pems.certPem).join('\n') + '\n'
+  const facts = { spiffeId, trustDomain, hosts: hostsOf(leaf), notBefore: new Date(v.notBefore), notAfter: new Date(notAfter) }
+  return { spiffeId, certPem, keyPem, keyPath, bundlePem, facts }
+}
+
+/** The DNS and IP SANs of a certificate: Node quotes a name it must escape, and writes IPv6 in full. */
+function hostsOf (cert: X509Certificate): string[] {
+  const hosts: string[] = []
+  for (const entry of (cert.subjectAltName ?? '').split(', ')) {
+    const m = /^(DNS|IP Address):(.*)$/.exec(entry)
+    if (m === null) continue
+    const name = m[2].startsWith('"') ? JSON.parse(m[2]) as string : m[2]
+    hosts.push(m[1] === 'IP Address' && name.includes(':') ? new URL(`http://[${name}]`).hostname.slice(1, -1) : name)
+  }
+  return hosts
 }
 
 /**

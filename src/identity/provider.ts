@@ -1,4 +1,19 @@
-import type { SvidFacts } from './svid.ts'
+/**
+ * What an identity's certificate says, as the mesh uses it. Plain data, so that providers that
+ * check certificates with Node's own crypto need no X.509 library (see `checkIdentity`).
+ */
+export interface IdentityFacts {
+  spiffeId: string
+  trustDomain: string
+  /** DNS and IP SANs. */
+  hosts: string[]
+  /** When the certificate (and every intermediate CA certificate sent with it) becomes valid. */
+  notBefore: Date
+  /** When the certificate, or an intermediate sent with it, expires: renewals are timed by it. */
+  notAfter: Date
+  /** The peer ID whose libp2p key endorsed the certificate's key (SVIDs the local CA issues). */
+  peerId?: string
+}
 
 /** The identity an agent serves and calls with: its X.509-SVID, key and trust bundle, as PEM. */
 export interface Identity {
@@ -10,7 +25,7 @@ export interface Identity {
   /** The CA certificates of the agent's own trust domain. */
   bundlePem: string
   /** What the certificate says (checked against the X.509-SVID rules). */
-  facts: SvidFacts
+  facts: IdentityFacts
 }
 
 /**

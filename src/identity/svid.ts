@@ -3,6 +3,7 @@ import type { PrivateKey } from '@libp2p/interface'
 import { MeshError } from '../errors.ts'
 import { LIBP2P_EXTENSION_OID, libp2pExtensionValue, peerIdFromLibp2pExtension } from './libp2p-extension.ts'
 import type { LocalCa } from './local-ca.ts'
+import type { IdentityFacts } from './provider.ts'
 import { agentSpiffeId, DEFAULT_SVID_TTL_MS, parseSpiffeId } from './spiffe-id.ts'
 import { generateKeys, privateKeyPem, serialNumber, x509 } from './x509.ts'
 
@@ -63,17 +64,8 @@ export async function issueSvid (ca: LocalCa, req: SvidRequest): Promise<IssuedS
   return { spiffeId, certPem: cert.toString('pem') + '\n', keyPem: await privateKeyPem(keys.privateKey), bundlePem: ca.pem + '\n', notAfter }
 }
 
-/** What `checkSvid` read from a valid SVID. */
-export interface SvidFacts {
-  spiffeId: string
-  trustDomain: string
-  /** DNS and IP SANs. */
-  hosts: string[]
-  notBefore: Date
-  notAfter: Date
-  /** The peer ID whose libp2p key endorsed the certificate's key, when it carries the libp2p extension. */
-  peerId?: string
-}
+/** What `checkSvid` read from a valid SVID: an identity's facts (`IdentityFacts`). */
+export type SvidFacts = IdentityFacts
 
 /**
  * Checks a leaf certificate against the SPIFFE X.509-SVID rules and the mesh's own: exactly one

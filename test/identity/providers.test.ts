@@ -1,11 +1,14 @@
 // Identity providers: "auto" (the local CA issues and renews) and "file" (certificate files,
 // reloaded when they change), with real certificates, real files and a real mutual TLS handshake.
+import { execFile } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises'
-import { createServer } from 'node:https'
+import { Agent as HttpsAgent, createServer, request } from 'node:https'
+import type { AddressInfo } from 'node:net'
 import { connect } from 'node:tls'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
+import { promisify } from 'node:util'
 import t from 'tap'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
@@ -15,6 +18,10 @@ import { startFileProvider } from '../../src/identity/file-provider.ts'
 import { LocalCa } from '../../src/identity/local-ca.ts'
 import type { Identity } from '../../src/identity/provider.ts'
 import { issueSvid } from '../../src/identity/svid.ts'
+import { svidAdmitter } from '../../src/identity/admission.ts'
+import { certsOf, checkProvider, identityFacts, pemBlocks, secureContextOf, tlsServer } from '../../src/identity/tls.ts'
+import { generateKeys, privateKeyPem, serialNumber, x509 } from '../../src/identity/x509.ts'
+import { caChain, issueThrough } from '../helpers/ca-chain.ts'
 import { isMeshError } from '../../src/errors.ts'
 
 const home = await mkdtemp(join(tmpdir(), 'mesh-providers-'))
@@ -60,7 +67,11 @@ t.test('auto: an SVID bound to the peer ID at start, its key in /dev/shm (0600),
 
 /** Writes an SVID issued by `ca` to `dir` as the file provider reads it. */
 async function writeSvid (ca: LocalCa, dir: string, name: string, options: { now?: number, ttlMs?: number } = {}): Promise<{ cert: string, key: string, bundle: string }> {
-  const svid = await issueSvid(ca, { name, hosts: ['127.0.0.1'], ...options })
+  return await writeIdentity(dir, await issueSvid(ca, { name, hosts: ['127.0.0.1'], ...options }))
+}
+
+/** Writes an SVID's PEMs to `dir` as the file provider reads them. */
+async function writeIdentity (dir: string, svid: { certPem: string, keyPem: string, bundlePem: string }): Promise<{ cert: string, key: string, bundle: string }> {
   const files = { cert: join(dir, 'svid.pem'), key: join(dir, 'svid.key'), bundle: join(dir, 'bundle.pem') }
   await writeFile(files.cert, svid.certPem)
   await writeFile(files.key, svid.keyPem, { mode: 0o600 })
@@ -117,6 +128,33 @@ t.test('file: each unusable identity is refused at start, naming the file and th
       return f
     }, /not a valid X.509-SVID/],
     ['a missing file', async (dir) => ({ ...(await writeSvid(ca, dir, 'gone')), key: join(dir, 'nope.key') }), /cannot read .*nope\.key/],
+    ['an SVID that cannot call (no clientAuth usage)', async (dir) => {
+      const keys = await generateKeys()
+      const cert = await ca.sign({
+        serialNumber: serialNumber(),
+        subject: 'CN=server-only',
+        notBefore: new Date(Date.now() - 60_000),
+        notAfter: new Date(Date.now() + 3600_000),
+        publicKey: keys.publicKey,
+        extensions: [
+          new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
+          new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth]),
+          new x509.SubjectAlternativeNameExtension([{ type: 'url', value: 'spiffe://acme.test/agent/server-only' }]),
+        ],
+      })
+      return writeIdentity(dir, { certPem: cert.toString('pem'), keyPem: await privateKeyPem(keys.privateKey), bundlePem: ca.pem })
+    }, /not a valid X.509-SVID: extended key usage must include clientAuth/],
+    // Two chains alike to the names: only the signature tells the intermediates apart.
+    ['an intermediate not signed by the bundle\'s CA', async (dir) => {
+      const ours = await caChain(await mkdtemp(join(home, 'ours-')), 'acme.test')
+      const theirs = await caChain(await mkdtemp(join(home, 'theirs-')), 'acme.test')
+      return writeIdentity(dir, { ...(await issueThrough(theirs, { name: 'forged', hosts: [] })), bundlePem: ours.rootPem })
+    }, /not signed by a CA of .*bundle\.pem/],
+    ['an SVID of an intermediate, without the intermediate', async (dir) => {
+      const chain = await caChain(await mkdtemp(join(home, 'chain-')), 'acme.test')
+      const svid = await issueSvid(chain.intermediate, { name: 'alone', hosts: [] })
+      return writeIdentity(dir, { ...svid, bundlePem: chain.rootPem })
+    }, /not signed by a CA of .*bundle\.pem/],
   ]
   for (const [what, make, message] of cases) {
     const f = await make(await mkdtemp(join(home, 'bad-')))
@@ -124,6 +162,60 @@ t.test('file: each unusable identity is refused at start, naming the file and th
     t.ok(isMeshError(err, 'MESH_ERR_IDENTITY_INVALID'), `${what}: MESH_ERR_IDENTITY_INVALID`)
     t.match((err as Error).message, message, `${what}: says why`)
   }
+})
+
+t.test('file: an SVID issued through an intermediate, the root alone in the bundle: accepted, and an agent serves and calls with it over mutual TLS and is admitted', async (t) => {
+  const chain = await caChain(await mkdtemp(join(home, 'chain-')), 'chain.test')
+  const start = async (name: string): Promise<Identity> => {
+    const svid = await issueThrough(chain, { name, hosts: ['127.0.0.1'] })
+    // The blocks with no line break between them (a file made with `cat leaf.pem int.pem`).
+    const files = await writeIdentity(await mkdtemp(join(home, `${name}-`)), { ...svid, certPem: pemBlocks(svid.certPem).join('') })
+    const provider = await startFileProvider({ certPath: files.cert, keyPath: files.key, bundlePath: files.bundle })
+    t.teardown(async () => provider.stop())
+    return provider.current()
+  }
+  const server = await start('hotels')
+  const client = await start('caller')
+  t.equal(server.spiffeId, 'spiffe://chain.test/agent/hotels')
+  t.same(certsOf(server.certPem).map((c) => c.subject), ['O=mcp-mesh\nCN=hotels', 'CN=test intermediate for chain.test'], 'the identity keeps the intermediate, to send it')
+
+  // The agent's own TLS: its endpoint (tlsServer) and its calls (secureContextOf, checkProvider).
+  const refused: string[] = []
+  const tls = tlsServer({ identity: server, trustDomain: 'chain.test', onRefused: (reason, detail) => { refused.push(`${reason}: ${detail}`) } })
+  const https = tls.createServer((req, res) => { res.end(tls.authenticate(req)?.clientId ?? 'nobody') })
+  await new Promise<void>((resolve) => https.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => { https.close() })
+  const expected = { spiffeId: server.spiffeId, keyHash: identityFacts(server).keyHash }
+  const body = await new Promise<string>((resolve, reject) => {
+    const agent = new HttpsAgent({ secureContext: secureContextOf(client), checkServerIdentity: checkProvider(expected, 'chain.test') })
+    const req = request({ host: '127.0.0.1', port: (https.address() as AddressInfo).port, path: '/', agent }, (res) => {
+      let b = ''
+      res.on('data', (d: Buffer) => { b += d.toString() })
+      res.on('end', () => { resolve(b) })
+    })
+    req.on('error', reject)
+    req.end()
+  })
+  t.equal(body, 'spiffe://chain.test/agent/caller', 'the call went through, and the endpoint read the caller\'s SPIFFE ID')
+  t.same(refused, [], 'nothing refused')
+
+  // Admission proves the whole chain: a peer holding only the root admits it.
+  const admitter = svidAdmitter({ mesh: 'm', current: () => client, bundleOf: (td) => td === 'chain.test' ? chain.rootPem : undefined })
+  t.match(admitter.check(svidAdmitter({ mesh: 'm', current: () => server, bundleOf: () => undefined }).prove('P', 'V'), 'P', 'V'), { spiffeId: server.spiffeId })
+})
+
+t.test('the file, vault and spire providers load no X.509 library (it costs an agent about 9 MB for good)', async (t) => {
+  // A fresh process, so nothing this test file loaded counts: every module resolved is logged.
+  const script = `
+    import { registerHooks } from 'node:module'
+    const seen = []
+    registerHooks({ resolve (spec, ctx, next) { const r = next(spec, ctx); seen.push(r.url); return r } })
+    for (const p of ['file', 'vault', 'spire']) await import(new URL('../../src/identity/' + p + '-provider.ts', ${JSON.stringify(import.meta.url)}).href)
+    console.log(JSON.stringify(seen))`
+  const { stdout } = await promisify(execFile)(process.execPath, ['--input-type=module', '-e', script])
+  const seen = JSON.parse(stdout) as string[]
+  t.ok(seen.some((u) => u.endsWith('/src/identity/file-provider.ts')), 'the providers were loaded')
+  t.same(seen.filter((u) => /@peculiar|reflect-metadata|\/identity\/(x509|svid)\.ts$/.test(u)), [], 'and neither @peculiar/x509 nor what loads it')
 })
 
 t.test('two agents\' SVIDs complete a mutual TLS 1.3 handshake, and each side reads the other\'s SPIFFE ID', async (t) => {
