@@ -1,9 +1,8 @@
-import { createHash, createPrivateKey, sign, verify, X509Certificate } from 'node:crypto'
+import { createPrivateKey, sign, verify } from 'node:crypto'
 import type { KeyObject } from 'node:crypto'
 import { admissionPayload } from '../gossip/admission.ts'
 import type { Admitted, Admitter, AdmissionProof } from '../gossip/admission.ts'
-import { certsOf, peerFacts, verifyChain } from './tls.ts'
-import type { Verified } from './tls.ts'
+import { certsOf, chainVerifier } from './tls.ts'
 
 /** The PEMs a member proves itself with: its SVID (and intermediates), its key, its domain's bundle. */
 export interface AdmissionPems {
@@ -24,8 +23,6 @@ export interface SvidAdmitterInit {
   now?: () => number
 }
 
-const MAX_CACHED = 4_096
-
 /**
  * The mesh's admission with X.509-SVIDs and Node's own crypto. A peer's chain must lead, through
  * CA certificates it sent, to a CA in the bundle of the peer's own trust domain (a partner's CA
@@ -35,7 +32,7 @@ const MAX_CACHED = 4_096
  */
 export function svidAdmitter (init: SvidAdmitterInit): Admitter {
   const now = init.now ?? Date.now
-  const verified = new Map<string, Verified | string>()
+  const checkChain = chainVerifier(init.bundleOf)
   let own: { pems: AdmissionPems, chain: string[], key: KeyObject } | undefined
 
   return {
@@ -52,23 +49,7 @@ export function svidAdmitter (init: SvidAdmitterInit): Admitter {
     trusts: (admitted) => init.bundleOf(admitted.trustDomain) !== undefined && init.revoked?.(admitted.spiffeId, admitted.keyHash) !== true,
 
     check (proof, prover, verifier): Admitted | string {
-      let chain: X509Certificate[]
-      try {
-        chain = proof.chain.map((c) => new X509Certificate(Buffer.from(c, 'base64')))
-      } catch (err) {
-        return `its chain is not X.509: ${(err as Error).message}`
-      }
-      const leaf = peerFacts(chain[0].raw)
-      if (typeof leaf === 'string') return leaf
-      const bundlePem = init.bundleOf(leaf.trustDomain)
-      if (bundlePem === undefined) return `${leaf.spiffeId} is of the trust domain ${leaf.trustDomain}, which this member does not trust`
-      const cacheKey = createHash('sha256').update(proof.chain.join('.')).update(bundlePem).digest('base64')
-      let v = verified.get(cacheKey)
-      if (v === undefined) {
-        v = verifyChain(chain, bundlePem)
-        if (verified.size >= MAX_CACHED) verified.delete(verified.keys().next().value!)
-        verified.set(cacheKey, v)
-      }
+      const v = checkChain(proof.chain)
       if (typeof v === 'string') return v
       const t = now()
       if (t < v.notBefore) return `${v.admitted.spiffeId}'s chain is not valid yet`

@@ -118,6 +118,33 @@ export function verifyChain (chain: X509Certificate[], bundlePem: string): Verif
   return { admitted: { spiffeId: f.spiffeId, trustDomain: f.trustDomain, keyHash: f.keyHash, notAfter }, key: leaf.publicKey, notBefore }
 }
 
+/**
+ * Verifies chains sent as DER in base64 (leaf first, as admission proofs and adverts carry them)
+ * against the bundle of the leaf's own trust domain, once per chain and bundle (a bounded
+ * cache). Validity in time and revocation are the caller's to check. Returns why not.
+ */
+export function chainVerifier (bundleOf: (trustDomain: string) => string | undefined): (chain: readonly string[]) => Verified | string {
+  const verified = new Map<string, Verified | string>()
+  return (chain) => {
+    const leaf = peerFacts(Buffer.from(chain[0], 'base64'))
+    if (typeof leaf === 'string') return leaf
+    const bundlePem = bundleOf(leaf.trustDomain)
+    if (bundlePem === undefined) return `${leaf.spiffeId} is of the trust domain ${leaf.trustDomain}, which this member does not trust`
+    const key = createHash('sha256').update(chain.join('.')).update(bundlePem).digest('base64')
+    let v = verified.get(key)
+    if (v === undefined) {
+      try {
+        v = verifyChain(chain.map((c) => new X509Certificate(Buffer.from(c, 'base64'))), bundlePem)
+      } catch (err) {
+        v = `its chain is not X.509: ${(err as Error).message}`
+      }
+      if (verified.size >= MAX_CACHED) verified.delete(verified.keys().next().value!)
+      verified.set(key, v)
+    }
+    return v
+  }
+}
+
 /** The facts of this agent's own identity (for its advert). */
 export function identityFacts (identity: Identity): PeerFacts {
   const f = peerFacts(new X509Certificate(identity.certPem).raw)

@@ -193,6 +193,6 @@ t.test('proofs: each refusal says why; a proof made for another verifier does no
   t.match(admitter.check(proof, 'P', 'V2'), /did not sign/, 'a proof replayed to another verifier')
   t.match(admitter.check(proof, 'Q', 'V1'), /did not sign/, 'a proof replayed by another peer ID')
   t.match(svidAdmitter({ mesh: `${MESH}-other`, current: () => pemsOf(a), bundleOf: () => ours.pem }).check(proof, 'P', 'V1'), /did not sign/, 'a proof replayed into another mesh')
-  t.match(admitter.check({ chain: ['bm90IGEgY2VydA=='], sig: 'AA==' }, 'P', 'V'), /not X\.509/, 'garbage')
+  t.match(admitter.check({ chain: ['bm90IGEgY2VydA=='], sig: 'AA==' }, 'P', 'V'), /not an X\.509-SVID/, 'garbage')
   t.match(admitter.check({ chain: [ours.pem.replace(/-----[^-]+-----|\s/g, '')], sig: 'AA==' }, 'P', 'V'), /./, 'a CA certificate as the leaf')
 })
