@@ -7,8 +7,11 @@
 // shows the median and the worst, since V8 sizes its heap by what survived so far and one process
 // can land a few MB off another.
 // With `--joined <s>`, each run also starts the agent joined to a bootstrap (run in this process, on
-// the same local CA) and reads its RSS after <s> seconds idle in the mesh.
-// Usage: node bench/memory.ts [--runs 3] [--calls 200] [--joined 60]
+// the same local CA) and reads its RSS after <s> seconds idle in the mesh; with `--semi <MB>` as
+// well, once more with V8's young generation capped (`--max-semi-space-size=<MB>`): the join's
+// burst grows the young generation to its default maximum, and V8 keeps the pages it frees
+// when the young generation shrinks again, so the cap shows how much of the joined RSS is that.
+// Usage: node bench/memory.ts [--runs 3] [--calls 200] [--joined 60 [--semi 2]]
 import { spawn } from 'node:child_process'
 import { readFile, mkdir, writeFile, mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -22,10 +25,11 @@ import { issueSvid } from '../src/identity/svid.ts'
 import { startBootstrap } from '../src/bootstrap/daemon.ts'
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js'
 
-const { values } = parseArgs({ options: { runs: { type: 'string', default: '3' }, calls: { type: 'string', default: '200' }, joined: { type: 'string', default: '0' } } })
+const { values } = parseArgs({ options: { runs: { type: 'string', default: '3' }, calls: { type: 'string', default: '200' }, joined: { type: 'string', default: '0' }, semi: { type: 'string' } } })
 const RUNS = Number(values.runs)
 const CALLS = Number(values.calls)
 const JOINED_S = Number(values.joined)
+const SEMI_MB = values.semi === undefined ? undefined : Number(values.semi)
 const root = fileURLToPath(new URL('..', import.meta.url))
 const home = await mkdtemp(join(tmpdir(), 'mesh-mem-'))
 const rssMb = async (pid: number): Promise<number> => Number((await readFile(`/proc/${pid}/status`, 'utf8')).match(/VmRSS:\s+(\d+)/)![1]) / 1024
@@ -33,8 +37,8 @@ const settle = async (): Promise<void> => { await new Promise((resolve) => setTi
 
 interface Reading { idle: number, called: number, startMs: number }
 /** The agent joined to a bootstrap: its RSS after `JOINED_S` seconds idle in the mesh. */
-async function measureJoined (bootstrap: string): Promise<number> {
-  const child = spawn(process.execPath, ['examples/trip-planner/hotels.ts'], { cwd: root, env: { ...process.env, MCP_MESH_HOME: home, MCP_MESH_BOOTSTRAP: bootstrap, MCP_MESH_COLOCATED: 'true' }, stdio: ['ignore', 'pipe', 'inherit'] })
+async function measureJoined (bootstrap: string, nodeArgs: string[] = []): Promise<number> {
+  const child = spawn(process.execPath, [...nodeArgs, 'examples/trip-planner/hotels.ts'], { cwd: root, env: { ...process.env, MCP_MESH_HOME: home, MCP_MESH_BOOTSTRAP: bootstrap, MCP_MESH_COLOCATED: 'true' }, stdio: ['ignore', 'pipe', 'inherit'] })
   await new Promise<void>((resolve) => {
     let out = ''
     child.stdout!.on('data', (d: Buffer) => { out += d.toString(); if (/https?:\S+/.test(out)) resolve() })
@@ -75,7 +79,7 @@ async function measure (args: string[], call: boolean, env: Record<string, strin
   return { idle, called, startMs }
 }
 
-const runs: Array<{ bare: Reading, sdk: Reading, agent: Reading, plain: Reading, joined?: number }> = []
+const runs: Array<{ bare: Reading, sdk: Reading, agent: Reading, plain: Reading, joined?: number, joinedCapped?: number }> = []
 const boot = JOINED_S > 0 ? await startBootstrap({ home, ephemeralKey: true, colocated: true, listen: ['/ip4/127.0.0.1/tcp/0'] }) : undefined
 for (let r = 0; r < RUNS; r++) {
   runs.push({
@@ -84,6 +88,7 @@ for (let r = 0; r < RUNS; r++) {
     agent: await measure(['examples/trip-planner/hotels.ts'], true),
     plain: await measure(['examples/trip-planner/hotels.ts'], true, { MCP_MESH_TLS_MODE: 'off' }),
     ...(boot === undefined ? {} : { joined: await measureJoined(boot.addrs[0]) }),
+    ...(boot === undefined || SEMI_MB === undefined ? {} : { joinedCapped: await measureJoined(boot.addrs[0], [`--max-semi-space-size=${SEMI_MB}`]) }),
   })
 }
 await boot?.stop()
@@ -103,6 +108,10 @@ console.log(`| identity and TLS add | ${cell(col((r) => r.agent.idle - r.plain.i
 if (boot !== undefined) {
   console.log(`| the agent joined to a bootstrap, after ${JOINED_S} s idle | ${cell(col((r) => r.joined!))} | | |`)
   console.log(`| **joined: the mesh adds** (over the SDK server idle) | ${cell(col((r) => r.joined! - r.sdk.idle))} | | |`)
+  if (SEMI_MB !== undefined) {
+    console.log(`| the agent joined, run with --max-semi-space-size=${SEMI_MB} | ${cell(col((r) => r.joinedCapped!))} | | |`)
+    console.log(`| **joined, young generation capped: the mesh adds** (over the SDK server idle) | ${cell(col((r) => r.joinedCapped! - r.sdk.idle))} | | |`)
+  }
 }
 const addsIdle = col((r) => r.agent.idle - r.sdk.idle)
 const addsCalled = col((r) => r.agent.called - r.sdk.called)
