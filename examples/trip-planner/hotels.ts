@@ -7,6 +7,8 @@ const node = createMeshNode({ name: 'hotels' })
 node.tool('find_hotels', {
   capability: 'hotels',
   description: 'Hotels with rooms for the dates',
+  // A lookup: safe to send to another provider if the first is lost mid-call.
+  annotations: { readOnlyHint: true },
   input: TripInput,
   output: Hotels.shape,
 }, async ({ destination }) => {

@@ -11,6 +11,8 @@ node.tool('get_weather', {
   version: style === 'rich' ? '1.2.0' : '1.0.0',
   tags: tags.split(','),
   description: 'Forecast for a destination and dates',
+  // A lookup: safe to send to another provider if the first is lost mid-call.
+  annotations: { readOnlyHint: true },
   input: TripInput,
   output: Forecast.shape,
 }, async ({ destination, dates }) => {

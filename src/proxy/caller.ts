@@ -59,6 +59,8 @@ export function createCaller (init: CallerInit): MeshToolContext {
   /** Endpoint checks, per candidate (a candidate lives as long as its cached resolution). */
   const checked = new WeakMap<Candidate, string | null>()
   let watched: GossipNode | undefined
+  /** Peer ID -> what to call when the mesh gives up on it: one entry per call in flight to it. */
+  const inFlight = new Map<string, Set<(why: string) => void>>()
   init.onTrustChange?.(() => { cache.clear() })
 
   const gossip = (): GossipNode => {
@@ -69,10 +71,19 @@ export function createCaller (init: CallerInit): MeshToolContext {
       cache.clear()
       g.replica.onChange((c) => {
         cache.clear()
+        if (c.after !== 'alive' && c.after !== c.before) lose(c)
         release(c)
       })
     }
     return g
+  }
+
+  /** Tells the calls in flight to a member that the mesh marked suspect, dead or gone. */
+  const lose = (c: ReplicaChange): void => {
+    const calls = inFlight.get(c.peerId)
+    if (calls === undefined) return
+    const why = c.after === 'left' ? 'gone (it left the mesh)' : `declared ${c.after} by the mesh`
+    for (const cb of [...calls]) cb(why)
   }
 
   /** Closes what this caller holds for a member that left, died, or moved to another endpoint. */
@@ -147,6 +158,17 @@ export function createCaller (init: CallerInit): MeshToolContext {
 
     refused (c: Candidate): void {
       avoid.set(c.peerId, init.clock.now() + AVOID_MS)
+    },
+
+    watch (peerId, onLost) {
+      gossip()
+      let calls = inFlight.get(peerId)
+      if (calls === undefined) inFlight.set(peerId, calls = new Set())
+      calls.add(onLost)
+      return () => {
+        calls.delete(onLost)
+        if (calls.size === 0) inFlight.delete(peerId)
+      }
     },
 
     nextChange (signal: AbortSignal): Promise<void> {

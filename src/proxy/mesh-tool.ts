@@ -6,6 +6,7 @@ import type { Clock } from '../clock.ts'
 import { describeSpec, normalizeDependency } from '../topology/dependency.ts'
 import type { DependencySpec, ResolutionSpec } from '../topology/dependency.ts'
 import type { Candidate, Resolution } from '../topology/resolver.ts'
+import { retrySafe } from '../topology/advert.ts'
 import type { Progress } from './mcp-client.ts'
 import { deadline } from './deadline.ts'
 import { printable } from './answer.ts'
@@ -36,7 +37,7 @@ export interface CallStats {
   ok: number
   /** Calls that failed, by error code. */
   failed: Record<string, number>
-  /** Times a refused provider was skipped for the next candidate. */
+  /** Times a call went to the next candidate: refused before sending, or lost mid-call (read-only or idempotent tools). */
   failovers: number
   /** Keep-alive pools open now, one per provider origin called (closed when its member leaves). */
   readonly pools: number
@@ -84,6 +85,11 @@ export interface MeshToolContext {
   order: (resolution: Resolution, key: string) => Candidate[]
   /** `c` refused a call before anything ran there: try it last for a while. */
   refused: (c: Candidate) => void
+  /**
+   * Calls `onLost` when the mesh marks `peerId` suspect, dead or gone while a call to it is in
+   * flight; returns the way to stop watching.
+   */
+  watch: (peerId: string, onLost: (why: string) => void) => () => void
   /** Resolves on the next topology change, or when `signal` aborts. */
   nextChange: (signal: AbortSignal) => Promise<void>
   /** Until when calls with no provider wait for one (the settle window), in clock ms. */
@@ -129,26 +135,41 @@ export function createMeshTool<R = unknown> (name: string, declaration: Dependen
         if (unreachable.some((e) => e.details?.peerId === c.peerId)) continue
         const local = c.peerId === ctx.selfPeerId()
         const provider: ProviderInfo = { agent: c.agent, peerId: c.peerId, tool: c.tool.name, local, ...(c.endpoint === undefined ? {} : { endpoint: c.endpoint }) }
+        // A provider the mesh gives up on while it has the call is not waited for until the timeout.
+        const lost = local ? undefined : new AbortController()
+        const unwatch = lost === undefined ? undefined : ctx.watch(c.peerId, (why) => { lost.abort(new MeshError('MESH_ERR_CALL_PROVIDER_LOST', `${c.agent} was ${why} while it had the call`)) })
         try {
           const raw = local
             ? await ctx.callLocal(c.tool.name, args, signal)
-            : await ctx.callRemote(c, args, { signal, headers: call.headers, onProgress: call.onProgress })
+            : await ctx.callRemote(c, args, { signal: AbortSignal.any([signal, lost!.signal]), headers: call.headers, onProgress: call.onProgress })
           const result = unwrap<R>(raw, name, provider, output)
           ctx.stats.ok++
           return { result, provider }
         } catch (err) {
-          if (signal.aborted && !isMeshError(err)) throw failed(timeoutOrAbort(signal, name, err))
-          if (!isMeshError(err) || err.details?.notSent !== true) throw failed(err)
+          if (signal.aborted) throw failed(isMeshError(err) && !lost?.signal.aborted ? err : timeoutOrAbort(signal, name, err))
+          const gone = lostReason(err, lost?.signal)
+          if (gone === undefined && (!isMeshError(err) || err.details?.notSent !== true)) throw failed(err)
+          if (gone !== undefined && !retrySafe(c.tool)) {
+            throw failed(new MeshError('MESH_ERR_CALL_PROVIDER_LOST', `${gone}; ${c.tool.name} is neither read-only nor idempotent (annotations), so it was not sent to another provider: it may have run`, {
+              cause: err, details: { dependency: name, provider, maybeRan: true },
+            }))
+          }
           ctx.stats.failovers++
-          // Refused before anything ran there: mark it and go to the next candidate at once.
+          // Refused before anything ran there, or lost with a call that is safe to send again:
+          // mark it and go to the next candidate at once.
           ctx.refused(c)
-          unreachable.push(new MeshError(err.code, err.message, { cause: err, details: { ...err.details, peerId: c.peerId, agent: c.agent } }))
+          const e = gone === undefined ? err as MeshError : new MeshError('MESH_ERR_CALL_PROVIDER_LOST', gone, { cause: err })
+          unreachable.push(new MeshError(e.code, e.message, { cause: e, details: { ...e.details, peerId: c.peerId, agent: c.agent } }))
+        } finally {
+          unwatch?.()
         }
       }
       if (unreachable.length > 0 && order.length > 0) {
         // Refused for identity alone: say so, as no retry elsewhere will change it.
-        const code = unreachable.every((e) => e.code === 'MESH_ERR_CALL_UNTRUSTED') ? 'MESH_ERR_CALL_UNTRUSTED' : 'MESH_ERR_CALL_UNREACHABLE'
-        throw failed(new MeshError(code, `every provider of ${name} (${specs[0].capability}) refused the call: ${unreachable.map((e) => e.message).join('; ')}`, {
+        const code = unreachable.every((e) => e.code === 'MESH_ERR_CALL_UNTRUSTED')
+          ? 'MESH_ERR_CALL_UNTRUSTED'
+          : unreachable.some((e) => e.code === 'MESH_ERR_CALL_PROVIDER_LOST') ? 'MESH_ERR_CALL_PROVIDER_LOST' : 'MESH_ERR_CALL_UNREACHABLE'
+        throw failed(new MeshError(code, `every provider of ${name} (${specs[0].capability}) refused or lost the call: ${unreachable.map((e) => e.message).join('; ')}`, {
           details: { dependency: name, attempts: unreachable.map((e) => e.details) },
         }))
       }
@@ -188,7 +209,7 @@ function unwrap<R> (r: CallToolResult, dependency: string, provider: ProviderInf
  * Codes only this side raises: about the transport or the choice of provider. A provider that
  * puts one in a result is not believed (it ran the call, so none of them is true).
  */
-const CALLER_CODES: ReadonlySet<string> = new Set(['MESH_ERR_CALL_NO_PROVIDER', 'MESH_ERR_CALL_TIMEOUT', 'MESH_ERR_CALL_UNREACHABLE', 'MESH_ERR_CALL_FAILED', 'MESH_ERR_CALL_UNTRUSTED'])
+const CALLER_CODES: ReadonlySet<string> = new Set(['MESH_ERR_CALL_NO_PROVIDER', 'MESH_ERR_CALL_TIMEOUT', 'MESH_ERR_CALL_UNREACHABLE', 'MESH_ERR_CALL_FAILED', 'MESH_ERR_CALL_UNTRUSTED', 'MESH_ERR_CALL_PROVIDER_LOST'])
 
 /**
  * The error for an `isError` result. Its class travels as data, never read from the text: a mesh
@@ -211,6 +232,16 @@ function toolError (r: CallToolResult, dependency: string, provider: ProviderInf
       ...(code === 'MESH_ERR_CALL_INVALID_ARGS' ? { validation: text } : {}),
     },
   })
+}
+
+/** Connection errors after sending that mean the provider went away (not an answer it gave). */
+const DROPPED = new Set(['ECONNRESET', 'EPIPE', 'ECONNABORTED'])
+
+/** Why the provider was lost with the call, or undefined when the failure is something else. */
+function lostReason (err: unknown, lost: AbortSignal | undefined): string | undefined {
+  if (lost?.aborted === true) return (lost.reason as Error).message
+  if (isMeshError(err) && err.code === 'MESH_ERR_CALL_FAILED' && DROPPED.has(String(err.details?.errno))) return `its connection dropped with the call (${String(err.details?.errno)})`
+  return undefined
 }
 
 function timeoutOrAbort (signal: AbortSignal, name: string, cause: unknown): MeshError {

@@ -6,7 +6,7 @@ import { allowList } from '../identity/authorize.ts'
 import type { AllowList } from '../identity/authorize.ts'
 import { MeshError } from '../errors.ts'
 import { ToolAdvertSchema } from '../topology/advert.ts'
-import type { ToolAdvert } from '../topology/advert.ts'
+import type { ToolAdvert, ToolAnnotations } from '../topology/advert.ts'
 import type { FastCall } from './exchange-transport.ts'
 import { inProcessContext, remoteContext } from './tool-context.ts'
 import type { ToolContext } from './tool-context.ts'
@@ -33,6 +33,13 @@ export interface ToolDefinition<I extends z.ZodRawShape = z.ZodRawShape> {
    * `tools/list` does not show them the tool.
    */
   allow?: string[]
+  /**
+   * MCP's tool annotations (`readOnlyHint`, `idempotentHint`, `destructiveHint`, `openWorldHint`,
+   * `title`): advertised and served in `tools/list`. A read-only or idempotent tool is sent to
+   * another provider when the one running it is lost mid-call; any other call then fails with
+   * `MESH_ERR_CALL_PROVIDER_LOST`, since it may have run.
+   */
+  annotations?: ToolAnnotations
 }
 
 /** A tool's handler as the registry runs it: validated arguments in, anything `toResult` takes out. */
@@ -133,6 +140,7 @@ export function createToolRegistry (init: { agent: string, onDenied?: (tool: str
         // JSON Schema 2020-12, MCP's default dialect; inputs as callers write them (defaults optional).
         inputSchema: z.toJSONSchema(input, { io: 'input' }),
         outputSchema: output === undefined ? undefined : z.toJSONSchema(output),
+        annotations: definition.annotations,
       })
       if (!parsed.success) throw new MeshError('MESH_ERR_TOOL_INVALID', `tool ${name}: ${z.prettifyError(parsed.error)}`, { details: { issues: parsed.error.issues } })
       let allow: AllowList | undefined
@@ -162,6 +170,7 @@ export function createToolRegistry (init: { agent: string, onDenied?: (tool: str
             ...(a.description === undefined ? {} : { description: a.description }),
             inputSchema: a.inputSchema as Tool['inputSchema'],
             ...(a.outputSchema === undefined ? {} : { outputSchema: a.outputSchema as Tool['outputSchema'] }),
+            ...(a.annotations === undefined ? {} : { annotations: a.annotations }),
           },
         }))
         const caller = extra.authInfo?.clientId

@@ -48,6 +48,19 @@ const jsonSchema = z.record(z.string(), z.unknown()).refine(
   `a tool schema is at most ${AdvertLimits.maxSchemaBytes} bytes`,
 )
 
+/**
+ * MCP's tool annotations, as hints from the provider: they are advertised and served in
+ * `tools/list`, and callers read `readOnlyHint` and `idempotentHint` to decide what is safe to
+ * send again (see the proxy). Unknown hints (from a newer MCP) are ignored.
+ */
+export const ToolAnnotationsSchema = z.object({
+  title: z.string().max(AdvertLimits.maxNameLength * 2).regex(TEXT, 'no control characters but tab and newline').optional(),
+  readOnlyHint: z.boolean().optional(),
+  destructiveHint: z.boolean().optional(),
+  idempotentHint: z.boolean().optional(),
+  openWorldHint: z.boolean().optional(),
+})
+
 /** One tool an agent offers. Unknown fields (from a newer version) are ignored, not fatal. */
 export const ToolAdvertSchema = z.object({
   name,
@@ -57,6 +70,7 @@ export const ToolAdvertSchema = z.object({
   description: z.string().max(AdvertLimits.maxDescriptionLength).regex(TEXT, 'no control characters but tab and newline').optional(),
   inputSchema: jsonSchema.optional(),
   outputSchema: jsonSchema.optional(),
+  annotations: ToolAnnotationsSchema.optional(),
 })
 
 /** A dependency an agent declared (informational: who needs what, for `meshctl`). */
@@ -112,6 +126,16 @@ export const AdvertSchema = z.object({
 export type Advert = z.infer<typeof AdvertSchema>
 /** One tool in an advert. */
 export type ToolAdvert = z.infer<typeof ToolAdvertSchema>
+/** MCP's tool annotations. */
+export type ToolAnnotations = z.infer<typeof ToolAnnotationsSchema>
+
+/**
+ * Whether a call of this tool may be sent again after it reached a provider: MCP's read-only or
+ * idempotent hint (a read-only tool changes nothing, so running it twice is harmless).
+ */
+export function retrySafe (tool: ToolAdvert): boolean {
+  return tool.annotations?.readOnlyHint === true || tool.annotations?.idempotentHint === true
+}
 /** What an agent puts in an advert before the mesh stamps peer ID, mesh, incarnation and sequence. */
 export type AdvertInput = z.input<typeof AdvertSchema>
 
