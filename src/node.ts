@@ -154,6 +154,7 @@ class Node implements MeshNode {
     const ownDomain = this.options.tls.trustDomain
     this.#tools = createToolRegistry({
       agent: this.options.name,
+      clock: this.#clock,
       // With mutual TLS, a tool's default callers are its own trust domain's, never a partner's.
       ...(mtls ? { defaultAllow: allowList([`spiffe://${ownDomain}/*`]) } : {}),
       onDenied: (tool, caller) => {

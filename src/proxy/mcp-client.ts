@@ -212,6 +212,25 @@ export class McpHttpClient {
   /** Sends one request and returns its `result`, reading a JSON or an SSE answer. */
   async #post (t: Target, p: Provider, method: string, params: unknown, signal: AbortSignal, headers: Record<string, string>, onProgress?: (p: Progress) => void): Promise<unknown> {
     const id = this.#nextId++
+    try {
+      return await this.#exchange(t, p, id, method, params, signal, headers, onProgress)
+    } catch (err) {
+      // The caller gave up on a call that may have reached the provider: tell it, as MCP asks,
+      // so it stops the tool (closing the connection alone says nothing to a proxy in between).
+      if (signal.aborted && method === 'tools/call') this.#cancel(t, p, id, headers['mcp-protocol-version'], signal.reason)
+      throw err
+    }
+  }
+
+  /** Sends `notifications/cancelled` for request `id`, in the background, on a connection of the same pool. */
+  #cancel (t: Target, p: Provider, id: number, version: string | undefined, reason: unknown): void {
+    const why = reason instanceof DOMException && reason.name === 'TimeoutError' ? 'the caller timed out' : 'the caller aborted the call'
+    const message = { jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: id, reason: why } }
+    post(p, t.path, JSON.stringify(message), version === undefined ? {} : { 'mcp-protocol-version': version }, AbortSignal.timeout(CANCEL_TIMEOUT_MS), this.#init.connectTimeoutMs ?? CONNECT_TIMEOUT_MS)
+      .then((res) => { res.resume() }, () => {}) // best effort: the provider may be gone
+  }
+
+  async #exchange (t: Target, p: Provider, id: number, method: string, params: unknown, signal: AbortSignal, headers: Record<string, string>, onProgress?: (p: Progress) => void): Promise<unknown> {
     const asked = { url: t.href, method }
     const res = await this.#send(t, p, method, { jsonrpc: '2.0', id, method, params }, signal, headers)
     const type = (res.headers['content-type'] ?? '').toLowerCase()
@@ -306,6 +325,8 @@ function progressOf (params: unknown, onProgress: (p: Progress) => void): void {
 const DEFAULT_MAX_RESPONSE = 10 * 1024 * 1024
 
 const CONNECT_TIMEOUT_MS = 10_000
+/** A cancellation is sent in the background and given up after this long. */
+const CANCEL_TIMEOUT_MS = 2_000
 
 /** POSTs `body` on the provider's pool; resolves with the response once its head has arrived. */
 function post (p: Provider, path: string, body: string, headers: Record<string, string>, signal: AbortSignal, connectTimeoutMs: number): Promise<IncomingMessage> {

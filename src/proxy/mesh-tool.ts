@@ -9,6 +9,7 @@ import type { Candidate, Resolution } from '../topology/resolver.ts'
 import { retrySafe } from '../topology/advert.ts'
 import type { Progress } from './mcp-client.ts'
 import { deadline } from './deadline.ts'
+import { callScope, TIMEOUT_HEADER } from './call-scope.ts'
 import { printable } from './answer.ts'
 
 /**
@@ -118,16 +119,24 @@ export function createMeshTool<R = unknown> (name: string, declaration: Dependen
   }
 
   async function invoke (args: Record<string, unknown> = {}, call: CallOptions = {}): Promise<{ result: R, provider: ProviderInfo }> {
-    const ms = call.timeout ?? timeout ?? ctx.callTimeoutMs
-    const limit = deadline(ctx.clock, ms, [call.signal, ctx.stopSignal])
+    let ms = call.timeout ?? timeout ?? ctx.callTimeoutMs
+    // Inside a tool handler: never outlive the caller that is waiting for it.
+    const inbound = callScope.getStore()
+    if (inbound?.deadlineAt !== undefined) {
+      const left = inbound.deadlineAt - ctx.clock.now()
+      if (left <= 0) throw failed(new MeshError('MESH_ERR_CALL_TIMEOUT', `the call through ${name} was not sent: the deadline of the call that made it has passed`, { details: { dependency: name, notSent: true } }))
+      ms = Math.min(ms, left)
+    }
+    const deadlineAt = ctx.clock.now() + ms
+    const limit = deadline(ctx.clock, ms, [call.signal, ctx.stopSignal, inbound?.signal])
     try {
-      return await attempt(args, call, limit.signal)
+      return await attempt(args, call, limit.signal, deadlineAt)
     } finally {
       limit.done()
     }
   }
 
-  async function attempt (args: Record<string, unknown>, call: CallOptions, signal: AbortSignal): Promise<{ result: R, provider: ProviderInfo }> {
+  async function attempt (args: Record<string, unknown>, call: CallOptions, signal: AbortSignal, deadlineAt: number): Promise<{ result: R, provider: ProviderInfo }> {
     const unreachable: MeshError[] = []
     for (;;) {
       const order = ctx.order(ctx.resolve(specs, key), key)
@@ -141,7 +150,7 @@ export function createMeshTool<R = unknown> (name: string, declaration: Dependen
         try {
           const raw = local
             ? await ctx.callLocal(c.tool.name, args, signal)
-            : await ctx.callRemote(c, args, { signal: AbortSignal.any([signal, lost!.signal]), headers: call.headers, onProgress: call.onProgress })
+            : await ctx.callRemote(c, args, { signal: AbortSignal.any([signal, lost!.signal]), headers: budgetHeaders(call.headers, deadlineAt - ctx.clock.now()), onProgress: call.onProgress })
           const result = unwrap<R>(raw, name, provider, output)
           ctx.stats.ok++
           return { result, provider }
@@ -232,6 +241,11 @@ function toolError (r: CallToolResult, dependency: string, provider: ProviderInf
       ...(code === 'MESH_ERR_CALL_INVALID_ARGS' ? { validation: text } : {}),
     },
   })
+}
+
+/** The call's headers with the budget left, so the provider (and its own calls) stop when we do. */
+function budgetHeaders (headers: Record<string, string> | undefined, left: number): Record<string, string> {
+  return { ...headers, [TIMEOUT_HEADER]: String(Math.max(1, Math.floor(left))) }
 }
 
 /** Connection errors after sending that mean the provider went away (not an answer it gave). */

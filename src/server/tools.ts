@@ -11,6 +11,10 @@ import type { FastCall } from './exchange-transport.ts'
 import { inProcessContext, remoteContext } from './tool-context.ts'
 import type { ToolContext } from './tool-context.ts'
 import { issuesOf, meshErrorResult, toResult } from './tool-result.ts'
+import { callScope, inboundBudget } from '../proxy/call-scope.ts'
+import { deadline } from '../proxy/deadline.ts'
+import { systemClock } from '../clock.ts'
+import type { Clock } from '../clock.ts'
 
 /** One tool as offered: what it provides, takes and returns (its dependencies are the node's). */
 export interface ToolDefinition<I extends z.ZodRawShape = z.ZodRawShape> {
@@ -74,25 +78,35 @@ interface LocalTool {
 }
 
 /** Creates the registry of one agent (`agent` names it in default descriptions and logs). */
-export function createToolRegistry (init: { agent: string, onDenied?: (tool: string, caller: string | undefined) => void, defaultAllow?: AllowList }): ToolRegistry {
+export function createToolRegistry (init: { agent: string, onDenied?: (tool: string, caller: string | undefined) => void, defaultAllow?: AllowList, clock?: Clock }): ToolRegistry {
+  const clock = init.clock ?? systemClock
   const tools = new Map<string, LocalTool>()
   // One server serves every caller, so the level is the endpoint's (the SDK keeps it per session).
   let logLevel: LoggingLevel = 'info'
   const level = (): LoggingLevel => logLevel
   let listed: Array<{ allow: AllowList | undefined, tool: Tool }> | undefined
 
-  /** The one call path: validate, run, check the output. */
-  async function invoke (name: string, tool: LocalTool, args: unknown, ctx: ToolContext): Promise<CallToolResult> {
+  /**
+   * The one call path: validate, run, check the output. `budget`: the ms the caller still waits
+   * (its deadline header): the handler's signal aborts then, and its own outbound calls inherit
+   * the deadline (`callScope`).
+   */
+  async function invoke (name: string, tool: LocalTool, args: unknown, ctx: ToolContext, budget?: number): Promise<CallToolResult> {
     const parsed = await parseMaybeAsync(tool.input, args ?? {})
     if (!parsed.success) {
       return meshErrorResult('MESH_ERR_CALL_INVALID_ARGS', `Input validation error: Invalid arguments for tool ${name}: ${z.prettifyError(parsed.error)}`,
         { issues: issuesOf(parsed.error) })
     }
+    const limit = budget === undefined ? undefined : deadline(clock, budget, [ctx.signal])
+    const run = limit === undefined ? ctx : { ...ctx, signal: limit.signal }
+    const deadlineAt = budget === undefined ? callScope.getStore()?.deadlineAt : clock.now() + budget
     let result: CallToolResult
     try {
-      result = toResult(await tool.run(parsed.data, ctx))
+      result = toResult(await callScope.run({ signal: run.signal, ...(deadlineAt === undefined ? {} : { deadlineAt }) }, () => tool.run(parsed.data, run)))
     } catch (err) {
       return meshErrorResult('MESH_ERR_CALL_TOOL_ERROR', err instanceof Error ? err.message : String(err))
+    } finally {
+      limit?.done()
     }
     if (tool.output === undefined || result.isError === true) return result
     if (result.structuredContent === undefined) {
@@ -118,7 +132,7 @@ export function createToolRegistry (init: { agent: string, onDenied?: (tool: str
       init.onDenied?.(name, caller)
       return Promise.resolve(meshErrorResult('MESH_ERR_CALL_NOT_AUTHORIZED', `${caller ?? 'a caller with no identity'} may not call ${name} on agent ${init.agent}`, { tool: name, caller: caller ?? null }))
     }
-    return invoke(name, tool, args, remoteContext(extra, level, init.agent))
+    return invoke(name, tool, args, remoteContext(extra, level, init.agent), inboundBudget(extra.requestInfo?.headers ?? {}))
   }
 
   return {

@@ -90,3 +90,36 @@ t.test('a TLS handshake that never completes is unreachable after connectTimeout
   t.match(err, { code: 'MESH_ERR_CALL_UNREACHABLE', details: { notSent: true } })
   t.ok(Date.now() - started < 10_000, 'failed at the connect timeout')
 })
+
+t.test('a caller that gives up on a call sends MCP notifications/cancelled for it', async (t) => {
+  // A bare MCP server over node:http that records every JSON-RPC message and never answers tools/call.
+  const got: Array<{ method?: string, id?: unknown, params?: { requestId?: unknown, reason?: unknown } }> = []
+  const { createServer } = await import('node:http')
+  const server = createServer((req, res) => {
+    let body = ''
+    req.on('data', (c: Buffer) => { body += c.toString() })
+    req.on('end', () => {
+      const m = JSON.parse(body) as { method?: string, id?: unknown }
+      got.push(m)
+      if (m.method === 'initialize') {
+        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ jsonrpc: '2.0', id: m.id, result: { protocolVersion: '2025-06-18', capabilities: {}, serverInfo: { name: 'rec', version: '1' } } }))
+      } else if (m.method === 'tools/call') {
+        res.writeHead(200, { 'content-type': 'text/event-stream' }) // held open: the caller gives up first
+      } else {
+        res.writeHead(202).end()
+      }
+    })
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => { server.closeAllConnections(); server.close() })
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/mcp`
+  const client = new McpHttpClient({ clientName: 'canceller', clientVersion: '1.0.0' })
+  t.teardown(async () => { await client.close() })
+  await t.rejects(client.callTool(url, 'slow', {}, { timeoutMs: 300 }), { code: 'MESH_ERR_CALL_TIMEOUT' })
+  const call = got.find((m) => m.method === 'tools/call')
+  t.ok(call !== undefined, 'the call reached the server')
+  await waitFor('the cancellation to arrive', () => got.some((m) => m.method === 'notifications/cancelled'))
+  const cancel = got.find((m) => m.method === 'notifications/cancelled')!
+  t.equal(cancel.params?.requestId, call!.id, 'it names the request')
+  t.equal(cancel.params?.reason, 'the caller timed out')
+})
