@@ -145,18 +145,17 @@ export function createMeshTool<R = unknown> (name: string, declaration: Dependen
         const local = c.peerId === ctx.selfPeerId()
         const provider: ProviderInfo = { agent: c.agent, peerId: c.peerId, tool: c.tool.name, local, ...(c.endpoint === undefined ? {} : { endpoint: c.endpoint }) }
         // A provider the mesh gives up on while it has the call is not waited for until the timeout.
-        const lost = local ? undefined : new AbortController()
-        const unwatch = lost === undefined ? undefined : ctx.watch(c.peerId, (why) => { lost.abort(new MeshError('MESH_ERR_CALL_PROVIDER_LOST', `${c.agent} was ${why} while it had the call`)) })
+        const lost = local ? undefined : watchAttempt(ctx, c, signal)
         try {
           const raw = local
             ? await ctx.callLocal(c.tool.name, args, signal)
-            : await ctx.callRemote(c, args, { signal: AbortSignal.any([signal, lost!.signal]), headers: budgetHeaders(call.headers, deadlineAt - ctx.clock.now()), onProgress: call.onProgress })
+            : await ctx.callRemote(c, args, { signal: lost!.signal, headers: budgetHeaders(call.headers, deadlineAt - ctx.clock.now()), onProgress: call.onProgress })
           const result = unwrap<R>(raw, name, provider, output)
           ctx.stats.ok++
           return { result, provider }
         } catch (err) {
-          if (signal.aborted) throw failed(isMeshError(err) && !lost?.signal.aborted ? err : timeoutOrAbort(signal, name, err))
-          const gone = lostReason(err, lost?.signal)
+          if (signal.aborted) throw failed(isMeshError(err) && lost?.why === undefined ? err : timeoutOrAbort(signal, name, err))
+          const gone = lostReason(err, lost?.why)
           if (gone === undefined && (!isMeshError(err) || err.details?.notSent !== true)) throw failed(err)
           if (gone !== undefined && !retrySafe(c.tool)) {
             throw failed(new MeshError('MESH_ERR_CALL_PROVIDER_LOST', `${gone}; ${c.tool.name} is neither read-only nor idempotent (annotations), so it was not sent to another provider: it may have run`, {
@@ -170,7 +169,7 @@ export function createMeshTool<R = unknown> (name: string, declaration: Dependen
           const e = gone === undefined ? err as MeshError : new MeshError('MESH_ERR_CALL_PROVIDER_LOST', gone, { cause: err })
           unreachable.push(new MeshError(e.code, e.message, { cause: e, details: { ...e.details, peerId: c.peerId, agent: c.agent } }))
         } finally {
-          unwatch?.()
+          lost?.done()
         }
       }
       if (unreachable.length > 0 && order.length > 0) {
@@ -251,9 +250,29 @@ function budgetHeaders (headers: Record<string, string> | undefined, left: numbe
 /** Connection errors after sending that mean the provider went away (not an answer it gave). */
 const DROPPED = new Set(['ECONNRESET', 'EPIPE', 'ECONNABORTED'])
 
+/** One attempt's signal: the call's, and the provider's loss (its `why`), until `done()`. */
+interface Attempt { signal: AbortSignal, why?: string, done(): void }
+
+/** Watches `c` for one attempt: linked by hand, as `AbortSignal.any` costs more on the hot path. */
+function watchAttempt (ctx: MeshToolContext, c: Candidate, signal: AbortSignal): Attempt {
+  const ctl = new AbortController()
+  const follow = (): void => { ctl.abort(signal.reason) }
+  if (signal.aborted) follow()
+  else signal.addEventListener('abort', follow, { once: true })
+  const a: Attempt = {
+    signal: ctl.signal,
+    done: () => { unwatch(); signal.removeEventListener('abort', follow) },
+  }
+  const unwatch = ctx.watch(c.peerId, (why) => {
+    a.why = `${c.agent} was ${why} while it had the call`
+    ctl.abort(new MeshError('MESH_ERR_CALL_PROVIDER_LOST', a.why))
+  })
+  return a
+}
+
 /** Why the provider was lost with the call, or undefined when the failure is something else. */
-function lostReason (err: unknown, lost: AbortSignal | undefined): string | undefined {
-  if (lost?.aborted === true) return (lost.reason as Error).message
+function lostReason (err: unknown, lostWhy: string | undefined): string | undefined {
+  if (lostWhy !== undefined) return lostWhy
   if (isMeshError(err) && err.code === 'MESH_ERR_CALL_FAILED' && DROPPED.has(String(err.details?.errno))) return `its connection dropped with the call (${String(err.details?.errno)})`
   return undefined
 }
