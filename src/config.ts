@@ -274,6 +274,16 @@ export const MeshNodeOptionsSchema = GossipOptionsSchema.omit({ role: true }).ex
   settleMs: z.number().int().min(0).default(20_000),
   /** Default timeout of one call (a dependency's `timeout` overrides it): 30 s, as MCP Mesh. */
   callTimeoutMs: ms.default(30_000),
+  /**
+   * Default retries of a call that failed after sending (the connection, a 5xx), for read-only
+   * or idempotent tools only: 0, as MCP Mesh's `maxAttempts` 1. A dependency's or a call's
+   * `retries` overrides it.
+   */
+  retries: z.number().int().min(0).max(10).default(0),
+  /** The first retry backoff step, in ms (doubling each retry, full jitter): 100, as MCP Mesh. */
+  retryDelayMs: z.number().int().min(0).default(100),
+  /** The longest retry backoff step, in ms. */
+  retryMaxDelayMs: z.number().int().min(0).default(2_000),
   /** On stop, calls in flight get this long to finish before the endpoint closes. */
   drainGraceMs: z.number().int().min(0).default(10_000),
   /** Run the drain on SIGTERM and SIGINT, then end the process by the same signal. */

@@ -9,7 +9,7 @@ import type { ReplicaChange } from '../topology/replica.ts'
 import { endpointProblem } from '../topology/endpoint.ts'
 import { originOf } from './mcp-client.ts'
 import type { McpHttpClient } from './mcp-client.ts'
-import type { MeshToolContext } from './mesh-tool.ts'
+import type { MeshToolContext, RetryPolicy } from './mesh-tool.ts'
 
 /** What a caller (an agent, or `meshctl call`) is built from. */
 export interface CallerInit {
@@ -19,6 +19,8 @@ export interface CallerInit {
   clock: Clock
   settleUntil: () => number
   callTimeoutMs: number
+  /** Default retries of calls through injected tools (none when absent). */
+  retry?: RetryPolicy
   /** Aborts every call in flight (the node is stopping). */
   stopSignal: AbortSignal
   /** Mutual TLS: providers whose advert endorses no TLS identity of this trust domain are not called. */
@@ -114,11 +116,13 @@ export function createCaller (init: CallerInit): MeshToolContext {
     selfPeerId: () => init.gossip()?.peerId ?? '',
     settleUntil: init.settleUntil,
     callTimeoutMs: init.callTimeoutMs,
+    retry: init.retry ?? { retries: 0, delayMs: 100, maxDelayMs: 2_000 },
     stopSignal: init.stopSignal,
     stats: {
       ok: 0,
       failed: {},
       failovers: 0,
+      retries: 0,
       get pools () { return init.client.size },
       get avoided () { return avoid.size },
     },

@@ -1,5 +1,5 @@
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js'
-import type { z } from 'zod'
+import { z } from 'zod'
 import { ErrorCodes, MESH_ERROR_META_KEY, MeshError, isMeshError } from '../errors.ts'
 import type { ErrorCode } from '../errors.ts'
 import type { Clock } from '../clock.ts'
@@ -13,10 +13,32 @@ import { callScope, TIMEOUT_HEADER } from './call-scope.ts'
 import { printable } from './answer.ts'
 
 /**
+ * Retries of calls that failed after sending (the connection, a 5xx), for read-only or idempotent
+ * tools only (MCP annotations), each after a backoff with full jitter and to another provider
+ * first. Failures before sending, and providers lost mid-call, go to the next provider at once
+ * and do not count.
+ */
+export interface RetryPolicy {
+  /** How many times a call may be sent again (default 0). */
+  retries: number
+  /** The first backoff step, in ms (default 100, as MCP Mesh's `retryDelay`); it doubles each retry. */
+  delayMs: number
+  /** The longest step, in ms (default 2,000). */
+  maxDelayMs: number
+}
+
+/** Retry options as a dependency declares them (each overrides the node's default). */
+export interface RetryPolicyInput {
+  retries: number
+  retryDelayMs: number
+  retryMaxDelayMs: number
+}
+
+/**
  * A dependency as declared on a tool: a capability name, a spec, an ordered list of specs, or
  * a spec with call options. `output` (a zod schema) types and checks the result.
  */
-export type DependencyDeclaration = DependencySpec | (ResolutionSpec & {
+export type DependencyDeclaration = DependencySpec | (ResolutionSpec & Partial<RetryPolicyInput> & {
   /** Timeout of one call through this dependency, in ms (default: the node's `callTimeoutMs`). */
   timeout?: number
   /** Checks and types the result (the provider's structured content). */
@@ -28,6 +50,8 @@ export interface CallOptions {
   signal?: AbortSignal
   /** Overrides the dependency's timeout, in ms. */
   timeout?: number
+  /** Overrides the dependency's retries (see `RetryPolicy`). */
+  retries?: number
   headers?: Record<string, string>
   onProgress?: (p: Progress) => void
 }
@@ -40,6 +64,8 @@ export interface CallStats {
   failed: Record<string, number>
   /** Times a call went to the next candidate: refused before sending, or lost mid-call (read-only or idempotent tools). */
   failovers: number
+  /** Times a call was sent again after it failed (`retries`). */
+  retries: number
   /** Keep-alive pools open now, one per provider origin called (closed when its member leaves). */
   readonly pools: number
   /** Providers tried last for now, because they refused a call. */
@@ -96,6 +122,8 @@ export interface MeshToolContext {
   /** Until when calls with no provider wait for one (the settle window), in clock ms. */
   settleUntil: () => number
   callTimeoutMs: number
+  /** The node's default retries. */
+  retry: RetryPolicy
   /** Aborts every call (the node is stopping). */
   stopSignal: AbortSignal
   callRemote: (c: Candidate, args: unknown, options: { signal: AbortSignal, headers?: Record<string, string>, onProgress?: (p: Progress) => void }) => Promise<CallToolResult>
@@ -109,7 +137,7 @@ export interface MeshToolContext {
 /** Builds the callable for one declared dependency. */
 export function createMeshTool<R = unknown> (name: string, declaration: DependencyDeclaration, ctx: MeshToolContext): MeshTool<R> {
   const specs = normalizeDependency(declaration as DependencySpec)
-  const options = (typeof declaration === 'object' && !Array.isArray(declaration) ? declaration : {}) as { output?: z.ZodType, timeout?: number }
+  const options = callPolicy(name, (typeof declaration === 'object' && !Array.isArray(declaration) ? declaration : {}) as Record<string, unknown>)
   const { output, timeout } = options
   const key = JSON.stringify(specs)
   const failed = (err: unknown): unknown => {
@@ -119,6 +147,7 @@ export function createMeshTool<R = unknown> (name: string, declaration: Dependen
   }
 
   async function invoke (args: Record<string, unknown> = {}, call: CallOptions = {}): Promise<{ result: R, provider: ProviderInfo }> {
+    if (call.timeout !== undefined || call.retries !== undefined) callPolicy(name, { timeout: call.timeout, retries: call.retries })
     let ms = call.timeout ?? timeout ?? ctx.callTimeoutMs
     // Inside a tool handler: never outlive the caller that is waiting for it.
     const inbound = callScope.getStore()
@@ -137,54 +166,79 @@ export function createMeshTool<R = unknown> (name: string, declaration: Dependen
   }
 
   async function attempt (args: Record<string, unknown>, call: CallOptions, signal: AbortSignal, deadlineAt: number): Promise<{ result: R, provider: ProviderInfo }> {
-    const unreachable: MeshError[] = []
+    /** Every failed attempt of this call, with its provider: the final error lists them. */
+    const failures: MeshError[] = []
+    /** Providers that failed this call: the next attempt goes to another one first. */
+    const tried = new Set<string>()
+    let retriesLeft = call.retries ?? options.retries ?? ctx.retry.retries
+    let retried = 0
+    let backoffDue = false
+    // One turn of the round robin per call: the order is taken again only when the topology changed.
+    let order = ctx.order(ctx.resolve(specs, key), key)
     for (;;) {
-      const order = ctx.order(ctx.resolve(specs, key), key)
-      for (const c of order) {
-        if (unreachable.some((e) => e.details?.peerId === c.peerId)) continue
-        const local = c.peerId === ctx.selfPeerId()
-        const provider: ProviderInfo = { agent: c.agent, peerId: c.peerId, tool: c.tool.name, local, ...(c.endpoint === undefined ? {} : { endpoint: c.endpoint }) }
-        // A provider the mesh gives up on while it has the call is not waited for until the timeout.
-        const lost = local ? undefined : watchAttempt(ctx, c, signal)
-        try {
-          const raw = local
-            ? await ctx.callLocal(c.tool.name, args, signal)
-            : await ctx.callRemote(c, args, { signal: lost!.signal, headers: budgetHeaders(call.headers, deadlineAt - ctx.clock.now()), onProgress: call.onProgress })
-          const result = unwrap<R>(raw, name, provider, output)
-          ctx.stats.ok++
-          return { result, provider }
-        } catch (err) {
-          if (signal.aborted) throw failed(isMeshError(err) && lost?.why === undefined ? err : timeoutOrAbort(signal, name, err))
-          const gone = lostReason(err, lost?.why)
-          if (gone === undefined && (!isMeshError(err) || err.details?.notSent !== true)) throw failed(err)
-          if (gone !== undefined && !retrySafe(c.tool)) {
-            throw failed(new MeshError('MESH_ERR_CALL_PROVIDER_LOST', `${gone}; ${c.tool.name} is neither read-only nor idempotent (annotations), so it was not sent to another provider: it may have run`, {
-              cause: err, details: { dependency: name, provider, maybeRan: true },
-            }))
-          }
-          ctx.stats.failovers++
-          // Refused before anything ran there, or lost with a call that is safe to send again:
-          // mark it and go to the next candidate at once.
-          ctx.refused(c)
-          const e = gone === undefined ? err as MeshError : new MeshError('MESH_ERR_CALL_PROVIDER_LOST', gone, { cause: err })
-          unreachable.push(new MeshError(e.code, e.message, { cause: e, details: { ...e.details, peerId: c.peerId, agent: c.agent } }))
-        } finally {
-          lost?.done()
+      let c = order.find((x) => !tried.has(x.peerId))
+      // Every provider failed once; a retry that is due goes round them again.
+      if (c === undefined && backoffDue && order.length > 0) {
+        tried.clear()
+        c = order[0]
+      }
+      if (c === undefined) {
+        if (failures.length > 0 && order.length > 0) throw failed(exhausted(name, specs[0].capability, failures))
+        if (ctx.clock.now() >= ctx.settleUntil() || signal.aborted) throw failed(noProvider(name, specs, ctx, signal, key))
+        // Inside the settle window: wait for the topology to change (or the window to close).
+        const waitFor = AbortSignal.any([signal, AbortSignal.timeout(Math.max(1, ctx.settleUntil() - ctx.clock.now()))])
+        await ctx.nextChange(waitFor).catch(() => {})
+        order = ctx.order(ctx.resolve(specs, key), key)
+        continue
+      }
+      if (backoffDue) {
+        backoffDue = false
+        await sleep(ctx.clock, backoffDelay(++retried, options.retryDelayMs ?? ctx.retry.delayMs, options.retryMaxDelayMs ?? ctx.retry.maxDelayMs), signal)
+          .catch((err: unknown) => { throw failed(timeoutOrAbort(signal, name, err)) })
+      }
+      const local = c.peerId === ctx.selfPeerId()
+      const provider: ProviderInfo = { agent: c.agent, peerId: c.peerId, tool: c.tool.name, local, ...(c.endpoint === undefined ? {} : { endpoint: c.endpoint }) }
+      // A provider the mesh gives up on while it has the call is not waited for until the timeout.
+      const lost = local ? undefined : watchAttempt(ctx, c, signal)
+      try {
+        const raw = local
+          ? await ctx.callLocal(c.tool.name, args, signal)
+          : await ctx.callRemote(c, args, { signal: lost!.signal, headers: budgetHeaders(call.headers, deadlineAt - ctx.clock.now()), onProgress: call.onProgress })
+        const result = unwrap<R>(raw, name, provider, output)
+        ctx.stats.ok++
+        return { result, provider }
+      } catch (err) {
+        if (signal.aborted) throw failed(isMeshError(err) && lost?.why === undefined ? err : timeoutOrAbort(signal, name, err))
+        const gone = lostReason(err, lost?.why)
+        const notSent = isMeshError(err) && err.details?.notSent === true
+        const retry = gone === undefined && !notSent && retrySafe(c.tool) && retriesLeft > 0 && retryable(err)
+        if (gone === undefined && !notSent && !retry) {
+          if (failures.length === 0) throw failed(err)
+          failures.push(new MeshError((err as MeshError).code ?? 'MESH_ERR_CALL_FAILED', (err as Error).message, { cause: err, details: { ...(err as MeshError).details, peerId: c.peerId, agent: c.agent } }))
+          throw failed(exhausted(name, specs[0].capability, failures))
         }
+        if (gone !== undefined && !retrySafe(c.tool)) {
+          throw failed(new MeshError('MESH_ERR_CALL_PROVIDER_LOST', `${gone}; ${c.tool.name} is neither read-only nor idempotent (annotations), so it was not sent to another provider: it may have run`, {
+            cause: err, details: { dependency: name, provider, maybeRan: true },
+          }))
+        }
+        if (retry) {
+          // Sent, failed, safe to send again: after a backoff, to another provider first.
+          retriesLeft--
+          backoffDue = true
+          ctx.stats.retries++
+        } else {
+          // Refused before anything ran there, or lost with a call that is safe to send again:
+          // try it last for a while, and go to the next candidate at once.
+          ctx.stats.failovers++
+          ctx.refused(c)
+        }
+        tried.add(c.peerId)
+        const e = gone === undefined ? err as MeshError : new MeshError('MESH_ERR_CALL_PROVIDER_LOST', gone, { cause: err })
+        failures.push(new MeshError(e.code, e.message, { cause: e, details: { ...e.details, peerId: c.peerId, agent: c.agent } }))
+      } finally {
+        lost?.done()
       }
-      if (unreachable.length > 0 && order.length > 0) {
-        // Refused for identity alone: say so, as no retry elsewhere will change it.
-        const code = unreachable.every((e) => e.code === 'MESH_ERR_CALL_UNTRUSTED')
-          ? 'MESH_ERR_CALL_UNTRUSTED'
-          : unreachable.some((e) => e.code === 'MESH_ERR_CALL_PROVIDER_LOST') ? 'MESH_ERR_CALL_PROVIDER_LOST' : 'MESH_ERR_CALL_UNREACHABLE'
-        throw failed(new MeshError(code, `every provider of ${name} (${specs[0].capability}) refused or lost the call: ${unreachable.map((e) => e.message).join('; ')}`, {
-          details: { dependency: name, attempts: unreachable.map((e) => e.details) },
-        }))
-      }
-      if (ctx.clock.now() >= ctx.settleUntil() || signal.aborted) throw failed(noProvider(name, specs, ctx, signal, key))
-      // Inside the settle window: wait for the topology to change (or the window to close).
-      const waitFor = AbortSignal.any([signal, AbortSignal.timeout(Math.max(1, ctx.settleUntil() - ctx.clock.now()))])
-      await ctx.nextChange(waitFor).catch(() => {})
     }
   }
 
@@ -245,6 +299,56 @@ function toolError (r: CallToolResult, dependency: string, provider: ProviderInf
 /** The call's headers with the budget left, so the provider (and its own calls) stop when we do. */
 function budgetHeaders (headers: Record<string, string> | undefined, left: number): Record<string, string> {
   return { ...headers, [TIMEOUT_HEADER]: String(Math.max(1, Math.floor(left))) }
+}
+
+const CallPolicySchema = z.object({
+  timeout: z.number().int().positive().optional(),
+  retries: z.number().int().min(0).max(10).optional(),
+  retryDelayMs: z.number().int().min(0).optional(),
+  retryMaxDelayMs: z.number().int().min(0).optional(),
+})
+
+/** A dependency's (or a call's) options, checked once: MESH_ERR_RESOLVE_INVALID_SPEC says which is wrong. */
+function callPolicy (name: string, o: Record<string, unknown>): z.infer<typeof CallPolicySchema> & { output?: z.ZodType } {
+  const parsed = CallPolicySchema.safeParse(o)
+  if (!parsed.success) throw new MeshError('MESH_ERR_RESOLVE_INVALID_SPEC', `invalid call options of ${name}: ${z.prettifyError(parsed.error)}`, { details: { issues: parsed.error.issues } })
+  return { ...parsed.data, ...(o.output === undefined ? {} : { output: o.output as z.ZodType }) }
+}
+
+/** Why every attempt failed, in one error: the code says what kind of failure it was. */
+function exhausted (name: string, capability: string, failures: MeshError[]): MeshError {
+  // Refused for identity alone: say so, as no retry elsewhere will change it.
+  const code = failures.every((e) => e.code === 'MESH_ERR_CALL_UNTRUSTED')
+    ? 'MESH_ERR_CALL_UNTRUSTED'
+    : failures.some((e) => e.code === 'MESH_ERR_CALL_FAILED')
+      ? 'MESH_ERR_CALL_FAILED'
+      : failures.some((e) => e.code === 'MESH_ERR_CALL_PROVIDER_LOST') ? 'MESH_ERR_CALL_PROVIDER_LOST' : 'MESH_ERR_CALL_UNREACHABLE'
+  const list = failures.map((e, i) => `attempt ${i + 1} (${String(e.details?.agent)}): ${e.message}`).join('; ')
+  return new MeshError(code, `every attempt of ${name} (${capability}) failed: ${list}`, {
+    details: { dependency: name, attempts: failures.map((e) => ({ code: e.code, ...e.details })) },
+  })
+}
+
+/** A failure after sending that another attempt may not meet: the connection, or a 5xx. */
+function retryable (err: unknown): boolean {
+  if (!isMeshError(err) || err.code !== 'MESH_ERR_CALL_FAILED' || err.details?.malformed !== undefined) return false
+  const status = err.details?.status
+  return typeof status !== 'number' || status >= 500
+}
+
+/** Full jitter (AWS's): a delay drawn between 0 and the capped exponential step. */
+function backoffDelay (retry: number, baseMs: number, maxMs: number): number {
+  return Math.random() * Math.min(maxMs, baseMs * 2 ** (retry - 1))
+}
+
+/** Waits `ms` on the clock; rejects with the signal's reason when it aborts first. */
+async function sleep (clock: Clock, ms: number, signal: AbortSignal): Promise<void> {
+  signal.throwIfAborted()
+  await new Promise<void>((resolve, reject) => {
+    const onAbort = (): void => { clock.clearTimeout(timer); reject(signal.reason) }
+    const timer = clock.setTimeout(() => { signal.removeEventListener('abort', onAbort); resolve() }, ms)
+    signal.addEventListener('abort', onAbort, { once: true })
+  })
 }
 
 /** Connection errors after sending that mean the provider went away (not an answer it gave). */
