@@ -261,6 +261,15 @@ export const TlsOptionsSchema = z.object({
 /** Validated TLS options. */
 export type TlsOptions = z.infer<typeof TlsOptionsSchema>
 
+/** Circuit breaking (see `src/proxy/breaker.ts`), with Envoy's outlier-detection defaults. */
+const BreakerSchema = z.object({
+  consecutiveFailures: z.number().int().min(1).default(5),
+  baseEjectionMs: z.number().int().min(0).default(30_000),
+  maxEjectionMs: z.number().int().min(0).default(300_000),
+  maxEjectionPercent: z.number().min(0).max(100).default(10),
+  maxRequestsPerProvider: z.number().int().min(1).default(1_024),
+}).strict()
+
 /** Options of `createMeshNode`: the gossip options plus the endpoint, calls and shutdown. */
 export const MeshNodeOptionsSchema = GossipOptionsSchema.omit({ role: true }).extend({
   /** The agent's own version, shown in MCP `initialize` and `meshctl status`. */
@@ -284,6 +293,8 @@ export const MeshNodeOptionsSchema = GossipOptionsSchema.omit({ role: true }).ex
   retryDelayMs: z.number().int().min(0).default(100),
   /** The longest retry backoff step, in ms. */
   retryMaxDelayMs: z.number().int().min(0).default(2_000),
+  /** Circuit breaking per provider, and the cap on calls in flight to one provider: Envoy's defaults. */
+  breaker: BreakerSchema.default(BreakerSchema.parse({})),
   /** On stop, calls in flight get this long to finish before the endpoint closes. */
   drainGraceMs: z.number().int().min(0).default(10_000),
   /** Run the drain on SIGTERM and SIGINT, then end the process by the same signal. */

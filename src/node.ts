@@ -179,6 +179,7 @@ class Node implements MeshNode {
       settleUntil: () => this.#settleUntil,
       callTimeoutMs: this.options.callTimeoutMs,
       retry: { retries: this.options.retries, delayMs: this.options.retryDelayMs, maxDelayMs: this.options.retryMaxDelayMs },
+      breaker: this.options.breaker,
       stopSignal: this.#stopAbort.signal,
       ...(mtls ? { trustDomain: ownDomain, trusted, revoked, onTrustChange: (l: () => void) => { this.#trustListeners.add(l) } } : {}),
       callLocal: (tool, args, signal) => this.#tools.callLocal(tool, args, signal),
@@ -244,7 +245,7 @@ class Node implements MeshNode {
 
   async #start (): Promise<void> {
     const o = this.options
-    const { version: _v, http: _h, tls: _t, settleMs: _s, callTimeoutMs: _c, retries: _r, retryDelayMs: _rd, retryMaxDelayMs: _rm, drainGraceMs: _d, handleSignals: _hs, ...gossipOptions } = o
+    const { version: _v, http: _h, tls: _t, settleMs: _s, callTimeoutMs: _c, retries: _r, retryDelayMs: _rd, retryMaxDelayMs: _rm, breaker: _b, drainGraceMs: _d, handleSignals: _hs, ...gossipOptions } = o
     // With mutual TLS, the mesh's own protocols admit only members that prove an SVID of our domain.
     const host = o.http.announceHost ?? o.http.host
     const member = o.tls.mode !== 'strict'

@@ -10,6 +10,8 @@ import { endpointProblem } from '../topology/endpoint.ts'
 import { originOf } from './mcp-client.ts'
 import type { McpHttpClient } from './mcp-client.ts'
 import type { MeshToolContext, RetryPolicy } from './mesh-tool.ts'
+import { Breakers } from './breaker.ts'
+import type { BreakerPolicy } from './breaker.ts'
 
 /** What a caller (an agent, or `meshctl call`) is built from. */
 export interface CallerInit {
@@ -21,6 +23,8 @@ export interface CallerInit {
   callTimeoutMs: number
   /** Default retries of calls through injected tools (none when absent). */
   retry?: RetryPolicy
+  /** Circuit breaking and the concurrency cap per provider (Envoy's defaults when absent). */
+  breaker?: BreakerPolicy
   /** Aborts every call in flight (the node is stopping). */
   stopSignal: AbortSignal
   /** Mutual TLS: providers whose advert endorses no TLS identity of this trust domain are not called. */
@@ -61,6 +65,7 @@ export function createCaller (init: CallerInit): MeshToolContext {
   /** Endpoint checks, per candidate (a candidate lives as long as its cached resolution). */
   const checked = new WeakMap<Candidate, string | null>()
   let watched: GossipNode | undefined
+  const breakers = new Breakers(init.clock, init.breaker)
   /** Peer ID -> what to call when the mesh gives up on it: one entry per call in flight to it. */
   const inFlight = new Map<string, Set<(why: string) => void>>()
   init.onTrustChange?.(() => { cache.clear() })
@@ -91,7 +96,10 @@ export function createCaller (init: CallerInit): MeshToolContext {
   /** Closes what this caller holds for a member that left, died, or moved to another endpoint. */
   const release = (c: ReplicaChange): void => {
     const gone = c.after === 'dead' || c.after === 'left'
-    if (gone) avoid.delete(c.peerId)
+    if (gone) {
+      avoid.delete(c.peerId)
+      breakers.forget(c.peerId)
+    }
     const held = called.get(c.peerId)
     if (held === undefined || (!gone && c.advert.endpoint === held.endpoint && c.advert.identity?.key === held.key)) return
     called.delete(c.peerId)
@@ -117,6 +125,7 @@ export function createCaller (init: CallerInit): MeshToolContext {
     settleUntil: init.settleUntil,
     callTimeoutMs: init.callTimeoutMs,
     retry: init.retry ?? { retries: 0, delayMs: 100, maxDelayMs: 2_000 },
+    breakers,
     stopSignal: init.stopSignal,
     stats: {
       ok: 0,

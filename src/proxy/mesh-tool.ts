@@ -10,6 +10,7 @@ import { retrySafe } from '../topology/advert.ts'
 import type { Progress } from './mcp-client.ts'
 import { deadline } from './deadline.ts'
 import { callScope, TIMEOUT_HEADER } from './call-scope.ts'
+import type { Breakers } from './breaker.ts'
 import { printable } from './answer.ts'
 
 /**
@@ -124,6 +125,8 @@ export interface MeshToolContext {
   callTimeoutMs: number
   /** The node's default retries. */
   retry: RetryPolicy
+  /** This caller's circuit breakers and calls in flight, per provider. */
+  breakers: Breakers
   /** Aborts every call (the node is stopping). */
   stopSignal: AbortSignal
   callRemote: (c: Candidate, args: unknown, options: { signal: AbortSignal, headers?: Record<string, string>, onProgress?: (p: Progress) => void }) => Promise<CallToolResult>
@@ -175,20 +178,24 @@ export function createMeshTool<R = unknown> (name: string, declaration: Dependen
     let backoffDue = false
     // One turn of the round robin per call: the order is taken again only when the topology changed.
     let order = ctx.order(ctx.resolve(specs, key), key)
+    /** Providers left out for open circuits (at most the policy's share of them). */
+    let out = ctx.breakers.ejected(order.map((x) => x.peerId))
     for (;;) {
-      let c = order.find((x) => !tried.has(x.peerId))
+      let c = order.find((x) => !tried.has(x.peerId) && !out.has(x.peerId))
       // Every provider failed once; a retry that is due goes round them again.
-      if (c === undefined && backoffDue && order.length > 0) {
+      if (c === undefined && backoffDue) {
         tried.clear()
-        c = order[0]
+        c = order.find((x) => !out.has(x.peerId))
       }
       if (c === undefined) {
         if (failures.length > 0 && order.length > 0) throw failed(exhausted(name, specs[0].capability, failures))
+        if (out.size > 0) throw failed(circuitOpen(name, specs[0].capability, order.filter((x) => out.has(x.peerId)), ctx))
         if (ctx.clock.now() >= ctx.settleUntil() || signal.aborted) throw failed(noProvider(name, specs, ctx, signal, key))
         // Inside the settle window: wait for the topology to change (or the window to close).
         const waitFor = AbortSignal.any([signal, AbortSignal.timeout(Math.max(1, ctx.settleUntil() - ctx.clock.now()))])
         await ctx.nextChange(waitFor).catch(() => {})
         order = ctx.order(ctx.resolve(specs, key), key)
+        out = ctx.breakers.ejected(order.map((x) => x.peerId))
         continue
       }
       if (backoffDue) {
@@ -198,6 +205,19 @@ export function createMeshTool<R = unknown> (name: string, declaration: Dependen
       }
       const local = c.peerId === ctx.selfPeerId()
       const provider: ProviderInfo = { agent: c.agent, peerId: c.peerId, tool: c.tool.name, local, ...(c.endpoint === undefined ? {} : { endpoint: c.endpoint }) }
+      if (!local) {
+        // Its circuit half-opened for another call's trial, or it has all the calls it may.
+        const admitted = ctx.breakers.admit(c.peerId)
+        if (admitted !== true) {
+          tried.add(c.peerId)
+          failures.push(admitted === 'busy'
+            ? new MeshError('MESH_ERR_CALL_OVERLOADED', `${c.agent} was not called: this agent has ${ctx.breakers.policy.maxRequestsPerProvider} calls in flight to it (maxRequestsPerProvider)`, { details: { notSent: true, peerId: c.peerId, agent: c.agent } })
+            : new MeshError('MESH_ERR_CALL_CIRCUIT_OPEN', `${c.agent} was not called: its circuit is open`, { details: { notSent: true, peerId: c.peerId, agent: c.agent } }))
+          continue
+        }
+        ctx.breakers.start(c.peerId)
+      }
+      let outcome: 'ok' | 'failed' | 'neither' = 'ok'
       // A provider the mesh gives up on while it has the call is not waited for until the timeout.
       const lost = local ? undefined : watchAttempt(ctx, c, signal)
       try {
@@ -208,6 +228,7 @@ export function createMeshTool<R = unknown> (name: string, declaration: Dependen
         ctx.stats.ok++
         return { result, provider }
       } catch (err) {
+        outcome = breakerOutcome(err, signal)
         if (signal.aborted) throw failed(isMeshError(err) && lost?.why === undefined ? err : timeoutOrAbort(signal, name, err))
         const gone = lostReason(err, lost?.why)
         const notSent = isMeshError(err) && err.details?.notSent === true
@@ -238,6 +259,7 @@ export function createMeshTool<R = unknown> (name: string, declaration: Dependen
         failures.push(new MeshError(e.code, e.message, { cause: e, details: { ...e.details, peerId: c.peerId, agent: c.agent } }))
       } finally {
         lost?.done()
+        if (!local) ctx.breakers.end(c.peerId, outcome)
       }
     }
   }
@@ -271,7 +293,7 @@ function unwrap<R> (r: CallToolResult, dependency: string, provider: ProviderInf
  * Codes only this side raises: about the transport or the choice of provider. A provider that
  * puts one in a result is not believed (it ran the call, so none of them is true).
  */
-const CALLER_CODES: ReadonlySet<string> = new Set(['MESH_ERR_CALL_NO_PROVIDER', 'MESH_ERR_CALL_TIMEOUT', 'MESH_ERR_CALL_UNREACHABLE', 'MESH_ERR_CALL_FAILED', 'MESH_ERR_CALL_UNTRUSTED', 'MESH_ERR_CALL_PROVIDER_LOST'])
+const CALLER_CODES: ReadonlySet<string> = new Set(['MESH_ERR_CALL_NO_PROVIDER', 'MESH_ERR_CALL_TIMEOUT', 'MESH_ERR_CALL_UNREACHABLE', 'MESH_ERR_CALL_FAILED', 'MESH_ERR_CALL_UNTRUSTED', 'MESH_ERR_CALL_PROVIDER_LOST', 'MESH_ERR_CALL_CIRCUIT_OPEN', 'MESH_ERR_CALL_OVERLOADED'])
 
 /**
  * The error for an `isError` result. Its class travels as data, never read from the text: a mesh
@@ -315,11 +337,41 @@ function callPolicy (name: string, o: Record<string, unknown>): z.infer<typeof C
   return { ...parsed.data, ...(o.output === undefined ? {} : { output: o.output as z.ZodType }) }
 }
 
+/** Whether a failed attempt counts against its provider's circuit: a broken answer or none, not the tool's own error. */
+function breakerOutcome (err: unknown, signal: AbortSignal): 'failed' | 'neither' | 'ok' {
+  if (signal.aborted) return (signal.reason as { name?: string } | undefined)?.name === 'TimeoutError' ? 'failed' : 'neither'
+  if (!isMeshError(err)) return 'neither'
+  switch (err.code) {
+    case 'MESH_ERR_CALL_FAILED':
+    case 'MESH_ERR_CALL_UNREACHABLE':
+    case 'MESH_ERR_CALL_PROVIDER_LOST':
+    case 'MESH_ERR_CALL_TIMEOUT':
+    case 'MESH_ERR_ABORTED': // our watch aborted it: the provider was lost
+      return 'failed'
+    case 'MESH_ERR_SERVER_BUSY':
+    case 'MESH_ERR_SERVER_DRAINING':
+    case 'MESH_ERR_CALL_UNTRUSTED':
+      return 'neither'
+    default:
+      return 'ok' // an answer: the tool's error, bad arguments, not authorized
+  }
+}
+
+/** Every provider of a dependency is left out for an open circuit: say when the first one half-opens. */
+function circuitOpen (name: string, capability: string, open: Candidate[], ctx: MeshToolContext): MeshError {
+  const next = Math.min(...open.map((c) => ctx.breakers.opensAt(c.peerId) ?? ctx.clock.now()))
+  const wait = Math.max(0, next - ctx.clock.now())
+  return new MeshError('MESH_ERR_CALL_CIRCUIT_OPEN', `no call of ${name} (${capability}) was sent: the circuit of every provider is open (${open.map((c) => c.agent).join(', ')}: ${ctx.breakers.policy.consecutiveFailures} failures in a row); a trial call goes through in ${Math.ceil(wait / 1000)} s`, {
+    details: { dependency: name, notSent: true, providers: open.map((c) => c.agent), retryAfterMs: wait },
+  })
+}
+
 /** Why every attempt failed, in one error: the code says what kind of failure it was. */
 function exhausted (name: string, capability: string, failures: MeshError[]): MeshError {
   // Refused for identity alone: say so, as no retry elsewhere will change it.
-  const code = failures.every((e) => e.code === 'MESH_ERR_CALL_UNTRUSTED')
-    ? 'MESH_ERR_CALL_UNTRUSTED'
+  const same = failures.every((e) => e.code === failures[0].code) ? failures[0].code : undefined
+  const code = same === 'MESH_ERR_CALL_UNTRUSTED' || same === 'MESH_ERR_CALL_CIRCUIT_OPEN' || same === 'MESH_ERR_CALL_OVERLOADED'
+    ? same
     : failures.some((e) => e.code === 'MESH_ERR_CALL_FAILED')
       ? 'MESH_ERR_CALL_FAILED'
       : failures.some((e) => e.code === 'MESH_ERR_CALL_PROVIDER_LOST') ? 'MESH_ERR_CALL_PROVIDER_LOST' : 'MESH_ERR_CALL_UNREACHABLE'

@@ -2,47 +2,35 @@
 // provider's server) is sent again only for read-only or idempotent tools, at most `retries`
 // times, after a backoff, to another provider first; one error lists every attempt. Providers
 // count the calls that reach them, so the attempt counts are exact.
-import { createServer } from 'node:http'
-import type { Server } from 'node:http'
 import t from 'tap'
 import { createMeshNode } from '../../src/node.ts'
 import type { MeshNode } from '../../src/node.ts'
 import { testNodeOptions } from '../helpers/mesh.ts'
 import { waitFor } from '../helpers/wait.ts'
+import { flakyProvider } from '../helpers/flaky-provider.ts'
+import type { FlakyProvider } from '../helpers/flaky-provider.ts'
 
 const MESH = `retries-${process.pid}`
 t.setTimeout(60_000)
 const nodes: MeshNode[] = []
 t.teardown(async () => { await Promise.all(nodes.map(async (n) => n.stop())) })
 
-/** Calls that reached each provider's server (tools/call carries the budget header; initialize does not). */
-const hits: Record<string, number> = {}
-/** A provider of `lookup` (read-only) and `charge` (neither), answering 500 to every call when `failing`. */
+const providers: Record<string, FlakyProvider> = {}
 async function provider (name: string, failing: boolean, bootstrap: string[]): Promise<MeshNode> {
-  hits[name] = 0
-  const n = createMeshNode(testNodeOptions(MESH, name, { bootstrap }), {
-    createServer: (listener) => createServer((req, res) => {
-      if (req.headers['mcp-mesh-timeout-ms'] === undefined) { listener(req, res); return }
-      hits[name]++
-      if (!failing) { listener(req, res); return }
-      req.resume()
-      req.on('end', () => { res.writeHead(500, { 'content-type': 'text/plain' }).end('the provider broke') })
-    }) as Server,
-  })
-  n.tool('lookup', { capability: 'lookup', annotations: { readOnlyHint: true } }, async () => ({ from: name }))
-  n.tool('charge', { capability: 'charge' }, async () => ({ from: name }))
-  nodes.push(n)
-  await n.start()
-  await n.ready()
-  return n
+  providers[name] = await flakyProvider(MESH, name, failing, bootstrap)
+  nodes.push(providers[name].node)
+  return providers[name].node
 }
+/** Calls that reached each provider's server. */
+const hits = new Proxy({} as Record<string, number>, { get: (_t, k: string) => providers[k]?.hits ?? 0 })
 
-const caller = createMeshNode(testNodeOptions(MESH, 'caller', { retryDelayMs: 50, retryMaxDelayMs: 200 }))
+// Circuit breaking is tested on its own (breaker-calls.test.ts): here it never opens.
+const caller = createMeshNode(testNodeOptions(MESH, 'caller', { retryDelayMs: 50, retryMaxDelayMs: 200, breaker: { consecutiveFailures: 1_000 } }))
 nodes.push(caller)
 await caller.start()
 const broken = await provider('broken', true, caller.gossip.addrs)
 await waitFor('the caller to see the broken provider', () => caller.explain('lookup').ranked.length === 1 && caller.explain('charge').ranked.length === 1)
-const reset = (): void => { for (const k of Object.keys(hits)) hits[k] = 0 }
+const reset = (): void => { for (const p of Object.values(providers)) p.hits = 0 }
 
 t.test('a read-only call is sent again up to `retries` times, then one error lists every attempt', async (t) => {
   reset()
