@@ -2,6 +2,7 @@ import { homedir } from 'node:os'
 import { join } from 'node:path'
 import { z } from 'zod'
 import { MeshError } from './errors.ts'
+import { HeaderPatternSchema } from './proxy/headers.ts'
 
 const ms = z.number().int().positive()
 
@@ -293,6 +294,14 @@ export const MeshNodeOptionsSchema = GossipOptionsSchema.omit({ role: true }).ex
   retryDelayMs: z.number().int().min(0).default(100),
   /** The longest retry backoff step, in ms. */
   retryMaxDelayMs: z.number().int().min(0).default(2_000),
+  /**
+   * Inbound headers a tool handler's own calls carry on (exact names or `prefix*`,
+   * case-insensitive; a bare `*` is refused); W3C `traceparent` and `tracestate` always do. Calls
+   * to a partner's agents (another trust domain) carry only what `partnerHeaders` allows for it.
+   */
+  propagateHeaders: z.array(HeaderPatternSchema).max(64).default([]),
+  /** Per partner trust domain, the propagated headers its agents may get (none by default: `authorization` never leaks to a partner). */
+  partnerHeaders: z.record(z.string(), z.array(HeaderPatternSchema).max(64)).default({}),
   /** Circuit breaking per provider, and the cap on calls in flight to one provider: Envoy's defaults. */
   breaker: BreakerSchema.default(BreakerSchema.parse({})),
   /** On stop, calls in flight get this long to finish before the endpoint closes. */
@@ -332,6 +341,7 @@ export const EnvVars = {
   MCP_MESH_CALL_TIMEOUT: { key: 'callTimeoutMs', parse: seconds, node: true },
   MCP_MESH_SETTLE_MS: { key: 'settleMs', parse: num, node: true },
   MCP_MESH_DRAIN_GRACE_MS: { key: 'drainGraceMs', parse: num, node: true },
+  MCP_MESH_PROPAGATE_HEADERS: { key: 'propagateHeaders', parse: list, node: true },
   MCP_MESH_TLS_MODE: { key: 'tls.mode', parse: String, node: true },
   MCP_MESH_TLS_PROVIDER: { key: 'tls.provider', parse: String, node: true },
   MCP_MESH_TRUST_DOMAIN: { key: 'tls.trustDomain', parse: String, node: true },

@@ -18,6 +18,7 @@ import type { ReplicaChange } from './topology/replica.ts'
 import { createEndpoint } from './server/endpoint.ts'
 import type { Endpoint, EndpointStats } from './server/endpoint.ts'
 import { createToolRegistry } from './server/tools.ts'
+import { headerFilter } from './proxy/headers.ts'
 import type { ToolDefinition, ToolRegistry } from './server/tools.ts'
 import type { ToolContext } from './server/tool-context.ts'
 import { McpHttpClient } from './proxy/mcp-client.ts'
@@ -155,6 +156,7 @@ class Node implements MeshNode {
     this.#tools = createToolRegistry({
       agent: this.options.name,
       clock: this.#clock,
+      propagate: headerFilter(this.options.propagateHeaders),
       // With mutual TLS, a tool's default callers are its own trust domain's, never a partner's.
       ...(mtls ? { defaultAllow: allowList([`spiffe://${ownDomain}/*`]) } : {}),
       onDenied: (tool, caller) => {
@@ -180,9 +182,10 @@ class Node implements MeshNode {
       callTimeoutMs: this.options.callTimeoutMs,
       retry: { retries: this.options.retries, delayMs: this.options.retryDelayMs, maxDelayMs: this.options.retryMaxDelayMs },
       breaker: this.options.breaker,
+      propagate: { headers: this.options.propagateHeaders, partners: this.options.partnerHeaders },
       stopSignal: this.#stopAbort.signal,
       ...(mtls ? { trustDomain: ownDomain, trusted, revoked, onTrustChange: (l: () => void) => { this.#trustListeners.add(l) } } : {}),
-      callLocal: (tool, args, signal) => this.#tools.callLocal(tool, args, signal),
+      callLocal: async (tool, args, signal, headers) => await this.#tools.callLocal(tool, args, signal, headers),
     })
   }
 
@@ -245,7 +248,7 @@ class Node implements MeshNode {
 
   async #start (): Promise<void> {
     const o = this.options
-    const { version: _v, http: _h, tls: _t, settleMs: _s, callTimeoutMs: _c, retries: _r, retryDelayMs: _rd, retryMaxDelayMs: _rm, breaker: _b, drainGraceMs: _d, handleSignals: _hs, ...gossipOptions } = o
+    const { version: _v, http: _h, tls: _t, settleMs: _s, callTimeoutMs: _c, retries: _r, retryDelayMs: _rd, retryMaxDelayMs: _rm, breaker: _b, propagateHeaders: _ph, partnerHeaders: _pa, drainGraceMs: _d, handleSignals: _hs, ...gossipOptions } = o
     // With mutual TLS, the mesh's own protocols admit only members that prove an SVID of our domain.
     const host = o.http.announceHost ?? o.http.host
     const member = o.tls.mode !== 'strict'

@@ -10,6 +10,8 @@ export interface CallScope {
   deadlineAt?: number
   /** Aborts when the inbound caller cancels, disconnects or runs out of time. */
   signal: AbortSignal
+  /** The inbound headers the node propagates (`propagateHeaders`, trace context), lowercase names. */
+  headers?: Record<string, string>
 }
 
 /** The scope of the tool call running now, if any. */

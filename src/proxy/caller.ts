@@ -11,6 +11,8 @@ import { originOf } from './mcp-client.ts'
 import type { McpHttpClient } from './mcp-client.ts'
 import type { MeshToolContext, RetryPolicy } from './mesh-tool.ts'
 import { Breakers } from './breaker.ts'
+import { headerFilter } from './headers.ts'
+import type { HeaderFilter } from './headers.ts'
 import type { BreakerPolicy } from './breaker.ts'
 
 /** What a caller (an agent, or `meshctl call`) is built from. */
@@ -25,6 +27,8 @@ export interface CallerInit {
   retry?: RetryPolicy
   /** Circuit breaking and the concurrency cap per provider (Envoy's defaults when absent). */
   breaker?: BreakerPolicy
+  /** Header propagation: the node's list, and per partner domain what its agents may get. */
+  propagate?: { headers: string[], partners: Record<string, string[]> }
   /** Aborts every call in flight (the node is stopping). */
   stopSignal: AbortSignal
   /** Mutual TLS: providers whose advert endorses no TLS identity of this trust domain are not called. */
@@ -36,7 +40,7 @@ export interface CallerInit {
   /** Subscribes to changes of the trusted domains (a registration or a revoke): resolutions are redone. */
   onTrustChange?: (listener: () => void) => void
   /** Runs a tool of this agent in process; observers have none. */
-  callLocal?: (tool: string, args: unknown, signal: AbortSignal) => Promise<CallToolResult>
+  callLocal?: (tool: string, args: unknown, signal: AbortSignal, headers?: Record<string, string>) => Promise<CallToolResult>
 }
 
 /** Providers that refused a connection are tried last for this long. */
@@ -66,6 +70,7 @@ export function createCaller (init: CallerInit): MeshToolContext {
   const checked = new WeakMap<Candidate, string | null>()
   let watched: GossipNode | undefined
   const breakers = new Breakers(init.clock, init.breaker)
+  const partnerFilters = new Map<string, HeaderFilter>()
   /** Peer ID -> what to call when the mesh gives up on it: one entry per call in flight to it. */
   const inFlight = new Map<string, Set<(why: string) => void>>()
   init.onTrustChange?.(() => { cache.clear() })
@@ -126,6 +131,15 @@ export function createCaller (init: CallerInit): MeshToolContext {
     callTimeoutMs: init.callTimeoutMs,
     retry: init.retry ?? { retries: 0, delayMs: 100, maxDelayMs: 2_000 },
     breakers,
+    headers: {
+      filter: headerFilter(init.propagate?.headers ?? []),
+      partner: (td) => {
+        let f = partnerFilters.get(td)
+        if (f === undefined) partnerFilters.set(td, f = headerFilter(init.propagate?.partners[td] ?? []))
+        return f
+      },
+      ...(init.trustDomain === undefined ? {} : { trustDomain: init.trustDomain }),
+    },
     stopSignal: init.stopSignal,
     stats: {
       ok: 0,
@@ -214,9 +228,9 @@ export function createCaller (init: CallerInit): MeshToolContext {
       })
     },
 
-    async callLocal (tool, args, signal) {
+    async callLocal (tool, args, signal, headers) {
       if (init.callLocal === undefined) throw new MeshError('MESH_ERR_CALL_NO_PROVIDER', `tool ${tool} is not served by this process`)
-      return await init.callLocal(tool, args, signal)
+      return await init.callLocal(tool, args, signal, headers)
     },
 
     offered (): string[] {

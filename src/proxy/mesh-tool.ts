@@ -10,6 +10,10 @@ import { retrySafe } from '../topology/advert.ts'
 import type { Progress } from './mcp-client.ts'
 import { deadline } from './deadline.ts'
 import { callScope, TIMEOUT_HEADER } from './call-scope.ts'
+import type { CallScope } from './call-scope.ts'
+import { pickHeaders } from './headers.ts'
+import type { HeaderFilter } from './headers.ts'
+import { parseSpiffeId } from '../identity/spiffe-id.ts'
 import type { Breakers } from './breaker.ts'
 import { printable } from './answer.ts'
 
@@ -127,10 +131,13 @@ export interface MeshToolContext {
   retry: RetryPolicy
   /** This caller's circuit breakers and calls in flight, per provider. */
   breakers: Breakers
+  /** Which headers calls carry: the node's list, and each partner domain's (with mutual TLS: our own `trustDomain`). */
+  headers: { filter: HeaderFilter, partner: (trustDomain: string) => HeaderFilter, trustDomain?: string }
   /** Aborts every call (the node is stopping). */
   stopSignal: AbortSignal
   callRemote: (c: Candidate, args: unknown, options: { signal: AbortSignal, headers?: Record<string, string>, onProgress?: (p: Progress) => void }) => Promise<CallToolResult>
-  callLocal: (tool: string, args: unknown, signal: AbortSignal) => Promise<CallToolResult>
+  /** Runs one of this agent's tools in process; `headers` are what a remote call would carry. */
+  callLocal: (tool: string, args: unknown, signal: AbortSignal, headers?: Record<string, string>) => Promise<CallToolResult>
   /** Capabilities offered in the mesh now (for NO_PROVIDER messages). */
   offered: () => string[]
   /** Counters of this caller's calls (`node.stats`). */
@@ -162,13 +169,13 @@ export function createMeshTool<R = unknown> (name: string, declaration: Dependen
     const deadlineAt = ctx.clock.now() + ms
     const limit = deadline(ctx.clock, ms, [call.signal, ctx.stopSignal, inbound?.signal])
     try {
-      return await attempt(args, call, limit.signal, deadlineAt)
+      return await attempt(args, call, limit.signal, deadlineAt, inbound)
     } finally {
       limit.done()
     }
   }
 
-  async function attempt (args: Record<string, unknown>, call: CallOptions, signal: AbortSignal, deadlineAt: number): Promise<{ result: R, provider: ProviderInfo }> {
+  async function attempt (args: Record<string, unknown>, call: CallOptions, signal: AbortSignal, deadlineAt: number, inbound: CallScope | undefined): Promise<{ result: R, provider: ProviderInfo }> {
     /** Every failed attempt of this call, with its provider: the final error lists them. */
     const failures: MeshError[] = []
     /** Providers that failed this call: the next attempt goes to another one first. */
@@ -222,8 +229,8 @@ export function createMeshTool<R = unknown> (name: string, declaration: Dependen
       const lost = local ? undefined : watchAttempt(ctx, c, signal)
       try {
         const raw = local
-          ? await ctx.callLocal(c.tool.name, args, signal)
-          : await ctx.callRemote(c, args, { signal: lost!.signal, headers: budgetHeaders(call.headers, deadlineAt - ctx.clock.now()), onProgress: call.onProgress })
+          ? await ctx.callLocal(c.tool.name, args, signal, outboundHeaders(ctx, c, call.headers, inbound, undefined))
+          : await ctx.callRemote(c, args, { signal: lost!.signal, headers: outboundHeaders(ctx, c, call.headers, inbound, deadlineAt - ctx.clock.now()), onProgress: call.onProgress })
         const result = unwrap<R>(raw, name, provider, output)
         ctx.stats.ok++
         return { result, provider }
@@ -318,9 +325,18 @@ function toolError (r: CallToolResult, dependency: string, provider: ProviderInf
   })
 }
 
-/** The call's headers with the budget left, so the provider (and its own calls) stop when we do. */
-function budgetHeaders (headers: Record<string, string> | undefined, left: number): Record<string, string> {
-  return { ...headers, [TIMEOUT_HEADER]: String(Math.max(1, Math.floor(left))) }
+/**
+ * What one attempt sends: the propagated inbound headers, then the call's own (both by the
+ * node's list; a partner's agent gets only what is allowed for its domain), and the budget left,
+ * so the provider (and its own calls) stop when we do.
+ */
+function outboundHeaders (ctx: MeshToolContext, c: Candidate, own: Record<string, string> | undefined, inbound: CallScope | undefined, left: number | undefined): Record<string, string> {
+  const h = ctx.headers
+  let out: Record<string, string> = own === undefined ? { ...inbound?.headers } : { ...inbound?.headers, ...pickHeaders(own, h.filter) }
+  const domain = h.trustDomain === undefined || c.identity === undefined ? undefined : parseSpiffeId(c.identity.spiffeId).trustDomain
+  if (domain !== undefined && domain !== h.trustDomain) out = pickHeaders(out, h.partner(domain)) ?? {}
+  if (left !== undefined) out[TIMEOUT_HEADER] = String(Math.max(1, Math.floor(left)))
+  return out
 }
 
 const CallPolicySchema = z.object({

@@ -9,7 +9,7 @@ export interface ToolContext {
   signal: AbortSignal
   /** The caller's identity, when the endpoint authenticates callers. */
   authInfo?: AuthInfo
-  /** The HTTP headers of the call (empty for in-process calls). */
+  /** The HTTP headers of the call (for in-process calls, the propagated headers a remote call would carry). */
   headers: Record<string, string | string[] | undefined>
   /** Reports progress to the caller (MCP `notifications/progress`), when it asked for it. */
   progress(p: Progress): Promise<void>
@@ -48,7 +48,7 @@ export function remoteContext (extra: CallExtra, logLevel: () => LoggingLevel, l
   }
 }
 
-/** A handler's context for a call from this agent itself: no caller to stream to. */
-export function inProcessContext (signal: AbortSignal): ToolContext {
-  return { signal, headers: {}, progress: async () => {}, log: async () => {} }
+/** A handler's context for a call from this agent itself: no caller to stream to; the headers a remote call would carry. */
+export function inProcessContext (signal: AbortSignal, headers: Record<string, string> = {}): ToolContext {
+  return { signal, headers, progress: async () => {}, log: async () => {} }
 }

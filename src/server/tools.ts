@@ -12,6 +12,8 @@ import { inProcessContext, remoteContext } from './tool-context.ts'
 import type { ToolContext } from './tool-context.ts'
 import { issuesOf, meshErrorResult, toResult } from './tool-result.ts'
 import { callScope, inboundBudget } from '../proxy/call-scope.ts'
+import { headerFilter, pickHeaders } from '../proxy/headers.ts'
+import type { HeaderFilter } from '../proxy/headers.ts'
 import { deadline } from '../proxy/deadline.ts'
 import { systemClock } from '../clock.ts'
 import type { Clock } from '../clock.ts'
@@ -66,7 +68,7 @@ export interface ToolRegistry {
   /** `tools/call` on the endpoint's fast path. */
   readonly fastCall: FastCall
   /** Runs one of the agent's own tools in process (a dependency on its own capability). */
-  callLocal(name: string, args: unknown, signal: AbortSignal): Promise<CallToolResult>
+  callLocal(name: string, args: unknown, signal: AbortSignal, headers?: Record<string, string>): Promise<CallToolResult>
 }
 
 interface LocalTool {
@@ -78,7 +80,8 @@ interface LocalTool {
 }
 
 /** Creates the registry of one agent (`agent` names it in default descriptions and logs). */
-export function createToolRegistry (init: { agent: string, onDenied?: (tool: string, caller: string | undefined) => void, defaultAllow?: AllowList, clock?: Clock }): ToolRegistry {
+export function createToolRegistry (init: { agent: string, onDenied?: (tool: string, caller: string | undefined) => void, defaultAllow?: AllowList, clock?: Clock, propagate?: HeaderFilter }): ToolRegistry {
+  const propagate = init.propagate ?? headerFilter([])
   const clock = init.clock ?? systemClock
   const tools = new Map<string, LocalTool>()
   // One server serves every caller, so the level is the endpoint's (the SDK keeps it per session).
@@ -91,7 +94,7 @@ export function createToolRegistry (init: { agent: string, onDenied?: (tool: str
    * (its deadline header): the handler's signal aborts then, and its own outbound calls inherit
    * the deadline (`callScope`).
    */
-  async function invoke (name: string, tool: LocalTool, args: unknown, ctx: ToolContext, budget?: number): Promise<CallToolResult> {
+  async function invoke (name: string, tool: LocalTool, args: unknown, ctx: ToolContext, budget?: number, headers?: Record<string, string>): Promise<CallToolResult> {
     const parsed = await parseMaybeAsync(tool.input, args ?? {})
     if (!parsed.success) {
       return meshErrorResult('MESH_ERR_CALL_INVALID_ARGS', `Input validation error: Invalid arguments for tool ${name}: ${z.prettifyError(parsed.error)}`,
@@ -99,10 +102,12 @@ export function createToolRegistry (init: { agent: string, onDenied?: (tool: str
     }
     const limit = budget === undefined ? undefined : deadline(clock, budget, [ctx.signal])
     const run = limit === undefined ? ctx : { ...ctx, signal: limit.signal }
-    const deadlineAt = budget === undefined ? callScope.getStore()?.deadlineAt : clock.now() + budget
+    const outer = callScope.getStore()
+    const deadlineAt = budget === undefined ? outer?.deadlineAt : clock.now() + budget
+    const carried = headers ?? outer?.headers
     let result: CallToolResult
     try {
-      result = toResult(await callScope.run({ signal: run.signal, ...(deadlineAt === undefined ? {} : { deadlineAt }) }, () => tool.run(parsed.data, run)))
+      result = toResult(await callScope.run({ signal: run.signal, ...(deadlineAt === undefined ? {} : { deadlineAt }), ...(carried === undefined ? {} : { headers: carried }) }, () => tool.run(parsed.data, run)))
     } catch (err) {
       return meshErrorResult('MESH_ERR_CALL_TOOL_ERROR', err instanceof Error ? err.message : String(err))
     } finally {
@@ -132,7 +137,8 @@ export function createToolRegistry (init: { agent: string, onDenied?: (tool: str
       init.onDenied?.(name, caller)
       return Promise.resolve(meshErrorResult('MESH_ERR_CALL_NOT_AUTHORIZED', `${caller ?? 'a caller with no identity'} may not call ${name} on agent ${init.agent}`, { tool: name, caller: caller ?? null }))
     }
-    return invoke(name, tool, args, remoteContext(extra, level, init.agent), inboundBudget(extra.requestInfo?.headers ?? {}))
+    const inbound = extra.requestInfo?.headers ?? {}
+    return invoke(name, tool, args, remoteContext(extra, level, init.agent), inboundBudget(inbound), pickHeaders(inbound, propagate))
   }
 
   return {
@@ -199,10 +205,10 @@ export function createToolRegistry (init: { agent: string, onDenied?: (tool: str
       })
     },
 
-    async callLocal (name, args, signal) {
+    async callLocal (name, args, signal, headers) {
       const tool = tools.get(name)
       if (tool === undefined) throw new MeshError('MESH_ERR_CALL_NO_PROVIDER', `tool ${name} is not registered on this node`)
-      return await invoke(name, tool, args, inProcessContext(signal))
+      return await invoke(name, tool, args, inProcessContext(signal, headers), undefined, headers)
     },
   }
 }
