@@ -302,6 +302,8 @@ export const MeshNodeOptionsSchema = GossipOptionsSchema.omit({ role: true }).ex
   propagateHeaders: z.array(HeaderPatternSchema).max(64).default([]),
   /** Per partner trust domain, the propagated headers its agents may get (none by default: `authorization` never leaks to a partner). */
   partnerHeaders: z.record(z.string(), z.array(HeaderPatternSchema).max(64)).default({}),
+  /** How calls spread among equally ranked providers: round robin, least outstanding, or power of two choices by latency. */
+  balance: z.enum(['round-robin', 'least-outstanding', 'p2c']).default('round-robin'),
   /** Circuit breaking per provider, and the cap on calls in flight to one provider: Envoy's defaults. */
   breaker: BreakerSchema.default(BreakerSchema.parse({})),
   /** On stop, calls in flight get this long to finish before the endpoint closes. */

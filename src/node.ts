@@ -182,6 +182,7 @@ class Node implements MeshNode {
       callTimeoutMs: this.options.callTimeoutMs,
       retry: { retries: this.options.retries, delayMs: this.options.retryDelayMs, maxDelayMs: this.options.retryMaxDelayMs },
       breaker: this.options.breaker,
+      balance: this.options.balance,
       propagate: { headers: this.options.propagateHeaders, partners: this.options.partnerHeaders },
       stopSignal: this.#stopAbort.signal,
       ...(mtls ? { trustDomain: ownDomain, trusted, revoked, onTrustChange: (l: () => void) => { this.#trustListeners.add(l) } } : {}),
@@ -248,7 +249,7 @@ class Node implements MeshNode {
 
   async #start (): Promise<void> {
     const o = this.options
-    const { version: _v, http: _h, tls: _t, settleMs: _s, callTimeoutMs: _c, retries: _r, retryDelayMs: _rd, retryMaxDelayMs: _rm, breaker: _b, propagateHeaders: _ph, partnerHeaders: _pa, drainGraceMs: _d, handleSignals: _hs, ...gossipOptions } = o
+    const { version: _v, http: _h, tls: _t, settleMs: _s, callTimeoutMs: _c, retries: _r, retryDelayMs: _rd, retryMaxDelayMs: _rm, breaker: _b, balance: _bl, propagateHeaders: _ph, partnerHeaders: _pa, drainGraceMs: _d, handleSignals: _hs, ...gossipOptions } = o
     // With mutual TLS, the mesh's own protocols admit only members that prove an SVID of our domain.
     const host = o.http.announceHost ?? o.http.host
     const member = o.tls.mode !== 'strict'

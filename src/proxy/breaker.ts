@@ -31,7 +31,12 @@ interface ProviderState {
   /** Half-open: a trial call is out; others wait for its outcome. */
   trial: boolean
   inflight: number
+  /** Moving average of its answered calls' latency, in ms (0 until one is measured). */
+  latencyMs: number
 }
+
+/** Weight of the newest sample in the latency average. */
+const LATENCY_ALPHA = 0.3
 
 /** A provider's circuit as one caller sees it. */
 export type Circuit = 'closed' | 'open' | 'half-open'
@@ -88,14 +93,28 @@ export class Breakers {
     return out
   }
 
-  /** A call is going out to `peerId`. */
+  /** A call is going out to `peerId` (its state is kept until the member leaves: `forget`). */
   start (peerId: string): void {
     this.#state(peerId).inflight++
   }
 
-  /** Its call ended: `ok` (an answer, even a tool's own error), a failure that counts, or neither (aborted by the caller). */
-  end (peerId: string, outcome: 'ok' | 'failed' | 'neither'): void {
+  /** Calls this caller has in flight to `peerId`. */
+  inflight (peerId: string): number {
+    return this.#states.get(peerId)?.inflight ?? 0
+  }
+
+  /** The moving average of `peerId`'s answer time, in ms (0 when none was measured). */
+  latency (peerId: string): number {
+    return this.#states.get(peerId)?.latencyMs ?? 0
+  }
+
+  /**
+   * Its call ended: `ok` (an answer, even a tool's own error), a failure that counts, or neither
+   * (aborted by the caller); `ms`, how long an answered call took.
+   */
+  end (peerId: string, outcome: 'ok' | 'failed' | 'neither', ms?: number): void {
     const s = this.#state(peerId)
+    if (outcome === 'ok' && ms !== undefined) s.latencyMs = s.latencyMs === 0 ? ms : s.latencyMs + LATENCY_ALPHA * (ms - s.latencyMs)
     s.inflight = Math.max(0, s.inflight - 1)
     const wasTrial = s.trial
     s.trial = false
@@ -115,7 +134,6 @@ export class Breakers {
         s.openUntil = now + Math.min(this.policy.maxEjectionMs, this.policy.baseEjectionMs * s.ejections)
       }
     }
-    if (s.inflight === 0 && s.failures === 0 && s.openUntil === undefined && s.ejections === 0) this.#states.delete(peerId)
   }
 
   /** When the circuit of `peerId` half-opens (ms on the clock), while it is open. */
@@ -130,7 +148,7 @@ export class Breakers {
 
   #state (peerId: string): ProviderState {
     let s = this.#states.get(peerId)
-    if (s === undefined) this.#states.set(peerId, s = { failures: 0, ejections: 0, trial: false, inflight: 0 })
+    if (s === undefined) this.#states.set(peerId, s = { failures: 0, ejections: 0, trial: false, inflight: 0, latencyMs: 0 })
     return s
   }
 }

@@ -9,7 +9,7 @@ import type { ReplicaChange } from '../topology/replica.ts'
 import { endpointProblem } from '../topology/endpoint.ts'
 import { originOf } from './mcp-client.ts'
 import type { McpHttpClient } from './mcp-client.ts'
-import type { MeshToolContext, RetryPolicy } from './mesh-tool.ts'
+import type { Balance, MeshToolContext, RetryPolicy } from './mesh-tool.ts'
 import { Breakers } from './breaker.ts'
 import { headerFilter } from './headers.ts'
 import type { HeaderFilter } from './headers.ts'
@@ -25,6 +25,8 @@ export interface CallerInit {
   callTimeoutMs: number
   /** Default retries of calls through injected tools (none when absent). */
   retry?: RetryPolicy
+  /** How calls spread among equally ranked providers, unless a dependency says (round robin when absent). */
+  balance?: Balance
   /** Circuit breaking and the concurrency cap per provider (Envoy's defaults when absent). */
   breaker?: BreakerPolicy
   /** Header propagation: the node's list, and per partner domain what its agents may get. */
@@ -131,6 +133,7 @@ export function createCaller (init: CallerInit): MeshToolContext {
     callTimeoutMs: init.callTimeoutMs,
     retry: init.retry ?? { retries: 0, delayMs: 100, maxDelayMs: 2_000 },
     breakers,
+    balance: init.balance ?? 'round-robin',
     headers: {
       filter: headerFilter(init.propagate?.headers ?? []),
       partner: (td) => {
@@ -161,7 +164,7 @@ export function createCaller (init: CallerInit): MeshToolContext {
       return resolution
     },
 
-    order (resolution: Resolution, key: string): Candidate[] {
+    order (resolution: Resolution, key: string, balance: Balance = 'round-robin'): Candidate[] {
       const { ranked, tier } = resolution
       let order = ranked
       if (tier > 1) {
@@ -169,7 +172,8 @@ export function createCaller (init: CallerInit): MeshToolContext {
         // order after it stays fair too.
         const turn = nextTurn(turns, key)
         const pick = turn % tier
-        order = [...ranked.slice(pick, tier), ...ranked.slice(0, pick), ...ranked.slice(tier)]
+        const top = [...ranked.slice(pick, tier), ...ranked.slice(0, pick)]
+        order = [...balanced(top, balance, breakers), ...ranked.slice(tier)]
       }
       if (avoid.size === 0) return order
       const now = init.clock.now()
@@ -242,6 +246,22 @@ export function createCaller (init: CallerInit): MeshToolContext {
       return [...out].sort()
     },
   }
+}
+
+/**
+ * The top tier in the order `balance` asks for, from its round-robin rotation: as is; by calls in
+ * flight from this caller (least outstanding; ties keep the rotation); or the better of two drawn
+ * at random, by latency times calls in flight (power of two choices, as Linkerd and Finagle
+ * balance), first.
+ */
+function balanced (top: Candidate[], balance: Balance, load: Breakers): Candidate[] {
+  if (balance === 'least-outstanding') return top.map((c, i) => ({ c, i, n: load.inflight(c.peerId) })).sort((a, b) => a.n - b.n || a.i - b.i).map((x) => x.c)
+  if (balance !== 'p2c') return top
+  const a = Math.floor(Math.random() * top.length)
+  const b = (a + 1 + Math.floor(Math.random() * (top.length - 1))) % top.length
+  const cost = (c: Candidate): number => (load.latency(c.peerId) + 1) * (load.inflight(c.peerId) + 1)
+  const best = cost(top[b]) < cost(top[a]) ? b : a
+  return [top[best], ...top.filter((_, i) => i !== best)]
 }
 
 /** The turn of `key`, counted up; the least recently used key is dropped past MAX_KEYS. */

@@ -18,6 +18,13 @@ import type { Breakers } from './breaker.ts'
 import { printable } from './answer.ts'
 
 /**
+ * How a caller spreads calls among equally ranked providers: `round-robin` (the default), or
+ * `least-outstanding` (the one with the fewest calls in flight from this caller), or `p2c` (the
+ * better of two drawn at random, by answer time times calls in flight).
+ */
+export type Balance = 'round-robin' | 'least-outstanding' | 'p2c'
+
+/**
  * Retries of calls that failed after sending (the connection, a 5xx), for read-only or idempotent
  * tools only (MCP annotations), each after a backoff with full jitter and to another provider
  * first. Failures before sending, and providers lost mid-call, go to the next provider at once
@@ -44,6 +51,8 @@ export interface RetryPolicyInput {
  * a spec with call options. `output` (a zod schema) types and checks the result.
  */
 export type DependencyDeclaration = DependencySpec | (ResolutionSpec & Partial<RetryPolicyInput> & {
+  /** How calls spread among equally ranked providers (default: the node's `balance`, round robin). */
+  balance?: Balance
   /** Timeout of one call through this dependency, in ms (default: the node's `callTimeoutMs`). */
   timeout?: number
   /** Checks and types the result (the provider's structured content). */
@@ -114,7 +123,7 @@ export interface MeshToolContext {
    * The order one call tries the candidates of `resolution` in: load spread among the equally
    * ranked (round robin per `key`), providers that just refused moved to the end.
    */
-  order: (resolution: Resolution, key: string) => Candidate[]
+  order: (resolution: Resolution, key: string, balance?: Balance) => Candidate[]
   /** `c` refused a call before anything ran there: try it last for a while. */
   refused: (c: Candidate) => void
   /**
@@ -129,6 +138,8 @@ export interface MeshToolContext {
   callTimeoutMs: number
   /** The node's default retries. */
   retry: RetryPolicy
+  /** The node's default balance. */
+  balance: Balance
   /** This caller's circuit breakers and calls in flight, per provider. */
   breakers: Breakers
   /** Which headers calls carry: the node's list, and each partner domain's (with mutual TLS: our own `trustDomain`). */
@@ -184,7 +195,8 @@ export function createMeshTool<R = unknown> (name: string, declaration: Dependen
     let retried = 0
     let backoffDue = false
     // One turn of the round robin per call: the order is taken again only when the topology changed.
-    let order = ctx.order(ctx.resolve(specs, key), key)
+    const balance = options.balance ?? ctx.balance
+    let order = ctx.order(ctx.resolve(specs, key), key, balance)
     /** Providers left out for open circuits (at most the policy's share of them). */
     let out = ctx.breakers.ejected(order.map((x) => x.peerId))
     for (;;) {
@@ -201,7 +213,7 @@ export function createMeshTool<R = unknown> (name: string, declaration: Dependen
         // Inside the settle window: wait for the topology to change (or the window to close).
         const waitFor = AbortSignal.any([signal, AbortSignal.timeout(Math.max(1, ctx.settleUntil() - ctx.clock.now()))])
         await ctx.nextChange(waitFor).catch(() => {})
-        order = ctx.order(ctx.resolve(specs, key), key)
+        order = ctx.order(ctx.resolve(specs, key), key, balance)
         out = ctx.breakers.ejected(order.map((x) => x.peerId))
         continue
       }
@@ -225,6 +237,7 @@ export function createMeshTool<R = unknown> (name: string, declaration: Dependen
         ctx.breakers.start(c.peerId)
       }
       let outcome: 'ok' | 'failed' | 'neither' = 'ok'
+      const sentAt = ctx.clock.now()
       // A provider the mesh gives up on while it has the call is not waited for until the timeout.
       const lost = local ? undefined : watchAttempt(ctx, c, signal)
       try {
@@ -266,7 +279,7 @@ export function createMeshTool<R = unknown> (name: string, declaration: Dependen
         failures.push(new MeshError(e.code, e.message, { cause: e, details: { ...e.details, peerId: c.peerId, agent: c.agent } }))
       } finally {
         lost?.done()
-        if (!local) ctx.breakers.end(c.peerId, outcome)
+        if (!local) ctx.breakers.end(c.peerId, outcome, ctx.clock.now() - sentAt)
       }
     }
   }
@@ -344,6 +357,7 @@ const CallPolicySchema = z.object({
   retries: z.number().int().min(0).max(10).optional(),
   retryDelayMs: z.number().int().min(0).optional(),
   retryMaxDelayMs: z.number().int().min(0).optional(),
+  balance: z.enum(['round-robin', 'least-outstanding', 'p2c']).optional(),
 })
 
 /** A dependency's (or a call's) options, checked once: MESH_ERR_RESOLVE_INVALID_SPEC says which is wrong. */

@@ -1,0 +1,59 @@
+// Load balancing among equally ranked providers, over real libp2p and real HTTP: round robin
+// spreads 1,000 calls evenly; least outstanding and the power of two choices send most of 16
+// concurrent loops' calls to the provider that answers fast, away from one that takes 40 ms.
+import t from 'tap'
+import { createMeshNode } from '../../src/node.ts'
+import type { MeshNode } from '../../src/node.ts'
+import type { Balance } from '../../src/proxy/mesh-tool.ts'
+import { testNodeOptions } from '../helpers/mesh.ts'
+import { waitFor } from '../helpers/wait.ts'
+
+const MESH = `balance-${process.pid}`
+t.setTimeout(120_000)
+const nodes: MeshNode[] = []
+t.teardown(async () => { await Promise.all(nodes.map(async (n) => n.stop())) })
+const start = async (name: string, define: (n: MeshNode) => void, bootstrap: string[] = []): Promise<MeshNode> => {
+  const n = createMeshNode(testNodeOptions(MESH, name, { bootstrap }))
+  define(n)
+  nodes.push(n)
+  await n.start()
+  await n.ready()
+  return n
+}
+const caller = await start('caller', () => {})
+for (const name of ['even-1', 'even-2', 'even-3']) await start(name, (n) => n.tool('even', { capability: 'even' }, async () => ({ by: name })), caller.gossip.addrs)
+for (const [name, ms] of [['fast', 0], ['slow', 40]] as const) {
+  await start(name, (n) => n.tool('work', { capability: 'work' }, async () => {
+    if (ms > 0) await new Promise((resolve) => setTimeout(resolve, ms))
+    return { by: name }
+  }), caller.gossip.addrs)
+}
+await waitFor('the caller to see every provider', () => caller.explain('even').ranked.length === 3 && caller.explain('work').ranked.length === 2)
+
+t.test('round robin: 1,000 calls spread within 10 % of even', async (t) => {
+  const even = caller.dependency<{ by: string }>('even')
+  const count: Record<string, number> = {}
+  for (let i = 0; i < 1_000; i++) { const { by } = await even({}); count[by] = (count[by] ?? 0) + 1 }
+  for (const [by, n] of Object.entries(count)) t.ok(Math.abs(n - 1_000 / 3) <= 1_000 / 3 * 0.1, `${by}: ${n} of 1,000`)
+  t.equal(Object.keys(count).length, 3)
+})
+
+/** Share of 400 calls from 16 concurrent loops that the fast provider served. */
+async function fastShare (balance: Balance): Promise<number> {
+  const work = caller.dependency<{ by: string }>({ capability: 'work', balance })
+  let fast = 0
+  await Promise.all(Array.from({ length: 16 }, async () => {
+    for (let i = 0; i < 25; i++) if ((await work({})).by === 'fast') fast++
+  }))
+  return fast / 400
+}
+
+t.test('least outstanding and p2c send most calls to the provider that answers fast', async (t) => {
+  const rr = await fastShare('round-robin')
+  t.ok(Math.abs(rr - 0.5) <= 0.05, `round robin: ${(rr * 100).toFixed(0)} % to the fast provider, as many as to the slow one`)
+  const lo = await fastShare('least-outstanding')
+  t.ok(lo >= 0.75, `least outstanding: ${(lo * 100).toFixed(0)} % to the fast provider`)
+  const p2c = await fastShare('p2c')
+  t.ok(p2c >= 0.75, `power of two choices: ${(p2c * 100).toFixed(0)} % to the fast provider`)
+  t.throws(() => caller.dependency({ capability: 'work', balance: 'random' as Balance }), { code: 'MESH_ERR_RESOLVE_INVALID_SPEC' })
+})
