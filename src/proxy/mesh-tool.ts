@@ -3,7 +3,7 @@ import { z } from 'zod'
 import { ErrorCodes, MESH_ERROR_META_KEY, MeshError, isMeshError } from '../errors.ts'
 import type { ErrorCode } from '../errors.ts'
 import type { Clock } from '../clock.ts'
-import { describeSpec, normalizeDependency } from '../topology/dependency.ts'
+import { describeSpec, normalizeDependency, TagExpressionSchema } from '../topology/dependency.ts'
 import type { DependencySpec, ResolutionSpec } from '../topology/dependency.ts'
 import type { Candidate, Resolution } from '../topology/resolver.ts'
 import { retrySafe } from '../topology/advert.ts'
@@ -53,6 +53,11 @@ export interface RetryPolicyInput {
 export type DependencyDeclaration = DependencySpec | (ResolutionSpec & Partial<RetryPolicyInput> & {
   /** How calls spread among equally ranked providers (default: the node's `balance`, round robin). */
   balance?: Balance
+  /**
+   * A weighted split (canaries): each call takes one branch, the spec with that branch's version
+   * or tags, by weight (`[{ weight: 90, version: '^1' }, { weight: 10, version: '^2' }]`).
+   */
+  split?: Array<{ weight: number, version?: string, tags?: ResolutionSpec['tags'] }>
   /** Timeout of one call through this dependency, in ms (default: the node's `callTimeoutMs`). */
   timeout?: number
   /** Checks and types the result (the provider's structured content). */
@@ -161,6 +166,7 @@ export function createMeshTool<R = unknown> (name: string, declaration: Dependen
   const options = callPolicy(name, (typeof declaration === 'object' && !Array.isArray(declaration) ? declaration : {}) as Record<string, unknown>)
   const { output, timeout } = options
   const key = JSON.stringify(specs)
+  const route = splitRoute(name, specs, key, options.split, ctx)
   const failed = (err: unknown): unknown => {
     const code = isMeshError(err) ? err.code : 'OTHER'
     ctx.stats.failed[code] = (ctx.stats.failed[code] ?? 0) + 1
@@ -187,6 +193,8 @@ export function createMeshTool<R = unknown> (name: string, declaration: Dependen
   }
 
   async function attempt (args: Record<string, unknown>, call: CallOptions, signal: AbortSignal, deadlineAt: number, inbound: CallScope | undefined): Promise<{ result: R, provider: ProviderInfo }> {
+    // A weighted split picks this call's branch (its own version or tags); otherwise the dependency's specs.
+    const { specs, key } = route()
     /** Every failed attempt of this call, with its provider: the final error lists them. */
     const failures: MeshError[] = []
     /** Providers that failed this call: the next attempt goes to another one first. */
@@ -358,6 +366,11 @@ const CallPolicySchema = z.object({
   retryDelayMs: z.number().int().min(0).optional(),
   retryMaxDelayMs: z.number().int().min(0).optional(),
   balance: z.enum(['round-robin', 'least-outstanding', 'p2c']).optional(),
+  split: z.array(z.object({
+    weight: z.number().positive().max(1_000_000),
+    version: z.string().max(64).optional(),
+    tags: TagExpressionSchema.optional(),
+  }).strict()).min(1).max(8).optional(),
 })
 
 /** A dependency's (or a call's) options, checked once: MESH_ERR_RESOLVE_INVALID_SPEC says which is wrong. */
@@ -394,6 +407,38 @@ function circuitOpen (name: string, capability: string, open: Candidate[], ctx: 
   return new MeshError('MESH_ERR_CALL_CIRCUIT_OPEN', `no call of ${name} (${capability}) was sent: the circuit of every provider is open (${open.map((c) => c.agent).join(', ')}: ${ctx.breakers.policy.consecutiveFailures} failures in a row); a trial call goes through in ${Math.ceil(wait / 1000)} s`, {
     details: { dependency: name, notSent: true, providers: open.map((c) => c.agent), retryAfterMs: wait },
   })
+}
+
+/**
+ * The route of each call: the dependency's specs, or with `split`, one branch per call (the
+ * first spec with the branch's version or tags), chosen by smooth weighted round robin among the
+ * branches that have a provider now, so 1,000 calls at 90/10 land exactly 900 and 100. With no
+ * branch resolvable, the dependency's own specs (which may wait for a provider, or say why none).
+ */
+function splitRoute (name: string, specs: ResolutionSpec[], key: string, split: Array<{ weight: number, version?: string, tags?: ResolutionSpec['tags'] }> | undefined, ctx: MeshToolContext): () => { specs: ResolutionSpec[], key: string } {
+  const base = { specs, key }
+  if (split === undefined) return () => base
+  const branches = split.map(({ weight, ...pick }) => {
+    let branch: ResolutionSpec[]
+    try {
+      branch = normalizeDependency({ ...specs[0], ...pick })
+    } catch (err) {
+      throw new MeshError('MESH_ERR_RESOLVE_INVALID_SPEC', `invalid split of ${name}: ${(err as Error).message}`, { cause: err })
+    }
+    return { weight, current: 0, specs: branch, key: JSON.stringify(branch) }
+  })
+  return () => {
+    const live = branches.filter((b) => ctx.resolve(b.specs, b.key).ranked.length > 0)
+    if (live.length === 0) return base
+    const total = live.reduce((sum, b) => sum + b.weight, 0)
+    let best = live[0]
+    for (const b of live) {
+      b.current += b.weight
+      if (b.current > best.current) best = b
+    }
+    best.current -= total
+    return best
+  }
 }
 
 /** Why every attempt failed, in one error: the code says what kind of failure it was. */
