@@ -19,6 +19,8 @@ export const callScope = new AsyncLocalStorage<CallScope>()
 
 /** The header our callers send: the budget left for the call, in ms. */
 export const TIMEOUT_HEADER = 'mcp-mesh-timeout-ms'
+/** The session key of a call through a session dependency (`session: true`). */
+export const SESSION_HEADER = 'mcp-mesh-session'
 /** MCP Mesh's header, accepted inbound: the budget left, in seconds. */
 export const MCP_MESH_TIMEOUT_HEADER = 'x-mesh-timeout'
 /** Longer budgets are clamped: a timer takes at most about 24.8 days. */

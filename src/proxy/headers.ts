@@ -11,7 +11,7 @@ import { z } from 'zod'
 const ALWAYS = ['traceparent', 'tracestate']
 /** Never propagated: they belong to one request or one connection, or the mesh sets them. */
 const NEVER = new Set(['host', 'connection', 'keep-alive', 'content-length', 'content-type', 'content-encoding', 'transfer-encoding', 'te', 'trailer', 'upgrade',
-  'accept', 'accept-encoding', 'expect', 'mcp-protocol-version', 'mcp-session-id', 'last-event-id', 'mcp-mesh-timeout-ms', 'x-mesh-timeout', 'proxy-authorization', 'proxy-connection'])
+  'accept', 'accept-encoding', 'expect', 'mcp-protocol-version', 'mcp-session-id', 'last-event-id', 'mcp-mesh-timeout-ms', 'x-mesh-timeout', 'mcp-mesh-session', 'proxy-authorization', 'proxy-connection'])
 const TOKEN = /^[!#$%&'*+.^_`|~0-9a-z-]+$/
 
 /** One entry of a propagation list: a header name, or a prefix ending in `*` (a bare `*` is refused). */

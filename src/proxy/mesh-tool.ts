@@ -9,12 +9,13 @@ import type { Candidate, Resolution } from '../topology/resolver.ts'
 import { retrySafe } from '../topology/advert.ts'
 import type { Progress } from './mcp-client.ts'
 import { deadline } from './deadline.ts'
-import { callScope, TIMEOUT_HEADER } from './call-scope.ts'
+import { callScope, SESSION_HEADER, TIMEOUT_HEADER } from './call-scope.ts'
 import type { CallScope } from './call-scope.ts'
 import { pickHeaders } from './headers.ts'
 import type { HeaderFilter } from './headers.ts'
 import { parseSpiffeId } from '../identity/spiffe-id.ts'
 import type { Breakers } from './breaker.ts'
+import { SessionPins } from './sessions.ts'
 import { printable } from './answer.ts'
 
 /**
@@ -58,6 +59,11 @@ export type DependencyDeclaration = DependencySpec | (ResolutionSpec & Partial<R
    * or tags, by weight (`[{ weight: 90, version: '^1' }, { weight: 10, version: '^2' }]`).
    */
   split?: Array<{ weight: number, version?: string, tags?: ResolutionSpec['tags'] }>
+  /**
+   * Pins each session (the `session` key of a call) to the provider of its first call; when that
+   * provider is gone, the call fails with `MESH_ERR_CALL_SESSION_LOST` instead of moving.
+   */
+  session?: boolean
   /** Timeout of one call through this dependency, in ms (default: the node's `callTimeoutMs`). */
   timeout?: number
   /** Checks and types the result (the provider's structured content). */
@@ -71,6 +77,8 @@ export interface CallOptions {
   timeout?: number
   /** Overrides the dependency's retries (see `RetryPolicy`). */
   retries?: number
+  /** The session key (a dependency declared with `session: true`): the session's calls stay on one provider. */
+  session?: string
   headers?: Record<string, string>
   onProgress?: (p: Progress) => void
 }
@@ -116,6 +124,8 @@ export interface MeshTool<R = unknown> {
   readonly capability: string
   /** The current resolution, with the reasons for every candidate (as `meshctl explain`). */
   resolve(): Resolution
+  /** Ends a session (`session: true`): its next call starts a new one, on any provider. */
+  endSession(session: string): void
 }
 
 /** What a MeshTool needs from its node. */
@@ -167,6 +177,7 @@ export function createMeshTool<R = unknown> (name: string, declaration: Dependen
   const { output, timeout } = options
   const key = JSON.stringify(specs)
   const route = splitRoute(name, specs, key, options.split, ctx)
+  const pins = new SessionPins()
   const failed = (err: unknown): unknown => {
     const code = isMeshError(err) ? err.code : 'OTHER'
     ctx.stats.failed[code] = (ctx.stats.failed[code] ?? 0) + 1
@@ -204,7 +215,16 @@ export function createMeshTool<R = unknown> (name: string, declaration: Dependen
     let backoffDue = false
     // One turn of the round robin per call: the order is taken again only when the topology changed.
     const balance = options.balance ?? ctx.balance
-    let order = ctx.order(ctx.resolve(specs, key), key, balance)
+    const session = call.session
+    if (options.session === true && session === undefined) throw failed(new MeshError('MESH_ERR_RESOLVE_INVALID_SPEC', `${name} is a session dependency: pass the session key with each call ({ session: '...' })`, { details: { dependency: name } }))
+    const pinned = (o: Candidate[]): Candidate[] => {
+      try {
+        return session === undefined ? o : pins.restrict(session, name, o)
+      } catch (err) {
+        throw failed(err)
+      }
+    }
+    let order = pinned(ctx.order(ctx.resolve(specs, key), key, balance))
     /** Providers left out for open circuits (at most the policy's share of them). */
     let out = ctx.breakers.ejected(order.map((x) => x.peerId))
     for (;;) {
@@ -221,7 +241,7 @@ export function createMeshTool<R = unknown> (name: string, declaration: Dependen
         // Inside the settle window: wait for the topology to change (or the window to close).
         const waitFor = AbortSignal.any([signal, AbortSignal.timeout(Math.max(1, ctx.settleUntil() - ctx.clock.now()))])
         await ctx.nextChange(waitFor).catch(() => {})
-        order = ctx.order(ctx.resolve(specs, key), key, balance)
+        order = pinned(ctx.order(ctx.resolve(specs, key), key, balance))
         out = ctx.breakers.ejected(order.map((x) => x.peerId))
         continue
       }
@@ -251,14 +271,16 @@ export function createMeshTool<R = unknown> (name: string, declaration: Dependen
       try {
         const raw = local
           ? await ctx.callLocal(c.tool.name, args, signal, outboundHeaders(ctx, c, call.headers, inbound, undefined))
-          : await ctx.callRemote(c, args, { signal: lost!.signal, headers: outboundHeaders(ctx, c, call.headers, inbound, deadlineAt - ctx.clock.now()), onProgress: call.onProgress })
+          : await ctx.callRemote(c, args, { signal: lost!.signal, headers: outboundHeaders(ctx, c, call.headers, inbound, deadlineAt - ctx.clock.now(), session), onProgress: call.onProgress })
         const result = unwrap<R>(raw, name, provider, output)
+        if (session !== undefined) pins.pin(session, c)
         ctx.stats.ok++
         return { result, provider }
       } catch (err) {
         outcome = breakerOutcome(err, signal)
         if (signal.aborted) throw failed(isMeshError(err) && lost?.why === undefined ? err : timeoutOrAbort(signal, name, err))
         const gone = lostReason(err, lost?.why)
+        if (gone !== undefined && session !== undefined && pins.pinned(session)) throw failed(SessionPins.lost(session, name, c.agent, gone))
         const notSent = isMeshError(err) && err.details?.notSent === true
         const retry = gone === undefined && !notSent && retrySafe(c.tool) && retriesLeft > 0 && retryable(err)
         if (gone === undefined && !notSent && !retry) {
@@ -298,6 +320,7 @@ export function createMeshTool<R = unknown> (name: string, declaration: Dependen
     available: { get: () => ctx.resolve(specs, key).ranked.length > 0 },
     capability: { value: specs[0].capability },
     resolve: { value: () => ctx.resolve(specs, key) },
+    endSession: { value: (session: string) => { pins.end(session) } },
     name: { value: name },
   })
   return tool
@@ -321,7 +344,7 @@ function unwrap<R> (r: CallToolResult, dependency: string, provider: ProviderInf
  * Codes only this side raises: about the transport or the choice of provider. A provider that
  * puts one in a result is not believed (it ran the call, so none of them is true).
  */
-const CALLER_CODES: ReadonlySet<string> = new Set(['MESH_ERR_CALL_NO_PROVIDER', 'MESH_ERR_CALL_TIMEOUT', 'MESH_ERR_CALL_UNREACHABLE', 'MESH_ERR_CALL_FAILED', 'MESH_ERR_CALL_UNTRUSTED', 'MESH_ERR_CALL_PROVIDER_LOST', 'MESH_ERR_CALL_CIRCUIT_OPEN', 'MESH_ERR_CALL_OVERLOADED'])
+const CALLER_CODES: ReadonlySet<string> = new Set(['MESH_ERR_CALL_SESSION_LOST', 'MESH_ERR_CALL_NO_PROVIDER', 'MESH_ERR_CALL_TIMEOUT', 'MESH_ERR_CALL_UNREACHABLE', 'MESH_ERR_CALL_FAILED', 'MESH_ERR_CALL_UNTRUSTED', 'MESH_ERR_CALL_PROVIDER_LOST', 'MESH_ERR_CALL_CIRCUIT_OPEN', 'MESH_ERR_CALL_OVERLOADED'])
 
 /**
  * The error for an `isError` result. Its class travels as data, never read from the text: a mesh
@@ -351,12 +374,13 @@ function toolError (r: CallToolResult, dependency: string, provider: ProviderInf
  * node's list; a partner's agent gets only what is allowed for its domain), and the budget left,
  * so the provider (and its own calls) stop when we do.
  */
-function outboundHeaders (ctx: MeshToolContext, c: Candidate, own: Record<string, string> | undefined, inbound: CallScope | undefined, left: number | undefined): Record<string, string> {
+function outboundHeaders (ctx: MeshToolContext, c: Candidate, own: Record<string, string> | undefined, inbound: CallScope | undefined, left: number | undefined, session?: string): Record<string, string> {
   const h = ctx.headers
   let out: Record<string, string> = own === undefined ? { ...inbound?.headers } : { ...inbound?.headers, ...pickHeaders(own, h.filter) }
   const domain = h.trustDomain === undefined || c.identity === undefined ? undefined : parseSpiffeId(c.identity.spiffeId).trustDomain
   if (domain !== undefined && domain !== h.trustDomain) out = pickHeaders(out, h.partner(domain)) ?? {}
   if (left !== undefined) out[TIMEOUT_HEADER] = String(Math.max(1, Math.floor(left)))
+  if (session !== undefined) out[SESSION_HEADER] = session // the provider keeps the session's state by it
   return out
 }
 
@@ -366,6 +390,7 @@ const CallPolicySchema = z.object({
   retryDelayMs: z.number().int().min(0).optional(),
   retryMaxDelayMs: z.number().int().min(0).optional(),
   balance: z.enum(['round-robin', 'least-outstanding', 'p2c']).optional(),
+  session: z.boolean().optional(),
   split: z.array(z.object({
     weight: z.number().positive().max(1_000_000),
     version: z.string().max(64).optional(),

@@ -21,3 +21,17 @@ export async function startNode (mesh: string, name: string, define: (n: MeshNod
   await node.ready()
   return node
 }
+
+/** The nodes of one test file's mesh, all stopped at teardown; `start` adds one joined through `bootstrap`. */
+export function testMesh (t: { teardown: (fn: () => Promise<void>) => void }, mesh: string): { nodes: MeshNode[], start: (name: string, define?: (n: MeshNode) => void, bootstrap?: string[]) => Promise<MeshNode> } {
+  const nodes: MeshNode[] = []
+  t.teardown(async () => { await Promise.all(nodes.map(async (n) => n.stop())) })
+  return {
+    nodes,
+    start: async (name, define = () => {}, bootstrap = []) => {
+      const n = await startNode(mesh, name, define, { bootstrap })
+      nodes.push(n)
+      return n
+    },
+  }
+}

@@ -3,24 +3,13 @@
 // concurrent loops' calls to the provider that answers fast, away from one that takes 40 ms;
 // weighted splits send 90 % and 10 % of 1,000 calls to two versions, or two tags.
 import t from 'tap'
-import { createMeshNode } from '../../src/node.ts'
-import type { MeshNode } from '../../src/node.ts'
 import type { Balance } from '../../src/proxy/mesh-tool.ts'
-import { testNodeOptions } from '../helpers/mesh.ts'
+import { testMesh } from '../helpers/mesh.ts'
 import { waitFor } from '../helpers/wait.ts'
 
 const MESH = `balance-${process.pid}`
 t.setTimeout(120_000)
-const nodes: MeshNode[] = []
-t.teardown(async () => { await Promise.all(nodes.map(async (n) => n.stop())) })
-const start = async (name: string, define: (n: MeshNode) => void, bootstrap: string[] = []): Promise<MeshNode> => {
-  const n = createMeshNode(testNodeOptions(MESH, name, { bootstrap }))
-  define(n)
-  nodes.push(n)
-  await n.start()
-  await n.ready()
-  return n
-}
+const { nodes, start } = testMesh(t, MESH)
 const caller = await start('caller', () => {})
 for (const name of ['even-1', 'even-2', 'even-3']) await start(name, (n) => n.tool('even', { capability: 'even' }, async () => ({ by: name })), caller.gossip.addrs)
 for (const [name, ms] of [['fast', 0], ['slow', 40]] as const) {
