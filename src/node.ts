@@ -159,9 +159,9 @@ class Node implements MeshNode {
       propagate: headerFilter(this.options.propagateHeaders),
       // With mutual TLS, a tool's default callers are its own trust domain's, never a partner's.
       ...(mtls ? { defaultAllow: allowList([`spiffe://${ownDomain}/*`]) } : {}),
-      onDenied: (tool, caller) => {
-        this.#countDropped('not-authorized')
-        log('refused a call of %s by %s: not on its allow-list', tool, caller ?? 'a caller with no identity')
+      onDenied: (tool, caller, why = 'not-authorized') => {
+        this.#countDropped(why)
+        log('refused a call of %s by %s: %s', tool, caller ?? 'a caller with no identity', why === 'rate-limited' ? 'over its rate limit' : 'not on its allow-list')
       },
     })
     this.#tools.install(this.#mcp)

@@ -36,4 +36,13 @@ export class Quota {
     b.tokens -= 1
     return true
   }
+
+  /** How long until `key` has a token again, in ms (0 when it has one now). */
+  wait (key: string): number {
+    const b = this.#buckets.get(key)
+    if (b === undefined) return 0
+    const { clock, perMinute, burst } = this.#init
+    const tokens = Math.min(burst, b.tokens + (clock.now() - b.at) * perMinute / 60_000)
+    return tokens >= 1 ? 0 : Math.ceil((1 - tokens) * 60_000 / perMinute)
+  }
 }

@@ -213,6 +213,8 @@ export function createMeshTool<R = unknown> (name: string, declaration: Dependen
     let retriesLeft = call.retries ?? options.retries ?? ctx.retry.retries
     let retried = 0
     let backoffDue = false
+    /** The longest wait a provider asked for when it refused a call for its rate limit. */
+    let limitedWait = 0
     // One turn of the round robin per call: the order is taken again only when the topology changed.
     const balance = options.balance ?? ctx.balance
     const session = call.session
@@ -234,6 +236,14 @@ export function createMeshTool<R = unknown> (name: string, declaration: Dependen
         tried.clear()
         c = order.find((x) => !out.has(x.peerId))
       }
+      if (c === undefined && limitedWait > 0 && retriesLeft > 0 && ctx.clock.now() + limitedWait < deadlineAt) {
+        // Every provider refused for its rate limit: a retry waits as long as they asked.
+        retriesLeft--
+        ctx.stats.retries++
+        backoffDue = true
+        tried.clear()
+        c = order.find((x) => !out.has(x.peerId))
+      }
       if (c === undefined) {
         if (failures.length > 0 && order.length > 0) throw failed(exhausted(name, specs[0].capability, failures))
         if (out.size > 0) throw failed(circuitOpen(name, specs[0].capability, order.filter((x) => out.has(x.peerId)), ctx))
@@ -247,7 +257,7 @@ export function createMeshTool<R = unknown> (name: string, declaration: Dependen
       }
       if (backoffDue) {
         backoffDue = false
-        await sleep(ctx.clock, backoffDelay(++retried, options.retryDelayMs ?? ctx.retry.delayMs, options.retryMaxDelayMs ?? ctx.retry.maxDelayMs), signal)
+        await sleep(ctx.clock, Math.max(limitedWait, backoffDelay(++retried, options.retryDelayMs ?? ctx.retry.delayMs, options.retryMaxDelayMs ?? ctx.retry.maxDelayMs)), signal)
           .catch((err: unknown) => { throw failed(timeoutOrAbort(signal, name, err)) })
       }
       const local = c.peerId === ctx.selfPeerId()
@@ -281,7 +291,10 @@ export function createMeshTool<R = unknown> (name: string, declaration: Dependen
         if (signal.aborted) throw failed(isMeshError(err) && lost?.why === undefined ? err : timeoutOrAbort(signal, name, err))
         const gone = lostReason(err, lost?.why)
         if (gone !== undefined && session !== undefined && pins.pinned(session)) throw failed(SessionPins.lost(session, name, c.agent, gone))
-        const notSent = isMeshError(err) && err.details?.notSent === true
+        // Refused before it ran (rate limited) is as good as not sent: another provider may take it.
+        const limited = isMeshError(err) && err.code === 'MESH_ERR_CALL_RATE_LIMITED'
+        if (limited) limitedWait = Math.max(limitedWait, Number((err as MeshError).details?.retryAfterMs ?? 0))
+        const notSent = (isMeshError(err) && err.details?.notSent === true) || limited
         const retry = gone === undefined && !notSent && retrySafe(c.tool) && retriesLeft > 0 && retryable(err)
         if (gone === undefined && !notSent && !retry) {
           if (failures.length === 0) throw failed(err)
@@ -364,6 +377,7 @@ function toolError (r: CallToolResult, dependency: string, provider: ProviderInf
       provider,
       content: r.content,
       ...(Array.isArray(m.issues) ? { issues: m.issues } : {}),
+      ...(typeof (m as { retryAfterMs?: unknown }).retryAfterMs === 'number' ? { retryAfterMs: (m as { retryAfterMs: number }).retryAfterMs } : {}),
       ...(code === 'MESH_ERR_CALL_INVALID_ARGS' ? { validation: text } : {}),
     },
   })
@@ -470,14 +484,18 @@ function splitRoute (name: string, specs: ResolutionSpec[], key: string, split: 
 function exhausted (name: string, capability: string, failures: MeshError[]): MeshError {
   // Refused for identity alone: say so, as no retry elsewhere will change it.
   const same = failures.every((e) => e.code === failures[0].code) ? failures[0].code : undefined
-  const code = same === 'MESH_ERR_CALL_UNTRUSTED' || same === 'MESH_ERR_CALL_CIRCUIT_OPEN' || same === 'MESH_ERR_CALL_OVERLOADED'
+  const code = same === 'MESH_ERR_CALL_UNTRUSTED' || same === 'MESH_ERR_CALL_CIRCUIT_OPEN' || same === 'MESH_ERR_CALL_OVERLOADED' || same === 'MESH_ERR_CALL_RATE_LIMITED'
     ? same
     : failures.some((e) => e.code === 'MESH_ERR_CALL_FAILED')
       ? 'MESH_ERR_CALL_FAILED'
       : failures.some((e) => e.code === 'MESH_ERR_CALL_PROVIDER_LOST') ? 'MESH_ERR_CALL_PROVIDER_LOST' : 'MESH_ERR_CALL_UNREACHABLE'
   const list = failures.map((e, i) => `attempt ${i + 1} (${String(e.details?.agent)}): ${e.message}`).join('; ')
   return new MeshError(code, `every attempt of ${name} (${capability}) failed: ${list}`, {
-    details: { dependency: name, attempts: failures.map((e) => ({ code: e.code, ...e.details })) },
+    details: {
+      dependency: name,
+      attempts: failures.map((e) => ({ code: e.code, ...e.details })),
+      ...(code === 'MESH_ERR_CALL_RATE_LIMITED' ? { retryAfterMs: Math.min(...failures.map((e) => Number(e.details?.retryAfterMs ?? 0))) } : {}),
+    },
   })
 }
 

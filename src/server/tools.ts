@@ -16,6 +16,7 @@ import { headerFilter, pickHeaders } from '../proxy/headers.ts'
 import type { HeaderFilter } from '../proxy/headers.ts'
 import { deadline } from '../proxy/deadline.ts'
 import { systemClock } from '../clock.ts'
+import { Quota } from '../gossip/quota.ts'
 import type { Clock } from '../clock.ts'
 
 /** One tool as offered: what it provides, takes and returns (its dependencies are the node's). */
@@ -46,6 +47,12 @@ export interface ToolDefinition<I extends z.ZodRawShape = z.ZodRawShape> {
    * `MESH_ERR_CALL_PROVIDER_LOST`, since it may have run.
    */
   annotations?: ToolAnnotations
+  /**
+   * Calls of this tool each caller identity (its SPIFFE ID; with TLS off, all callers together)
+   * may make: `perMinute` on average, `burst` at once (default: `perMinute`). Past it, a call is
+   * refused before it runs with `MESH_ERR_CALL_RATE_LIMITED` and when to retry.
+   */
+  rateLimit?: { perMinute: number, burst?: number }
 }
 
 /** A tool's handler as the registry runs it: validated arguments in, anything `toResult` takes out. */
@@ -73,6 +80,7 @@ export interface ToolRegistry {
 
 interface LocalTool {
   allow?: AllowList
+  limit?: Quota
   advert: ToolAdvert
   input: z.ZodObject
   output: z.ZodObject | undefined
@@ -80,7 +88,7 @@ interface LocalTool {
 }
 
 /** Creates the registry of one agent (`agent` names it in default descriptions and logs). */
-export function createToolRegistry (init: { agent: string, onDenied?: (tool: string, caller: string | undefined) => void, defaultAllow?: AllowList, clock?: Clock, propagate?: HeaderFilter }): ToolRegistry {
+export function createToolRegistry (init: { agent: string, onDenied?: (tool: string, caller: string | undefined, why?: 'not-authorized' | 'rate-limited') => void, defaultAllow?: AllowList, clock?: Clock, propagate?: HeaderFilter }): ToolRegistry {
   const propagate = init.propagate ?? headerFilter([])
   const clock = init.clock ?? systemClock
   const tools = new Map<string, LocalTool>()
@@ -137,6 +145,14 @@ export function createToolRegistry (init: { agent: string, onDenied?: (tool: str
       init.onDenied?.(name, caller)
       return Promise.resolve(meshErrorResult('MESH_ERR_CALL_NOT_AUTHORIZED', `${caller ?? 'a caller with no identity'} may not call ${name} on agent ${init.agent}`, { tool: name, caller: caller ?? null }))
     }
+    if (tool.limit !== undefined) {
+      const caller = extra.authInfo?.clientId ?? 'anonymous'
+      if (!tool.limit.take(`${caller}`)) {
+        const retryAfterMs = tool.limit.wait(caller)
+        init.onDenied?.(name, caller, 'rate-limited')
+        return Promise.resolve(meshErrorResult('MESH_ERR_CALL_RATE_LIMITED', `${caller} has used its rate of calls of ${name} on agent ${init.agent}: retry in ${Math.ceil(retryAfterMs / 1000)} s`, { tool: name, caller, retryAfterMs }))
+      }
+    }
     const inbound = extra.requestInfo?.headers ?? {}
     return invoke(name, tool, args, remoteContext(extra, level, init.agent), inboundBudget(inbound), pickHeaders(inbound, propagate))
   }
@@ -169,7 +185,10 @@ export function createToolRegistry (init: { agent: string, onDenied?: (tool: str
       } catch (err) {
         throw new MeshError('MESH_ERR_TOOL_INVALID', `tool ${name}: ${(err as Error).message}`, { cause: err })
       }
-      tools.set(name, { advert: parsed.data, input, output, run, ...(allow === undefined ? {} : { allow }) })
+      const r = definition.rateLimit
+      if (r !== undefined && !(r.perMinute > 0 && (r.burst === undefined || r.burst >= 1))) throw new MeshError('MESH_ERR_TOOL_INVALID', `tool ${name}: rateLimit needs perMinute above 0 and a burst of at least 1`)
+      const limit = r === undefined ? undefined : new Quota({ clock, perMinute: r.perMinute, burst: r.burst ?? r.perMinute })
+      tools.set(name, { advert: parsed.data, input, output, run, ...(allow === undefined ? {} : { allow }), ...(limit === undefined ? {} : { limit }) })
       listed = undefined
     },
 
