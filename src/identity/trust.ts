@@ -86,10 +86,12 @@ export class TrustStore {
       let accepted = 0
       let dropped = 0
       for (const item of items) {
-        const r = this.#check(item)
+        const r = this.#parse(item)
         if (r === undefined) { dropped++; continue }
         const d = revocationDigest(r)
+        // Known ones are not verified again: a peer whose set differs sends it whole.
         if (this.#shared.has(d) || this.#learnt.has(d)) continue
+        if (!this.#signed(r)) { dropped++; continue }
         this.#learnt.set(d, r)
         accepted++
         keepRevocation(this.#init.home, r).catch((err: Error) => { log.error('keeping a revocation of %s failed: %s', r.spiffeId, err.message) })
@@ -104,18 +106,20 @@ export class TrustStore {
     },
   }
 
-  /** A revocation from a peer, when it is one and a CA of its identity's domain signed it. */
-  #check (item: string): Revocation | undefined {
-    let r: Revocation
+  /** A revocation from a peer, when it is one (JSON, a SPIFFE ID). */
+  #parse (item: string): Revocation | undefined {
     try {
       const parsed = RevocationSchema.safeParse(JSON.parse(item))
-      if (!parsed.success) return undefined
-      r = parsed.data
-      const bundle = this.bundleOf(parseSpiffeId(r.spiffeId).trustDomain)
-      return bundle !== undefined && signedByBundle(r, bundle) ? r : undefined
+      return parsed.success && tdOf(parsed.data.spiffeId) !== '' ? parsed.data : undefined
     } catch {
-      return undefined // not JSON, or not a SPIFFE ID
+      return undefined
     }
+  }
+
+  /** Whether a CA of the revoked identity's own domain signed `r`. */
+  #signed (r: Revocation): boolean {
+    const bundle = this.bundleOf(tdOf(r.spiffeId))
+    return bundle !== undefined && signedByBundle(r, bundle)
   }
 
   /** Recomputes what travels; tells the listeners, and the gossip when something new travels. */
