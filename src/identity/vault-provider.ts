@@ -1,3 +1,4 @@
+import { X509Certificate } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
 import { request as httpRequest } from 'node:http'
 import { request as httpsRequest } from 'node:https'
@@ -73,10 +74,15 @@ export async function startVaultProvider (init: VaultProviderInit): Promise<Iden
       if (typeof v !== 'string' || v === '') throw new MeshError('MESH_ERR_IDENTITY_PROVIDER', `Vault's answer from ${where} has no ${what}`, { details: { url: where } })
       return v
     }
-    const certPem = str(data.certificate, 'certificate')
     const keyPem = str(data.private_key, 'private_key')
     const chain = Array.isArray(data.ca_chain) ? data.ca_chain.filter((c): c is string => typeof c === 'string') : []
-    const bundlePem = [...new Set([str(data.issuing_ca, 'issuing_ca'), ...chain])].join('\n') + '\n'
+    const cas = [...new Set([str(data.issuing_ca, 'issuing_ca'), ...chain])]
+    // Vault's certificate is the leaf alone: the intermediates it was issued through go with it
+    // (TLS and admission present them, so peers need only the root), and the roots are the bundle.
+    // With no root in Vault's answer, its CAs are the bundle, as they were.
+    const roots = cas.filter(selfSigned)
+    const certPem = [str(data.certificate, 'certificate'), ...(roots.length === 0 ? [] : cas.filter((c) => !selfSigned(c)))].join('\n') + '\n'
+    const bundlePem = (roots.length === 0 ? cas : roots).join('\n') + '\n'
     const keyPath = await keys.write('svid.key', keyPem)
     return await checkIdentity({ certPem, keyPem, bundlePem }, { cert: `the certificate from ${where}`, key: `the key from ${where}`, bundle: `the CA chain from ${where}` }, keyPath, clock.now())
   })
@@ -119,4 +125,14 @@ async function post (url: URL, init: VaultProviderInit, body: unknown, where: st
   }
   if (typeof json.data !== 'object' || json.data === null) throw fail('the answer holds no data', { status })
   return json.data
+}
+
+/** Whether a PEM certificate signed itself (a root); one that does not parse is not. */
+function selfSigned (pem: string): boolean {
+  try {
+    const c = new X509Certificate(pem)
+    return c.checkIssued(c) && c.verify(c.publicKey)
+  } catch {
+    return false
+  }
 }

@@ -22,7 +22,7 @@ export interface TestVault {
 const DURATION = /^(\d+)(s|m|h)?$/
 
 /** Starts a Vault PKI engine at `mount` with one role, issuing from `ca` for `spiffe://<ca domain>/agent/*`. */
-export async function startTestVault (ca: LocalCa, options: { token: string, mount?: string, role?: string }): Promise<TestVault> {
+export async function startTestVault (ca: LocalCa, options: { token: string, mount?: string, role?: string, rootPem?: string }): Promise<TestVault> {
   const mount = options.mount ?? 'pki'
   const role = options.role ?? 'mcp-mesh'
   const requests: TestVault['requests'] = []
@@ -66,7 +66,8 @@ export async function startTestVault (ca: LocalCa, options: { token: string, mou
           data: {
             certificate: svid.certPem.trim(),
             issuing_ca: ca.pem.trim(),
-            ca_chain: [ca.pem.trim()],
+            // An intermediate issuer's chain goes up to the root, as Vault's ca_chain does.
+            ca_chain: [ca.pem.trim(), ...(options.rootPem === undefined ? [] : [options.rootPem.trim()])],
             private_key: svid.keyPem.trim(),
             private_key_type: 'ec',
             serial_number: cert.serialNumber.match(/.{2}/g)!.join(':').toLowerCase(),

@@ -14,6 +14,9 @@ import { createMeshNode } from '../../src/node.ts'
 import type { MeshNode } from '../../src/node.ts'
 import { testNodeOptions } from '../helpers/mesh.ts'
 import { startTestVault } from '../helpers/vault-pki.ts'
+import { caChain } from '../helpers/ca-chain.ts'
+import { certsOf } from '../../src/identity/tls.ts'
+import { svidAdmitter } from '../../src/identity/admission.ts'
 import { waitFor } from '../helpers/wait.ts'
 
 const home = await mkdtemp(join(tmpdir(), 'mesh-vault-'))
@@ -38,7 +41,9 @@ t.test('Vault issues the SVID: asked with the token, the SPIFFE ID as URI SAN, t
   if (existsSync('/dev/shm')) t.ok(first.keyPath.startsWith('/dev/shm/'), first.keyPath)
   t.equal((await stat(first.keyPath)).mode & 0o777, 0o600)
   const renewed = new Promise<Identity>((resolve) => { provider.onChange(resolve) })
-  clock.advance(60_000)
+  // Half of what is left of the first SVID, as the provider counts it (its notAfter comes from
+  // the real time Vault issued it at, in whole seconds: a slow issue would put it past 60 s).
+  clock.advance(Math.ceil((first.facts.notAfter.getTime() - clock.now()) / 2))
   const second = await renewed
   t.not(second.certPem, first.certPem, 'a new certificate at half-life')
   t.equal(vault.requests.length, 2)
@@ -81,4 +86,18 @@ t.test('meshctl with MCP_MESH_TLS_PROVIDER=vault takes a 10-minute SVID from Vau
   t.ok(tls !== undefined)
   t.match(new (await import('node:crypto')).X509Certificate(tls!.pems.cert).subjectAltName, /URI:spiffe:\/\/mcp-mesh.local\/agent\/meshctl/)
   t.same(vault.requests.slice(before).map((r) => r.body.ttl), ['600s'])
+})
+
+t.test('Vault issuing through an intermediate: the SVID carries it, the root alone is the bundle, and a peer holding only the root admits the agent', async (t) => {
+  const chain = await caChain(join(home, 'with-intermediate'), 'mcp-mesh.local')
+  const inter = await startTestVault(chain.intermediate, { token: 's.agent-token', rootPem: chain.rootPem })
+  t.teardown(async () => { await inter.close() })
+  const provider = await startVaultProvider({ ...base, addr: inter.addr, name: 'inter', ttlMs: 120_000 })
+  t.teardown(async () => { await provider.stop() })
+  const id = provider.current()
+  t.same(certsOf(id.certPem).map((c) => c.subject.split('\n').at(-1)), ['CN=inter', 'CN=test intermediate for mcp-mesh.local'], 'the leaf, then the intermediate it was issued through')
+  t.same(certsOf(id.bundlePem).map((c) => c.subject), ['CN=test root for mcp-mesh.local'], 'the bundle is the root alone')
+  const rootOnly = svidAdmitter({ mesh: 'm', current: () => id, bundleOf: (td) => td === 'mcp-mesh.local' ? chain.rootPem : undefined })
+  const admitted = rootOnly.check(svidAdmitter({ mesh: 'm', current: () => id, bundleOf: () => undefined }).prove('A', 'B'), 'A', 'B')
+  t.match(admitted, { spiffeId: 'spiffe://mcp-mesh.local/agent/inter' }, 'a peer with the root alone admits it')
 })
