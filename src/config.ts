@@ -3,6 +3,7 @@ import { join } from 'node:path'
 import { z } from 'zod'
 import { MeshError } from './errors.ts'
 import { HeaderPatternSchema } from './proxy/headers.ts'
+import { ZoneSchema } from './topology/advert.ts'
 
 const ms = z.number().int().positive()
 
@@ -302,6 +303,16 @@ export const MeshNodeOptionsSchema = GossipOptionsSchema.omit({ role: true }).ex
   propagateHeaders: z.array(HeaderPatternSchema).max(64).default([]),
   /** Per partner trust domain, the propagated headers its agents may get (none by default: `authorization` never leaks to a partner). */
   partnerHeaders: z.record(z.string(), z.array(HeaderPatternSchema).max(64)).default({}),
+  /**
+   * Where this agent runs (`eu-west-1a`, a rack, a region), advertised: its calls go first to
+   * equally ranked providers of its own zone and organisation (trust domain), then to others.
+   */
+  zone: ZoneSchema.optional(),
+  /**
+   * Default hedging of read-only and idempotent calls: after this many ms without an answer, a
+   * second attempt goes to another provider and the first answer wins (off when absent).
+   */
+  hedgeAfterMs: z.number().int().positive().optional(),
   /** How calls spread among equally ranked providers: round robin, least outstanding, or power of two choices by latency. */
   balance: z.enum(['round-robin', 'least-outstanding', 'p2c']).default('round-robin'),
   /** Circuit breaking per provider, and the cap on calls in flight to one provider: Envoy's defaults. */
@@ -344,6 +355,7 @@ export const EnvVars = {
   MCP_MESH_SETTLE_MS: { key: 'settleMs', parse: num, node: true },
   MCP_MESH_DRAIN_GRACE_MS: { key: 'drainGraceMs', parse: num, node: true },
   MCP_MESH_PROPAGATE_HEADERS: { key: 'propagateHeaders', parse: list, node: true },
+  MCP_MESH_ZONE: { key: 'zone', parse: String, node: true },
   MCP_MESH_TLS_MODE: { key: 'tls.mode', parse: String, node: true },
   MCP_MESH_TLS_PROVIDER: { key: 'tls.provider', parse: String, node: true },
   MCP_MESH_TRUST_DOMAIN: { key: 'tls.trustDomain', parse: String, node: true },

@@ -183,6 +183,8 @@ class Node implements MeshNode {
       retry: { retries: this.options.retries, delayMs: this.options.retryDelayMs, maxDelayMs: this.options.retryMaxDelayMs },
       breaker: this.options.breaker,
       balance: this.options.balance,
+      ...(this.options.zone === undefined ? {} : { zone: this.options.zone }),
+      ...(this.options.hedgeAfterMs === undefined ? {} : { hedgeAfterMs: this.options.hedgeAfterMs }),
       propagate: { headers: this.options.propagateHeaders, partners: this.options.partnerHeaders },
       stopSignal: this.#stopAbort.signal,
       ...(mtls ? { trustDomain: ownDomain, trusted, revoked, onTrustChange: (l: () => void) => { this.#trustListeners.add(l) } } : {}),
@@ -249,7 +251,7 @@ class Node implements MeshNode {
 
   async #start (): Promise<void> {
     const o = this.options
-    const { version: _v, http: _h, tls: _t, settleMs: _s, callTimeoutMs: _c, retries: _r, retryDelayMs: _rd, retryMaxDelayMs: _rm, breaker: _b, balance: _bl, propagateHeaders: _ph, partnerHeaders: _pa, drainGraceMs: _d, handleSignals: _hs, ...gossipOptions } = o
+    const { version: _v, http: _h, tls: _t, settleMs: _s, callTimeoutMs: _c, retries: _r, retryDelayMs: _rd, retryMaxDelayMs: _rm, breaker: _b, balance: _bl, zone: _z, hedgeAfterMs: _hd, propagateHeaders: _ph, partnerHeaders: _pa, drainGraceMs: _d, handleSignals: _hs, ...gossipOptions } = o
     // With mutual TLS, the mesh's own protocols admit only members that prove an SVID of our domain.
     const host = o.http.announceHost ?? o.http.host
     const member = o.tls.mode !== 'strict'
@@ -412,6 +414,7 @@ class Node implements MeshNode {
       dependencies: this.#dependencies,
       endpoint: this.#endpoint?.url,
       status,
+      ...(this.options.zone === undefined ? {} : { zone: this.options.zone }),
       ...(this.#advertIdentity === undefined ? {} : { identity: this.#advertIdentity }),
     }
   }

@@ -150,6 +150,13 @@ t.test('mesh node options: a bad value or an unknown key fails, naming it', asyn
   t.same(fieldsOf(meshError(t, () => parseMeshNodeOptions({ name: 'a' }, { MCP_MESH_CALL_TIMEOUT: '-1' }))), ['callTimeoutMs'])
   t.same(fieldsOf(meshError(t, () => parseMeshNodeOptions({ name: 'a', http: { prot: 1 } } as never, {}))), ['http.prot'])
   t.same(fieldsOf(meshError(t, () => parseMeshNodeOptions({ name: 'a', settle: 5 } as never, {}))), ['settle'])
+  t.same(fieldsOf(meshError(t, () => parseMeshNodeOptions({ name: 'a' }, { MCP_MESH_ZONE: 'eu west' }))), ['zone'], 'a zone is a tag: no spaces')
+  t.same(fieldsOf(meshError(t, () => parseMeshNodeOptions({ name: 'a', hedgeAfterMs: 0 }, {}))), ['hedgeAfterMs'])
+})
+
+t.test('mesh node options: the zone from MCP_MESH_ZONE, hedging off unless asked', async (t) => {
+  t.equal(parseMeshNodeOptions({ name: 'a' }, { MCP_MESH_ZONE: 'eu-west-1a' }).zone, 'eu-west-1a')
+  t.equal(parseMeshNodeOptions({ name: 'a' }, {}).hedgeAfterMs, undefined)
 })
 
 t.test('tls: strict by default (mutual TLS, auto), its variables, and the file provider needs all three files', async (t) => {

@@ -16,7 +16,7 @@ import type { GossipStats } from './stats.ts'
 const log = logger('mesh:gossip')
 
 /** What an agent puts in its advert; the mesh stamps identity, mesh, versions and addresses. */
-export type AdvertBody = Pick<AdvertInput, 'tools' | 'dependencies' | 'endpoint' | 'status' | 'identity'>
+export type AdvertBody = Pick<AdvertInput, 'tools' | 'dependencies' | 'endpoint' | 'status' | 'identity' | 'zone'>
 
 /** This node's own advert as signed, with its version (what sync pushes and compares). */
 export interface SelfAdvert { advert: Advert, envelope: Uint8Array }

@@ -9,6 +9,7 @@ import { describeSpec } from '../topology/dependency.ts'
 import type { ResolutionSpec } from '../topology/dependency.ts'
 import type { Candidate } from '../topology/resolver.ts'
 import { printable } from './answer.ts'
+import { timedOutAfter } from './deadline.ts'
 import type { MeshToolContext, ProviderInfo } from './mesh-tool.ts'
 /** Turns a tool result into what the caller gets: structured content, else content; errors thrown. */
 export function unwrap<R> (r: CallToolResult, dependency: string, provider: ProviderInfo, output: z.ZodType | undefined): R {
@@ -122,7 +123,7 @@ export function lostReason (err: unknown, lostWhy: string | undefined): string |
 export function timeoutOrAbort (signal: AbortSignal, name: string, cause: unknown): MeshError {
   const reason: unknown = signal.reason
   return reason instanceof DOMException && reason.name === 'TimeoutError'
-    ? new MeshError('MESH_ERR_CALL_TIMEOUT', `the call through ${name} timed out`, { cause })
+    ? new MeshError('MESH_ERR_CALL_TIMEOUT', `the call through ${name} ${timedOutAfter(reason)}`, { cause })
     : new MeshError('MESH_ERR_ABORTED', `the call through ${name} was aborted`, { cause: reason ?? cause })
 }
 

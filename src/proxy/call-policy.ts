@@ -61,6 +61,8 @@ export const CallPolicySchema = z.object({
   retries: z.number().int().min(0).max(10).optional(),
   retryDelayMs: z.number().int().min(0).optional(),
   retryMaxDelayMs: z.number().int().min(0).optional(),
+  hedgeAfterMs: z.number().int().positive().optional(),
+  locality: z.boolean().optional(),
   balance: z.enum(['round-robin', 'least-outstanding', 'p2c']).optional(),
   session: z.boolean().optional(),
   split: z.array(z.object({
@@ -124,8 +126,8 @@ export async function sleep (clock: Clock, ms: number, signal: AbortSignal): Pro
   })
 }
 
-/** One attempt's signal: the call's, and the provider's loss (its `why`), until `done()`. */
-export interface Attempt { signal: AbortSignal, why?: string, done(): void }
+/** One attempt's signal: the call's, and the provider's loss (its `why`), until `done()`; `cancel()` ends it (a hedge answered first). */
+export interface Attempt { signal: AbortSignal, why?: string, done(): void, cancel(): void }
 
 /** Watches `c` for one attempt: linked by hand, as `AbortSignal.any` costs more on the hot path. */
 export function watchAttempt (ctx: MeshToolContext, c: Candidate, signal: AbortSignal): Attempt {
@@ -136,6 +138,7 @@ export function watchAttempt (ctx: MeshToolContext, c: Candidate, signal: AbortS
   const a: Attempt = {
     signal: ctl.signal,
     done: () => { unwatch(); signal.removeEventListener('abort', follow) },
+    cancel: () => { ctl.abort(new MeshError('MESH_ERR_ABORTED', `the call to ${c.agent} was cancelled: another provider answered first (hedging)`)) },
   }
   const unwatch = ctx.watch(c.peerId, (why) => {
     a.why = `${c.agent} was ${why} while it had the call`

@@ -7,6 +7,7 @@ import type { Candidate, Resolution } from '../topology/resolver.ts'
 import type { ResolutionSpec } from '../topology/dependency.ts'
 import type { ReplicaChange } from '../topology/replica.ts'
 import { endpointProblem } from '../topology/endpoint.ts'
+import { parseSpiffeId } from '../identity/spiffe-id.ts'
 import { originOf } from './mcp-client.ts'
 import type { McpHttpClient } from './mcp-client.ts'
 import type { Balance, MeshToolContext, RetryPolicy } from './mesh-tool.ts'
@@ -27,6 +28,10 @@ export interface CallerInit {
   retry?: RetryPolicy
   /** How calls spread among equally ranked providers, unless a dependency says (round robin when absent). */
   balance?: Balance
+  /** This agent's zone: equally ranked providers of the same zone (and trust domain) are called first. */
+  zone?: string
+  /** Default hedging of read-only and idempotent calls (none when absent). */
+  hedgeAfterMs?: number
   /** Circuit breaking and the concurrency cap per provider (Envoy's defaults when absent). */
   breaker?: BreakerPolicy
   /** Header propagation: the node's list, and per partner domain what its agents may get. */
@@ -70,6 +75,18 @@ export function createCaller (init: CallerInit): MeshToolContext {
   const called = new Map<string, { endpoint: string, key?: string }>()
   /** Endpoint checks, per candidate (a candidate lives as long as its cached resolution). */
   const checked = new WeakMap<Candidate, string | null>()
+  /** How far each candidate is: 0 same zone and trust domain, 1 same domain, 2 same zone, 3 neither. */
+  const distances = new WeakMap<Candidate, number>()
+  const local = init.zone !== undefined || init.trustDomain !== undefined
+  const distance = (c: Candidate): number => {
+    let d = distances.get(c)
+    if (d === undefined) {
+      const domain = c.identity === undefined ? undefined : parseSpiffeId(c.identity.spiffeId).trustDomain
+      d = (init.trustDomain === undefined || domain === init.trustDomain ? 0 : 2) + (init.zone === undefined || c.zone === init.zone ? 0 : 1)
+      distances.set(c, d)
+    }
+    return d
+  }
   let watched: GossipNode | undefined
   const breakers = new Breakers(init.clock, init.breaker)
   const partnerFilters = new Map<string, HeaderFilter>()
@@ -132,6 +149,7 @@ export function createCaller (init: CallerInit): MeshToolContext {
     settleUntil: init.settleUntil,
     callTimeoutMs: init.callTimeoutMs,
     retry: init.retry ?? { retries: 0, delayMs: 100, maxDelayMs: 2_000 },
+    ...(init.hedgeAfterMs === undefined ? {} : { hedgeAfterMs: init.hedgeAfterMs }),
     breakers,
     balance: init.balance ?? 'round-robin',
     headers: {
@@ -149,6 +167,8 @@ export function createCaller (init: CallerInit): MeshToolContext {
       failed: {},
       failovers: 0,
       retries: 0,
+      hedges: 0,
+      hedgesWon: 0,
       get pools () { return init.client.size },
       get avoided () { return avoid.size },
     },
@@ -164,16 +184,18 @@ export function createCaller (init: CallerInit): MeshToolContext {
       return resolution
     },
 
-    order (resolution: Resolution, key: string, balance: Balance = 'round-robin'): Candidate[] {
+    order (resolution: Resolution, key: string, balance: Balance = 'round-robin', locality = true): Candidate[] {
       const { ranked, tier } = resolution
       let order = ranked
       if (tier > 1) {
         // Rotate the top tier, so each provider of it takes its turn first and the failover
-        // order after it stays fair too.
+        // order after it stays fair too; the nearest providers (zone, trust domain) come first,
+        // each group rotated on its own, so the near ones share the load evenly.
         const turn = nextTurn(turns, key)
-        const pick = turn % tier
-        const top = [...ranked.slice(pick, tier), ...ranked.slice(0, pick)]
-        order = [...balanced(top, balance, breakers), ...ranked.slice(tier)]
+        const top = ranked.slice(0, tier)
+        const groups = locality && local ? nearestFirst(top, distance) : [top]
+        const rotated = groups.map((g) => { const pick = turn % g.length; return [...g.slice(pick), ...g.slice(0, pick)] })
+        order = [...balanced(rotated[0], balance, breakers), ...rotated.slice(1).flat(), ...ranked.slice(tier)]
       }
       if (avoid.size === 0) return order
       const now = init.clock.now()
@@ -262,6 +284,13 @@ function balanced (top: Candidate[], balance: Balance, load: Breakers): Candidat
   const cost = (c: Candidate): number => (load.latency(c.peerId) + 1) * (load.inflight(c.peerId) + 1)
   const best = cost(top[b]) < cost(top[a]) ? b : a
   return [top[best], ...top.filter((_, i) => i !== best)]
+}
+
+/** `top` in groups of equal distance, nearest first (one group when all are as near). */
+function nearestFirst (top: Candidate[], distance: (c: Candidate) => number): Candidate[][] {
+  const groups: Candidate[][] = [[], [], [], []]
+  for (const c of top) groups[distance(c)].push(c)
+  return groups.filter((g) => g.length > 0)
 }
 
 /** The turn of `key`, counted up; the least recently used key is dropped past MAX_KEYS. */

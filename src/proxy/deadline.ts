@@ -31,3 +31,8 @@ export function deadline (clock: Clock, ms: number, signals: Array<AbortSignal |
     },
   }
 }
+
+/** "timed out after N ms" when the deadline's reason says how long (see `deadline`), else "timed out". */
+export function timedOutAfter (reason: DOMException): string {
+  return /^timed out after \d+ ms$/.test(reason.message) ? reason.message : 'timed out'
+}

@@ -8,6 +8,7 @@ import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js'
 import { MeshError } from '../errors.ts'
 import { parseSpiffeId } from '../identity/spiffe-id.ts'
 import { SseParser } from './sse.ts'
+import { timedOutAfter } from './deadline.ts'
 import { httpFailure, initializeVersion, notMcp, printable, readMessage, rpcFailure, toolResult } from './answer.ts'
 import type { RpcMessage } from './answer.ts'
 import { checkProvider } from '../identity/tls.ts'
@@ -400,7 +401,7 @@ function callError (err: unknown, url: string, signal: AbortSignal): MeshError {
     const reason: unknown = signal.reason
     const timedOut = reason instanceof DOMException && reason.name === 'TimeoutError'
     return timedOut
-      ? new MeshError('MESH_ERR_CALL_TIMEOUT', `the call to ${url} timed out`, { details: { url }, cause: err })
+      ? new MeshError('MESH_ERR_CALL_TIMEOUT', `the call to ${url} ${timedOutAfter(reason)}`, { details: { url }, cause: err })
       : new MeshError('MESH_ERR_ABORTED', `the call to ${url} was aborted`, { details: { url }, cause: reason ?? err })
   }
   const code = (err as { code?: string }).code ?? ''

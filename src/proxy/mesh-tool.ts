@@ -13,6 +13,8 @@ import type { CallScope } from './call-scope.ts'
 import type { HeaderFilter } from './headers.ts'
 import type { Breakers } from './breaker.ts'
 import { SessionPins } from './sessions.ts'
+import { hedge } from './hedge.ts'
+import type { Spare } from './hedge.ts'
 import { backoffDelay, callPolicy, outboundHeaders, sleep, splitRoute, watchAttempt } from './call-policy.ts'
 import type { Balance, RetryPolicy, RetryPolicyInput } from './call-policy.ts'
 import { breakerOutcome, circuitOpen, exhausted, lostReason, noProvider, retryable, timeoutOrAbort, unwrap } from './call-outcomes.ts'
@@ -36,8 +38,15 @@ export type DependencyDeclaration = DependencySpec | (ResolutionSpec & Partial<R
    * provider is gone, the call fails with `MESH_ERR_CALL_SESSION_LOST` instead of moving.
    */
   session?: boolean
-  /** Timeout of one call through this dependency, in ms (default: the node's `callTimeoutMs`). */
+  /** Timeout of one call through this dependency, in ms (default: the provider's recommendation, else the node's `callTimeoutMs`). */
   timeout?: number
+  /**
+   * Hedging, for read-only and idempotent tools: after this many ms without an answer, the call
+   * is also sent to another provider; the first answer wins, the other is cancelled.
+   */
+  hedgeAfterMs?: number
+  /** `false`: spread calls over every equally ranked provider, not those of this agent's zone and trust domain first. */
+  locality?: boolean
   /** Checks and types the result (the provider's structured content). */
   output?: z.ZodType
 })
@@ -49,6 +58,8 @@ export interface CallOptions {
   timeout?: number
   /** Overrides the dependency's retries (see `RetryPolicy`). */
   retries?: number
+  /** Overrides the dependency's hedging (see `DependencyDeclaration.hedgeAfterMs`). */
+  hedgeAfterMs?: number
   /** The session key (a dependency declared with `session: true`): the session's calls stay on one provider. */
   session?: string
   headers?: Record<string, string>
@@ -65,6 +76,10 @@ export interface CallStats {
   failovers: number
   /** Times a call was sent again after it failed (`retries`). */
   retries: number
+  /** Second attempts sent because the first was slow (`hedgeAfterMs`). */
+  hedges: number
+  /** Hedged calls the second attempt answered first. */
+  hedgesWon: number
   /** Keep-alive pools open now, one per provider origin called (closed when its member leaves). */
   readonly pools: number
   /** Providers tried last for now, because they refused a call. */
@@ -110,7 +125,7 @@ export interface MeshToolContext {
    * The order one call tries the candidates of `resolution` in: load spread among the equally
    * ranked (round robin per `key`), providers that just refused moved to the end.
    */
-  order: (resolution: Resolution, key: string, balance?: Balance) => Candidate[]
+  order: (resolution: Resolution, key: string, balance?: Balance, locality?: boolean) => Candidate[]
   /** `c` refused a call before anything ran there: try it last for a while. */
   refused: (c: Candidate) => void
   /**
@@ -125,6 +140,8 @@ export interface MeshToolContext {
   callTimeoutMs: number
   /** The node's default retries. */
   retry: RetryPolicy
+  /** The node's default hedging (none when absent). */
+  hedgeAfterMs?: number
   /** The node's default balance. */
   balance: Balance
   /** This caller's circuit breakers and calls in flight, per provider. */
@@ -142,6 +159,17 @@ export interface MeshToolContext {
   stats: CallStats
 }
 
+/** Who served a call, as the caller is told. */
+function providerInfo (c: Candidate, local: boolean): ProviderInfo {
+  return { agent: c.agent, peerId: c.peerId, tool: c.tool.name, local, ...(c.endpoint === undefined ? {} : { endpoint: c.endpoint }) }
+}
+
+/** One failed attempt as the final error lists it: its code, why, and the provider. */
+function attemptFailure (err: unknown, c: Candidate): MeshError {
+  const e = err as MeshError
+  return new MeshError(e.code ?? 'MESH_ERR_CALL_FAILED', e.message, { cause: err, details: { ...e.details, peerId: c.peerId, agent: c.agent } })
+}
+
 /** Builds the callable for one declared dependency. */
 export function createMeshTool<R = unknown> (name: string, declaration: DependencyDeclaration, ctx: MeshToolContext): MeshTool<R> {
   const specs = normalizeDependency(declaration as DependencySpec)
@@ -157,8 +185,10 @@ export function createMeshTool<R = unknown> (name: string, declaration: Dependen
   }
 
   async function invoke (args: Record<string, unknown> = {}, call: CallOptions = {}): Promise<{ result: R, provider: ProviderInfo }> {
-    if (call.timeout !== undefined || call.retries !== undefined) callPolicy(name, { timeout: call.timeout, retries: call.retries })
-    let ms = call.timeout ?? timeout ?? ctx.callTimeoutMs
+    if (call.timeout !== undefined || call.retries !== undefined || call.hedgeAfterMs !== undefined) callPolicy(name, { timeout: call.timeout, retries: call.retries, hedgeAfterMs: call.hedgeAfterMs })
+    // What the provider recommends for its tool stands in for the node's defaults.
+    const hint = ctx.resolve(specs, key).ranked[0]?.tool.defaults
+    let ms = call.timeout ?? timeout ?? hint?.timeoutMs ?? ctx.callTimeoutMs
     // Inside a tool handler: never outlive the caller that is waiting for it.
     const inbound = callScope.getStore()
     if (inbound?.deadlineAt !== undefined) {
@@ -169,20 +199,24 @@ export function createMeshTool<R = unknown> (name: string, declaration: Dependen
     const deadlineAt = ctx.clock.now() + ms
     const limit = deadline(ctx.clock, ms, [call.signal, ctx.stopSignal, inbound?.signal])
     try {
-      return await attempt(args, call, limit.signal, deadlineAt, inbound)
+      const policy = {
+        retries: call.retries ?? options.retries ?? hint?.retries ?? ctx.retry.retries,
+        hedgeAfterMs: call.hedgeAfterMs ?? options.hedgeAfterMs ?? hint?.hedgeAfterMs ?? ctx.hedgeAfterMs,
+      }
+      return await attempt(args, call, limit.signal, deadlineAt, inbound, policy)
     } finally {
       limit.done()
     }
   }
 
-  async function attempt (args: Record<string, unknown>, call: CallOptions, signal: AbortSignal, deadlineAt: number, inbound: CallScope | undefined): Promise<{ result: R, provider: ProviderInfo }> {
+  async function attempt (args: Record<string, unknown>, call: CallOptions, signal: AbortSignal, deadlineAt: number, inbound: CallScope | undefined, policy: { retries: number, hedgeAfterMs: number | undefined }): Promise<{ result: R, provider: ProviderInfo }> {
     // A weighted split picks this call's branch (its own version or tags); otherwise the dependency's specs.
     const { specs, key } = route()
     /** Every failed attempt of this call, with its provider: the final error lists them. */
     const failures: MeshError[] = []
     /** Providers that failed this call: the next attempt goes to another one first. */
     const tried = new Set<string>()
-    let retriesLeft = call.retries ?? options.retries ?? ctx.retry.retries
+    let retriesLeft = policy.retries
     let retried = 0
     let backoffDue = false
     /** The longest wait a provider asked for when it refused a call for its rate limit. */
@@ -198,7 +232,7 @@ export function createMeshTool<R = unknown> (name: string, declaration: Dependen
         throw failed(err)
       }
     }
-    let order = pinned(ctx.order(ctx.resolve(specs, key), key, balance))
+    let order = pinned(ctx.order(ctx.resolve(specs, key), key, balance, options.locality))
     /** Providers left out for open circuits (at most the policy's share of them). */
     let out = ctx.breakers.ejected(order.map((x) => x.peerId))
     for (;;) {
@@ -223,7 +257,7 @@ export function createMeshTool<R = unknown> (name: string, declaration: Dependen
         // Inside the settle window: wait for the topology to change (or the window to close).
         const waitFor = AbortSignal.any([signal, AbortSignal.timeout(Math.max(1, ctx.settleUntil() - ctx.clock.now()))])
         await ctx.nextChange(waitFor).catch(() => {})
-        order = pinned(ctx.order(ctx.resolve(specs, key), key, balance))
+        order = pinned(ctx.order(ctx.resolve(specs, key), key, balance, options.locality))
         out = ctx.breakers.ejected(order.map((x) => x.peerId))
         continue
       }
@@ -232,8 +266,8 @@ export function createMeshTool<R = unknown> (name: string, declaration: Dependen
         await sleep(ctx.clock, Math.max(limitedWait, backoffDelay(++retried, options.retryDelayMs ?? ctx.retry.delayMs, options.retryMaxDelayMs ?? ctx.retry.maxDelayMs)), signal)
           .catch((err: unknown) => { throw failed(timeoutOrAbort(signal, name, err)) })
       }
-      const local = c.peerId === ctx.selfPeerId()
-      const provider: ProviderInfo = { agent: c.agent, peerId: c.peerId, tool: c.tool.name, local, ...(c.endpoint === undefined ? {} : { endpoint: c.endpoint }) }
+      const self = ctx.selfPeerId()
+      const local = c.peerId === self
       if (!local) {
         // Its circuit half-opened for another call's trial, or it has all the calls it may.
         const admitted = ctx.breakers.admit(c.peerId)
@@ -250,10 +284,27 @@ export function createMeshTool<R = unknown> (name: string, declaration: Dependen
       const sentAt = ctx.clock.now()
       // A provider the mesh gives up on while it has the call is not waited for until the timeout.
       const lost = local ? undefined : watchAttempt(ctx, c, signal)
+      const send = (x: Candidate, s: AbortSignal): Promise<CallToolResult> =>
+        ctx.callRemote(x, args, { signal: s, headers: outboundHeaders(ctx, x, call.headers, inbound, deadlineAt - ctx.clock.now(), session), onProgress: call.onProgress })
+      // Hedged: safe to run twice, not pinned to a session, and another provider may take it.
+      const hedgeMs = local || session !== undefined || !retrySafe(c.tool) ? undefined : policy.hedgeAfterMs
+      let served = c
       try {
-        const raw = local
-          ? await ctx.callLocal(c.tool.name, args, signal, outboundHeaders(ctx, c, call.headers, inbound, undefined))
-          : await ctx.callRemote(c, args, { signal: lost!.signal, headers: outboundHeaders(ctx, c, call.headers, inbound, deadlineAt - ctx.clock.now(), session), onProgress: call.onProgress })
+        let raw: CallToolResult
+        if (local) raw = await ctx.callLocal(c.tool.name, args, signal, outboundHeaders(ctx, c, call.headers, inbound, undefined))
+        else if (hedgeMs === undefined) raw = await send(c, lost!.signal)
+        else {
+          const h = await hedge(ctx.clock, hedgeMs, send(c, lost!.signal), () => { lost!.cancel() }, () => spare(c, order, tried, out, self, send, signal), (d, err) => {
+            failures.push(attemptFailure(err, d))
+          })
+          raw = h.raw
+          if (h.by !== undefined) {
+            served = h.by
+            ctx.stats.hedgesWon++
+            outcome = h.firstError === undefined ? 'neither' : breakerOutcome(h.firstError, lost!.signal)
+          }
+        }
+        const provider = providerInfo(served, local)
         const result = unwrap<R>(raw, name, provider, output)
         if (session !== undefined) pins.pin(session, c)
         ctx.stats.ok++
@@ -270,12 +321,12 @@ export function createMeshTool<R = unknown> (name: string, declaration: Dependen
         const retry = gone === undefined && !notSent && retrySafe(c.tool) && retriesLeft > 0 && retryable(err)
         if (gone === undefined && !notSent && !retry) {
           if (failures.length === 0) throw failed(err)
-          failures.push(new MeshError((err as MeshError).code ?? 'MESH_ERR_CALL_FAILED', (err as Error).message, { cause: err, details: { ...(err as MeshError).details, peerId: c.peerId, agent: c.agent } }))
+          failures.push(attemptFailure(err, c))
           throw failed(exhausted(name, specs[0].capability, failures))
         }
         if (gone !== undefined && !retrySafe(c.tool)) {
           throw failed(new MeshError('MESH_ERR_CALL_PROVIDER_LOST', `${gone}; ${c.tool.name} is neither read-only nor idempotent (annotations), so it was not sent to another provider: it may have run`, {
-            cause: err, details: { dependency: name, provider, maybeRan: true },
+            cause: err, details: { dependency: name, provider: providerInfo(c, local), maybeRan: true },
           }))
         }
         if (retry) {
@@ -290,13 +341,30 @@ export function createMeshTool<R = unknown> (name: string, declaration: Dependen
           ctx.refused(c)
         }
         tried.add(c.peerId)
-        const e = gone === undefined ? err as MeshError : new MeshError('MESH_ERR_CALL_PROVIDER_LOST', gone, { cause: err })
-        failures.push(new MeshError(e.code, e.message, { cause: e, details: { ...e.details, peerId: c.peerId, agent: c.agent } }))
+        failures.push(attemptFailure(gone === undefined ? err : new MeshError('MESH_ERR_CALL_PROVIDER_LOST', gone, { cause: err }), c))
       } finally {
         lost?.done()
         if (!local) ctx.breakers.end(c.peerId, outcome, ctx.clock.now() - sentAt)
       }
     }
+  }
+
+  /**
+   * The hedge of a slow attempt to `c`: the next provider in `order` this call has not tried,
+   * whose circuit admits it and whose tool is safe to run twice; undefined when there is none.
+   */
+  function spare (c: Candidate, order: Candidate[], tried: Set<string>, out: Set<string>, self: string, send: (x: Candidate, s: AbortSignal) => Promise<CallToolResult>, signal: AbortSignal): Spare | undefined {
+    const d = order.find((x) => x.peerId !== c.peerId && x.peerId !== self && !tried.has(x.peerId) && !out.has(x.peerId) && retrySafe(x.tool) && ctx.breakers.admit(x.peerId) === true)
+    if (d === undefined) return undefined
+    tried.add(d.peerId)
+    ctx.breakers.start(d.peerId)
+    ctx.stats.hedges++
+    const at = ctx.clock.now()
+    const w = watchAttempt(ctx, d, signal)
+    const result = send(d, w.signal)
+    const end = (outcome: 'ok' | 'failed' | 'neither'): void => { w.done(); ctx.breakers.end(d.peerId, outcome, ctx.clock.now() - at) }
+    result.then(() => { end('ok') }, (err: unknown) => { end(breakerOutcome(err, w.signal)) })
+    return { c: d, result, cancel: () => { w.cancel() } }
   }
 
   const tool = (async (args?: Record<string, unknown>, call?: CallOptions) => (await invoke(args, call)).result) as MeshTool<R>

@@ -53,6 +53,12 @@ export interface ToolDefinition<I extends z.ZodRawShape = z.ZodRawShape> {
    * refused before it runs with `MESH_ERR_CALL_RATE_LIMITED` and when to retry.
    */
   rateLimit?: { perMinute: number, burst?: number }
+  /**
+   * Call options recommended to callers, advertised with the tool: `timeoutMs` (a slow tool),
+   * `retries` (read-only or idempotent tools only), `hedgeAfterMs`. They take the place of the
+   * caller's node-wide defaults; its options per dependency and per call win over them.
+   */
+  defaults?: ToolAdvert['defaults']
 }
 
 /** A tool's handler as the registry runs it: validated arguments in, anything `toResult` takes out. */
@@ -177,6 +183,7 @@ export function createToolRegistry (init: { agent: string, onDenied?: (tool: str
         inputSchema: z.toJSONSchema(input, { io: 'input' }),
         outputSchema: output === undefined ? undefined : z.toJSONSchema(output),
         annotations: definition.annotations,
+        defaults: definition.defaults,
       })
       if (!parsed.success) throw new MeshError('MESH_ERR_TOOL_INVALID', `tool ${name}: ${z.prettifyError(parsed.error)}`, { details: { issues: parsed.error.issues } })
       let allow: AllowList | undefined

@@ -43,6 +43,8 @@ export const PeerIdSchema = token(128)
 export const NameSchema = name
 
 const tag = z.string().min(1).max(AdvertLimits.maxTagLength).regex(TAG, 'letters, digits and . _ : = / @ + -, with no leading + or -')
+/** A zone name (`eu-west-1a`, `rack-7`, `region=eu`): the tag alphabet. */
+export const ZoneSchema = tag
 const jsonSchema = z.record(z.string(), z.unknown()).refine(
   (s) => JSON.stringify(s).length <= AdvertLimits.maxSchemaBytes,
   `a tool schema is at most ${AdvertLimits.maxSchemaBytes} bytes`,
@@ -71,6 +73,15 @@ export const ToolAdvertSchema = z.object({
   inputSchema: jsonSchema.optional(),
   outputSchema: jsonSchema.optional(),
   annotations: ToolAnnotationsSchema.optional(),
+  /**
+   * Call options the provider recommends for its tool (a slow tool's timeout, retries of a flaky
+   * one, when to hedge): callers use them unless their own call, dependency or node says.
+   */
+  defaults: z.object({
+    timeoutMs: z.number().int().positive().max(3_600_000).optional(),
+    retries: z.number().int().min(0).max(5).optional(),
+    hedgeAfterMs: z.number().int().positive().max(600_000).optional(),
+  }).optional(),
 })
 
 /** A dependency an agent declared (informational: who needs what, for `meshctl`). */
@@ -95,6 +106,8 @@ export const AdvertSchema = z.object({
   incarnation: z.number().int().nonnegative(),
   seq: z.number().int().nonnegative(),
   issuedAt: z.number().int().nonnegative(),
+  /** Where the agent runs (`eu-west-1a`, a rack, a region): callers prefer providers of their own zone. */
+  zone: ZoneSchema.optional(),
   /** `draining` providers are kept in the replica but not chosen for new calls. */
   status: token(32).default('alive'),
   /** libp2p multiaddrs where peers can dial this agent (the advertised, not the bind, address). */

@@ -25,6 +25,8 @@ export interface Candidate {
   identity?: { spiffeId: string, keyHash: string }
   /** The member's libp2p addresses: the hosts its endpoint may name (see `endpointProblem`). */
   addrs: readonly string[]
+  /** The member's zone, when it says (callers prefer their own). */
+  zone?: string
 }
 
 /** What the resolver decided about one candidate tool. */
@@ -158,6 +160,7 @@ function judge (members: Member[], spec: ResolutionSpec, specIndex: number, trus
       const candidate: Candidate = { peerId: advert.peerId, agent: advert.name, tool, liveness, score: tags.score, version: tool.version, addrs: advert.addrs }
       if (advert.endpoint !== undefined) candidate.endpoint = advert.endpoint
       if (advert.identity !== undefined) candidate.identity = { spiffeId: advert.identity.id, keyHash: advert.identity.key }
+      if (advert.zone !== undefined) candidate.zone = advert.zone
       eligible.push({ candidate, row })
     }
   }

@@ -7,7 +7,7 @@ import { createMeshNode } from '../../src/node.ts'
 import type { MeshNode } from '../../src/node.ts'
 import { testNodeOptions } from './mesh.ts'
 
-/** A running provider of `lookup` (read-only) and `charge` (no hints), and its switches. */
+/** A running provider of `lookup` (read-only), `charge` (no hints) and `advised` (read-only, recommending 2 retries), and its switches. */
 export interface FlakyProvider {
   node: MeshNode
   /** tools/call requests that reached its server. */
@@ -29,6 +29,7 @@ export async function flakyProvider (mesh: string, name: string, failing: boolea
   })
   p.node.tool('lookup', { capability: 'lookup', annotations: { readOnlyHint: true } }, async () => ({ from: name }))
   p.node.tool('charge', { capability: 'charge' }, async () => ({ from: name }))
+  p.node.tool('advised', { capability: 'advised', annotations: { readOnlyHint: true }, defaults: { retries: 2 } }, async () => ({ from: name }))
   await p.node.start()
   await p.node.ready()
   return p

@@ -23,13 +23,13 @@ export async function startNode (mesh: string, name: string, define: (n: MeshNod
 }
 
 /** The nodes of one test file's mesh, all stopped at teardown; `start` adds one joined through `bootstrap`. */
-export function testMesh (t: { teardown: (fn: () => Promise<void>) => void }, mesh: string): { nodes: MeshNode[], start: (name: string, define?: (n: MeshNode) => void, bootstrap?: string[]) => Promise<MeshNode> } {
+export function testMesh (t: { teardown: (fn: () => Promise<void>) => void }, mesh: string): { nodes: MeshNode[], start: (name: string, define?: (n: MeshNode) => void, bootstrap?: string[], extra?: Partial<MeshNodeOptionsInput>) => Promise<MeshNode> } {
   const nodes: MeshNode[] = []
   t.teardown(async () => { await Promise.all(nodes.map(async (n) => n.stop())) })
   return {
     nodes,
-    start: async (name, define = () => {}, bootstrap = []) => {
-      const n = await startNode(mesh, name, define, { bootstrap })
+    start: async (name, define = () => {}, bootstrap = [], extra = {}) => {
+      const n = await startNode(mesh, name, define, { bootstrap, ...extra })
       nodes.push(n)
       return n
     },

@@ -55,6 +55,15 @@ t.test('no retries by default, and none for a tool that is neither read-only nor
   t.equal(hits.broken, 1, 'charge may have run: it is not sent again')
 })
 
+t.test('a provider\'s recommended retries stand in for the node default; the dependency\'s win', async (t) => {
+  reset()
+  await t.rejects(caller.call('advised'), { code: 'MESH_ERR_CALL_FAILED' })
+  t.equal(hits.broken, 3, 'the advertised 2 retries: 3 attempts, where the node default is 1')
+  reset()
+  await t.rejects(caller.dependency({ capability: 'advised', retries: 0 })({}), { code: 'MESH_ERR_CALL_FAILED' })
+  t.equal(hits.broken, 1, 'the dependency\'s retries: 0 wins')
+})
+
 t.test('a per-call retries overrides the dependency\'s; bad values are refused with their own code', async (t) => {
   reset()
   await t.rejects(caller.dependency({ capability: 'lookup', retries: 3 })({}, { retries: 1 }), { code: 'MESH_ERR_CALL_FAILED' })
