@@ -159,6 +159,18 @@ export interface MeshToolContext {
   stats: CallStats
 }
 
+/**
+ * How many times, and how long in all, one call waits for lost providers to come back (a restart,
+ * a suspicion refuted) or another to join, before it fails with what happened.
+ */
+const MAX_COMEBACKS = 3
+const COMEBACK_MS = 5_000
+
+/** A failure that says nothing of the tool: its provider was lost with the call, or never reached. */
+function wasLost (e: MeshError): boolean {
+  return e.code === 'MESH_ERR_CALL_PROVIDER_LOST' || e.code === 'MESH_ERR_CALL_UNREACHABLE'
+}
+
 /** Who served a call, as the caller is told. */
 function providerInfo (c: Candidate, local: boolean): ProviderInfo {
   return { agent: c.agent, peerId: c.peerId, tool: c.tool.name, local, ...(c.endpoint === undefined ? {} : { endpoint: c.endpoint }) }
@@ -219,6 +231,9 @@ export function createMeshTool<R = unknown> (name: string, declaration: Dependen
     let retriesLeft = policy.retries
     let retried = 0
     let backoffDue = false
+    /** Times this call waited for lost providers to come back, and until when it may. */
+    let comebacks = 0
+    let comebackUntil: number | undefined
     /** The longest wait a provider asked for when it refused a call for its rate limit. */
     let limitedWait = 0
     // One turn of the round robin per call: the order is taken again only when the topology changed.
@@ -251,7 +266,31 @@ export function createMeshTool<R = unknown> (name: string, declaration: Dependen
         c = order.find((x) => !out.has(x.peerId))
       }
       if (c === undefined) {
-        if (failures.length > 0 && order.length > 0) throw failed(exhausted(name, specs[0].capability, failures))
+        if (failures.length > 0 && comebacks < MAX_COMEBACKS && failures.every(wasLost) && ctx.clock.now() < (comebackUntil ??= ctx.clock.now() + COMEBACK_MS)) {
+          // Every provider was lost with the call or unreachable, nothing ran to an answer: take
+          // one that joined since, or wait a little (within the deadline) until the providers
+          // change: one is back alive (a restart), or another joins.
+          comebacks++
+          const current = (): Candidate[] => ctx.order(ctx.resolve(specs, key), key, balance, options.locality)
+          const fresh = current()
+          if (fresh.some((x) => !tried.has(x.peerId) && x.liveness === 'alive')) order = fresh
+          else {
+            const wait = deadline(ctx.clock, comebackUntil - ctx.clock.now(), [signal])
+            try {
+              order = await changedOrder(fresh, wait.signal, current)
+            } catch {
+              if (signal.aborted) throw failed(timeoutOrAbort(signal, name, exhausted(name, specs[0].capability, failures)))
+              throw failed(exhausted(name, specs[0].capability, failures))
+            } finally {
+              wait.done()
+            }
+          }
+          order = pinned(order)
+          out = ctx.breakers.ejected(order.map((x) => x.peerId))
+          tried.clear()
+          continue
+        }
+        if (failures.length > 0 && (order.length > 0 || comebacks > 0)) throw failed(exhausted(name, specs[0].capability, failures))
         if (out.size > 0) throw failed(circuitOpen(name, specs[0].capability, order.filter((x) => out.has(x.peerId)), ctx))
         if (ctx.clock.now() >= ctx.settleUntil() || signal.aborted) throw failed(noProvider(name, specs, ctx, signal, key))
         // Inside the settle window: wait for the topology to change (or the window to close).
@@ -346,6 +385,18 @@ export function createMeshTool<R = unknown> (name: string, declaration: Dependen
         lost?.done()
         if (!local) ctx.breakers.end(c.peerId, outcome, ctx.clock.now() - sentAt)
       }
+    }
+  }
+
+  /** Resolves to the order once it differs from `before` (who provides, or their liveness); rejects when `signal` aborts. */
+  async function changedOrder (before: Candidate[], signal: AbortSignal, current: () => Candidate[]): Promise<Candidate[]> {
+    // Sorted: the order itself rotates from call to call.
+    const state = (o: Candidate[]): string => o.map((x) => `${x.peerId}:${x.liveness}`).sort().join()
+    const seen = state(before)
+    for (;;) {
+      await ctx.nextChange(signal)
+      const now = current()
+      if (state(now) !== seen) return now
     }
   }
 

@@ -78,3 +78,34 @@ t.test('any other call fails at once with MESH_ERR_CALL_PROVIDER_LOST: it may ha
   t.notOk(served.some((s) => s.startsWith('charge@') && !s.endsWith(held.options.name)), 'it was not sent to another provider')
   t.equal(caller.stats.failed.MESH_ERR_CALL_PROVIDER_LOST, 1, 'counted under its own code')
 })
+
+t.test('a read-only call whose only provider was lost waits a little for it to come back, then fails with what happened', async (t) => {
+  const solo = createMeshNode(testNodeOptions(MESH, 'solo', { bootstrap: caller.gossip.addrs }))
+  let held = 0
+  solo.tool('solo', { capability: 'solo', annotations: { readOnlyHint: true } }, async (_args, _deps, ctx) => {
+    // The first call of each round is held until the caller gives up on it; the next one answers.
+    if (held++ % 2 === 0) await new Promise((resolve) => { ctx.signal.addEventListener('abort', resolve, { once: true }) })
+    return { from: 'solo' }
+  })
+  nodes.push(solo)
+  await solo.start()
+  await waitFor('the caller to see the solo provider', () => caller.explain('solo').ranked.length === 1)
+  const cut = async (): Promise<void> => {
+    await waitFor('the solo provider to hold the call', () => held % 2 === 1)
+    for (const n of [caller, p1, p2]) await n.gossip.deny([solo.peerId])
+    await waitFor('the caller to give up on the solo provider', () => caller.members().find((m) => m.advert.peerId === solo.peerId)?.liveness !== 'alive')
+  }
+
+  const comeback = caller.dependency<{ from: string }>('solo')({}, { timeout: 60_000 })
+  await cut()
+  for (const n of [caller, p1, p2]) n.gossip.allow()
+  t.same(await comeback, { from: 'solo' }, 'sent again once the provider was back alive, and served')
+
+  await waitFor('the solo provider to be alive again', () => caller.explain('solo').ranked[0]?.liveness === 'alive')
+  const start = Date.now()
+  const gone = caller.dependency('solo')({}, { timeout: 60_000 })
+  await cut()
+  await t.rejects(gone, { code: 'MESH_ERR_CALL_PROVIDER_LOST', message: /every attempt of solo/ })
+  t.ok(Date.now() - start < 30_000, `failed in ${Date.now() - start} ms, well before its 60 s timeout`)
+  for (const n of [caller, p1, p2]) n.gossip.allow()
+})
