@@ -71,6 +71,11 @@ export const ToolAdvertSchema = z.object({
   inputSchema: jsonSchema.optional(),
   outputSchema: jsonSchema.optional(),
   annotations: ToolAnnotationsSchema.optional(),
+  /**
+   * The tool streams partial results before its final one (`ctx.emit`): a dependency declared
+   * `streaming: true` resolves only such tools. Absent in adverts of older agents: not streaming.
+   */
+  streaming: z.boolean().optional(),
 })
 
 /** A dependency an agent declared (informational: who needs what, for `meshctl`). */
