@@ -29,6 +29,7 @@ export const ErrorCodes = {
   MESH_ERR_CALL_OVERLOADED: 'nothing was sent: this caller already has its maximum of calls in flight to every provider (maxRequestsPerProvider)',
   MESH_ERR_CALL_RATE_LIMITED: 'the provider refused the call, before running it: this caller has used its rate of calls of the tool (details.retryAfterMs says when to retry)',
   MESH_ERR_CALL_SESSION_LOST: 'the provider a session was pinned to is gone (or was lost mid-call): the session is not moved to another provider, since its state lived there',
+  MESH_ERR_CALL_STREAM_BROKEN: 'the provider was lost or failed after it had streamed parts of its result: the stream cannot be resumed, so the call was not sent elsewhere',
   MESH_ERR_CALL_PROVIDER_LOST: 'the provider was lost while it had the call (declared suspect or dead, or its connection dropped): the tool may have run, and it is neither read-only nor idempotent, so it was not sent elsewhere',
   MESH_ERR_CALL_INVALID_ARGS: 'the provider rejected the arguments (details hold the validation message)',
   MESH_ERR_CALL_INVALID_OUTPUT: 'the provider ran the tool but its result does not match the tool\'s own output schema',

@@ -19,7 +19,8 @@
  */
 export { createMeshNode } from './node.ts'
 export type { MeshNode, MeshNodeSeam, ToolSpec, ToolHandler, ToolContext, Injected } from './node.ts'
-export type { MeshTool, CallOptions, CallStats, ProviderInfo, DependencyDeclaration } from './proxy/mesh-tool.ts'
+export type { PartStream } from './server/tool-context.ts'
+export type { MeshTool, MeshStream, CallOptions, CallStats, ProviderInfo, DependencyDeclaration } from './proxy/mesh-tool.ts'
 export { McpHttpClient } from './proxy/mcp-client.ts'
 export type { McpHttpClientInit, ConnectOptions, RawCallOptions, Progress } from './proxy/mcp-client.ts'
 export { createEndpoint, MCP_PATH } from './server/endpoint.ts'

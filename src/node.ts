@@ -188,7 +188,7 @@ class Node implements MeshNode {
       propagate: { headers: this.options.propagateHeaders, partners: this.options.partnerHeaders },
       stopSignal: this.#stopAbort.signal,
       ...(mtls ? { trustDomain: ownDomain, trusted, revoked, onTrustChange: (l: () => void) => { this.#trustListeners.add(l) } } : {}),
-      callLocal: async (tool, args, signal, headers) => await this.#tools.callLocal(tool, args, signal, headers),
+      callLocal: async (tool, args, signal, headers, onPart) => await this.#tools.callLocal(tool, args, signal, headers, onPart),
     })
   }
 

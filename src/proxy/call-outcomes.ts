@@ -29,7 +29,7 @@ export function unwrap<R> (r: CallToolResult, dependency: string, provider: Prov
  * Codes only this side raises: about the transport or the choice of provider. A provider that
  * puts one in a result is not believed (it ran the call, so none of them is true).
  */
-export const CALLER_CODES: ReadonlySet<string> = new Set(['MESH_ERR_CALL_SESSION_LOST', 'MESH_ERR_CALL_NO_PROVIDER', 'MESH_ERR_CALL_TIMEOUT', 'MESH_ERR_CALL_UNREACHABLE', 'MESH_ERR_CALL_FAILED', 'MESH_ERR_CALL_UNTRUSTED', 'MESH_ERR_CALL_PROVIDER_LOST', 'MESH_ERR_CALL_CIRCUIT_OPEN', 'MESH_ERR_CALL_OVERLOADED'])
+export const CALLER_CODES: ReadonlySet<string> = new Set(['MESH_ERR_CALL_SESSION_LOST', 'MESH_ERR_CALL_NO_PROVIDER', 'MESH_ERR_CALL_TIMEOUT', 'MESH_ERR_CALL_UNREACHABLE', 'MESH_ERR_CALL_FAILED', 'MESH_ERR_CALL_UNTRUSTED', 'MESH_ERR_CALL_PROVIDER_LOST', 'MESH_ERR_CALL_CIRCUIT_OPEN', 'MESH_ERR_CALL_OVERLOADED', 'MESH_ERR_CALL_STREAM_BROKEN'])
 
 /**
  * The error for an `isError` result. Its class travels as data, never read from the text: a mesh
@@ -118,6 +118,14 @@ export function lostReason (err: unknown, lostWhy: string | undefined): string |
   if (lostWhy !== undefined) return lostWhy
   if (isMeshError(err) && err.code === 'MESH_ERR_CALL_FAILED' && DROPPED.has(String(err.details?.errno))) return `its connection dropped with the call (${String(err.details?.errno)})`
   return undefined
+}
+
+/** A streaming call whose provider was lost or failed after `parts` partial results reached the caller. */
+export function streamBroken (name: string, provider: ProviderInfo, parts: number, gone: string | undefined, cause: unknown): MeshError {
+  const why = gone ?? (cause instanceof Error ? cause.message : String(cause))
+  return new MeshError('MESH_ERR_CALL_STREAM_BROKEN', `the stream of ${name} from ${provider.agent} broke after ${parts} part${parts === 1 ? '' : 's'} (${why}): it cannot be resumed, so it was not sent to another provider`, {
+    cause, details: { dependency: name, provider, partsReceived: parts },
+  })
 }
 
 export function timeoutOrAbort (signal: AbortSignal, name: string, cause: unknown): MeshError {

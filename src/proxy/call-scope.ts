@@ -21,6 +21,16 @@ export const callScope = new AsyncLocalStorage<CallScope>()
 export const TIMEOUT_HEADER = 'mcp-mesh-timeout-ms'
 /** The session key of a call through a session dependency (`session: true`). */
 export const SESSION_HEADER = 'mcp-mesh-session'
+/**
+ * The notification a streaming tool sends for each partial result (`ctx.emit(part)`), related
+ * to its call: params `{ progressToken?, part }`. MCP lets servers send notifications of their
+ * own methods; clients that do not know it ignore it.
+ */
+export const PARTIAL_METHOD = 'notifications/mesh/partial'
+/** The `_meta` key of a `tools/call` whose caller wants its partial results (`stream()`): `true`. */
+export const PARTS_META_KEY = 'mcp-mesh/parts'
+/** Receives a streaming call's partial results in order; a promise it returns holds the next one back (backpressure). */
+export type PartListener = (part: unknown) => void | Promise<void>
 /** MCP Mesh's header, accepted inbound: the budget left, in seconds. */
 export const MCP_MESH_TIMEOUT_HEADER = 'x-mesh-timeout'
 /** Longer budgets are clamped: a timer takes at most about 24.8 days. */

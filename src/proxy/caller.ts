@@ -1,4 +1,3 @@
-import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js'
 import { MeshError } from '../errors.ts'
 import type { Clock } from '../clock.ts'
 import type { GossipNode } from '../gossip/gossip-node.ts'
@@ -46,8 +45,8 @@ export interface CallerInit {
   revoked?: (spiffeId: string, keyHash: string) => boolean
   /** Subscribes to changes of the trusted domains (a registration or a revoke): resolutions are redone. */
   onTrustChange?: (listener: () => void) => void
-  /** Runs a tool of this agent in process; observers have none. */
-  callLocal?: (tool: string, args: unknown, signal: AbortSignal, headers?: Record<string, string>) => Promise<CallToolResult>
+  /** Runs a tool of this agent in process (its parts to `onPart`); observers have none. */
+  callLocal?: MeshToolContext['callLocal']
 }
 
 /** Providers that refused a connection are tried last for this long. */
@@ -251,12 +250,13 @@ export function createCaller (init: CallerInit): MeshToolContext {
         signal: o.signal, // already linked to the stop signal by the MeshTool
         ...(o.headers === undefined ? {} : { headers: o.headers }),
         ...(o.onProgress === undefined ? {} : { onProgress: o.onProgress }),
+        ...(o.onPart === undefined ? {} : { onPart: o.onPart }),
       })
     },
 
-    async callLocal (tool, args, signal, headers) {
+    async callLocal (tool, args, signal, headers, onPart) {
       if (init.callLocal === undefined) throw new MeshError('MESH_ERR_CALL_NO_PROVIDER', `tool ${tool} is not served by this process`)
-      return await init.callLocal(tool, args, signal, headers)
+      return await init.callLocal(tool, args, signal, headers, onPart)
     },
 
     offered (): string[] {

@@ -11,6 +11,8 @@ import { SseParser } from './sse.ts'
 import { timedOutAfter } from './deadline.ts'
 import { httpFailure, initializeVersion, notMcp, printable, readMessage, rpcFailure, toolResult } from './answer.ts'
 import type { RpcMessage } from './answer.ts'
+import { PARTIAL_METHOD, PARTS_META_KEY } from './call-scope.ts'
+import type { PartListener } from './call-scope.ts'
 import { checkProvider } from '../identity/tls.ts'
 import type { ExpectedPeer } from '../identity/tls.ts'
 
@@ -25,6 +27,12 @@ export interface RawCallOptions {
   /** Extra headers (propagated headers, trace context). */
   headers?: Record<string, string>
   onProgress?: (p: Progress) => void
+  /**
+   * Asks the provider for the call's partial results (`ctx.emit`) and hands each to this, in
+   * order; while a promise it returns is pending, the answer is not read further (backpressure
+   * reaches the provider through TCP).
+   */
+  onPart?: PartListener
   /** With mutual TLS: the SPIFFE ID and key the provider's signed advert endorses. */
   peer?: ExpectedPeer
 }
@@ -57,6 +65,8 @@ export interface McpHttpClientInit {
   tls?: { trustDomain: string, context: (trustDomain: string) => SecureContext | undefined }
 }
 
+/** What a call's notifications are handed to. */
+type Listeners = Pick<RawCallOptions, 'onProgress' | 'onPart'>
 interface Provider { agent: HttpAgent, https: boolean, host: string, port: number, version?: Promise<string> }
 /** A provider URL once checked: its pool's key, the path it POSTs to, the normalized form for messages. */
 interface Target { origin: string, path: string, href: string }
@@ -114,8 +124,10 @@ export class McpHttpClient {
       throw err
     }))
     const params: Record<string, unknown> = { name: tool, arguments: args ?? {} }
-    if (options.onProgress !== undefined) params._meta = { progressToken: this.#nextId }
-    const result = await this.#post(target, p, 'tools/call', params, signal, { ...options.headers, 'mcp-protocol-version': version }, options.onProgress)
+    if (options.onProgress !== undefined || options.onPart !== undefined) {
+      params._meta = { progressToken: this.#nextId, ...(options.onPart === undefined ? {} : { [PARTS_META_KEY]: true }) }
+    }
+    const result = await this.#post(target, p, 'tools/call', params, signal, { ...options.headers, 'mcp-protocol-version': version }, options)
     return toolResult({ url: target.href, method: 'tools/call' }, result)
   }
 
@@ -211,10 +223,10 @@ export class McpHttpClient {
   }
 
   /** Sends one request and returns its `result`, reading a JSON or an SSE answer. */
-  async #post (t: Target, p: Provider, method: string, params: unknown, signal: AbortSignal, headers: Record<string, string>, onProgress?: (p: Progress) => void): Promise<unknown> {
+  async #post (t: Target, p: Provider, method: string, params: unknown, signal: AbortSignal, headers: Record<string, string>, listeners: Listeners = {}): Promise<unknown> {
     const id = this.#nextId++
     try {
-      return await this.#exchange(t, p, id, method, params, signal, headers, onProgress)
+      return await this.#exchange(t, p, id, method, params, signal, headers, listeners)
     } catch (err) {
       // The caller gave up on a call that may have reached the provider: tell it, as MCP asks,
       // so it stops the tool (closing the connection alone says nothing to a proxy in between).
@@ -231,7 +243,7 @@ export class McpHttpClient {
       .then((res) => { res.resume() }, () => {}) // best effort: the provider may be gone
   }
 
-  async #exchange (t: Target, p: Provider, id: number, method: string, params: unknown, signal: AbortSignal, headers: Record<string, string>, onProgress?: (p: Progress) => void): Promise<unknown> {
+  async #exchange (t: Target, p: Provider, id: number, method: string, params: unknown, signal: AbortSignal, headers: Record<string, string>, { onProgress, onPart }: Listeners): Promise<unknown> {
     const asked = { url: t.href, method }
     const res = await this.#send(t, p, method, { jsonrpc: '2.0', id, method, params }, signal, headers)
     const type = (res.headers['content-type'] ?? '').toLowerCase()
@@ -249,6 +261,10 @@ export class McpHttpClient {
             const m = readMessage(data, id, asked)
             if (m.kind !== 'other') answer = m
             else if (m.method === 'notifications/progress' && onProgress !== undefined) progressOf(m.params, onProgress)
+            else if (m.method === PARTIAL_METHOD && onPart !== undefined && typeof m.params === 'object' && m.params !== null) {
+              // Awaited: a reader with no room left stops this loop, so the socket is not read.
+              await onPart((m.params as { part?: unknown }).part)
+            }
           }
           if (answer !== undefined) break
         }

@@ -9,7 +9,7 @@ import { retrySafe } from '../topology/advert.ts'
 import type { Progress } from './mcp-client.ts'
 import { deadline } from './deadline.ts'
 import { callScope } from './call-scope.ts'
-import type { CallScope } from './call-scope.ts'
+import type { CallScope, PartListener } from './call-scope.ts'
 import type { HeaderFilter } from './headers.ts'
 import type { Breakers } from './breaker.ts'
 import { SessionPins } from './sessions.ts'
@@ -17,9 +17,12 @@ import { hedge } from './hedge.ts'
 import type { Spare } from './hedge.ts'
 import { backoffDelay, callPolicy, outboundHeaders, sleep, splitRoute, watchAttempt } from './call-policy.ts'
 import type { Balance, RetryPolicy, RetryPolicyInput } from './call-policy.ts'
-import { breakerOutcome, circuitOpen, exhausted, lostReason, noProvider, retryable, timeoutOrAbort, unwrap } from './call-outcomes.ts'
+import { breakerOutcome, circuitOpen, exhausted, lostReason, noProvider, retryable, streamBroken, timeoutOrAbort, unwrap } from './call-outcomes.ts'
+import { meshStream } from './mesh-stream.ts'
+import type { MeshStream } from './mesh-stream.ts'
 
 export type { Balance, RetryPolicy, RetryPolicyInput } from './call-policy.ts'
+export type { MeshStream } from './mesh-stream.ts'
 
 /**
  * A dependency as declared on a tool: a capability name, a spec, an ordered list of specs, or
@@ -64,6 +67,12 @@ export interface CallOptions {
   session?: string
   headers?: Record<string, string>
   onProgress?: (p: Progress) => void
+  /**
+   * Receives the call's partial results in order (a tool that streams: `ctx.emit`); a promise it
+   * returns holds the next part back. Once a part has arrived, a failure of the provider is
+   * `MESH_ERR_CALL_STREAM_BROKEN`: the call is not sent elsewhere. `stream()` is the easy way.
+   */
+  onPart?: PartListener
 }
 
 /** What a caller counts about its calls through injected tools. */
@@ -105,6 +114,11 @@ export interface MeshTool<R = unknown> {
   (args?: Record<string, unknown>, options?: CallOptions): Promise<R>
   /** The same call, also saying which provider served it. */
   invoke(args?: Record<string, unknown>, options?: CallOptions): Promise<{ result: R, provider: ProviderInfo }>
+  /**
+   * The same call, streamed: iterate its partial results (`for await (const part of
+   * weather.stream(args))`), then read the final one (`await s.result`). See `MeshStream`.
+   */
+  stream(args?: Record<string, unknown>, options?: Omit<CallOptions, 'onPart'>): MeshStream<R>
   /** Whether a provider exists now. */
   readonly available: boolean
   /** The capability of the first spec. */
@@ -150,9 +164,9 @@ export interface MeshToolContext {
   headers: { filter: HeaderFilter, partner: (trustDomain: string) => HeaderFilter, trustDomain?: string }
   /** Aborts every call (the node is stopping). */
   stopSignal: AbortSignal
-  callRemote: (c: Candidate, args: unknown, options: { signal: AbortSignal, headers?: Record<string, string>, onProgress?: (p: Progress) => void }) => Promise<CallToolResult>
-  /** Runs one of this agent's tools in process; `headers` are what a remote call would carry. */
-  callLocal: (tool: string, args: unknown, signal: AbortSignal, headers?: Record<string, string>) => Promise<CallToolResult>
+  callRemote: (c: Candidate, args: unknown, options: { signal: AbortSignal, headers?: Record<string, string>, onProgress?: (p: Progress) => void, onPart?: PartListener }) => Promise<CallToolResult>
+  /** Runs one of this agent's tools in process; `headers` are what a remote call would carry; its parts go to `onPart`. */
+  callLocal: (tool: string, args: unknown, signal: AbortSignal, headers?: Record<string, string>, onPart?: PartListener) => Promise<CallToolResult>
   /** Capabilities offered in the mesh now (for NO_PROVIDER messages). */
   offered: () => string[]
   /** Counters of this caller's calls (`node.stats`). */
@@ -236,6 +250,9 @@ export function createMeshTool<R = unknown> (name: string, declaration: Dependen
     let comebackUntil: number | undefined
     /** The longest wait a provider asked for when it refused a call for its rate limit. */
     let limitedWait = 0
+    /** Partial results handed to the caller: after the first, a failure ends the call (STREAM_BROKEN). */
+    let parts = 0
+    const onPart = call.onPart === undefined ? undefined : (part: unknown): void | Promise<void> => { parts++; return call.onPart!(part) }
     // One turn of the round robin per call: the order is taken again only when the topology changed.
     const balance = options.balance ?? ctx.balance
     const session = call.session
@@ -324,13 +341,14 @@ export function createMeshTool<R = unknown> (name: string, declaration: Dependen
       // A provider the mesh gives up on while it has the call is not waited for until the timeout.
       const lost = local ? undefined : watchAttempt(ctx, c, signal)
       const send = (x: Candidate, s: AbortSignal): Promise<CallToolResult> =>
-        ctx.callRemote(x, args, { signal: s, headers: outboundHeaders(ctx, x, call.headers, inbound, deadlineAt - ctx.clock.now(), session), onProgress: call.onProgress })
-      // Hedged: safe to run twice, not pinned to a session, and another provider may take it.
-      const hedgeMs = local || session !== undefined || !retrySafe(c.tool) ? undefined : policy.hedgeAfterMs
+        ctx.callRemote(x, args, { signal: s, headers: outboundHeaders(ctx, x, call.headers, inbound, deadlineAt - ctx.clock.now(), session), onProgress: call.onProgress, onPart })
+      // Hedged: safe to run twice, not pinned to a session, not streamed (the caller would get
+      // both attempts' parts), and another provider may take it.
+      const hedgeMs = local || session !== undefined || onPart !== undefined || !retrySafe(c.tool) ? undefined : policy.hedgeAfterMs
       let served = c
       try {
         let raw: CallToolResult
-        if (local) raw = await ctx.callLocal(c.tool.name, args, signal, outboundHeaders(ctx, c, call.headers, inbound, undefined))
+        if (local) raw = await ctx.callLocal(c.tool.name, args, signal, outboundHeaders(ctx, c, call.headers, inbound, undefined), onPart)
         else if (hedgeMs === undefined) raw = await send(c, lost!.signal)
         else {
           const h = await hedge(ctx.clock, hedgeMs, send(c, lost!.signal), () => { lost!.cancel() }, () => spare(c, order, tried, out, self, send, signal), (d, err) => {
@@ -352,6 +370,9 @@ export function createMeshTool<R = unknown> (name: string, declaration: Dependen
         outcome = breakerOutcome(err, signal)
         if (signal.aborted) throw failed(isMeshError(err) && lost?.why === undefined ? err : timeoutOrAbort(signal, name, err))
         const gone = lostReason(err, lost?.why)
+        // The caller has parts of this answer: another attempt would repeat them. (Streaming calls
+        // must likewise never be hedged.) A tool's own error after parts keeps its code.
+        if (parts > 0 && (outcome === 'failed' || gone !== undefined)) throw failed(streamBroken(name, providerInfo(c, local), parts, gone, err))
         if (gone !== undefined && session !== undefined && pins.pinned(session)) throw failed(SessionPins.lost(session, name, c.agent, gone))
         // Refused before it ran (rate limited) is as good as not sent: another provider may take it.
         const limited = isMeshError(err) && err.code === 'MESH_ERR_CALL_RATE_LIMITED'
@@ -421,6 +442,7 @@ export function createMeshTool<R = unknown> (name: string, declaration: Dependen
   const tool = (async (args?: Record<string, unknown>, call?: CallOptions) => (await invoke(args, call)).result) as MeshTool<R>
   Object.defineProperties(tool, {
     invoke: { value: invoke },
+    stream: { value: (args?: Record<string, unknown>, call?: Omit<CallOptions, 'onPart'>) => meshStream<R>(invoke, args, call) },
     available: { get: () => ctx.resolve(specs, key).ranked.length > 0 },
     capability: { value: specs[0].capability },
     resolve: { value: () => ctx.resolve(specs, key) },

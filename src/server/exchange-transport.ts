@@ -6,6 +6,7 @@ import type { Server } from '@modelcontextprotocol/sdk/server/index.js'
 import type { CallToolResult, JSONRPCMessage, RequestId, RequestInfo, ServerNotification, ServerRequest } from '@modelcontextprotocol/sdk/types.js'
 import type { CallerKey } from './caller-key.ts'
 import type { Exchange } from './exchange.ts'
+import { PARTIAL_METHOD } from '../proxy/call-scope.ts'
 
 /** The request context a tool handler gets, as the SDK shapes it. */
 export type CallExtra = RequestHandlerExtra<ServerRequest, ServerNotification>
@@ -259,6 +260,9 @@ export class ExchangeTransport implements Transport {
       }
     }
     p.exchange.stream(out)
+    // Partial results wait for the caller to read (their producer can be far faster than it);
+    // progress and logs do not, bounded by the exchange's unread limit as before.
+    if (message.method === PARTIAL_METHOD) await p.exchange.writable()
   }
 
   async close (): Promise<void> {

@@ -61,6 +61,20 @@ export class Exchange {
     this.#write(message)
   }
 
+  /**
+   * Resolves once the response's write buffer has room again (or the response is gone): what a
+   * partial result waits for, so a streaming handler goes at its caller's pace. A caller that
+   * reads nothing is still cut off by `slowReaderTimeoutMs`, which ends the wait.
+   */
+  writable (): Promise<void> {
+    const res = this.res
+    if (!res.writableNeedDrain || res.destroyed) return Promise.resolve()
+    return new Promise((resolve) => {
+      const done = (): void => { res.off('drain', done).off('close', done); resolve() }
+      res.once('drain', done).once('close', done)
+    })
+  }
+
   /** Completes the response: the SSE stream ends, or the JSON answers go out (202 when none). */
   finish (): void {
     this.done = true

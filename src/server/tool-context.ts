@@ -2,6 +2,14 @@ import type { AuthInfo } from '@modelcontextprotocol/sdk/server/auth/types.js'
 import type { LoggingLevel, Progress, ServerNotification, ServerRequest } from '@modelcontextprotocol/sdk/types.js'
 import type { RequestHandlerExtra } from '@modelcontextprotocol/sdk/shared/protocol.js'
 import type { CallExtra } from './exchange-transport.ts'
+import { PARTIAL_METHOD, PARTS_META_KEY } from '../proxy/call-scope.ts'
+import type { PartListener } from '../proxy/call-scope.ts'
+
+/** A stream of partial results that ends with a final result, as `dependency.stream(args)` returns it. */
+export interface PartStream<R> extends AsyncIterable<unknown> {
+  /** The final result; rejects with the call's error. */
+  readonly result: Promise<R>
+}
 
 /** What a tool handler gets besides its arguments and dependencies. */
 export interface ToolContext {
@@ -15,6 +23,21 @@ export interface ToolContext {
   progress(p: Progress): Promise<void>
   /** Sends a log message to the caller (MCP `notifications/message`), streamed before the result. */
   log(level: LoggingLevel, data: unknown): Promise<void>
+  /**
+   * Sends a partial result to the caller, before the final one (a tool declared `streaming:
+   * true`): over MCP a `notifications/mesh/partial` related to the call, `{ progressToken?, part }`,
+   * with `part` as JSON; in process, to the calling handler's stream. A no-op when the caller did
+   * not ask for parts (a plain call rather than `stream()`). It resolves once the part is written
+   * to a connection with room (or handed to an in-process reader with room): awaiting it slows
+   * the handler down to its caller's pace.
+   */
+  emit(part: unknown): Promise<void>
+  /**
+   * Passes a downstream stream through to this call's caller: emits every part of `stream` in
+   * order, then returns its final result (an intermediate agent: `return await
+   * ctx.pipe(dep.stream(args))`). Its errors are thrown, and breaking off ends the downstream call.
+   */
+  pipe<R>(stream: PartStream<R>): Promise<R>
   /**
    * The SDK's request context, for what the mesh does not wrap (sampling and elicitation
    * requests to the caller: `mcp.sendRequest`). Undefined when the call ran in process.
@@ -44,11 +67,31 @@ export function remoteContext (extra: CallExtra, logLevel: () => LoggingLevel, l
       if (LOG_LEVELS.indexOf(level) < LOG_LEVELS.indexOf(logLevel())) return
       await extra.sendNotification({ method: 'notifications/message', params: { level, data, logger } })
     },
+    ...withPipe(async (part) => {
+      // Sent only to a caller that asked for parts; the transport holds it until the caller reads.
+      if (extra._meta?.[PARTS_META_KEY] !== true) return
+      const token = extra._meta?.progressToken
+      await extra.sendNotification({ method: PARTIAL_METHOD, params: { ...(token === undefined ? {} : { progressToken: token }), part } } as unknown as ServerNotification)
+    }),
     mcp: extra,
   }
 }
 
-/** A handler's context for a call from this agent itself: no caller to stream to; the headers a remote call would carry. */
-export function inProcessContext (signal: AbortSignal, headers: Record<string, string> = {}): ToolContext {
-  return { signal, headers, progress: async () => {}, log: async () => {} }
+/**
+ * A handler's context for a call from this agent itself: the headers a remote call would carry;
+ * parts go to `onPart` (the calling handler's stream), progress and logs nowhere.
+ */
+export function inProcessContext (signal: AbortSignal, headers: Record<string, string> = {}, onPart?: PartListener): ToolContext {
+  return { signal, headers, progress: async () => {}, log: async () => {}, ...withPipe(async (part) => { await onPart?.(part) }) }
+}
+
+/** `emit`, and `pipe` built on it. */
+function withPipe (emit: (part: unknown) => Promise<void>): Pick<ToolContext, 'emit' | 'pipe'> {
+  return {
+    emit,
+    pipe: async <R>(stream: PartStream<R>): Promise<R> => {
+      for await (const part of stream) await emit(part)
+      return await stream.result
+    },
+  }
 }

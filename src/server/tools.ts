@@ -12,6 +12,7 @@ import { inProcessContext, remoteContext } from './tool-context.ts'
 import type { ToolContext } from './tool-context.ts'
 import { issuesOf, meshErrorResult, toResult } from './tool-result.ts'
 import { callScope, inboundBudget } from '../proxy/call-scope.ts'
+import type { PartListener } from '../proxy/call-scope.ts'
 import { headerFilter, pickHeaders } from '../proxy/headers.ts'
 import type { HeaderFilter } from '../proxy/headers.ts'
 import { deadline } from '../proxy/deadline.ts'
@@ -59,6 +60,11 @@ export interface ToolDefinition<I extends z.ZodRawShape = z.ZodRawShape> {
    * caller's node-wide defaults; its options per dependency and per call win over them.
    */
   defaults?: ToolAdvert['defaults']
+  /**
+   * The handler emits partial results before its final one (`ctx.emit(part)`): advertised, so a
+   * dependency declared `streaming: true` resolves only tools that say so.
+   */
+  streaming?: boolean
 }
 
 /** A tool's handler as the registry runs it: validated arguments in, anything `toResult` takes out. */
@@ -80,8 +86,8 @@ export interface ToolRegistry {
   install(mcp: McpServer): void
   /** `tools/call` on the endpoint's fast path. */
   readonly fastCall: FastCall
-  /** Runs one of the agent's own tools in process (a dependency on its own capability). */
-  callLocal(name: string, args: unknown, signal: AbortSignal, headers?: Record<string, string>): Promise<CallToolResult>
+  /** Runs one of the agent's own tools in process (a dependency on its own capability); its parts go to `onPart`. */
+  callLocal(name: string, args: unknown, signal: AbortSignal, headers?: Record<string, string>, onPart?: PartListener): Promise<CallToolResult>
 }
 
 interface LocalTool {
@@ -184,6 +190,7 @@ export function createToolRegistry (init: { agent: string, onDenied?: (tool: str
         outputSchema: output === undefined ? undefined : z.toJSONSchema(output),
         annotations: definition.annotations,
         defaults: definition.defaults,
+        ...(definition.streaming === true ? { streaming: true } : {}),
       })
       if (!parsed.success) throw new MeshError('MESH_ERR_TOOL_INVALID', `tool ${name}: ${z.prettifyError(parsed.error)}`, { details: { issues: parsed.error.issues } })
       let allow: AllowList | undefined
@@ -231,10 +238,10 @@ export function createToolRegistry (init: { agent: string, onDenied?: (tool: str
       })
     },
 
-    async callLocal (name, args, signal, headers) {
+    async callLocal (name, args, signal, headers, onPart) {
       const tool = tools.get(name)
       if (tool === undefined) throw new MeshError('MESH_ERR_CALL_NO_PROVIDER', `tool ${name} is not registered on this node`)
-      return await invoke(name, tool, args, inProcessContext(signal, headers), undefined, headers)
+      return await invoke(name, tool, args, inProcessContext(signal, headers, onPart), undefined, headers)
     },
   }
 }

@@ -75,13 +75,19 @@ export const ToolAdvertSchema = z.object({
   annotations: ToolAnnotationsSchema.optional(),
   /**
    * Call options the provider recommends for its tool (a slow tool's timeout, retries of a flaky
-   * one, when to hedge): callers use them unless their own call, dependency or node says.
+   * one, when to hedge): they stand in for a caller's node-wide defaults; its own options per
+   * dependency and per call win.
    */
   defaults: z.object({
     timeoutMs: z.number().int().positive().max(3_600_000).optional(),
     retries: z.number().int().min(0).max(5).optional(),
     hedgeAfterMs: z.number().int().positive().max(600_000).optional(),
   }).optional(),
+  /**
+   * The tool streams partial results before its final one (`ctx.emit`): a dependency declared
+   * `streaming: true` resolves only such tools. Absent in adverts of older agents: not streaming.
+   */
+  streaming: z.boolean().optional(),
 })
 
 /** A dependency an agent declared (informational: who needs what, for `meshctl`). */

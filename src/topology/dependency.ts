@@ -21,6 +21,11 @@ export const ResolutionSpecSchema = z.object({
    * its own domain's; none by default, so a partner cannot capture a capability by advertising it.
    */
   trustDomains: z.array(z.string().min(1).max(255)).max(16).optional(),
+  /**
+   * Only providers whose tool advertises `streaming` (it emits partial results, read with
+   * `dependency.stream(args)`); others are rejected, and `meshctl explain` says so.
+   */
+  streaming: z.boolean().optional(),
 })
 
 /**
@@ -56,5 +61,6 @@ export function describeSpec (spec: ResolutionSpec): string {
     parts.push(`tags ${spec.tags.map((t) => typeof t === 'string' ? t : `[${t.join(', ')}]`).join(' ')}`)
   }
   if (spec.trustDomains !== undefined && spec.trustDomains.length > 0) parts.push(`partners ${spec.trustDomains.join(' ')}`)
+  if (spec.streaming === true) parts.push('streaming')
   return parts.join(', ')
 }

@@ -149,6 +149,7 @@ function judge (members: Member[], spec: ResolutionSpec, specIndex: number, trus
       else if (spec.version !== undefined && !semver.satisfies(tool.version, spec.version, { includePrerelease: false })) {
         reasons.push(`version ${tool.version} does not satisfy ${spec.version}`)
       }
+      if (spec.streaming === true && tool.streaming !== true) reasons.push('its tool does not stream partial results (the dependency is streaming: true)')
       const tags = matchTags(tool.tags, spec.tags ?? [])
       const row: ExplainRow = { peerId: advert.peerId, agent: advert.name, tool: tool.name, version: tool.version, liveness, verdict: 'rejected', reasons, specIndex }
       if (!tags.ok || reasons.length > 0) {

@@ -5,7 +5,7 @@ import type { DependencySpec } from '../../src/topology/dependency.ts'
 import { createResolver, formatExplanation, matchTags } from '../../src/topology/resolver.ts'
 import type { TagExpression } from '../../src/topology/resolver.ts'
 
-interface ToolOpts { name?: string, capability?: string, version?: string, tags?: string[] }
+interface ToolOpts { name?: string, capability?: string, version?: string, tags?: string[], streaming?: boolean }
 interface MemberOpts { liveness?: Liveness, status?: string, role?: string, tools?: ToolOpts[], endpoint?: string, addrs?: string[] }
 
 /** A validated advert for `peerId` offering one `weather` tool unless told otherwise. */
@@ -24,6 +24,7 @@ function advert (peerId: string, opts: MemberOpts = {}): Advert {
       capability: o.capability ?? 'weather',
       version: o.version ?? '1.0.0',
       tags: o.tags ?? [],
+      ...(o.streaming === undefined ? {} : { streaming: o.streaming }),
     })),
   }
   if (opts.role !== undefined) input.role = opts.role
@@ -107,6 +108,18 @@ t.test('version ranges', async (t) => {
   const r = createResolver().resolve([versioned('p1', '1.0.0')], { capability: 'weather', version: '^2' })
   t.same(r.explanation[0].reasons, ['version 1.0.0 does not satisfy ^2'])
   t.equal(r.explanation[0].verdict, 'rejected')
+})
+
+t.test('a streaming dependency resolves only tools that advertise streaming, and explain says why', async (t) => {
+  const members = [member('a'), member('b', { tools: [{ streaming: true }] }), member('c', { tools: [{ streaming: false }] })]
+  const r = createResolver().resolve(members, { capability: 'weather', streaming: true })
+  t.same(r.ranked.map((c) => c.peerId), ['b'])
+  for (const peer of ['a', 'c']) {
+    t.match(r.explanation.find((row) => row.peerId === peer)?.reasons, [/does not stream partial results/], `${peer} rejected`)
+  }
+  t.match(formatExplanation(r), /spec 0: capability weather, streaming/)
+  t.equal(createResolver().resolve(members, 'weather').ranked.length, 3, 'a dependency that does not ask takes every provider')
+  t.equal(advert('d').tools[0].streaming, undefined, 'an advert without the field (an older agent) parses: not streaming')
 })
 
 t.test('ordered fallback: first spec that resolves wins', async (t) => {
