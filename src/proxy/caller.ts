@@ -11,6 +11,7 @@ import { originOf } from './mcp-client.ts'
 import type { McpHttpClient } from './mcp-client.ts'
 import type { Balance, MeshToolContext, RetryPolicy } from './mesh-tool.ts'
 import { Breakers } from './breaker.ts'
+import type { CallEvents } from '../telemetry/events.ts'
 import { headerFilter } from './headers.ts'
 import type { HeaderFilter } from './headers.ts'
 import type { BreakerPolicy } from './breaker.ts'
@@ -37,6 +38,8 @@ export interface CallerInit {
   propagate?: { headers: string[], partners: Record<string, string[]> }
   /** Aborts every call in flight (the node is stopping). */
   stopSignal: AbortSignal
+  /** Observers of calls as they end (metrics). */
+  events?: CallEvents
   /** Mutual TLS: providers whose advert endorses no TLS identity of this trust domain are not called. */
   trustDomain?: string
   /** Federation: whether a partner trust domain is registered (dependencies may opt in to it). */
@@ -161,6 +164,7 @@ export function createCaller (init: CallerInit): MeshToolContext {
       ...(init.trustDomain === undefined ? {} : { trustDomain: init.trustDomain }),
     },
     stopSignal: init.stopSignal,
+    ...(init.events === undefined ? {} : { events: init.events }),
     stats: {
       ok: 0,
       failed: {},

@@ -14,6 +14,7 @@ import type { HeaderFilter } from './headers.ts'
 import type { Breakers } from './breaker.ts'
 import { SessionPins } from './sessions.ts'
 import { hedge } from './hedge.ts'
+import type { CallEvents } from '../telemetry/events.ts'
 import type { Spare } from './hedge.ts'
 import { backoffDelay, callPolicy, outboundHeaders, sleep, splitRoute, watchAttempt } from './call-policy.ts'
 import type { Balance, RetryPolicy, RetryPolicyInput } from './call-policy.ts'
@@ -169,6 +170,8 @@ export interface MeshToolContext {
   callLocal: (tool: string, args: unknown, signal: AbortSignal, headers?: Record<string, string>, onPart?: PartListener) => Promise<CallToolResult>
   /** Capabilities offered in the mesh now (for NO_PROVIDER messages). */
   offered: () => string[]
+  /** Observers of calls as they end (metrics). */
+  events?: CallEvents
   /** Counters of this caller's calls (`node.stats`). */
   stats: CallStats
 }
@@ -229,7 +232,19 @@ export function createMeshTool<R = unknown> (name: string, declaration: Dependen
         retries: call.retries ?? options.retries ?? hint?.retries ?? ctx.retry.retries,
         hedgeAfterMs: call.hedgeAfterMs ?? options.hedgeAfterMs ?? hint?.hedgeAfterMs ?? ctx.hedgeAfterMs,
       }
-      return await attempt(args, call, limit.signal, deadlineAt, inbound, policy)
+      const ended = ctx.events?.callEnded
+      if (ended === undefined) return await attempt(args, call, limit.signal, deadlineAt, inbound, policy)
+      const started = deadlineAt - ms
+      try {
+        const done = await attempt(args, call, limit.signal, deadlineAt, inbound, policy)
+        ended({ dependency: name, capability: specs[0].capability, agent: done.provider.agent, outcome: 'ok', ms: ctx.clock.now() - started })
+        return done
+      } catch (err) {
+        const d = isMeshError(err) ? err.details : undefined
+        const agent = (d?.provider as ProviderInfo | undefined)?.agent ?? (typeof d?.agent === 'string' ? d.agent : undefined)
+        ended({ dependency: name, capability: specs[0].capability, agent, outcome: isMeshError(err) ? err.code : 'OTHER', ms: ctx.clock.now() - started })
+        throw err
+      }
     } finally {
       limit.done()
     }

@@ -4,7 +4,7 @@ import type { CallToolResult, LoggingLevel, Tool } from '@modelcontextprotocol/s
 import { z } from 'zod'
 import { allowList } from '../identity/authorize.ts'
 import type { AllowList } from '../identity/authorize.ts'
-import { MeshError } from '../errors.ts'
+import { MESH_ERROR_META_KEY, MeshError } from '../errors.ts'
 import { ToolAdvertSchema } from '../topology/advert.ts'
 import type { ToolAdvert, ToolAnnotations } from '../topology/advert.ts'
 import type { FastCall } from './exchange-transport.ts'
@@ -18,6 +18,7 @@ import type { HeaderFilter } from '../proxy/headers.ts'
 import { deadline } from '../proxy/deadline.ts'
 import { systemClock } from '../clock.ts'
 import { Quota } from '../gossip/quota.ts'
+import type { CallEvents } from '../telemetry/events.ts'
 import type { Clock } from '../clock.ts'
 
 /** One tool as offered: what it provides, takes and returns (its dependencies are the node's). */
@@ -100,7 +101,7 @@ interface LocalTool {
 }
 
 /** Creates the registry of one agent (`agent` names it in default descriptions and logs). */
-export function createToolRegistry (init: { agent: string, onDenied?: (tool: string, caller: string | undefined, why?: 'not-authorized' | 'rate-limited') => void, defaultAllow?: AllowList, clock?: Clock, propagate?: HeaderFilter }): ToolRegistry {
+export function createToolRegistry (init: { agent: string, onDenied?: (tool: string, caller: string | undefined, why?: 'not-authorized' | 'rate-limited') => void, defaultAllow?: AllowList, clock?: Clock, propagate?: HeaderFilter, events?: CallEvents }): ToolRegistry {
   const propagate = init.propagate ?? headerFilter([])
   const clock = init.clock ?? systemClock
   const tools = new Map<string, LocalTool>()
@@ -148,7 +149,16 @@ export function createToolRegistry (init: { agent: string, onDenied?: (tool: str
   const unknownTool = (name: string): CallToolResult =>
     meshErrorResult('MESH_ERR_CALL_UNKNOWN_TOOL', `Tool ${name} not found on agent ${init.agent}`, { tool: name })
 
-  const fastCall: FastCall = (name, args, extra) => {
+  const served = init.events?.served
+  /** Tells the observer how a call of `name` ended (`started` on the clock). */
+  const report = (name: string, caller: string | undefined, started: number) => (r: CallToolResult): CallToolResult => {
+    const meta = r._meta?.[MESH_ERROR_META_KEY] as { code?: unknown } | undefined
+    const outcome = r.isError !== true ? 'ok' : typeof meta?.code === 'string' ? meta.code : 'MESH_ERR_CALL_TOOL_ERROR'
+    served!({ tool: name, capability: tools.get(name)?.advert.capability ?? name, caller, outcome, ms: clock.now() - started })
+    return r
+  }
+
+  const serve: FastCall = (name, args, extra) => {
     const tool = tools.get(name)
     if (tool === undefined) return Promise.resolve(unknownTool(name))
     const allow = tool.allow ?? init.defaultAllow
@@ -168,6 +178,12 @@ export function createToolRegistry (init: { agent: string, onDenied?: (tool: str
     const inbound = extra.requestInfo?.headers ?? {}
     return invoke(name, tool, args, remoteContext(extra, level, init.agent), inboundBudget(inbound), pickHeaders(inbound, propagate))
   }
+  const fastCall: FastCall = served === undefined
+    ? serve
+    : (name, args, extra) => {
+        const done = report(name, extra.authInfo?.clientId, clock.now())
+        return serve(name, args, extra)?.then(done)
+      }
 
   return {
     get size () { return tools.size },
@@ -241,7 +257,9 @@ export function createToolRegistry (init: { agent: string, onDenied?: (tool: str
     async callLocal (name, args, signal, headers, onPart) {
       const tool = tools.get(name)
       if (tool === undefined) throw new MeshError('MESH_ERR_CALL_NO_PROVIDER', `tool ${name} is not registered on this node`)
-      return await invoke(name, tool, args, inProcessContext(signal, headers, onPart), undefined, headers)
+      const started = clock.now()
+      const r = await invoke(name, tool, args, inProcessContext(signal, headers, onPart), undefined, headers)
+      return served === undefined ? r : report(name, undefined, started)(r)
     },
   }
 }
