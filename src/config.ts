@@ -272,6 +272,24 @@ const BreakerSchema = z.object({
   maxRequestsPerProvider: z.number().int().min(1).default(1_024),
 }).strict()
 
+/**
+ * Tracing (OpenTelemetry): spans of every call kept in the agent for `meshctl trace`, exported
+ * over OTLP when `OTEL_EXPORTER_OTLP_ENDPOINT` is set, sampled as `OTEL_TRACES_SAMPLER` says.
+ */
+const TracingSchema = z.object({
+  /** `MCP_MESH_TRACING=off` turns spans off (trace context still travels on). */
+  enabled: z.boolean().default(true),
+  /** Finished spans the agent keeps (about 0.5 KB each); the oldest is overwritten. */
+  spans: z.number().int().min(16).max(1_000_000).default(4_096),
+  /** Spans older than this are not returned, in ms (15 minutes). */
+  spanMaxAgeMs: z.number().int().positive().default(900_000),
+  /**
+   * Who may read this agent's spans besides its own trust domain: SPIFFE ID patterns, exact or
+   * ending in `/*` (a partner's operators). With TLS off, anyone who reaches the endpoint.
+   */
+  readers: z.array(z.string().min(1)).max(64).default([]),
+}).strict()
+
 /** Options of `createMeshNode`: the gossip options plus the endpoint, calls and shutdown. */
 export const MeshNodeOptionsSchema = GossipOptionsSchema.omit({ role: true }).extend({
   /** The agent's own version, shown in MCP `initialize` and `meshctl status`. */
@@ -317,6 +335,7 @@ export const MeshNodeOptionsSchema = GossipOptionsSchema.omit({ role: true }).ex
   balance: z.enum(['round-robin', 'least-outstanding', 'p2c']).default('round-robin'),
   /** Circuit breaking per provider, and the cap on calls in flight to one provider: Envoy's defaults. */
   breaker: BreakerSchema.default(BreakerSchema.parse({})),
+  tracing: TracingSchema.default(TracingSchema.parse({})),
   /** On stop, calls in flight get this long to finish before the endpoint closes. */
   drainGraceMs: z.number().int().min(0).default(10_000),
   /** Run the drain on SIGTERM and SIGINT, then end the process by the same signal. */
@@ -356,6 +375,7 @@ export const EnvVars = {
   MCP_MESH_DRAIN_GRACE_MS: { key: 'drainGraceMs', parse: num, node: true },
   MCP_MESH_PROPAGATE_HEADERS: { key: 'propagateHeaders', parse: list, node: true },
   MCP_MESH_ZONE: { key: 'zone', parse: String, node: true },
+  MCP_MESH_TRACING: { key: 'tracing.enabled', parse: (v: string) => (/^(1|true|yes|on)$/i.test(v) ? true : /^(0|false|no|off)$/i.test(v) ? false : v), node: true },
   MCP_MESH_TLS_MODE: { key: 'tls.mode', parse: String, node: true },
   MCP_MESH_TLS_PROVIDER: { key: 'tls.provider', parse: String, node: true },
   MCP_MESH_TRUST_DOMAIN: { key: 'tls.trustDomain', parse: String, node: true },

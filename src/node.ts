@@ -32,6 +32,11 @@ import { MemberIdentity } from './identity/member.ts'
 import { allowList } from './identity/authorize.ts'
 import type { SecureContext } from 'node:tls'
 import { logger } from '@libp2p/logger'
+import { ErrorCode, McpError } from '@modelcontextprotocol/sdk/types.js'
+import type { TracerProvider } from '@opentelemetry/api'
+import { Tracing } from './telemetry/tracing.ts'
+import { SpansRequestSchema } from './telemetry/span-query.ts'
+import type { SpansResult } from './telemetry/span-query.ts'
 import { createCaller } from './proxy/caller.ts'
 import type { CallOptions, CallStats, DependencyDeclaration, MeshTool, MeshToolContext } from './proxy/mesh-tool.ts'
 
@@ -69,6 +74,11 @@ export interface MeshNodeSeam {
    * cancellations and answers to the agent's requests (sampling, elicitation) to that caller.
    */
   authenticate?: (req: IncomingMessage) => AuthInfo | undefined
+  /**
+   * The application's own OpenTelemetry tracer provider: the mesh's spans go there instead of
+   * the node's own SDK (then `meshctl trace` finds none of them in this agent).
+   */
+  tracerProvider?: TracerProvider
 }
 
 /** An agent in the mesh: its tools, its endpoint, its view of the topology. */
@@ -145,6 +155,7 @@ class Node implements MeshNode {
   /** TLS contexts for calls to partner domains: our certificate, their bundle; rebuilt on renewal. */
   #partnerContexts = new Map<string, { bundle: string, context: SecureContext }>()
   readonly #trustListeners = new Set<() => void>()
+  readonly #tracing: Tracing | undefined
 
   constructor (input: MeshNodeOptionsInput, seam: MeshNodeSeam) {
     this.options = parseMeshNodeOptions(input)
@@ -153,7 +164,11 @@ class Node implements MeshNode {
     this.#mcp = new McpServer({ name: this.options.name, version: this.options.version }, { capabilities: { tools: {}, logging: {} } })
     const mtls = this.options.tls.mode === 'strict'
     const ownDomain = this.options.tls.trustDomain
+    const t = this.options.tracing
+    this.#tracing = t.enabled ? new Tracing({ agent: this.options.name, size: t.spans, maxAgeMs: t.spanMaxAgeMs, ...(seam.tracerProvider === undefined ? {} : { provider: seam.tracerProvider }) }) : undefined
+    const tracer = this.#tracing?.tracer
     this.#tools = createToolRegistry({
+      ...(tracer === undefined ? {} : { tracer }),
       agent: this.options.name,
       clock: this.#clock,
       propagate: headerFilter(this.options.propagateHeaders),
@@ -165,6 +180,7 @@ class Node implements MeshNode {
       },
     })
     this.#tools.install(this.#mcp)
+    this.#serveSpans(mtls ? ownDomain : undefined)
     const trusted = (td: string): boolean => this.#member?.trust.bundleOf(td) !== undefined
     const revoked = (id: string, key: string): boolean => this.#member?.trust.isRevoked(id, key) === true
     this.#resolver = createResolver(mtls ? { trustDomain: ownDomain, trusted, revoked } : {})
@@ -175,6 +191,7 @@ class Node implements MeshNode {
       ...(mtls ? { tls: { trustDomain: ownDomain, context: (td: string) => this.#contextFor(td) } } : {}),
     })
     this.#toolContext = createCaller({
+      ...(tracer === undefined ? {} : { tracer }),
       gossip: () => this.#gossip,
       client: this.#client,
       clock: this.#clock,
@@ -251,7 +268,7 @@ class Node implements MeshNode {
 
   async #start (): Promise<void> {
     const o = this.options
-    const { version: _v, http: _h, tls: _t, settleMs: _s, callTimeoutMs: _c, retries: _r, retryDelayMs: _rd, retryMaxDelayMs: _rm, breaker: _b, balance: _bl, zone: _z, hedgeAfterMs: _hd, propagateHeaders: _ph, partnerHeaders: _pa, drainGraceMs: _d, handleSignals: _hs, ...gossipOptions } = o
+    const { version: _v, http: _h, tls: _t, settleMs: _s, callTimeoutMs: _c, retries: _r, retryDelayMs: _rd, retryMaxDelayMs: _rm, breaker: _b, balance: _bl, zone: _z, hedgeAfterMs: _hd, tracing: _tr, propagateHeaders: _ph, partnerHeaders: _pa, drainGraceMs: _d, handleSignals: _hs, ...gossipOptions } = o
     // With mutual TLS, the mesh's own protocols admit only members that prove an SVID of our domain.
     const host = o.http.announceHost ?? o.http.host
     const member = o.tls.mode !== 'strict'
@@ -294,6 +311,7 @@ class Node implements MeshNode {
     })
     try {
       await this.#endpoint.start()
+      await this.#tracing?.start()
       await this.#gossip.updateAdvert(this.#advertBody('alive'))
       await this.#gossip.start({ signal: this.#stopAbort.signal })
     } catch (err) {
@@ -399,6 +417,30 @@ class Node implements MeshNode {
     await this.#client.close()
     await gossip?.stop()
     await this.#member?.stop()
+    await this.#tracing?.stop()
+  }
+
+  /**
+   * `mesh/spans`: the spans of one trace this agent keeps, for `meshctl trace`. A method of ours
+   * on the MCP endpoint (not a tool: hosts do not see it), answered with mutual TLS only to our
+   * own trust domain's identities and the `tracing.readers` patterns; a partner gets
+   * `MESH_ERR_CALL_NOT_AUTHORIZED` unless named.
+   */
+  #serveSpans (ownDomain: string | undefined): void {
+    let readers: ReturnType<typeof allowList> | undefined
+    try {
+      readers = ownDomain === undefined ? undefined : allowList([`spiffe://${ownDomain}/*`, ...this.options.tracing.readers])
+    } catch (err) {
+      throw new MeshError('MESH_ERR_CONFIG_INVALID', `tracing.readers: ${(err as Error).message}`, { cause: err, details: { field: 'tracing.readers' } })
+    }
+    this.#mcp.server.setRequestHandler(SpansRequestSchema, (req, extra): SpansResult => {
+      const caller = extra.authInfo?.clientId
+      if (readers !== undefined && !readers.allows(caller)) {
+        this.#countDropped('not-authorized')
+        throw new McpError(ErrorCode.InvalidRequest, `${caller ?? 'a caller with no identity'} may not read the spans of agent ${this.options.name} (tracing.readers)`, { code: 'MESH_ERR_CALL_NOT_AUTHORIZED' })
+      }
+      return { agent: this.options.name, spans: this.#tracing?.ring?.trace(req.params.traceId) ?? [] }
+    })
   }
 
   #removeSignalHandlers (): void {

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto'
 import { systemClock } from '../clock.ts'
 import { McpHttpClient } from '../proxy/mcp-client.ts'
 import { createCaller } from '../proxy/caller.ts'
@@ -15,7 +16,9 @@ for the next one.
   --tags <list>          tag (required), +tag (preferred), -tag (excluded), a|b (one of)
   --version <range>      a semver range, for example ^1.2
   --call-timeout <ms>    how long the call may take (default 30000)
-  --json                 print {"result", "provider", "ms"} as JSON
+  --trace                traces the call (sampled, whatever the agents' sampling) and prints its
+                         trace ID, for \`meshctl trace <id>\`
+  --json                 print {"result", "provider", "ms"} as JSON (and "traceId" with --trace)
   --cert, --key, --ca     the SVID, key and trust bundle to call with (default: a 10-minute SVID
                          from the local CA in MCP_MESH_HOME)
   --bootstrap, --mesh, --timeout (join timeout, ms) as for every command
@@ -26,7 +29,7 @@ Exit codes: 0 ok, 1 the call failed (tool error, timeout, refused), 2 usage, 3 m
 
 /** `meshctl call`: one call through the mesh from the command line. */
 export async function call (argv: string[]): Promise<number> {
-  const { values, positionals } = parse(argv, { ...common, tags: { type: 'string', multiple: true }, version: { type: 'string' }, 'call-timeout': { type: 'string' } })
+  const { values, positionals } = parse(argv, { ...common, tags: { type: 'string', multiple: true }, version: { type: 'string' }, 'call-timeout': { type: 'string' }, trace: { type: 'boolean' } })
   if (values.help === true) { console.log(CALL_HELP); return Exit.ok }
   const [capability, json] = positionals
   if (capability === undefined) throw new UsageError('call needs a capability, for example: meshctl call weather \'{"destination":"Oslo"}\'')
@@ -50,17 +53,25 @@ export async function call (argv: string[]): Promise<number> {
   const stop = new AbortController()
   try {
     const context = createCaller({ gossip: () => node, client, clock: systemClock, settleUntil: () => 0, callTimeoutMs, stopSignal: stop.signal, ...(tls === undefined ? {} : { trustDomain: tls.trustDomain }) })
+    // A sampled W3C trace context of our own: the first agent's span is the root the agents keep.
+    const traceId = values.trace === true ? randomBytes(16).toString('hex') : undefined
+    const headers = traceId === undefined ? undefined : { traceparent: `00-${traceId}-${randomBytes(8).toString('hex')}-01` }
     const started = performance.now()
-    const { result, provider } = await createMeshTool(capability, spec, context).invoke(args)
+    const { result, provider } = await createMeshTool(capability, spec, context).invoke(args, headers === undefined ? {} : { headers }).catch((err: unknown) => {
+      // A failed call's trace is the one worth reading.
+      if (traceId !== undefined) console.error(`trace ${traceId}`)
+      throw err
+    })
     const ms = Math.round((performance.now() - started) * 10) / 10
     if (values.json === true) {
-      console.log(toJson({ result, provider, ms }))
+      console.log(toJson({ result, provider, ms, ...(traceId === undefined ? {} : { traceId }) }))
     } else {
       // The result and the provider's names come from another member: escaped, as every mesh string.
       console.log(typeof result === 'string' ? escapeControls(result, true) : toJson(result))
       const p = painter()
       const by = printable(provider)
       console.log(p.dim(`served by ${by.agent} (${by.tool} at ${by.endpoint ?? 'in process'}) in ${ms} ms`))
+      if (traceId !== undefined) console.log(`trace ${traceId}`)
     }
     return Exit.ok
   } finally {

@@ -9,6 +9,7 @@ import { list, LIST_HELP } from './list.ts'
 import { escapeControls } from './print.ts'
 import { status, STATUS_HELP } from './status.ts'
 import { start, START_HELP } from './start.ts'
+import { traceCommand, TRACE_HELP } from './trace.ts'
 
 const HELP = `Usage: meshctl <command> [options]
 
@@ -21,6 +22,7 @@ Commands:
   ca <init|show|issue>      the local certificate authority: create it, show it, issue an X.509-SVID
   entity <register|list|revoke>  partner organisations whose agents this host's agents trust
   revoke <spiffe-id>        revokes an agent identity (or --cert <pem>: one certificate)
+  trace <trace-id>          the tree of one trace, from the spans the agents keep (call --trace prints the ID)
 
 Common options:
   --bootstrap <multiaddr>   a bootstrap or any agent of the mesh, repeatable (env MCP_MESH_BOOTSTRAP)
@@ -47,12 +49,13 @@ async function main (argv: string[]): Promise<number> {
   if (command === 'ca') return (await import('./ca.ts')).ca(rest) // loads the X.509 library only when used
   if (command === 'entity') return entity(rest)
   if (command === 'revoke') return revoke(rest)
+  if (command === 'trace') return traceCommand(rest)
   throw new UsageError(`unknown command "${command}"`)
 }
 
 main(process.argv.slice(2)).then((code) => { process.exitCode = code }, (err: unknown) => {
   if (err instanceof UsageError) {
-    const helps: Record<string, string> = { list: LIST_HELP, explain: EXPLAIN_HELP, call: CALL_HELP, status: STATUS_HELP, start: START_HELP, ca: CA_HELP, entity: ENTITY_HELP, revoke: REVOKE_HELP }
+    const helps: Record<string, string> = { list: LIST_HELP, explain: EXPLAIN_HELP, call: CALL_HELP, status: STATUS_HELP, start: START_HELP, ca: CA_HELP, entity: ENTITY_HELP, revoke: REVOKE_HELP, trace: TRACE_HELP }
     console.error(`meshctl: ${err.message}\n\n${helps[process.argv[2] ?? ''] ?? HELP}`)
     process.exitCode = Exit.usage
     return

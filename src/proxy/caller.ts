@@ -12,6 +12,7 @@ import type { McpHttpClient } from './mcp-client.ts'
 import type { Balance, MeshToolContext, RetryPolicy } from './mesh-tool.ts'
 import { Breakers } from './breaker.ts'
 import type { CallEvents } from '../telemetry/events.ts'
+import type { Tracer } from '@opentelemetry/api'
 import { headerFilter } from './headers.ts'
 import type { HeaderFilter } from './headers.ts'
 import type { BreakerPolicy } from './breaker.ts'
@@ -40,6 +41,8 @@ export interface CallerInit {
   stopSignal: AbortSignal
   /** Observers of calls as they end (metrics). */
   events?: CallEvents
+  /** Traces calls (none when absent). */
+  tracer?: Tracer
   /** Mutual TLS: providers whose advert endorses no TLS identity of this trust domain are not called. */
   trustDomain?: string
   /** Federation: whether a partner trust domain is registered (dependencies may opt in to it). */
@@ -165,6 +168,7 @@ export function createCaller (init: CallerInit): MeshToolContext {
     },
     stopSignal: init.stopSignal,
     ...(init.events === undefined ? {} : { events: init.events }),
+    ...(init.tracer === undefined ? {} : { tracer: init.tracer }),
     stats: {
       ok: 0,
       failed: {},

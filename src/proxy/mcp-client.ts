@@ -119,16 +119,25 @@ export class McpHttpClient {
       : signals.length === 0 ? options.signal : AbortSignal.any([options.signal, ...signals])
     const target = this.#target(url)
     const p = this.#provider(target, options.peer)
-    const version = await (p.version ??= this.#initialize(target, p, signal).catch((err: unknown) => {
-      p.version = undefined
-      throw err
-    }))
+    const version = await this.#version(target, p, signal)
     const params: Record<string, unknown> = { name: tool, arguments: args ?? {} }
     if (options.onProgress !== undefined || options.onPart !== undefined) {
       params._meta = { progressToken: this.#nextId, ...(options.onPart === undefined ? {} : { [PARTS_META_KEY]: true }) }
     }
     const result = await this.#post(target, p, 'tools/call', params, signal, { ...options.headers, 'mcp-protocol-version': version }, options)
     return toolResult({ url: target.href, method: 'tools/call' }, result)
+  }
+
+  /**
+   * Sends one request of another method (`mesh/spans`) to the endpoint at `url`, over the same
+   * pools, identity checks and errors as `callTool`; returns its `result`.
+   */
+  async request (url: string, method: string, params: Record<string, unknown>, options: Pick<RawCallOptions, 'signal' | 'peer' | 'timeoutMs'>): Promise<unknown> {
+    const signal = options.timeoutMs === undefined ? (options.signal ?? NEVER) : AbortSignal.any([...(options.signal === undefined ? [] : [options.signal]), AbortSignal.timeout(options.timeoutMs)])
+    const target = this.#target(url)
+    const p = this.#provider(target, options.peer)
+    const version = await this.#version(target, p, signal)
+    return await this.#post(target, p, method, params, signal, { 'mcp-protocol-version': version })
   }
 
   /**
@@ -207,6 +216,14 @@ export class McpHttpClient {
       this.#providers.set(key, p)
     }
     return p
+  }
+
+  /** The protocol version agreed with the provider: initializes the pool's first call (once; again after a failure). */
+  async #version (t: Target, p: Provider, signal: AbortSignal): Promise<string> {
+    return await (p.version ??= this.#initialize(t, p, signal).catch((err: unknown) => {
+      p.version = undefined
+      throw err
+    }))
   }
 
   async #initialize (t: Target, p: Provider, signal: AbortSignal): Promise<string> {

@@ -15,6 +15,8 @@ import type { Breakers } from './breaker.ts'
 import { SessionPins } from './sessions.ts'
 import { hedge } from './hedge.ts'
 import type { CallEvents } from '../telemetry/events.ts'
+import type { Context, Span, Tracer } from '@opentelemetry/api'
+import { failSpan, injectInto, startAttemptSpan, startCallSpan, withContext } from '../telemetry/spans.ts'
 import type { Spare } from './hedge.ts'
 import { backoffDelay, callPolicy, outboundHeaders, sleep, splitRoute, watchAttempt } from './call-policy.ts'
 import type { Balance, RetryPolicy, RetryPolicyInput } from './call-policy.ts'
@@ -172,6 +174,8 @@ export interface MeshToolContext {
   offered: () => string[]
   /** Observers of calls as they end (metrics). */
   events?: CallEvents
+  /** Traces calls: a span per call and per attempt, their context sent on (none when absent). */
+  tracer?: Tracer
   /** Counters of this caller's calls (`node.stats`). */
   stats: CallStats
 }
@@ -186,6 +190,20 @@ const COMEBACK_MS = 5_000
 /** A failure that says nothing of the tool: its provider was lost with the call, or never reached. */
 function wasLost (e: MeshError): boolean {
   return e.code === 'MESH_ERR_CALL_PROVIDER_LOST' || e.code === 'MESH_ERR_CALL_UNREACHABLE'
+}
+
+/** How one call is sent: its retries and hedging, and its trace (the call's span context, the attempts so far). */
+interface Plan {
+  retries: number
+  hedgeAfterMs: number | undefined
+  trace: Context | undefined
+  attempts: number
+}
+
+/** Ends an attempt's span: ok, or failed with the error's code. */
+function endAttempt (span: Span, err: unknown): void {
+  if (err === undefined) span.end()
+  else failSpan(span, isMeshError(err) ? err.code : 'OTHER', err instanceof Error ? err.message : String(err))
 }
 
 /** Who served a call, as the caller is told. */
@@ -228,21 +246,34 @@ export function createMeshTool<R = unknown> (name: string, declaration: Dependen
     const deadlineAt = ctx.clock.now() + ms
     const limit = deadline(ctx.clock, ms, [call.signal, ctx.stopSignal, inbound?.signal])
     try {
-      const policy = {
+      const traced = ctx.tracer === undefined ? undefined : startCallSpan(ctx.tracer, name, specs[0].capability, call.headers)
+      const plan: Plan = {
         retries: call.retries ?? options.retries ?? hint?.retries ?? ctx.retry.retries,
         hedgeAfterMs: call.hedgeAfterMs ?? options.hedgeAfterMs ?? hint?.hedgeAfterMs ?? ctx.hedgeAfterMs,
+        trace: traced?.ctx,
+        attempts: 0,
       }
       const ended = ctx.events?.callEnded
-      if (ended === undefined) return await attempt(args, call, limit.signal, deadlineAt, inbound, policy)
+      if (ended === undefined && traced === undefined) return await attempt(args, call, limit.signal, deadlineAt, inbound, plan)
       const started = deadlineAt - ms
       try {
-        const done = await attempt(args, call, limit.signal, deadlineAt, inbound, policy)
-        ended({ dependency: name, capability: specs[0].capability, agent: done.provider.agent, outcome: 'ok', ms: ctx.clock.now() - started })
+        const done = await attempt(args, call, limit.signal, deadlineAt, inbound, plan)
+        ended?.({ dependency: name, capability: specs[0].capability, agent: done.provider.agent, outcome: 'ok', ms: ctx.clock.now() - started })
+        if (traced !== undefined) {
+          traced.span.setAttributes({ 'mesh.peer.agent': done.provider.agent, 'mesh.attempts': plan.attempts })
+          traced.span.end()
+        }
         return done
       } catch (err) {
         const d = isMeshError(err) ? err.details : undefined
         const agent = (d?.provider as ProviderInfo | undefined)?.agent ?? (typeof d?.agent === 'string' ? d.agent : undefined)
-        ended({ dependency: name, capability: specs[0].capability, agent, outcome: isMeshError(err) ? err.code : 'OTHER', ms: ctx.clock.now() - started })
+        const code = isMeshError(err) ? err.code : 'OTHER'
+        ended?.({ dependency: name, capability: specs[0].capability, agent, outcome: code, ms: ctx.clock.now() - started })
+        if (traced !== undefined) {
+          traced.span.setAttribute('mesh.attempts', plan.attempts)
+          if (agent !== undefined) traced.span.setAttribute('mesh.peer.agent', agent)
+          failSpan(traced.span, code, (err as Error).message)
+        }
         throw err
       }
     } finally {
@@ -250,7 +281,7 @@ export function createMeshTool<R = unknown> (name: string, declaration: Dependen
     }
   }
 
-  async function attempt (args: Record<string, unknown>, call: CallOptions, signal: AbortSignal, deadlineAt: number, inbound: CallScope | undefined, policy: { retries: number, hedgeAfterMs: number | undefined }): Promise<{ result: R, provider: ProviderInfo }> {
+  async function attempt (args: Record<string, unknown>, call: CallOptions, signal: AbortSignal, deadlineAt: number, inbound: CallScope | undefined, policy: Plan): Promise<{ result: R, provider: ProviderInfo }> {
     // A weighted split picks this call's branch (its own version or tags); otherwise the dependency's specs.
     const { specs, key } = route()
     /** Every failed attempt of this call, with its provider: the final error lists them. */
@@ -355,18 +386,26 @@ export function createMeshTool<R = unknown> (name: string, declaration: Dependen
       const sentAt = ctx.clock.now()
       // A provider the mesh gives up on while it has the call is not waited for until the timeout.
       const lost = local ? undefined : watchAttempt(ctx, c, signal)
-      const send = (x: Candidate, s: AbortSignal): Promise<CallToolResult> =>
-        ctx.callRemote(x, args, { signal: s, headers: outboundHeaders(ctx, x, call.headers, inbound, deadlineAt - ctx.clock.now(), session), onProgress: call.onProgress, onPart })
+      const send = (x: Candidate, s: AbortSignal, span: Span | undefined): Promise<CallToolResult> => {
+        const headers = outboundHeaders(ctx, x, call.headers, inbound, deadlineAt - ctx.clock.now(), session)
+        if (span !== undefined) injectInto(headers, span)
+        return ctx.callRemote(x, args, { signal: s, headers, onProgress: call.onProgress, onPart })
+      }
+      const traced = traceAttempt(policy, c, local)
+      /** Why this attempt failed (its span's status); undefined while it has not. */
+      let attemptError: unknown
       // Hedged: safe to run twice, not pinned to a session, not streamed (the caller would get
       // both attempts' parts), and another provider may take it.
       const hedgeMs = local || session !== undefined || onPart !== undefined || !retrySafe(c.tool) ? undefined : policy.hedgeAfterMs
       let served = c
       try {
         let raw: CallToolResult
-        if (local) raw = await ctx.callLocal(c.tool.name, args, signal, outboundHeaders(ctx, c, call.headers, inbound, undefined), onPart)
-        else if (hedgeMs === undefined) raw = await send(c, lost!.signal)
+        if (local) {
+          const run = (): Promise<CallToolResult> => ctx.callLocal(c.tool.name, args, signal, outboundHeaders(ctx, c, call.headers, inbound, undefined), onPart)
+          raw = await (traced === undefined ? run() : withContext(traced.ctx, run))
+        } else if (hedgeMs === undefined) raw = await send(c, lost!.signal, traced?.span)
         else {
-          const h = await hedge(ctx.clock, hedgeMs, send(c, lost!.signal), () => { lost!.cancel() }, () => spare(c, order, tried, out, self, send, signal), (d, err) => {
+          const h = await hedge(ctx.clock, hedgeMs, send(c, lost!.signal, traced?.span), () => { lost!.cancel() }, () => spare(c, order, tried, out, self, send, signal, policy), (d, err) => {
             failures.push(attemptFailure(err, d))
           })
           raw = h.raw
@@ -374,6 +413,7 @@ export function createMeshTool<R = unknown> (name: string, declaration: Dependen
             served = h.by
             ctx.stats.hedgesWon++
             outcome = h.firstError === undefined ? 'neither' : breakerOutcome(h.firstError, lost!.signal)
+            attemptError = h.firstError ?? new MeshError('MESH_ERR_ABORTED', `cancelled: ${served.agent} answered first (hedging)`)
           }
         }
         const provider = providerInfo(served, local)
@@ -382,6 +422,7 @@ export function createMeshTool<R = unknown> (name: string, declaration: Dependen
         ctx.stats.ok++
         return { result, provider }
       } catch (err) {
+        attemptError = err
         outcome = breakerOutcome(err, signal)
         if (signal.aborted) throw failed(isMeshError(err) && lost?.why === undefined ? err : timeoutOrAbort(signal, name, err))
         const gone = lostReason(err, lost?.why)
@@ -418,10 +459,18 @@ export function createMeshTool<R = unknown> (name: string, declaration: Dependen
         tried.add(c.peerId)
         failures.push(attemptFailure(gone === undefined ? err : new MeshError('MESH_ERR_CALL_PROVIDER_LOST', gone, { cause: err }), c))
       } finally {
+        if (traced !== undefined) endAttempt(traced.span, attemptError)
         lost?.done()
         if (!local) ctx.breakers.end(c.peerId, outcome, ctx.clock.now() - sentAt)
       }
     }
+  }
+
+  /** The span of the next attempt of a traced call, to `x`; undefined when the call is not traced. */
+  function traceAttempt (plan: Plan, x: Candidate, local: boolean): { span: Span, ctx: Context } | undefined {
+    plan.attempts++
+    if (plan.trace === undefined) return undefined
+    return startAttemptSpan(ctx.tracer!, plan.trace, { agent: x.agent, peerId: x.peerId, tool: x.tool.name, ...(x.endpoint === undefined ? {} : { endpoint: x.endpoint }), ...(x.identity === undefined ? {} : { spiffeId: x.identity.spiffeId }) }, plan.attempts, local)
   }
 
   /** Resolves to the order once it differs from `before` (who provides, or their liveness); rejects when `signal` aborts. */
@@ -440,7 +489,7 @@ export function createMeshTool<R = unknown> (name: string, declaration: Dependen
    * The hedge of a slow attempt to `c`: the next provider in `order` this call has not tried,
    * whose circuit admits it and whose tool is safe to run twice; undefined when there is none.
    */
-  function spare (c: Candidate, order: Candidate[], tried: Set<string>, out: Set<string>, self: string, send: (x: Candidate, s: AbortSignal) => Promise<CallToolResult>, signal: AbortSignal): Spare | undefined {
+  function spare (c: Candidate, order: Candidate[], tried: Set<string>, out: Set<string>, self: string, send: (x: Candidate, s: AbortSignal, span: Span | undefined) => Promise<CallToolResult>, signal: AbortSignal, plan: Plan): Spare | undefined {
     const d = order.find((x) => x.peerId !== c.peerId && x.peerId !== self && !tried.has(x.peerId) && !out.has(x.peerId) && retrySafe(x.tool) && ctx.breakers.admit(x.peerId) === true)
     if (d === undefined) return undefined
     tried.add(d.peerId)
@@ -448,9 +497,14 @@ export function createMeshTool<R = unknown> (name: string, declaration: Dependen
     ctx.stats.hedges++
     const at = ctx.clock.now()
     const w = watchAttempt(ctx, d, signal)
-    const result = send(d, w.signal)
-    const end = (outcome: 'ok' | 'failed' | 'neither'): void => { w.done(); ctx.breakers.end(d.peerId, outcome, ctx.clock.now() - at) }
-    result.then(() => { end('ok') }, (err: unknown) => { end(breakerOutcome(err, w.signal)) })
+    const traced = traceAttempt(plan, d, false)
+    const result = send(d, w.signal, traced?.span)
+    const end = (outcome: 'ok' | 'failed' | 'neither', err?: unknown): void => {
+      w.done()
+      ctx.breakers.end(d.peerId, outcome, ctx.clock.now() - at)
+      if (traced !== undefined) endAttempt(traced.span, err)
+    }
+    result.then(() => { end('ok') }, (err: unknown) => { end(breakerOutcome(err, w.signal), err) })
     return { c: d, result, cancel: () => { w.cancel() } }
   }
 

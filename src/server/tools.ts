@@ -19,6 +19,9 @@ import { deadline } from '../proxy/deadline.ts'
 import { systemClock } from '../clock.ts'
 import { Quota } from '../gossip/quota.ts'
 import type { CallEvents } from '../telemetry/events.ts'
+import { context, trace } from '@opentelemetry/api'
+import type { Context, Tracer } from '@opentelemetry/api'
+import { endServerSpan, failSpan, inboundContext, startServerSpan, withContext } from '../telemetry/spans.ts'
 import type { Clock } from '../clock.ts'
 
 /** One tool as offered: what it provides, takes and returns (its dependencies are the node's). */
@@ -101,7 +104,7 @@ interface LocalTool {
 }
 
 /** Creates the registry of one agent (`agent` names it in default descriptions and logs). */
-export function createToolRegistry (init: { agent: string, onDenied?: (tool: string, caller: string | undefined, why?: 'not-authorized' | 'rate-limited') => void, defaultAllow?: AllowList, clock?: Clock, propagate?: HeaderFilter, events?: CallEvents }): ToolRegistry {
+export function createToolRegistry (init: { agent: string, onDenied?: (tool: string, caller: string | undefined, why?: 'not-authorized' | 'rate-limited') => void, defaultAllow?: AllowList, clock?: Clock, propagate?: HeaderFilter, events?: CallEvents, tracer?: Tracer }): ToolRegistry {
   const propagate = init.propagate ?? headerFilter([])
   const clock = init.clock ?? systemClock
   const tools = new Map<string, LocalTool>()
@@ -178,12 +181,24 @@ export function createToolRegistry (init: { agent: string, onDenied?: (tool: str
     const inbound = extra.requestInfo?.headers ?? {}
     return invoke(name, tool, args, remoteContext(extra, level, init.agent), inboundBudget(inbound), pickHeaders(inbound, propagate))
   }
-  const fastCall: FastCall = served === undefined
+  const tracer = init.tracer
+  /** Runs `call` in a server span under `parent` (the caller's trace context), ended with its result. */
+  const traced = (name: string, caller: string | undefined, parent: Context, call: () => Promise<CallToolResult>): Promise<CallToolResult> => {
+    const span = startServerSpan(tracer!, name, tools.get(name)?.advert.capability ?? name, caller, parent)
+    return withContext(trace.setSpan(parent, span), call).then((r) => { endServerSpan(span, r); return r }, (err: unknown) => {
+      failSpan(span, 'MESH_ERR_CALL_TOOL_ERROR', String(err))
+      throw err
+    })
+  }
+  const measured: FastCall = served === undefined
     ? serve
     : (name, args, extra) => {
         const done = report(name, extra.authInfo?.clientId, clock.now())
         return serve(name, args, extra)?.then(done)
       }
+  const fastCall: FastCall = tracer === undefined
+    ? measured
+    : (name, args, extra) => traced(name, extra.authInfo?.clientId, inboundContext(extra.requestInfo?.headers ?? {}, extra._meta), () => measured(name, args, extra) ?? Promise.resolve(unknownTool(name)))
 
   return {
     get size () { return tools.size },
@@ -258,7 +273,8 @@ export function createToolRegistry (init: { agent: string, onDenied?: (tool: str
       const tool = tools.get(name)
       if (tool === undefined) throw new MeshError('MESH_ERR_CALL_NO_PROVIDER', `tool ${name} is not registered on this node`)
       const started = clock.now()
-      const r = await invoke(name, tool, args, inProcessContext(signal, headers, onPart), undefined, headers)
+      const run = (): Promise<CallToolResult> => invoke(name, tool, args, inProcessContext(signal, headers, onPart), undefined, headers)
+      const r = await (tracer === undefined ? run() : traced(name, undefined, context.active(), run))
       return served === undefined ? r : report(name, undefined, started)(r)
     },
   }

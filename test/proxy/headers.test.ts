@@ -38,10 +38,12 @@ await waitFor('the chain to be resolvable', () => caller.explain('a').ranked.len
 t.test('32 chains at once, three hops each: each keeps its own headers', async (t) => {
   const chain = caller.dependency<{ i: number, tenant?: string, auth?: string, secret: string | null, trace?: string }>('a')
   const results = await Promise.all(Array.from({ length: 32 }, async (_, i) => chain({ i }, {
-    headers: { 'X-Tenant-Id': `tenant-${i}`, authorization: `Bearer token-${i}`, 'x-secret': `s-${i}`, traceparent: `00-${String(i).padStart(32, '0')}-00f067aa0ba902b7-01` },
+    headers: { 'X-Tenant-Id': `tenant-${i}`, authorization: `Bearer token-${i}`, 'x-secret': `s-${i}`, traceparent: `00-${String(i + 1).padStart(32, '0')}-00f067aa0ba902b7-01` },
   })))
   for (const [i, r] of results.entries()) {
-    t.same({ tenant: r.tenant, auth: r.auth, secret: r.secret, trace: r.trace }, { tenant: `tenant-${i}`, auth: `Bearer token-${i}`, secret: null, trace: `00-${String(i).padStart(32, '0')}-00f067aa0ba902b7-01` }, `chain ${i}: its own tenant, token and trace at the third hop, and no x-secret`)
+    t.same({ tenant: r.tenant, auth: r.auth, secret: r.secret }, { tenant: `tenant-${i}`, auth: `Bearer token-${i}`, secret: null }, `chain ${i}: its own tenant and token at the third hop, and no x-secret`)
+    // The trace ID travels; the parent span ID is each hop's own attempt span (W3C trace context).
+    t.match(r.trace, new RegExp(`^00-${String(i + 1).padStart(32, '0')}-(?!00f067aa0ba902b7)[0-9a-f]{16}-01$`), `chain ${i}: its own trace at the third hop`)
   }
 })
 

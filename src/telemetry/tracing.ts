@@ -1,0 +1,112 @@
+// The node's tracing SDK: a tracer provider per node (several nodes may share a process), spans
+// kept in the node's ring for `meshctl trace`, exported over OTLP/HTTP when the standard
+// `OTEL_EXPORTER_OTLP_*` variables ask, sampled as `OTEL_TRACES_SAMPLER` says. Context travels
+// through the global AsyncLocalStorage context manager, registered once unless the application
+// registered its own.
+import { context } from '@opentelemetry/api'
+import type { Context, Tracer, TracerProvider as ApiTracerProvider } from '@opentelemetry/api'
+import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks'
+import { AlwaysOffSampler, AlwaysOnSampler, BatchSpanProcessor, ParentBasedSampler, TraceIdRatioBasedSampler, TracerProvider } from '@opentelemetry/sdk-trace'
+import type { ReadableSpan, Sampler, Span, SpanProcessor } from '@opentelemetry/sdk-trace'
+import { resourceFromAttributes } from '@opentelemetry/resources'
+import { MeshError } from '../errors.ts'
+import { SpanRing } from './span-ring.ts'
+import type { SpanRingOptions } from './span-ring.ts'
+
+let contextManager = false
+/** Registers the AsyncLocalStorage context manager once per process, unless one already is. */
+function ensureContextManager (): void {
+  if (contextManager) return
+  contextManager = true
+  const manager = new AsyncLocalStorageContextManager().enable()
+  if (!context.setGlobalContextManager(manager)) manager.disable() // the application's stays
+}
+
+/**
+ * The sampler `OTEL_TRACES_SAMPLER` and `OTEL_TRACES_SAMPLER_ARG` name (OpenTelemetry's
+ * environment specification; default `parentbased_always_on`). An unknown sampler or a ratio
+ * outside 0..1 is `MESH_ERR_CONFIG_INVALID`.
+ */
+export function samplerFromEnv (env: NodeJS.ProcessEnv): Sampler {
+  const name = (env.OTEL_TRACES_SAMPLER ?? 'parentbased_always_on').trim().toLowerCase()
+  const arg = env.OTEL_TRACES_SAMPLER_ARG
+  const ratio = (): number => {
+    const r = arg === undefined || arg.trim() === '' ? 1 : Number(arg)
+    if (!Number.isFinite(r) || r < 0 || r > 1) throw new MeshError('MESH_ERR_CONFIG_INVALID', `OTEL_TRACES_SAMPLER_ARG must be a ratio between 0 and 1, got "${arg}"`, { details: { variable: 'OTEL_TRACES_SAMPLER_ARG' } })
+    return r
+  }
+  switch (name) {
+    case 'always_on': return new AlwaysOnSampler()
+    case 'always_off': return new AlwaysOffSampler()
+    case 'traceidratio': return new TraceIdRatioBasedSampler(ratio())
+    case 'parentbased_always_on': return new ParentBasedSampler({ root: new AlwaysOnSampler() })
+    case 'parentbased_always_off': return new ParentBasedSampler({ root: new AlwaysOffSampler() })
+    case 'parentbased_traceidratio': return new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(ratio()) })
+    default:
+      throw new MeshError('MESH_ERR_CONFIG_INVALID', `OTEL_TRACES_SAMPLER "${name}" is not supported: use always_on, always_off, traceidratio, parentbased_always_on, parentbased_always_off or parentbased_traceidratio`, { details: { variable: 'OTEL_TRACES_SAMPLER' } })
+  }
+}
+
+/** Whether the environment asks for OTLP export of traces. */
+export function otlpRequested (env: NodeJS.ProcessEnv): boolean {
+  if ((env.OTEL_TRACES_EXPORTER ?? 'otlp').split(',').map((s) => s.trim()).includes('none')) return false
+  return (env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT ?? env.OTEL_EXPORTER_OTLP_ENDPOINT ?? '') !== ''
+}
+
+/** Hands spans to a processor set after the provider was built (the OTLP exporter loads at start). */
+class Later implements SpanProcessor {
+  inner: SpanProcessor | undefined
+  onStart (span: Span, parent: Context): void { this.inner?.onStart(span, parent) }
+  onEnd (span: ReadableSpan): void { this.inner?.onEnd(span) }
+  async forceFlush (): Promise<void> { await this.inner?.forceFlush() }
+  async shutdown (): Promise<void> { await this.inner?.shutdown() }
+}
+
+/** What a node's tracing is built from. */
+export interface TracingInit extends SpanRingOptions {
+  /** The agent's name: `service.name` of its spans. */
+  agent: string
+  env?: NodeJS.ProcessEnv
+  /** The application's own provider: spans go there (and not to the ring). */
+  provider?: ApiTracerProvider
+}
+
+/** A node's tracer, its span ring, and the OTLP export when asked. */
+export class Tracing {
+  readonly tracer: Tracer
+  /** The node's recent spans (undefined when the application brought its own provider). */
+  readonly ring: SpanRing | undefined
+  readonly #provider: TracerProvider | undefined
+  readonly #export = new Later()
+  readonly #env: NodeJS.ProcessEnv
+
+  constructor (init: TracingInit) {
+    ensureContextManager()
+    this.#env = init.env ?? process.env
+    if (init.provider !== undefined) {
+      this.tracer = init.provider.getTracer('mcp-mesh-p2p')
+      this.ring = undefined
+      this.#provider = undefined
+      return
+    }
+    this.ring = new SpanRing(init)
+    this.#provider = new TracerProvider({
+      sampler: samplerFromEnv(this.#env),
+      resource: resourceFromAttributes({ 'service.name': init.agent }),
+      spanProcessors: [this.ring, this.#export],
+    })
+    this.tracer = this.#provider.getTracer('mcp-mesh-p2p')
+  }
+
+  /** Loads the OTLP/HTTP exporter when the environment asks for it (it is not loaded otherwise). */
+  async start (): Promise<void> {
+    if (this.#provider === undefined || !otlpRequested(this.#env)) return
+    const { OTLPTraceExporter } = await import('@opentelemetry/exporter-trace-otlp-http')
+    this.#export.inner = new BatchSpanProcessor({ exporter: new OTLPTraceExporter() })
+  }
+
+  /** Exports what is pending, then stops. */
+  async stop (): Promise<void> {
+    await this.#provider?.shutdown()
+  }
+}
