@@ -44,6 +44,7 @@ export const ErrorCodes = {
   MESH_ERR_NOT_ADMITTED: 'a peer did not prove an SVID of a trusted domain bound to its peer ID: the mesh\'s protocols are closed to it',
   MESH_ERR_ENTITY_INVALID: 'an entity (a partner organisation) could not be registered or revoked: a bad name or CA, our own trust domain, or one registered already',
   MESH_ERR_IDENTITY_CA: 'the local certificate authority could not be read, parsed or created',
+  MESH_ERR_TRACE_INVALID_ID: 'a trace ID is not 32 lowercase hex digits (W3C trace context)',
 } as const
 
 /**

@@ -35,7 +35,9 @@ import { logger } from '@libp2p/logger'
 import { ErrorCode, McpError } from '@modelcontextprotocol/sdk/types.js'
 import type { TracerProvider } from '@opentelemetry/api'
 import { Tracing } from './telemetry/tracing.ts'
-import { SpansRequestSchema } from './telemetry/span-query.ts'
+import { SpansRequestSchema, TraceIdSchema } from './telemetry/span-query.ts'
+import { gatherTrace } from './telemetry/trace-gather.ts'
+import type { GatheredTrace } from './telemetry/trace-gather.ts'
 import type { SpansResult } from './telemetry/span-query.ts'
 import { createCaller } from './proxy/caller.ts'
 import type { CallOptions, CallStats, DependencyDeclaration, MeshTool, MeshToolContext } from './proxy/mesh-tool.ts'
@@ -107,6 +109,12 @@ export interface MeshNode {
   members(): Member[]
   /** Explains how a dependency resolves now (as `meshctl explain`). */
   explain(dependency: DependencySpec): Resolution
+  /**
+   * The spans of one trace, gathered from this agent and the agents that kept them (as `meshctl
+   * trace`): those named in `from` (or every live agent) first, then the peers their spans name.
+   * Agents answer only identities of their own trust domain and their `tracing.readers`.
+   */
+  trace(traceId: string, options?: { from?: string[] }): Promise<GatheredTrace>
   /** Calls `listener` on every topology change; returns the unsubscribe function. */
   onTopologyChange(listener: (c: ReplicaChange) => void): () => void
   /** Starts the endpoint, joins the mesh and advertises the tools. Idempotent. */
@@ -255,6 +263,16 @@ class Node implements MeshNode {
 
   explain (dependency: DependencySpec): Resolution {
     return this.#resolver.resolve(this.members(), dependency)
+  }
+
+  async trace (traceId: string, options: { from?: string[] } = {}): Promise<GatheredTrace> {
+    const id = TraceIdSchema.safeParse(traceId)
+    if (!id.success) throw new MeshError('MESH_ERR_TRACE_INVALID_ID', `"${traceId}" is not a trace ID: 32 lowercase hex digits, as meshctl call --trace prints`)
+    const members = this.members().filter((m) => m.advert.endpoint !== undefined && m.advert.peerId !== this.peerId && (m.liveness === 'alive' || m.liveness === 'suspect'))
+    const own = this.#tracing?.ring?.trace(id.data) ?? []
+    const from = options.from?.filter((f) => f !== this.options.name)
+    const gathered = await gatherTrace(this.#client, members, id.data, from)
+    return { ...gathered, spans: [...own, ...gathered.spans], asked: [this.options.name, ...gathered.asked] }
   }
 
   onTopologyChange (listener: (c: ReplicaChange) => void): () => void {

@@ -102,7 +102,25 @@ export class Tracing {
   async start (): Promise<void> {
     if (this.#provider === undefined || !otlpRequested(this.#env)) return
     const { OTLPTraceExporter } = await import('@opentelemetry/exporter-trace-otlp-http')
-    this.#export.inner = new BatchSpanProcessor({ exporter: new OTLPTraceExporter() })
+    // OpenTelemetry's batch variables (the SDK no longer reads them itself).
+    const num = (name: string): number | undefined => {
+      const v = this.#env[name]
+      if (v === undefined || v.trim() === '') return undefined
+      const n = Number(v)
+      if (!Number.isInteger(n) || n <= 0) throw new MeshError('MESH_ERR_CONFIG_INVALID', `${name} must be a positive integer, got "${v}"`, { details: { variable: name } })
+      return n
+    }
+    const delay = num('OTEL_BSP_SCHEDULE_DELAY')
+    const queue = num('OTEL_BSP_MAX_QUEUE_SIZE')
+    const batch = num('OTEL_BSP_MAX_EXPORT_BATCH_SIZE')
+    const timeout = num('OTEL_BSP_EXPORT_TIMEOUT')
+    this.#export.inner = new BatchSpanProcessor({
+      exporter: new OTLPTraceExporter(),
+      ...(delay === undefined ? {} : { scheduledDelayMillis: delay }),
+      ...(queue === undefined ? {} : { maxQueueSize: queue }),
+      ...(batch === undefined ? {} : { maxExportBatchSize: batch }),
+      ...(timeout === undefined ? {} : { exportTimeoutMillis: timeout }),
+    })
   }
 
   /** Exports what is pending, then stops. */

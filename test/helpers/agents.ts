@@ -17,9 +17,9 @@ export interface ExampleAgent {
   printed(re: RegExp): Promise<void>
 }
 
-/** Starts `examples/trip-planner/<file>` with `args` and the mesh environment; waits until it serves. */
+/** Starts `examples/trip-planner/<file>` (or `file`, a path from the repository's root) with `args` and the mesh environment; waits until it serves. */
 export async function spawnExample (file: string, args: string[], env: Record<string, string>): Promise<ExampleAgent> {
-  const proc = spawn(process.execPath, [`examples/trip-planner/${file}`, ...args], {
+  const proc = spawn(process.execPath, [file.includes('/') ? file : `examples/trip-planner/${file}`, ...args], {
     cwd: root,
     env: { ...process.env, MCP_MESH_COLOCATED: 'true', ...env },
     stdio: ['ignore', 'pipe', 'inherit'],
