@@ -35,6 +35,8 @@ interface ProviderState {
   latencyMs: number
 }
 
+const NONE: ReadonlySet<string> = new Set()
+
 /** Weight of the newest sample in the latency average. */
 const LATENCY_ALPHA = 0.3
 
@@ -52,6 +54,8 @@ export class Breakers {
   readonly policy: BreakerPolicy
   readonly #clock: Clock
   readonly #states = new Map<string, ProviderState>()
+  /** Providers whose circuit is open or half-open: while none is, `ejected` has nothing to look at. */
+  #open = 0
 
   constructor (clock: Clock, policy: BreakerPolicy = DEFAULT_BREAKER) {
     this.#clock = clock
@@ -81,9 +85,9 @@ export class Breakers {
   }
 
   /** Providers of one dependency whose circuits are open, at most its ejection share (the rest are still tried). */
-  ejected (peerIds: readonly string[]): Set<string> {
+  ejected (peerIds: readonly string[]): ReadonlySet<string> {
+    if (this.#open === 0) return NONE // the common case, asked on every call: nothing to allocate
     const out = new Set<string>()
-    if (this.#states.size === 0) return out
     const share = Math.max(1, Math.floor(peerIds.length * this.policy.maxEjectionPercent / 100))
     for (const id of peerIds) {
       if (out.size >= share) break
@@ -121,7 +125,10 @@ export class Breakers {
     const now = this.#clock.now()
     if (outcome === 'ok') {
       s.failures = 0
-      if (s.openUntil !== undefined && now >= s.openUntil) s.openUntil = undefined // the trial passed
+      if (s.openUntil !== undefined && now >= s.openUntil) { // the trial passed
+        s.openUntil = undefined
+        this.#open--
+      }
       if (s.openUntil === undefined && s.ejectedAt !== undefined && now - s.ejectedAt > this.policy.maxEjectionMs) {
         s.ejections = 0
         s.ejectedAt = undefined
@@ -131,6 +138,7 @@ export class Breakers {
       if (wasTrial || (s.openUntil === undefined && s.failures >= this.policy.consecutiveFailures)) {
         s.ejections++
         s.ejectedAt = now
+        if (s.openUntil === undefined) this.#open++
         s.openUntil = now + Math.min(this.policy.maxEjectionMs, this.policy.baseEjectionMs * s.ejections)
       }
     }
@@ -143,6 +151,7 @@ export class Breakers {
 
   /** Forgets a provider that left the mesh. */
   forget (peerId: string): void {
+    if (this.#states.get(peerId)?.openUntil !== undefined) this.#open--
     this.#states.delete(peerId)
   }
 

@@ -67,7 +67,7 @@ export interface McpHttpClientInit {
 
 /** What a call's notifications are handed to. */
 type Listeners = Pick<RawCallOptions, 'onProgress' | 'onPart'>
-interface Provider { agent: HttpAgent, https: boolean, host: string, port: number, version?: Promise<string> }
+interface Provider { agent: HttpAgent, https: boolean, host: string, port: number, hostHeader: string, version?: Promise<string> }
 /** A provider URL once checked: its pool's key, the path it POSTs to, the normalized form for messages. */
 interface Target { origin: string, path: string, href: string }
 const NO_SIGNALS: AbortSignal[] = []
@@ -211,8 +211,10 @@ export class McpHttpClient {
         scheduling: 'lifo' as const,
       }
       const agent = https ? new HttpsAgent(options) : new HttpAgent(options)
+      armConnectTimeout(agent, https, this.#init.connectTimeoutMs ?? CONNECT_TIMEOUT_MS)
       const host = u.hostname.startsWith('[') ? u.hostname.slice(1, -1) : u.hostname
-      p = { agent, https, host, port: Number(u.port === '' ? (https ? 443 : 80) : u.port) }
+      // As node:http writes it: the port only when it is not the scheme's default (URL drops those).
+      p = { agent, https, host, port: Number(u.port === '' ? (https ? 443 : 80) : u.port), hostHeader: u.host }
       this.#providers.set(key, p)
     }
     return p
@@ -256,7 +258,7 @@ export class McpHttpClient {
   #cancel (t: Target, p: Provider, id: number, version: string | undefined, reason: unknown): void {
     const why = reason instanceof DOMException && reason.name === 'TimeoutError' ? 'the caller timed out' : 'the caller aborted the call'
     const message = { jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: id, reason: why } }
-    post(p, t.path, JSON.stringify(message), version === undefined ? {} : { 'mcp-protocol-version': version }, AbortSignal.timeout(CANCEL_TIMEOUT_MS), this.#init.connectTimeoutMs ?? CONNECT_TIMEOUT_MS)
+    post(p, t.path, JSON.stringify(message), version === undefined ? {} : { 'mcp-protocol-version': version }, AbortSignal.timeout(CANCEL_TIMEOUT_MS))
       .then((res) => { res.resume() }, () => {}) // best effort: the provider may be gone
   }
 
@@ -306,7 +308,7 @@ export class McpHttpClient {
   async #send (t: Target, p: Provider, method: string, message: unknown, signal: AbortSignal, headers: Record<string, string>): Promise<IncomingMessage> {
     let res: IncomingMessage
     try {
-      res = await post(p, t.path, JSON.stringify(message), headers, signal, this.#init.connectTimeoutMs ?? CONNECT_TIMEOUT_MS)
+      res = await post(p, t.path, JSON.stringify(message), headers, signal)
     } catch (err) {
       throw callError(err, t.href, signal)
     }
@@ -363,29 +365,74 @@ const CONNECT_TIMEOUT_MS = 10_000
 const CANCEL_TIMEOUT_MS = 2_000
 
 /** POSTs `body` on the provider's pool; resolves with the response once its head has arrived. */
-function post (p: Provider, path: string, body: string, headers: Record<string, string>, signal: AbortSignal, connectTimeoutMs: number): Promise<IncomingMessage> {
+function post (p: Provider, path: string, body: string, headers: Record<string, string>, signal: AbortSignal): Promise<IncomingMessage> {
   return new Promise((resolve, reject) => {
+    if (signal.aborted) { reject(abortError(signal)); return }
     const req = (p.https ? httpsRequest : httpRequest)({
       host: p.host,
       port: p.port,
       path,
       method: 'POST',
       agent: p.agent,
-      headers: { ...headers, 'content-type': 'application/json', accept: ACCEPT, 'content-length': Buffer.byteLength(body) },
-      signal,
+      headers: headerList(p, headers, body),
     }, resolve)
     req.on('error', reject)
-    req.once('socket', (socket) => {
-      if (!socket.connecting) return // a pooled connection
-      const timer = setTimeout(() => {
-        req.destroy(Object.assign(new Error(`connect timed out after ${connectTimeoutMs} ms`), { code: 'ETIMEDOUT', syscall: 'connect' }))
-      }, connectTimeoutMs)
-      const done = (): void => { clearTimeout(timer) }
-      socket.once(p.https ? 'secureConnect' : 'connect', done)
-      socket.once('close', done)
-    })
+    // Linked by hand rather than through the `signal` option, which adds a stream watcher per
+    // request: the listener goes when the exchange ends (the request closes after its response).
+    if (signal !== NEVER) {
+      const onAbort = (): void => { req.destroy(abortError(signal)) }
+      signal.addEventListener('abort', onAbort, { once: true })
+      req.once('close', () => { signal.removeEventListener('abort', onAbort) })
+    }
     req.end(body)
   })
+}
+
+/** What the `signal` option would have destroyed the request with. */
+function abortError (signal: AbortSignal): Error {
+  return Object.assign(new Error('The operation was aborted', { cause: signal.reason }), { name: 'AbortError', code: 'ABORT_ERR' })
+}
+
+/** The ones we set; a caller's header of the same name is dropped, as a later key of an object literal wins. */
+const OWN_HEADERS = new Set(['content-type', 'accept', 'content-length'])
+
+/**
+ * The request's headers as a flat list: node:http writes such a list as is (still validating
+ * each name and value), where an object costs a setHeader and lookups per header. The Host
+ * header is the one node:http would add, unless the caller sets its own.
+ */
+function headerList (p: Provider, headers: Record<string, string>, body: string): string[] {
+  const list: string[] = []
+  let host = false
+  for (const name in headers) {
+    const lower = name.toLowerCase()
+    if (OWN_HEADERS.has(lower)) continue
+    if (lower === 'host') host = true
+    list.push(name, headers[name])
+  }
+  if (!host) list.push('host', p.hostHeader)
+  list.push('content-type', 'application/json', 'accept', ACCEPT, 'content-length', String(Buffer.byteLength(body)))
+  return list
+}
+
+/**
+ * A connection (with its TLS handshake) not made within `ms` fails as unreachable (ETIMEDOUT on
+ * connect: nothing was sent). Armed on each new connection the pool makes, so a call on a
+ * pooled one pays nothing for it.
+ */
+function armConnectTimeout (agent: HttpAgent, https: boolean, ms: number): void {
+  const create = agent.createConnection.bind(agent)
+  agent.createConnection = (options, callback) => {
+    const socket = create(options, callback)
+    if (socket == null) return socket
+    const timer = setTimeout(() => {
+      socket.destroy(Object.assign(new Error(`connect timed out after ${ms} ms`), { code: 'ETIMEDOUT', syscall: 'connect' }))
+    }, ms)
+    const done = (): void => { clearTimeout(timer) }
+    socket.once(https ? 'secureConnect' : 'connect', done)
+    socket.once('close', done)
+    return socket
+  }
 }
 
 /** An agent of a retired pool: its idle connections close now, its busy ones once their call ends. */

@@ -489,7 +489,7 @@ export function createMeshTool<R = unknown> (name: string, declaration: Dependen
    * The hedge of a slow attempt to `c`: the next provider in `order` this call has not tried,
    * whose circuit admits it and whose tool is safe to run twice; undefined when there is none.
    */
-  function spare (c: Candidate, order: Candidate[], tried: Set<string>, out: Set<string>, self: string, send: (x: Candidate, s: AbortSignal, span: Span | undefined) => Promise<CallToolResult>, signal: AbortSignal, plan: Plan): Spare | undefined {
+  function spare (c: Candidate, order: Candidate[], tried: Set<string>, out: ReadonlySet<string>, self: string, send: (x: Candidate, s: AbortSignal, span: Span | undefined) => Promise<CallToolResult>, signal: AbortSignal, plan: Plan): Spare | undefined {
     const d = order.find((x) => x.peerId !== c.peerId && x.peerId !== self && !tried.has(x.peerId) && !out.has(x.peerId) && retrySafe(x.tool) && ctx.breakers.admit(x.peerId) === true)
     if (d === undefined) return undefined
     tried.add(d.peerId)
