@@ -35,30 +35,18 @@ export interface MetricsSource {
 type Rows = Array<[Record<string, string>, number]>
 type Read = () => number | Rows | undefined | Promise<number | Rows | undefined>
 
-/** A counter whose value is read at scrape time (a number, or rows of labels and values). */
-function pulledCounter (registry: Registry, name: string, help: string, labelNames: string[], read: Read): void {
-  new Counter({
-    name, help, labelNames, registers: [registry],
-    async collect () {
-      this.reset()
-      const v = await read()
-      if (typeof v === 'number') this.inc(v)
-      else for (const [labels, n] of v ?? []) this.inc(labels, n)
-    },
-  })
+/** Reads `read` into a metric just reset: a number (no labels), or rows of labels and values. */
+async function fill (read: Read, put: (labels: Record<string, string>, n: number) => void): Promise<void> {
+  const v = await read()
+  if (typeof v === 'number') put({}, v)
+  else for (const [labels, n] of v ?? []) put(labels, n)
 }
 
-/** A gauge read at scrape time. */
-function pulledGauge (registry: Registry, name: string, help: string, labelNames: string[], read: Read): void {
-  new Gauge({
-    name, help, labelNames, registers: [registry],
-    async collect () {
-      this.reset()
-      const v = await read()
-      if (typeof v === 'number') this.set(v)
-      else for (const [labels, n] of v ?? []) this.set(labels, n)
-    },
-  })
+/** A counter (or gauge) whose values are read at scrape time. */
+function pulled (registry: Registry, kind: 'counter' | 'gauge', name: string, help: string, labelNames: string[], read: Read): void {
+  const config = { name, help, labelNames, registers: [registry] }
+  if (kind === 'counter') new Counter({ ...config, async collect () { this.reset(); await fill(read, (l, n) => { this.inc(l, n) }) } })
+  else new Gauge({ ...config, async collect () { this.reset(); await fill(read, (l, n) => { this.set(l, n) }) } })
 }
 
 /** Rows of one label from a record of counts. */
@@ -67,8 +55,8 @@ const by = (label: string, counts: Partial<Record<string, number>>): Rows =>
 
 /** Registers every metric read at scrape time from `source`. */
 export function pulledMetrics (registry: Registry, source: MetricsSource): void {
-  const c = (name: string, help: string, read: Read, labels: string[] = []): void => { pulledCounter(registry, name, help, labels, read) }
-  const g = (name: string, help: string, read: Read, labels: string[] = []): void => { pulledGauge(registry, name, help, labels, read) }
+  const c = (name: string, help: string, read: Read, labels: string[] = []): void => { pulled(registry, 'counter', name, help, labels, read) }
+  const g = (name: string, help: string, read: Read, labels: string[] = []): void => { pulled(registry, 'gauge', name, help, labels, read) }
   const gossip = source.gossip
 
   // Calls: policy at work.
