@@ -25,8 +25,9 @@ const result = await build({
   format: 'esm',
   platform: 'node',
   target: 'node22',
-  // gRPC (the SPIRE provider, loaded only when used) is CommonJS that requires Node's modules at run time.
-  external: ['zod', '@modelcontextprotocol/sdk', '@grpc/grpc-js', '@grpc/proto-loader'],
+  // gRPC (the SPIRE provider, loaded only when used) and prom-client (metrics) are CommonJS that
+  // requires Node's modules at run time, which an ESM bundle cannot.
+  external: ['zod', '@modelcontextprotocol/sdk', '@grpc/grpc-js', '@grpc/proto-loader', 'prom-client'],
   sourcemap: true,
   metafile: true,
   logLevel: 'warning',

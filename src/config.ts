@@ -211,6 +211,21 @@ export const HttpOptionsSchema = z.object({
 /** Validated endpoint options. */
 export type HttpOptions = z.infer<typeof HttpOptionsSchema>
 
+/**
+ * The Prometheus endpoint (`GET /metrics`, the text format): off unless a port is given. It
+ * carries no identity (plain HTTP, no client certificates), so it binds loopback by default:
+ * expose it only where the scraper is the only one who can reach it.
+ */
+export const MetricsOptionsSchema = z.object({
+  /** Port to serve `/metrics` on; 0 takes any free port (`node.metricsUrl` says which). Unset: no endpoint. */
+  port: z.number().int().min(0).max(65_535).optional(),
+  /** Interface to bind: loopback, so only a scraper on the same host reaches it. */
+  host: z.string().min(1).default('127.0.0.1'),
+}).strict()
+
+/** Validated metrics endpoint options. */
+export type MetricsOptions = z.infer<typeof MetricsOptionsSchema>
+
 /** Trust domain names: lower-case letters, digits, dot, dash and underscore (SPIFFE). */
 const trustDomain = z.string().min(1).max(255).regex(/^[a-z0-9._-]+$/, 'lower-case letters, digits, dot, dash and underscore only (a SPIFFE trust domain)')
 
@@ -296,6 +311,8 @@ export const MeshNodeOptionsSchema = GossipOptionsSchema.omit({ role: true }).ex
   version: z.string().min(1).max(64).default('1.0.0'),
   http: HttpOptionsSchema.default(HttpOptionsSchema.parse({})),
   tls: TlsOptionsSchema.default(TlsOptionsSchema.parse({})),
+  /** The Prometheus endpoint (off unless `port` is set); `node.metrics()` works either way. */
+  metrics: MetricsOptionsSchema.default(MetricsOptionsSchema.parse({})),
   /**
    * After start, a call whose dependency has no provider yet waits up to this long for one to
    * appear (the first sync and the providers' adverts). MCP Mesh uses 20 s.
@@ -388,6 +405,8 @@ export const EnvVars = {
   VAULT_CACERT: { key: 'tls.vault.caCert', parse: String, node: true },
   MCP_MESH_VAULT_PKI_MOUNT: { key: 'tls.vault.mount', parse: String, node: true },
   MCP_MESH_VAULT_ROLE: { key: 'tls.vault.role', parse: String, node: true },
+  MCP_MESH_METRICS_PORT: { key: 'metrics.port', parse: num, node: true },
+  MCP_MESH_METRICS_HOST: { key: 'metrics.host', parse: String, node: true },
 } as const
 
 /** Reads `MCP_MESH_*` variables into partial options (explicit options win over them). */

@@ -41,6 +41,10 @@ import type { GatheredTrace } from './telemetry/trace-gather.ts'
 import type { SpansResult } from './telemetry/span-query.ts'
 import { createCaller } from './proxy/caller.ts'
 import type { CallOptions, CallStats, DependencyDeclaration, MeshTool, MeshToolContext } from './proxy/mesh-tool.ts'
+import { createMetrics } from './telemetry/metrics.ts'
+import type { MeshMetrics } from './telemetry/metrics.ts'
+import { createMetricsEndpoint } from './telemetry/metrics-http.ts'
+import type { MetricsEndpoint } from './telemetry/metrics-http.ts'
 
 export type { ToolContext } from './server/tool-context.ts'
 
@@ -98,6 +102,10 @@ export interface MeshNode {
   readonly endpointStats: EndpointStats
   /** The gossip member underneath (replica, stats, addresses). */
   readonly gossip: GossipNode
+  /** The Prometheus endpoint's URL (`http://127.0.0.1:<port>/metrics`) when `metrics.port` is set, after start; else empty. */
+  readonly metricsUrl: string
+  /** The agent's metrics now, in the Prometheus text format (with or without the endpoint). */
+  metrics(): Promise<string>
   /** Registers a tool (before start). Returns the node, so calls chain. */
   tool<I extends z.ZodRawShape = Record<never, never>, D extends Record<string, DependencyDeclaration> = Record<never, never>>(
     name: string, spec: ToolSpec<I, D>, handler: ToolHandler<I, D>): this
@@ -147,6 +155,8 @@ class Node implements MeshNode {
   readonly #client: McpHttpClient
   readonly #toolContext: MeshToolContext
   readonly #endpointStats: EndpointStats = { dropped: {} }
+  readonly #metrics: MeshMetrics
+  #metricsEndpoint?: MetricsEndpoint
   #gossip?: GossipNode
   #endpoint?: Endpoint
   #ready = false
@@ -175,9 +185,18 @@ class Node implements MeshNode {
     const t = this.options.tracing
     this.#tracing = t.enabled ? new Tracing({ agent: this.options.name, size: t.spans, maxAgeMs: t.spanMaxAgeMs, ...(seam.tracerProvider === undefined ? {} : { provider: seam.tracerProvider }) }) : undefined
     const tracer = this.#tracing?.tracer
+    // Read at scrape time: the parts below exist by then.
+    this.#metrics = createMetrics({
+      calls: () => this.#toolContext.stats,
+      circuits: () => this.#toolContext.breakers.circuits(),
+      outboundConnections: () => this.#client.connections,
+      endpoint: () => this.#endpoint,
+      gossip: () => this.#gossip,
+    })
     this.#tools = createToolRegistry({
       ...(tracer === undefined ? {} : { tracer }),
       agent: this.options.name,
+      events: this.#metrics.events,
       clock: this.#clock,
       propagate: headerFilter(this.options.propagateHeaders),
       // With mutual TLS, a tool's default callers are its own trust domain's, never a partner's.
@@ -212,6 +231,7 @@ class Node implements MeshNode {
       ...(this.options.hedgeAfterMs === undefined ? {} : { hedgeAfterMs: this.options.hedgeAfterMs }),
       propagate: { headers: this.options.propagateHeaders, partners: this.options.partnerHeaders },
       stopSignal: this.#stopAbort.signal,
+      events: this.#metrics.events,
       ...(mtls ? { trustDomain: ownDomain, trusted, revoked, onTrustChange: (l: () => void) => { this.#trustListeners.add(l) } } : {}),
       callLocal: async (tool, args, signal, headers, onPart) => await this.#tools.callLocal(tool, args, signal, headers, onPart),
     })
@@ -227,6 +247,11 @@ class Node implements MeshNode {
   get stats (): CallStats { return this.#toolContext.stats }
   get inflight (): number { return this.#endpoint?.inflight ?? 0 }
   get endpointStats (): EndpointStats { return this.#endpoint?.stats ?? this.#endpointStats }
+  get metricsUrl (): string { return this.#metricsEndpoint?.url ?? '' }
+
+  async metrics (): Promise<string> {
+    return await this.#metrics.text()
+  }
 
   tool<I extends z.ZodRawShape, D extends Record<string, DependencyDeclaration>> (name: string, spec: ToolSpec<I, D>, handler: ToolHandler<I, D>): this {
     if (this.#started !== undefined) throw new MeshError('MESH_ERR_TOOL_INVALID', `tool ${name}: register tools before start()`)
@@ -280,13 +305,28 @@ class Node implements MeshNode {
   }
 
   start (): Promise<void> {
-    this.#started ??= this.#start()
+    this.#started ??= this.#withMetrics(async () => { await this.#start() })
     return this.#started
+  }
+
+  /** Serves `/metrics` (when `metrics.port` is set) from the start on: a start that fails closes it again. */
+  async #withMetrics (start: () => Promise<void>): Promise<void> {
+    const { port, host } = this.options.metrics
+    if (port !== undefined) {
+      this.#metricsEndpoint = createMetricsEndpoint({ host, port, metrics: this.#metrics })
+      await this.#metricsEndpoint.start()
+    }
+    try {
+      await start()
+    } catch (err) {
+      await this.#metricsEndpoint?.stop()
+      throw err
+    }
   }
 
   async #start (): Promise<void> {
     const o = this.options
-    const { version: _v, http: _h, tls: _t, settleMs: _s, callTimeoutMs: _c, retries: _r, retryDelayMs: _rd, retryMaxDelayMs: _rm, breaker: _b, balance: _bl, zone: _z, hedgeAfterMs: _hd, tracing: _tr, propagateHeaders: _ph, partnerHeaders: _pa, drainGraceMs: _d, handleSignals: _hs, ...gossipOptions } = o
+    const { version: _v, http: _h, tls: _t, settleMs: _s, callTimeoutMs: _c, retries: _r, retryDelayMs: _rd, retryMaxDelayMs: _rm, breaker: _b, balance: _bl, zone: _z, hedgeAfterMs: _hd, tracing: _tr, propagateHeaders: _ph, partnerHeaders: _pa, drainGraceMs: _d, handleSignals: _hs, metrics: _m, ...gossipOptions } = o
     // With mutual TLS, the mesh's own protocols admit only members that prove an SVID of our domain.
     const host = o.http.announceHost ?? o.http.host
     const member = o.tls.mode !== 'strict'
@@ -332,6 +372,7 @@ class Node implements MeshNode {
       await this.#tracing?.start()
       await this.#gossip.updateAdvert(this.#advertBody('alive'))
       await this.#gossip.start({ signal: this.#stopAbort.signal })
+      this.#metrics.watch(this.#gossip.replica)
     } catch (err) {
       await this.#endpoint.stop()
       await this.#member?.stop()
@@ -436,6 +477,7 @@ class Node implements MeshNode {
     await gossip?.stop()
     await this.#member?.stop()
     await this.#tracing?.stop()
+    await this.#metricsEndpoint?.stop()
   }
 
   /**

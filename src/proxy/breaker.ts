@@ -149,6 +149,18 @@ export class Breakers {
     return this.#states.get(peerId)?.openUntil
   }
 
+  /** How many providers' circuits are open and half-open now (metrics read it at scrape time). */
+  circuits (): { open: number, halfOpen: number } {
+    let open = 0
+    let halfOpen = 0
+    for (const id of this.#states.keys()) {
+      const c = this.circuit(id)
+      if (c === 'open') open++
+      else if (c === 'half-open') halfOpen++
+    }
+    return { open, halfOpen }
+  }
+
   /** Forgets a provider that left the mesh. */
   forget (peerId: string): void {
     if (this.#states.get(peerId)?.openUntil !== undefined) this.#open--

@@ -107,6 +107,16 @@ export class McpHttpClient {
     return this.#providers.size
   }
 
+  /** Open sockets of the pools, busy and idle (metrics read it at scrape time). */
+  get connections (): number {
+    let n = 0
+    for (const p of this.#providers.values()) {
+      for (const list of Object.values(p.agent.sockets)) n += list?.length ?? 0
+      for (const list of Object.values(p.agent.freeSockets)) n += list?.length ?? 0
+    }
+    return n
+  }
+
   /**
    * Calls `tool` on the MCP endpoint at `url`; throws MeshError `MESH_ERR_CALL_*` codes. A `url`
    * that is not an http(s) URL without credentials is `MESH_ERR_CALL_UNREACHABLE` with

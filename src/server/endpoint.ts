@@ -61,6 +61,8 @@ export interface Endpoint {
   readonly inflight: number
   readonly draining: boolean
   readonly stats: EndpointStats
+  /** Open client connections now (0 when not listening). */
+  connections(): Promise<number>
   start(): Promise<void>
   /** Stops taking new requests (503 draining) and waits for those in flight, at most `graceMs`. */
   drain(graceMs: number): Promise<void>
@@ -206,6 +208,12 @@ export function createEndpoint (init: EndpointInit): Endpoint {
     get inflight () { return transport.inflight + reading },
     get draining () { return draining },
     stats,
+
+    async connections () {
+      const s = server
+      if (s === undefined || !s.listening) return 0
+      return await new Promise<number>((resolve) => { s.getConnections((err, n) => { resolve(err === null ? n : 0) }) })
+    },
 
     async start () {
       await init.mcp.connect(transport)

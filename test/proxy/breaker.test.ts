@@ -67,3 +67,18 @@ t.test('the cap on calls in flight to one provider', async (t) => {
   b.end('p', 'ok')
   t.equal(b.admit('p'), true, 'one ended: room again')
 })
+
+t.test('circuits() counts the open and half-open circuits now, for metrics', async (t) => {
+  const clock = new ManualClock()
+  const b = new Breakers(clock, policy)
+  t.same(b.circuits(), { open: 0, halfOpen: 0 })
+  for (let i = 0; i < 3; i++) call(b, 'p', 'failed')
+  clock.advance(500)
+  for (let i = 0; i < 3; i++) call(b, 'q', 'failed')
+  call(b, 'r', 'ok')
+  t.same(b.circuits(), { open: 2, halfOpen: 0 }, 'p and q open, r closed')
+  clock.advance(500)
+  t.same(b.circuits(), { open: 1, halfOpen: 1 }, 'p half-opened after its cool-off')
+  b.forget('q')
+  t.same(b.circuits(), { open: 0, halfOpen: 1 }, 'a forgotten provider is not counted')
+})
