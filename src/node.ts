@@ -31,7 +31,7 @@ import type { Identity } from './identity/provider.ts'
 import { MemberIdentity } from './identity/member.ts'
 import { allowList } from './identity/authorize.ts'
 import type { SecureContext } from 'node:tls'
-import { logger } from '@libp2p/logger'
+import { logger } from './telemetry/log.ts'
 import { createCaller } from './proxy/caller.ts'
 import type { CallOptions, CallStats, DependencyDeclaration, MeshTool, MeshToolContext } from './proxy/mesh-tool.ts'
 

@@ -1,5 +1,5 @@
 import { generateKeyPair } from '@libp2p/crypto/keys'
-import { logger } from '@libp2p/logger'
+import { logger } from '../telemetry/log.ts'
 import type { PrivateKey, AbortOptions } from '@libp2p/interface'
 import { parseGossipOptions } from '../config.ts'
 import type { GossipOptions, GossipOptionsInput } from '../config.ts'

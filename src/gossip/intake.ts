@@ -1,7 +1,7 @@
 import type { GossipOptions } from '../config.ts'
 import { compareVersions } from '../topology/advert.ts'
 import type { Advert } from '../topology/advert.ts'
-import { logger } from '@libp2p/logger'
+import { logger } from '../telemetry/log.ts'
 import { endpointProblem } from '../topology/endpoint.ts'
 import type { Replica } from '../topology/replica.ts'
 import type { Adverts } from './adverts.ts'

@@ -1,4 +1,4 @@
-import { logger } from '@libp2p/logger'
+import { logger } from '../telemetry/log.ts'
 import type { PrivateKey } from '@libp2p/interface'
 import type { GossipOptions } from '../config.ts'
 import { isMeshError } from '../errors.ts'

@@ -1,5 +1,5 @@
 import type { AbortOptions } from '@libp2p/interface'
-import { logger } from '@libp2p/logger'
+import { logger } from '../telemetry/log.ts'
 import type { Clock, TimerHandle } from '../clock.ts'
 import { MeshError } from '../errors.ts'
 

@@ -1,4 +1,4 @@
-import { logger } from '@libp2p/logger'
+import { logger } from '../telemetry/log.ts'
 import type { GossipOptions } from '../config.ts'
 import { isMeshError } from '../errors.ts'
 import type { Replica, ReplicaChange } from '../topology/replica.ts'

@@ -1,4 +1,4 @@
-import { logger } from '@libp2p/logger'
+import { logger } from '../telemetry/log.ts'
 import type { Clock, TimerHandle } from '../clock.ts'
 import type { KeyDir } from './key-dir.ts'
 import { IdentityListeners } from './provider.ts'

@@ -1,5 +1,5 @@
 import { createPrivateKey, X509Certificate } from 'node:crypto'
-import { logger } from '@libp2p/logger'
+import { logger } from '../telemetry/log.ts'
 import { systemClock } from '../clock.ts'
 import type { Clock, TimerHandle } from '../clock.ts'
 import { MeshError } from '../errors.ts'
