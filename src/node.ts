@@ -349,8 +349,8 @@ class Node implements MeshNode {
       this.#useIdentity(next)
       this.#tls?.update(next)
       this.#client.renew()
-      this.#gossip?.reprove().catch((err: Error) => { this.#log.error('proving the renewed identity to peers failed: %s', err.message) })
-      this.#gossip?.updateAdvert(this.#advertBody(this.#endpoint?.draining === true ? 'draining' : 'alive')).catch((err: Error) => { this.#log.error('advertising the renewed identity failed: %s', err.message) })
+      this.#gossip?.reprove().catch((err: Error) => { this.#log.error('proving the renewed identity to peers failed: %s', err) })
+      this.#gossip?.updateAdvert(this.#advertBody(this.#endpoint?.draining === true ? 'draining' : 'alive')).catch((err: Error) => { this.#log.error('advertising the renewed identity failed: %s', err) })
     })
   }
 

@@ -83,7 +83,7 @@ export class Adverts {
   refreshIfOld (): void {
     const self = this.#self
     if (self === undefined || this.#i.scope.clock.now() - self.advert.issuedAt <= this.#i.options.timing.maxAdvertAgeMs / 2) return
-    this.#issue(self.advert.incarnation, self.advert.seq + 1).catch((err: Error) => { this.#log.error('advert refresh failed: %s', err.message) })
+    this.#issue(self.advert.incarnation, self.advert.seq + 1).catch((err: Error) => { this.#log.error('advert refresh failed: %s', err) })
   }
 
   /** A peer told us how it sees us: anything but alive is refuted. */
@@ -105,7 +105,7 @@ export class Adverts {
     this.#i.stats.refutations++
     this.#i.awareness.adjust(1)
     this.#log('refuting incarnation %d with %d', theirIncarnation, next)
-    this.#issue(next, 0).catch((err: Error) => { this.#log.error('refutation failed: %s', err.message) })
+    this.#issue(next, 0).catch((err: Error) => { this.#log.error('refutation failed: %s', err) })
   }
 
   /** Best effort: a signed leave lets every replica drop us at once instead of after a suspicion. */

@@ -130,7 +130,7 @@ export async function startFileProvider (init: FileProviderInit): Promise<Identi
       current = next
       listeners.emit(next)
     } catch (err) {
-      log.error('the identity files changed but cannot be used (%s); keeping %s until %s', (err as Error).message, current.spiffeId, current.facts.notAfter.toISOString())
+      log.error('the identity files changed but cannot be used (%s); keeping %s until %s', err, current.spiffeId, current.facts.notAfter.toISOString())
     }
   }
   // Folders, not files: secret volumes and editors replace a file by renaming another over it.

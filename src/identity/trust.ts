@@ -57,7 +57,7 @@ export class TrustStore {
     await this.#read()
     this.#watchers = dirs.map((dir) => {
       const w = watch(dir, () => { void this.reload() })
-      w.on('error', (err) => { log.error('watching %s failed: %s', dir, err.message) })
+      w.on('error', (err) => { log.error('watching %s failed: %s', dir, err) })
       w.unref()
       return w
     })
@@ -94,7 +94,7 @@ export class TrustStore {
         if (!this.#signed(r)) { dropped++; continue }
         this.#learnt.set(d, r)
         accepted++
-        keepRevocation(this.#init.home, r).catch((err: Error) => { log.error('keeping a revocation of %s failed: %s', r.spiffeId, err.message) })
+        keepRevocation(this.#init.home, r).catch((err: Error) => { log.error('keeping a revocation of %s failed: %s', r.spiffeId, err) })
         log('revocation of %s learnt from the mesh', r.spiffeId)
       }
       if (accepted > 0) this.#changed()
