@@ -10,6 +10,14 @@
 // (node.tool checks `instanceof z.ZodObject`), and the SDK shares them. The output is not minified,
 // so stack traces stay readable; the source maps (not loaded unless --enable-source-maps) point
 // back to src/.
+//
+// @opentelemetry/api stays external too: an application's tracing and the mesh's logs must read one
+// API. Its globals are shared across copies of one major version, but a copy only accepts globals
+// registered by an equal or newer minor version, so a bundled 1.10 would see no tracing set up by
+// an application on 1.9; one copy in node_modules (npm dedupes it) avoids that.
+//
+// pino and pino-pretty are CommonJS that require Node's modules: the banner gives every output file
+// a real `require` for esbuild's shim to use (ESM has none), so they stay bundled.
 import { readdirSync, rmSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { build } from 'esbuild'
@@ -26,8 +34,10 @@ const result = await build({
   platform: 'node',
   target: 'node22',
   // gRPC (the SPIRE provider, loaded only when used) and prom-client (metrics) are CommonJS that
-  // requires Node's modules at run time, which an ESM bundle cannot.
-  external: ['zod', '@modelcontextprotocol/sdk', '@grpc/grpc-js', '@grpc/proto-loader', 'prom-client'],
+  // requires Node's modules at run time, which an ESM bundle cannot. The OpenTelemetry API stays
+  // one shared copy, the application's and ours (see README, Observability).
+  external: ['zod', '@modelcontextprotocol/sdk', '@grpc/grpc-js', '@grpc/proto-loader', 'prom-client', '@opentelemetry/api'],
+  banner: { js: "import { createRequire as __meshCreateRequire } from 'node:module'; const require = __meshCreateRequire(import.meta.url);" },
   sourcemap: true,
   metafile: true,
   logLevel: 'warning',

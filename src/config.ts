@@ -409,6 +409,24 @@ export const EnvVars = {
   MCP_MESH_METRICS_HOST: { key: 'metrics.host', parse: String, node: true },
 } as const
 
+/** Log levels, most verbose first; `silent` writes nothing. */
+export const LogLevelSchema = z.enum(['trace', 'debug', 'info', 'warn', 'error', 'silent'])
+/** A log level (`MCP_MESH_LOG_LEVEL`). */
+export type LogLevel = z.infer<typeof LogLevelSchema>
+
+/**
+ * The process's log level from `MCP_MESH_LOG_LEVEL` (case-insensitive): `info` when unset. It is
+ * not an option of a node: every node and component in a process shares one root logger.
+ * An invalid value fails with MESH_ERR_CONFIG_INVALID naming the variable.
+ */
+export function parseLogLevel (env: NodeJS.ProcessEnv = process.env): LogLevel {
+  const raw = env.MCP_MESH_LOG_LEVEL?.trim().toLowerCase()
+  if (raw === undefined || raw === '') return 'info'
+  const parsed = LogLevelSchema.safeParse(raw)
+  if (parsed.success) return parsed.data
+  throw new MeshError('MESH_ERR_CONFIG_INVALID', `invalid MCP_MESH_LOG_LEVEL "${env.MCP_MESH_LOG_LEVEL}": expected one of ${LogLevelSchema.options.join(', ')}`, { details: { fields: ['MCP_MESH_LOG_LEVEL'], issues: parsed.error.issues } })
+}
+
 /** Reads `MCP_MESH_*` variables into partial options (explicit options win over them). */
 export function optionsFromEnv (env: NodeJS.ProcessEnv = process.env, forNode = false): Record<string, unknown> {
   const out: Record<string, unknown> = {}
@@ -428,6 +446,7 @@ export function optionsFromEnv (env: NodeJS.ProcessEnv = process.env, forNode = 
 export function parseGossipOptions (input: GossipOptionsInput, env: NodeJS.ProcessEnv = process.env): GossipOptions {
   const o = parseWith(GossipOptionsSchema, 'mesh options', merge(optionsFromEnv(env), input))
   checkTiming(o.timing)
+  parseLogLevel(env) // the logger only warns (it cannot fail a module's import): fail fast here
   return o
 }
 
@@ -435,6 +454,7 @@ export function parseGossipOptions (input: GossipOptionsInput, env: NodeJS.Proce
 export function parseMeshNodeOptions (input: MeshNodeOptionsInput, env: NodeJS.ProcessEnv = process.env): MeshNodeOptions {
   const o = parseWith(MeshNodeOptionsSchema, 'mesh node options', merge(optionsFromEnv(env, true), input))
   checkTiming(o.timing)
+  parseLogLevel(env)
   return o
 }
 

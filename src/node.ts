@@ -31,7 +31,8 @@ import type { Identity } from './identity/provider.ts'
 import { MemberIdentity } from './identity/member.ts'
 import { allowList } from './identity/authorize.ts'
 import type { SecureContext } from 'node:tls'
-import { logger } from '@libp2p/logger'
+import { logger } from './telemetry/log.ts'
+import type { Logger } from './telemetry/log.ts'
 import { ErrorCode, McpError } from '@modelcontextprotocol/sdk/types.js'
 import type { TracerProvider } from '@opentelemetry/api'
 import { Tracing } from './telemetry/tracing.ts'
@@ -145,6 +146,8 @@ export function createMeshNode (options: MeshNodeOptionsInput, seam: MeshNodeSea
 }
 
 class Node implements MeshNode {
+  /** Its lines carry the agent's name: several nodes may share a process. */
+  readonly #log: Logger
   readonly options: MeshNodeOptions
   readonly #clock: Clock
   readonly #seam: MeshNodeSeam
@@ -177,6 +180,7 @@ class Node implements MeshNode {
 
   constructor (input: MeshNodeOptionsInput, seam: MeshNodeSeam) {
     this.options = parseMeshNodeOptions(input)
+    this.#log = log.child({ agent: this.options.name })
     this.#seam = seam
     this.#clock = seam.clock ?? systemClock
     this.#mcp = new McpServer({ name: this.options.name, version: this.options.version }, { capabilities: { tools: {}, logging: {} } })
@@ -203,7 +207,7 @@ class Node implements MeshNode {
       ...(mtls ? { defaultAllow: allowList([`spiffe://${ownDomain}/*`]) } : {}),
       onDenied: (tool, caller, why = 'not-authorized') => {
         this.#countDropped(why)
-        log('refused a call of %s by %s: %s', tool, caller ?? 'a caller with no identity', why === 'rate-limited' ? 'over its rate limit' : 'not on its allow-list')
+        this.#log('refused a call of %s by %s: %s', tool, caller ?? 'a caller with no identity', why === 'rate-limited' ? 'over its rate limit' : 'not on its allow-list')
       },
     })
     this.#tools.install(this.#mcp)
@@ -415,15 +419,15 @@ class Node implements MeshNode {
       revoked: (id, key) => member.trust.isRevoked(id, key),
       onRefused: (reason, detail) => {
         this.#countDropped(reason)
-        log('refused a TLS client (%s): %s', reason, detail)
+        this.#log('refused a TLS client (%s): %s', reason, detail)
       },
     })
     member.onRenew((next) => {
       this.#useIdentity(next)
       this.#tls?.update(next)
       this.#client.renew()
-      this.#gossip?.reprove().catch((err: Error) => { log.error('proving the renewed identity to peers failed: %s', err.message) })
-      this.#gossip?.updateAdvert(this.#advertBody(this.#endpoint?.draining === true ? 'draining' : 'alive')).catch((err: Error) => { log.error('advertising the renewed identity failed: %s', err.message) })
+      this.#gossip?.reprove().catch((err: Error) => { this.#log.error('proving the renewed identity to peers failed: %s', err) })
+      this.#gossip?.updateAdvert(this.#advertBody(this.#endpoint?.draining === true ? 'draining' : 'alive')).catch((err: Error) => { this.#log.error('advertising the renewed identity failed: %s', err) })
     })
   }
 

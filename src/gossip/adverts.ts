@@ -1,4 +1,5 @@
-import { logger } from '@libp2p/logger'
+import { logger } from '../telemetry/log.ts'
+import type { Logger } from '../telemetry/log.ts'
 import type { PrivateKey } from '@libp2p/interface'
 import type { GossipOptions } from '../config.ts'
 import { MeshError } from '../errors.ts'
@@ -42,6 +43,8 @@ const MAX_PUBLISH_RETRIES = 20
  * and the signed leave.
  */
 export class Adverts {
+  /** Its lines carry the agent's name: several nodes may share a process. */
+  readonly #log: Logger
   readonly #i: AdvertsInit
   #body: AdvertBody
   #self?: SelfAdvert
@@ -49,6 +52,7 @@ export class Adverts {
   #publishRetries = 0
 
   constructor (init: AdvertsInit) {
+    this.#log = log.child({ agent: init.options.name })
     this.#i = init
     this.#body = init.body
   }
@@ -79,7 +83,7 @@ export class Adverts {
   refreshIfOld (): void {
     const self = this.#self
     if (self === undefined || this.#i.scope.clock.now() - self.advert.issuedAt <= this.#i.options.timing.maxAdvertAgeMs / 2) return
-    this.#issue(self.advert.incarnation, self.advert.seq + 1).catch((err: Error) => { log.error('advert refresh failed: %s', err.message) })
+    this.#issue(self.advert.incarnation, self.advert.seq + 1).catch((err: Error) => { this.#log.error('advert refresh failed: %s', err) })
   }
 
   /** A peer told us how it sees us: anything but alive is refuted. */
@@ -100,8 +104,8 @@ export class Adverts {
     if (!Number.isSafeInteger(next)) return
     this.#i.stats.refutations++
     this.#i.awareness.adjust(1)
-    log('refuting incarnation %d with %d', theirIncarnation, next)
-    this.#issue(next, 0).catch((err: Error) => { log.error('refutation failed: %s', err.message) })
+    this.#log('refuting incarnation %d with %d', theirIncarnation, next)
+    this.#issue(next, 0).catch((err: Error) => { this.#log.error('refutation failed: %s', err) })
   }
 
   /** Best effort: a signed leave lets every replica drop us at once instead of after a suspicion. */
@@ -165,7 +169,7 @@ export class Adverts {
         this.#publishRetries = 0
       }
     } catch (err) {
-      log('publish failed: %s', (err as Error).message)
+      this.#log('publish failed: %s', (err as Error).message)
       this.#publishPending = true
     }
   }

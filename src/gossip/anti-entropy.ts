@@ -1,4 +1,5 @@
-import { logger } from '@libp2p/logger'
+import { logger } from '../telemetry/log.ts'
+import type { Logger } from '../telemetry/log.ts'
 import type { AbortOptions } from '@libp2p/interface'
 import type { GossipOptions } from '../config.ts'
 import type { Replica } from '../topology/replica.ts'
@@ -47,10 +48,13 @@ const NOTICE_FANOUT = 3
  * within a rate limit per peer.
  */
 export class AntiEntropy {
+  /** Its lines carry the agent's name: several nodes may share a process. */
+  readonly #log: Logger
   readonly #i: AntiEntropyInit
   readonly #ctx: SyncContext
 
   constructor (init: AntiEntropyInit) {
+    this.#log = log.child({ agent: init.options.name })
     this.#i = init
     const { options: o, replica, peers, adverts, prober, stats } = init
     const q = o.quota
@@ -103,7 +107,7 @@ export class AntiEntropy {
   tick (): void {
     const peers = this.#i.peers.neighbours().filter((p) => p !== this.#i.peers.selfId)
     const target = peers[Math.floor(this.#i.scope.random() * peers.length)]
-    if (target !== undefined) this.syncWith(target).catch((err: Error) => { log('anti-entropy with %s failed: %s', target, err.message) })
+    if (target !== undefined) this.syncWith(target).catch((err: Error) => { this.#log('anti-entropy with %s failed: %s', target, err.message) })
   }
 
   /** Syncs with a few random neighbours now: a notice learnt here reaches them in one exchange each. */
@@ -111,7 +115,7 @@ export class AntiEntropy {
     const peers = this.#i.peers.neighbours().filter((p) => p !== this.#i.peers.selfId)
     for (let n = 0; n < NOTICE_FANOUT && peers.length > 0; n++) {
       const [target] = peers.splice(Math.floor(this.#i.scope.random() * peers.length), 1)
-      this.syncWith(target).catch((err: Error) => { log('spreading notices to %s failed: %s', target, err.message) })
+      this.syncWith(target).catch((err: Error) => { this.#log('spreading notices to %s failed: %s', target, err.message) })
     }
   }
 
@@ -121,7 +125,7 @@ export class AntiEntropy {
       await serveSync(stream, from, this.#ctx, { signal })
       await stream.close({ signal }).catch(() => {})
     }).catch((err: Error) => {
-      log('sync from %s failed: %s', from, err.message)
+      this.#log('sync from %s failed: %s', from, err.message)
       stream.abort(err)
     })
   }

@@ -1,4 +1,4 @@
-import { logger } from '@libp2p/logger'
+import { logger } from '../telemetry/log.ts'
 import type { Connection, Stream } from '@libp2p/interface'
 import { isMeshError, MeshError } from '../errors.ts'
 import { AdmissionFrame } from './admission.ts'

@@ -1,5 +1,6 @@
 import { generateKeyPair } from '@libp2p/crypto/keys'
-import { logger } from '@libp2p/logger'
+import { logger } from '../telemetry/log.ts'
+import type { Logger } from '../telemetry/log.ts'
 import type { PrivateKey, AbortOptions } from '@libp2p/interface'
 import { parseGossipOptions } from '../config.ts'
 import type { GossipOptions, GossipOptionsInput } from '../config.ts'
@@ -127,6 +128,8 @@ interface Parts {
  * `Upkeep` (joining and connections), over one `MeshNet`, one `Replica` and one `TaskScope`.
  */
 class MeshGossip implements GossipNode {
+  /** Its lines carry the agent's name: several nodes may share a process. */
+  readonly #log: Logger
   readonly options: GossipOptions
   readonly stats: GossipStats = newGossipStats()
   readonly #seam: GossipSeam
@@ -146,6 +149,7 @@ class MeshGossip implements GossipNode {
   constructor (init: GossipOptionsInput & { advert?: AdvertBody }, seam: GossipSeam) {
     const { advert, ...opts } = init
     this.options = parseGossipOptions(opts)
+    this.#log = log.child({ agent: this.options.name })
     this.#body = advert ?? { tools: [] }
     this.#seam = seam
     this.#scope = new TaskScope(seam.clock ?? systemClock, seam.random ?? Math.random)
@@ -180,7 +184,7 @@ class MeshGossip implements GossipNode {
     const stats = this.stats
     const init = {
       options: o, privateKey: key, deny: this.#denied, maxFrameBytes: { sync: maxFrameBytes, probe: MAX_PROBE_FRAME_BYTES },
-      onRefused: (peer: string, reason: string) => { stats.refused.admission++; log('refused %s: %s', peer, reason) },
+      onRefused: (peer: string, reason: string) => { stats.refused.admission++; this.#log('refused %s: %s', peer, reason) },
     }
     const net = await (seam.net ?? (async (i) => createLibp2pNet(i, seam)))(init)
     const member = o.role !== 'observer'
@@ -216,7 +220,7 @@ class MeshGossip implements GossipNode {
     scope.loop(o.timing.antiEntropyIntervalMs, () => { antiEntropy.tick() })
     scope.loop(o.timing.maintainIntervalMs, () => { upkeep.tick() })
     this.#unsubscribe = seam.notices?.onNew(() => { if (scope.running) antiEntropy.spread() })
-    log('started %s (%s) on %s', net.peerId, o.name, this.addrs.join(' '))
+    this.#log('started %s (%s) on %s', net.peerId, o.name, this.addrs.join(' '))
   }
 
   async ready (options: AbortOptions = {}): Promise<void> {
@@ -289,7 +293,7 @@ class MeshGossip implements GossipNode {
     await parts.net.stop()
     await this.#held?.release()
     await this.#seam.release?.()
-    log('stopped %s', this.peerId)
+    this.#log('stopped %s', this.peerId)
   }
 
   privateKey (): Promise<PrivateKey> {

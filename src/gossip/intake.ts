@@ -1,7 +1,8 @@
 import type { GossipOptions } from '../config.ts'
 import { compareVersions } from '../topology/advert.ts'
 import type { Advert } from '../topology/advert.ts'
-import { logger } from '@libp2p/logger'
+import { logger } from '../telemetry/log.ts'
+import type { Logger } from '../telemetry/log.ts'
 import { endpointProblem } from '../topology/endpoint.ts'
 import type { Replica } from '../topology/replica.ts'
 import type { Adverts } from './adverts.ts'
@@ -43,10 +44,13 @@ export interface IntakeInit {
  * invalid message is dropped (and counted) before it is forwarded, never after.
  */
 export class Intake {
+  /** Its lines carry the agent's name: several nodes may share a process. */
+  readonly #log: Logger
   readonly #i: IntakeInit
   readonly #advertQuota: Quota
 
   constructor (init: IntakeInit) {
+    this.#log = log.child({ agent: init.options.name })
     this.#i = init
     const q = init.options.quota
     this.#advertQuota = new Quota({ clock: init.scope.clock, perMinute: q.advertsPerMinute, burst: q.advertBurst })
@@ -96,7 +100,7 @@ export class Intake {
       // Relayed or not, an advert names an identity whose chain leads to a domain we trust.
       const untrusted = this.#i.checkAdvert?.(a)
       if (untrusted !== undefined) {
-        log('dropped the advert of %s (%s): %s', a.name, a.peerId, untrusted)
+        this.#log('dropped the advert of %s (%s): %s', a.name, a.peerId, untrusted)
         return countDrop(stats, 'untrusted')
       }
       // By gossip or by sync (a push, a page), a member's changes count against the same quota.

@@ -1,4 +1,5 @@
-import { logger } from '@libp2p/logger'
+import { logger } from '../telemetry/log.ts'
+import type { Logger } from '../telemetry/log.ts'
 import type { PrivateKey } from '@libp2p/interface'
 import type { GossipOptions } from '../config.ts'
 import { isMeshError } from '../errors.ts'
@@ -53,6 +54,8 @@ export interface ProberInit {
  * cannot reach it either. Answers other members' probes.
  */
 export class Prober {
+  /** Its lines carry the agent's name: several nodes may share a process. */
+  readonly #log: Logger
   readonly #i: ProberInit
   readonly #inflight = new Set<string>()
   #order: string[] = []
@@ -68,6 +71,7 @@ export class Prober {
   readonly #metAt = new Map<string, number>()
 
   constructor (init: ProberInit) {
+    this.#log = log.child({ agent: init.options.name })
     this.#i = init
     const { peers, adverts, awareness, stats } = init
     const perSecond = init.options.quota.probeFramesPerSecond
@@ -291,7 +295,7 @@ export class Prober {
       else reason = signal.reason
       return acked
     }).catch((err: Error) => {
-      log('probe of %s failed: %s', target, err.message)
+      this.#log('probe of %s failed: %s', target, err.message)
       reason = err
       return false
     })
@@ -307,7 +311,7 @@ export class Prober {
       if (a === 'none') reason = signal.reason
       return a
     }).catch((err: Error): Answer => {
-      log('indirect probe of %s through %s failed: %s', target, helper, err.message)
+      this.#log('indirect probe of %s through %s failed: %s', target, helper, err.message)
       reason = err
       return 'none'
     })
@@ -328,7 +332,7 @@ export class Prober {
     const merged = replica.applySuspect(target, e.advert.incarnation, peers.selfId, k)
     if (merged !== 'started' && merged !== 'confirmed') return
     stats.suspicionsRaised++
-    log('suspect %s (%s)', target, e.advert.name)
+    this.#log('suspect %s (%s)', target, e.advert.name)
     // Past the expected confirmations (`suspicionConfirmations`, fewer for a member with few
     // neighbours: Replica.applySuspect) the timeout is at its minimum everywhere that heard them:
     // one more changes nothing and costs every node a message. When a crash closes a member's
@@ -339,6 +343,6 @@ export class Prober {
     const bytes = await encodeMessage('suspect', msg, options.mesh, this.#i.key)
     await net.publish(bytes)
       .then((recipients) => { stats.gossipBytes.out += bytes.length * recipients })
-      .catch((err: Error) => { log('suspect publish failed: %s', err.message) })
+      .catch((err: Error) => { this.#log('suspect publish failed: %s', err.message) })
   }
 }

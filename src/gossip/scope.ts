@@ -1,5 +1,5 @@
 import type { AbortOptions } from '@libp2p/interface'
-import { logger } from '@libp2p/logger'
+import { logger } from '../telemetry/log.ts'
 import type { Clock, TimerHandle } from '../clock.ts'
 import { MeshError } from '../errors.ts'
 
@@ -96,7 +96,7 @@ export class TaskScope {
   /** Runs `fn` every `intervalMs` until stop(); the first tick is jittered so nodes started together do not run in lockstep. */
   loop (intervalMs: number, fn: () => void): void {
     const tick = (): void => {
-      try { fn() } catch (err) { log.error('periodic task failed: %s', (err as Error).message) }
+      try { fn() } catch (err) { log.error('periodic task failed: %s', err) }
       this.later(intervalMs, tick)
     }
     this.later(Math.floor(this.random() * intervalMs), tick)

@@ -1,4 +1,5 @@
-import { logger } from '@libp2p/logger'
+import { logger } from '../telemetry/log.ts'
+import type { Logger } from '../telemetry/log.ts'
 import type { GossipOptions } from '../config.ts'
 import { isMeshError } from '../errors.ts'
 import type { Replica, ReplicaChange } from '../topology/replica.ts'
@@ -41,6 +42,8 @@ const GC_EVERY_TICKS = 30
  * replica's garbage collection.
  */
 export class Upkeep {
+  /** Its lines carry the agent's name: several nodes may share a process. */
+  readonly #log: Logger
   readonly #i: UpkeepInit
   #joined = false
   #joining = false
@@ -52,6 +55,7 @@ export class Upkeep {
   #ticks = 0
 
   constructor (init: UpkeepInit) {
+    this.#log = log.child({ agent: init.options.name })
     this.#i = init
     this.#joinBackoff = init.options.timing.joinRetryMs
   }
@@ -115,7 +119,7 @@ export class Upkeep {
           this.#joined = true
           this.#joinBackoff = o.timing.joinRetryMs
           this.#i.ready.resolve()
-          log('joined %s through %s: %d members', o.mesh, addr, this.#i.replica.size)
+          this.#log('joined %s through %s: %d members', o.mesh, addr, this.#i.replica.size)
           this.tick()
           return
         } catch (err) {
@@ -124,7 +128,7 @@ export class Upkeep {
       }
       this.#nextJoinAt = scope.clock.now() + this.#joinBackoff
       this.#joinBackoff = Math.min(this.#joinBackoff * 2, MAX_JOIN_BACKOFF_MS)
-      if (scope.running) log.error('cannot join mesh %s yet (retrying): %s', o.mesh, errors.join('; '))
+      if (scope.running) this.#log.error('cannot join mesh %s yet (retrying): %s', o.mesh, errors.join('; '))
     } finally {
       this.#joining = false
     }
@@ -136,7 +140,7 @@ export class Upkeep {
     try {
       await scope.bounded(DIAL_TIMEOUT_MS, {}, async (signal) => peers.dial(peerId, signal))
     } catch (err) {
-      log('dial %s failed: %s', peerId, (err as Error).message)
+      this.#log('dial %s failed: %s', peerId, (err as Error).message)
       if (isMeshError(err, 'MESH_ERR_DIAL_LIMITED')) return // not tried: says nothing about the member
       // A member we cannot reach may be a neighbour of nobody on our side (after a partition):
       // without this, no one would ever probe it. The probe's indirect path vouches for it if

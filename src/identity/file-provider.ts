@@ -4,7 +4,7 @@ import { watch } from 'node:fs'
 import type { FSWatcher } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import { basename, dirname, resolve } from 'node:path'
-import { logger } from '@libp2p/logger'
+import { logger } from '../telemetry/log.ts'
 import { systemClock } from '../clock.ts'
 import type { Clock, TimerHandle } from '../clock.ts'
 import { MeshError } from '../errors.ts'
@@ -130,7 +130,7 @@ export async function startFileProvider (init: FileProviderInit): Promise<Identi
       current = next
       listeners.emit(next)
     } catch (err) {
-      log.error('the identity files changed but cannot be used (%s); keeping %s until %s', (err as Error).message, current.spiffeId, current.facts.notAfter.toISOString())
+      log.error('the identity files changed but cannot be used (%s); keeping %s until %s', err, current.spiffeId, current.facts.notAfter.toISOString())
     }
   }
   // Folders, not files: secret volumes and editors replace a file by renaming another over it.

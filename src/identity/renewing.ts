@@ -1,4 +1,4 @@
-import { logger } from '@libp2p/logger'
+import { logger } from '../telemetry/log.ts'
 import type { Clock, TimerHandle } from '../clock.ts'
 import type { KeyDir } from './key-dir.ts'
 import { IdentityListeners } from './provider.ts'
@@ -32,7 +32,7 @@ export async function renewingProvider (kind: IdentityProvider['kind'], clock: C
     } catch (err) {
       if (stopped) return // the key folder went with stop()
       const left = current.facts.notAfter.getTime() - clock.now()
-      log.error('renewing the SVID %s failed (%s); the current one is valid for %d s more', current.spiffeId, (err as Error).message, Math.round(left / 1000))
+      log.error('renewing the SVID %s failed (%s); the current one is valid for %d s more', current.spiffeId, err, Math.round(left / 1000))
       schedule(Math.max(1_000, Math.min(RETRY_MS, left / 10)))
     }
   }

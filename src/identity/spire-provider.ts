@@ -1,5 +1,5 @@
 import { createPrivateKey, X509Certificate } from 'node:crypto'
-import { logger } from '@libp2p/logger'
+import { logger } from '../telemetry/log.ts'
 import { systemClock } from '../clock.ts'
 import type { Clock, TimerHandle } from '../clock.ts'
 import { MeshError } from '../errors.ts'
@@ -131,13 +131,13 @@ export async function startSpireProvider (init: SpireProviderInit): Promise<Iden
         if (firstOne) first.resolve(identity)
         else listeners.emit(identity)
       }, (err: Error) => {
-        log.error('the Workload API sent an SVID that does not pass the checks: %s', err.message)
+        log.error('the Workload API sent an SVID that does not pass the checks: %s', err)
         if (current === undefined) first.reject(err)
       })
     })
     c.on('error', (err: Error & { code?: number, details?: string }) => {
       if (stopped || c !== call) return
-      log.error('the Workload API stream at %s failed: %s', socket, err.message)
+      log.error('the Workload API stream at %s failed: %s', socket, err)
       if (current === undefined && err.code === grpc.status.INVALID_ARGUMENT) {
         first.reject(new MeshError('MESH_ERR_IDENTITY_PROVIDER', `the SPIFFE Workload API at ${socket} refused the request: ${err.details ?? err.message}`))
         return

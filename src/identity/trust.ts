@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto'
 import { mkdir } from 'node:fs/promises'
 import { watch } from 'node:fs'
 import type { FSWatcher } from 'node:fs'
-import { logger } from '@libp2p/logger'
+import { logger } from '../telemetry/log.ts'
 import { entitiesDir, listEntities } from './entities.ts'
 import type { Entity } from './entities.ts'
 import { isRevoked, keepRevocation, listRevocations, revocationDigest, revokedDir, RevocationSchema, signedByBundle } from './revocations.ts'
@@ -57,7 +57,7 @@ export class TrustStore {
     await this.#read()
     this.#watchers = dirs.map((dir) => {
       const w = watch(dir, () => { void this.reload() })
-      w.on('error', (err) => { log.error('watching %s failed: %s', dir, err.message) })
+      w.on('error', (err) => { log.error('watching %s failed: %s', dir, err) })
       w.unref()
       return w
     })
@@ -94,7 +94,7 @@ export class TrustStore {
         if (!this.#signed(r)) { dropped++; continue }
         this.#learnt.set(d, r)
         accepted++
-        keepRevocation(this.#init.home, r).catch((err: Error) => { log.error('keeping a revocation of %s failed: %s', r.spiffeId, err.message) })
+        keepRevocation(this.#init.home, r).catch((err: Error) => { log.error('keeping a revocation of %s failed: %s', r.spiffeId, err) })
         log('revocation of %s learnt from the mesh', r.spiffeId)
       }
       if (accepted > 0) this.#changed()
