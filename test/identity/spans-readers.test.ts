@@ -1,28 +1,17 @@
 // Who may read an agent's spans, over real libp2p and real mutual TLS with two trust domains: our
 // own domain's agents do; a registered partner, admitted to calls, does not, unless the agent
 // names it in `tracing.readers`.
-import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import t from 'tap'
 import { createMeshNode } from '../../src/node.ts'
 import type { MeshNode } from '../../src/node.ts'
 import type { MeshNodeOptionsInput } from '../../src/config.ts'
-import { LocalCa } from '../../src/identity/local-ca.ts'
-import { registerEntity } from '../../src/identity/entities.ts'
 import { testNodeOptions } from '../helpers/mesh.ts'
 import { waitFor } from '../helpers/wait.ts'
+import { twoDomains } from '../helpers/two-domains.ts'
 
 const MESH = `spans-readers-${process.pid}`
 t.setTimeout(120_000)
-const temp = await mkdtemp(join(tmpdir(), 'mesh-readers-'))
-t.teardown(async () => { await rm(temp, { recursive: true, force: true }) })
-const homeA = join(temp, 'a')
-const homeB = join(temp, 'b')
-const caA = await LocalCa.open(homeA, 'a.test', { create: true })
-const caB = await LocalCa.open(homeB, 'b.test', { create: true })
-await registerEntity(homeA, 'a.test', { name: 'org-b', caPem: caB.pem, trustDomain: 'b.test' })
-await registerEntity(homeB, 'b.test', { name: 'org-a', caPem: caA.pem, trustDomain: 'a.test' })
+const { homeA, homeB } = await twoDomains(t, 'mesh-readers-')
 
 const nodes: MeshNode[] = []
 t.teardown(async () => { await Promise.all(nodes.map(async (n) => n.stop())) })
