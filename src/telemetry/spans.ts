@@ -3,7 +3,7 @@
 // call through a dependency, and a client span per attempt (retries, failovers and hedges show
 // as attempts). Attribute names follow OpenTelemetry's semantic conventions for MCP and RPC
 // (`mcp.method.name`, `gen_ai.tool.name`, `server.address`, `error.type`) plus `mesh.*` ones.
-import { ROOT_CONTEXT, SpanKind, SpanStatusCode, context, trace } from '@opentelemetry/api'
+import { ROOT_CONTEXT, SpanKind, SpanStatusCode, TraceFlags, context, trace } from '@opentelemetry/api'
 import type { Attributes, Context, Span, TextMapGetter, Tracer } from '@opentelemetry/api'
 import { W3CTraceContextPropagator } from '@opentelemetry/core'
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js'
@@ -34,10 +34,29 @@ export function injectInto (headers: Record<string, string>, span: Span): void {
 
 /** Starts the server span of a call of `tool` this agent serves, under `parent`. */
 export function startServerSpan (tracer: Tracer, tool: string, capability: string, caller: string | undefined, parent: Context): Span {
-  const attributes: Attributes = { 'mcp.method.name': 'tools/call', 'gen_ai.tool.name': tool, 'gen_ai.operation.name': 'execute_tool', 'mesh.capability': capability }
-  if (caller !== undefined) attributes['mesh.caller.spiffe_id'] = caller
-  return tracer.startSpan(`tools/call ${tool}`, { kind: SpanKind.SERVER, attributes }, parent)
+  const span = child(tracer, `tools/call ${tool}`, SERVER, parent)
+  // Attributes only for spans that are recorded (our samplers do not read them): an unsampled
+  // call pays for no attribute objects.
+  if (!span.isRecording()) return span
+  span.setAttributes({ 'mcp.method.name': 'tools/call', 'gen_ai.tool.name': tool, 'gen_ai.operation.name': 'execute_tool', 'mesh.capability': capability })
+  if (caller !== undefined) span.setAttribute('mesh.caller.spiffe_id', caller)
+  return span
 }
+
+/**
+ * A span under `parent`; under an unsampled parent, the parent's own context instead of a new
+ * span (nothing records it, and parent-based sampling makes every span under it unsampled too),
+ * so an unsampled trace costs the call almost nothing and still carries its trace ID on.
+ */
+function child (tracer: Tracer, name: string, options: typeof SERVER, parent: Context): Span {
+  const p = trace.getSpanContext(parent)
+  if (p !== undefined && (p.traceFlags & TraceFlags.SAMPLED) === 0) return trace.wrapSpanContext(p)
+  return tracer.startSpan(name, options, parent)
+}
+
+const SERVER = { kind: SpanKind.SERVER }
+const INTERNAL = { kind: SpanKind.INTERNAL }
+const CLIENT = { kind: SpanKind.CLIENT }
 
 /** Ends a server span with the call's result: an `isError` result sets the error status and `error.type`. */
 export function endServerSpan (span: Span, r: CallToolResult): void {
@@ -58,7 +77,8 @@ export function endServerSpan (span: Span, r: CallToolResult): void {
 export function startCallSpan (tracer: Tracer, dependency: string, capability: string, headers?: Record<string, string>): { span: Span, ctx: Context } {
   const active = context.active()
   const parent = headers?.traceparent !== undefined && trace.getSpan(active) === undefined ? inboundContext(headers) : active
-  const span = tracer.startSpan(`call ${dependency}`, { kind: SpanKind.INTERNAL, attributes: { 'mesh.dependency': dependency, 'mesh.capability': capability } }, parent)
+  const span = child(tracer, `call ${dependency}`, INTERNAL, parent)
+  if (span.isRecording()) span.setAttributes({ 'mesh.dependency': dependency, 'mesh.capability': capability })
   return { span, ctx: trace.setSpan(parent, span) }
 }
 
@@ -90,6 +110,9 @@ function serverOf (endpoint: string): [string, number] | undefined {
 
 /** Starts the span of attempt `n` (1-based) of a call, to `target`, under the call's span. */
 export function startAttemptSpan (tracer: Tracer, parent: Context, target: AttemptTarget, n: number, local: boolean): { span: Span, ctx: Context } {
+  const span = child(tracer, `tools/call ${target.tool}`, local ? INTERNAL : CLIENT, parent)
+  const ctx = trace.setSpan(parent, span)
+  if (!span.isRecording()) return { span, ctx }
   const attributes: Attributes = {
     'mcp.method.name': 'tools/call',
     'gen_ai.tool.name': target.tool,
@@ -100,8 +123,8 @@ export function startAttemptSpan (tracer: Tracer, parent: Context, target: Attem
   if (target.spiffeId !== undefined) attributes['mesh.peer.spiffe_id'] = target.spiffeId
   const server = target.endpoint === undefined ? undefined : serverOf(target.endpoint)
   if (server !== undefined) { attributes['server.address'] = server[0]; attributes['server.port'] = server[1] }
-  const span = tracer.startSpan(`tools/call ${target.tool}`, { kind: local ? SpanKind.INTERNAL : SpanKind.CLIENT, attributes }, parent)
-  return { span, ctx: trace.setSpan(parent, span) }
+  span.setAttributes(attributes)
+  return { span, ctx }
 }
 
 /** Ends a span with a failure: its code as `error.type`, its message as the status. */
