@@ -242,7 +242,7 @@ t.test('unknown fields from a newer version are tolerated', async (t) => {
     region: 'eu-west',
     qos: { latencyMs: 12, nested: [1, 2, 3] },
     role: 'router', // an unknown role is kept as a string (read as `agent` by the resolver)
-    tools: [{ name: 'get_weather', capability: 'weather', version: '1.2.0', tags: ['fast'], cost: { perCall: 0.01 }, streaming: true }],
+    tools: [{ name: 'get_weather', capability: 'weather', version: '1.2.0', tags: ['fast'], cost: { perCall: 0.01 }, batching: true }],
   }
   const d = await decodeMessage(await encodeMessage('advert', newer as unknown as Advert, 'm1', keyA), 'm1')
   t.equal(d.kind, 'advert')

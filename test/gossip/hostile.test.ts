@@ -244,7 +244,7 @@ t.test('an advert of a newer version with unknown fields is accepted by A and B'
     v: 2,
     region: 'eu-west',
     qos: { tier: 'gold', limits: [1, 2] },
-    tools: [{ name: 'forecast', capability: 'weather', version: '2.0.0', tags: ['beta'], streaming: true, cost: { perCall: 1 } }],
+    tools: [{ name: 'forecast', capability: 'weather', version: '2.0.0', tags: ['beta'], batching: true, cost: { perCall: 1 } }],
   })
   await publish(await encodeMessage('advert', newer, MESH, attackerKey))
   await waitFor('A and B to accept the newer advert', () => A.replica.get(X)?.advert.seq === 1 && B.replica.get(X)?.advert.seq === 1)
