@@ -101,16 +101,19 @@ t.test('members that leave or die are counted; a stopped node closes its metrics
   await extra.stop()
   mesh.nodes.splice(mesh.nodes.indexOf(extra), 1)
   await t.rejects(fetch(url), 'the endpoint is closed')
-  await waitFor('the caller to see it leave', () => caller.members().some((m) => m.advert.name === 'extra' && m.liveness === 'left'))
-  t.equal(value(parseSamples(await caller.metrics()), 'mcp_mesh_members', { liveness: 'left' }), 1)
+  // Its leave is best effort: on a loaded machine the caller may miss it and declare it dead instead.
+  const gone = (): string | undefined => caller.members().find((m) => m.advert.name === 'extra' && (m.liveness === 'left' || m.liveness === 'dead'))?.liveness
+  await waitFor('the caller to see it leave', () => gone() !== undefined, 30_000)
+  const extraDead = gone() === 'dead' ? 1 : 0
+  t.equal(value(parseSamples(await caller.metrics()), 'mcp_mesh_members', { liveness: gone()! }), 1, `counted as ${gone()}`)
   // A crash (no goodbye: its gossip closes its sockets): probes fail, the member is declared dead.
   const crashed = await mesh.start('crashed', () => {}, provider.gossip.addrs)
   await waitFor('the caller to see the crashing node', () => caller.members().some((m) => m.advert.name === 'crashed' && m.liveness === 'alive'))
   await crashed.gossip.stop({ leave: false })
   await waitFor('the caller to declare it dead', () => caller.members().some((m) => m.advert.name === 'crashed' && m.liveness === 'dead'))
   const samples = parseSamples(await caller.metrics())
-  t.equal(value(samples, 'mcp_mesh_members_declared_dead_total'), 1, 'one member declared dead')
-  t.equal(value(samples, 'mcp_mesh_members', { liveness: 'dead' }), 1)
+  t.equal(value(samples, 'mcp_mesh_members_declared_dead_total'), 1 + extraDead, 'the crashed member declared dead (and the one that left, if its leave was missed)')
+  t.equal(value(samples, 'mcp_mesh_members', { liveness: 'dead' }), 1 + extraDead)
   await crashed.stop()
   mesh.nodes.splice(mesh.nodes.indexOf(crashed), 1)
   const after = await settleHandles(baseline)
