@@ -128,7 +128,7 @@ export class Upkeep {
       }
       this.#nextJoinAt = scope.clock.now() + this.#joinBackoff
       this.#joinBackoff = Math.min(this.#joinBackoff * 2, MAX_JOIN_BACKOFF_MS)
-      if (scope.running) this.#log.error('cannot join mesh %s yet (retrying): %s', o.mesh, errors.join('; '))
+      if (scope.running) this.#log.warn('cannot join mesh %s yet (retrying): %s', o.mesh, errors.join('; '))
     } finally {
       this.#joining = false
     }
