@@ -29,8 +29,9 @@ export async function observe (values: { bootstrap?: string[], mesh?: string, ti
   const timeout = Number(values.timeout ?? 5_000)
   if (!Number.isInteger(timeout) || timeout <= 0) throw new UsageError(`--timeout must be a positive number of milliseconds, got "${values.timeout}"`)
   const options = { name: 'meshctl', role: 'observer' as const, ephemeralKey: true, mesh: values.mesh, bootstrap: bootstrap.length > 0 ? bootstrap : undefined }
-  const pems = tls === undefined ? undefined : { certPem: tls.pems.cert, keyPem: tls.pems.key, bundlePem: tls.pems.ca }
-  const node = createGossipNode(options, pems === undefined ? {} : { admitter: memberAdmitter(parseGossipOptions(options).mesh, tls!.trustDomain, () => pems) })
+  // Read at each handshake: a long-running command (the gateway) renews `tls.pems` in place.
+  const pems = tls === undefined ? undefined : () => ({ certPem: tls.pems.cert, keyPem: tls.pems.key, bundlePem: tls.pems.ca })
+  const node = createGossipNode(options, pems === undefined ? {} : { admitter: memberAdmitter(parseGossipOptions(options).mesh, tls!.trustDomain, pems) })
   await node.start()
   try {
     await node.ready({ signal: AbortSignal.timeout(timeout) })
