@@ -5,6 +5,7 @@ import { entity, ENTITY_HELP } from './entity.ts'
 import { revoke, REVOKE_HELP } from './revoke.ts'
 import { call, CALL_HELP } from './call.ts'
 import { explain, EXPLAIN_HELP } from './explain.ts'
+import { gateway, GATEWAY_HELP } from './gateway.ts'
 import { list, LIST_HELP } from './list.ts'
 import { escapeControls } from './print.ts'
 import { status, STATUS_HELP } from './status.ts'
@@ -23,6 +24,7 @@ Commands:
   entity <register|list|revoke>  partner organisations whose agents this host's agents trust
   revoke <spiffe-id>        revokes an agent identity (or --cert <pem>: one certificate)
   trace <trace-id>          the tree of one trace, from the spans the agents keep (call --trace prints the ID)
+  gateway                   serves the mesh's capabilities as one MCP server for hosts (stdio, or --http)
 
 Common options:
   --bootstrap <multiaddr>   a bootstrap or any agent of the mesh, repeatable (env MCP_MESH_BOOTSTRAP)
@@ -30,7 +32,7 @@ Common options:
   --timeout <ms>            how long to try to join (default 5000)
   --json                    machine-readable output
   --cert, --key, --ca <pem> the SVID, its key and the trust bundle to join and call with (list,
-                            explain, call, status); without them meshctl issues itself a 10-minute SVID from
+                            explain, call, status, gateway); without them meshctl issues itself a 10-minute SVID from
                             the local CA in MCP_MESH_HOME (env MCP_MESH_TLS_MODE=off: plain HTTP)
   -h, --help                help for a command
 
@@ -50,12 +52,13 @@ async function main (argv: string[]): Promise<number> {
   if (command === 'entity') return entity(rest)
   if (command === 'revoke') return revoke(rest)
   if (command === 'trace') return traceCommand(rest)
+  if (command === 'gateway') return gateway(rest)
   throw new UsageError(`unknown command "${command}"`)
 }
 
 main(process.argv.slice(2)).then((code) => { process.exitCode = code }, (err: unknown) => {
   if (err instanceof UsageError) {
-    const helps: Record<string, string> = { list: LIST_HELP, explain: EXPLAIN_HELP, call: CALL_HELP, status: STATUS_HELP, start: START_HELP, ca: CA_HELP, entity: ENTITY_HELP, revoke: REVOKE_HELP, trace: TRACE_HELP }
+    const helps: Record<string, string> = { list: LIST_HELP, explain: EXPLAIN_HELP, call: CALL_HELP, status: STATUS_HELP, start: START_HELP, ca: CA_HELP, entity: ENTITY_HELP, revoke: REVOKE_HELP, trace: TRACE_HELP, gateway: GATEWAY_HELP }
     console.error(`meshctl: ${err.message}\n\n${helps[process.argv[2] ?? ''] ?? HELP}`)
     process.exitCode = Exit.usage
     return

@@ -1,0 +1,96 @@
+import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js'
+import { systemClock } from '../clock.ts'
+import { createGateway } from '../gateway/gateway.ts'
+import { isLoopback, serveHttp } from '../gateway/http.ts'
+import type { GatewayHttp } from '../gateway/http.ts'
+import { McpHttpClient } from '../proxy/mcp-client.ts'
+import { Exit, UsageError, commaList, parse } from './args.ts'
+import { cliTls } from './identity.ts'
+import { common, observe } from './observe.ts'
+
+export const GATEWAY_HELP = `Usage: meshctl gateway [options]
+
+Serves the mesh's capabilities as one MCP server, for MCP hosts (Claude Desktop, IDEs) that have
+no mesh identity: one tool per capability, named by it, its definition from the provider the mesh
+would choose. Hosts are told (tools/list_changed) when the tools change. Calls go through the mesh
+like an agent's: failover, retries, deadlines.
+  --http [host:]port      serve Streamable HTTP at http://host:port/mcp instead of stdio (host
+                          127.0.0.1 by default; port 0 picks one; the URL is printed on stderr)
+  --token <token>         bearer token HTTP clients must send (env MCP_MESH_GATEWAY_TOKEN);
+                          required when --http binds to a host other than loopback
+  --capability <list>     only these capabilities
+  --tags <list>           tag (required), +tag (preferred), -tag (excluded), a|b (one of)
+  --call-timeout <ms>     how long a call may take, unless its provider recommends (default 30000)
+  --cert, --key, --ca     the SVID, key and trust bundle (default: an SVID from the local CA in
+                          MCP_MESH_HOME, renewed while the gateway runs)
+  --bootstrap, --mesh, --timeout (join timeout, ms) as for every command
+
+Example (Claude Desktop): { "mcpServers": { "mesh": { "command": "npx", "args": ["meshctl", "gateway", "--bootstrap", "/ip4/..."] } } }
+Stops on the end of stdin (stdio), SIGINT or SIGTERM. Exit codes: 0 stopped, 2 usage, 3 mesh unreachable.`
+
+/** How often the gateway renews the identity `cliTls` gives it (which lives 10 minutes). */
+const RENEW_MS = 4 * 60_000
+
+/** `--http [host:]port` as host and port (loopback when no host is given). */
+export function parseListen (value: string): { host: string, port: number } {
+  const m = /^(?:(\[[^\]]+\]|[^:]+):)?(\d+)$/.exec(value)
+  const port = Number(m?.[2])
+  if (m === null || !Number.isInteger(port) || port > 65_535) throw new UsageError(`--http takes [host:]port, for example 127.0.0.1:8080 or 8080, got "${value}"`)
+  return { host: m[1] ?? '127.0.0.1', port }
+}
+
+/** `meshctl gateway`: the mesh as one MCP server over stdio or Streamable HTTP. */
+export async function gateway (argv: string[]): Promise<number> {
+  const { values } = parse(argv, { ...common, http: { type: 'string' }, token: { type: 'string' }, capability: { type: 'string', multiple: true }, tags: { type: 'string', multiple: true }, 'call-timeout': { type: 'string' } })
+  if (values.help === true) { console.error(GATEWAY_HELP); return Exit.ok } // stdout belongs to MCP
+  const listen = values.http === undefined ? undefined : parseListen(values.http)
+  const token = values.token ?? (process.env.MCP_MESH_GATEWAY_TOKEN === '' ? undefined : process.env.MCP_MESH_GATEWAY_TOKEN)
+  if (listen !== undefined && !isLoopback(listen.host) && token === undefined) {
+    throw new UsageError(`--http ${values.http} binds beyond this machine: give a bearer token (--token or MCP_MESH_GATEWAY_TOKEN), or bind to 127.0.0.1`)
+  }
+  if (values.token !== undefined && listen === undefined) throw new UsageError('--token goes with --http (stdio needs none: the host launched the gateway)')
+  const callTimeoutMs = Number(values['call-timeout'] ?? 30_000)
+  if (!Number.isInteger(callTimeoutMs) || callTimeoutMs <= 0) throw new UsageError(`--call-timeout must be a positive number of milliseconds, got "${values['call-timeout']}"`)
+  const tags = commaList(values.tags).map((t) => t.includes('|') ? t.split('|') : t)
+
+  const tls = await cliTls(values)
+  const node = await observe(values, tls)
+  const client = new McpHttpClient({ clientName: 'meshctl-gateway', ...(tls === undefined ? {} : { tls: { trustDomain: tls.trustDomain, context: () => tls.context } }) })
+  const gw = createGateway({ node, client, clock: systemClock, callTimeoutMs, filter: { capabilities: commaList(values.capability), tags }, ...(tls === undefined ? {} : { trustDomain: tls.trustDomain }) })
+  // A host keeps its gateway for days; the command's identity lives minutes: renew it in place.
+  const renew = tls === undefined
+    ? undefined
+    : setInterval(() => {
+      cliTls(values).then(async (fresh) => { Object.assign(tls, fresh!); await node.reprove() })
+        .catch((err: unknown) => { console.error(`meshctl gateway: could not renew the identity: ${(err as Error).message}`) })
+    }, RENEW_MS)
+  const stopped = Promise.withResolvers<void>()
+  const stop = (): void => { stopped.resolve() }
+  process.once('SIGINT', stop)
+  process.once('SIGTERM', stop)
+  let http: GatewayHttp | undefined
+  try {
+    if (listen === undefined) {
+      // The host closing our stdin is how it ends the session.
+      process.stdin.once('end', stop)
+      process.stdin.once('close', stop)
+      await gw.server().connect(new StdioServerTransport())
+      console.error(`meshctl gateway: serving ${gw.tools().length} tools over stdio`)
+    } else {
+      http = await serveHttp(gw, { ...listen, ...(token === undefined ? {} : { token }) })
+      console.error(`meshctl gateway: serving ${gw.tools().length} tools at ${http.url}`)
+    }
+    await stopped.promise
+    return Exit.ok
+  } finally {
+    process.off('SIGINT', stop)
+    process.off('SIGTERM', stop)
+    process.stdin.off('end', stop)
+    process.stdin.off('close', stop)
+    if (renew !== undefined) clearInterval(renew)
+    await gw.stop()
+    await http?.close()
+    await client.close()
+    await node.stop()
+  }
+}
