@@ -54,6 +54,16 @@ hotels.tool('find_hotels', {
   input: { city: z.string() },
   output: { city: z.string(), hotels: z.array(z.string()) },
 }, ({ city }) => ({ city, hotels: [`Grand ${city}`] }))
+// Reports progress, then runs until cancelled: what the host's progress and cancellation reach.
+let slowAborted = false
+hotels.tool('slow', { capability: 'slow', annotations: { readOnlyHint: true } }, async (_args, _deps, ctx) => {
+  await ctx.progress({ progress: 1, total: 2, message: 'halfway' })
+  await new Promise<void>((resolve) => {
+    const cap = setTimeout(resolve, 60_000)
+    ctx.signal.addEventListener('abort', () => { slowAborted = true; clearTimeout(cap); resolve() }, { once: true })
+  })
+  return { done: true }
+})
 nodes.push(hotels)
 await hotels.start()
 await hotels.ready()
@@ -79,7 +89,7 @@ const names = async (c: Client): Promise<string[]> => (await c.listTools()).tool
 const gw = await stdioGateway()
 
 t.test('lists one tool per capability, with the chosen provider\'s schemas and annotations', async (t) => {
-  await waitFor('the gateway lists hotels and weather', async () => (await names(gw.client)).join() === 'hotels,weather')
+  await waitFor('the gateway lists hotels, slow and weather', async () => (await names(gw.client)).join() === 'hotels,slow,weather')
   const { tools } = await gw.client.listTools()
   const h = tools.find((x) => x.name === 'hotels')!
   t.equal(h.description, 'Hotels in a city')
@@ -102,6 +112,19 @@ t.test('a call returns the provider\'s structured result; an unknown tool is an 
   t.equal(bad.isError, true, 'bad arguments: an isError result')
   t.equal((bad._meta?.['mcp-mesh/error'] as { code?: string } | undefined)?.code, 'MESH_ERR_CALL_INVALID_ARGS', 'with the mesh code')
   await t.rejects(gw.client.callTool({ name: 'no_such_tool', arguments: {} }), { code: -32602 })
+})
+
+t.test('a host\'s progress token and cancellation reach the provider', async (t) => {
+  const cancel = new AbortController()
+  const progress: Array<{ progress: number, total?: number, message?: string }> = []
+  const call = gw.client.callTool({ name: 'slow', arguments: {} }, undefined, {
+    signal: cancel.signal,
+    onprogress: (p) => { progress.push(p); cancel.abort() },
+  })
+  await t.rejects(call, 'the host gave up')
+  t.match(progress, [{ progress: 1, total: 2, message: 'halfway' }], 'progress travelled to the host')
+  await waitFor('the provider sees the cancellation', () => slowAborted)
+  t.pass('cancelled at the provider')
 })
 
 t.test('tools/list_changed when a provider joins and when the last one leaves', async (t) => {
