@@ -101,9 +101,14 @@ t.test('kill -9 a provider: the next call fails over at once, nothing fails', as
   // A call that goes out on the dead provider's pooled connection before this process has read
   // its FIN fails with "socket hang up" there; get_weather is read-only (annotations), so it is
   // sent to the other provider at once (CI on Node 22 once saw that race fail the call).
+  // A probe may mark it suspect between that look and the call: then the call may never try it.
+  let changed = false
+  const off = tester.onTopologyChange((c) => { if (c.advert.name === 'weather-claude') changed = true })
   const w = await weather.invoke(trip)
+  off()
   t.equal(w.result.by, 'weather-basic')
-  if (stillFirst) t.ok(tester.stats.failovers > before.failovers, 'the refused or lost provider was skipped for the next candidate')
+  if (stillFirst && !changed) t.ok(tester.stats.failovers > before.failovers, 'the refused or lost provider was skipped for the next candidate')
+  else if (stillFirst) t.comment('weather-claude was marked suspect while the call was resolved: no failover was needed')
   else t.comment('weather-claude was already suspect: no failover was needed')
   t.same(tester.stats.failed, before.failed, 'no call failed')
   const plan = await tester.call<{ servedBy: { weather: string } }>('plan_trip', trip)
