@@ -67,7 +67,7 @@ export interface McpHttpClientInit {
 
 /** What a call's notifications are handed to. */
 type Listeners = Pick<RawCallOptions, 'onProgress' | 'onPart'>
-interface Provider { agent: HttpAgent, https: boolean, host: string, port: number, hostHeader: string, version?: Promise<string> }
+interface Provider { agent: HttpAgent, https: boolean, host: string, port: number, hostHeader: string, version?: Promise<string>, agreed?: string }
 /** A provider URL once checked: its pool's key, the path it POSTs to, the normalized form for messages. */
 interface Target { origin: string, path: string, href: string }
 const NO_SIGNALS: AbortSignal[] = []
@@ -230,12 +230,29 @@ export class McpHttpClient {
     return p
   }
 
-  /** The protocol version agreed with the provider: initializes the pool's first call (once; again after a failure). */
+  /**
+   * The protocol version agreed with the provider: initializes the pool's first call (once; again
+   * after a failure). The initialize is shared by every call waiting for it, so it runs on its own
+   * deadline, not on the signal of the call that started it: a lost hedge or a caller giving up
+   * must not fail the others. Each call waits only as long as its own signal allows.
+   */
   async #version (t: Target, p: Provider, signal: AbortSignal): Promise<string> {
-    return await (p.version ??= this.#initialize(t, p, signal).catch((err: unknown) => {
+    if (p.agreed !== undefined) return p.agreed
+    p.version ??= this.#initialize(t, p, AbortSignal.timeout(INITIALIZE_TIMEOUT_MS)).then((v) => {
+      p.agreed = v
+      return v
+    }, (err: unknown) => {
       p.version = undefined
       throw err
-    }))
+    })
+    if (signal === NEVER) return await p.version
+    if (signal.aborted) throw callError(signal.reason, t.href, signal)
+    const shared = p.version
+    return await new Promise<string>((resolve, reject) => {
+      const onAbort = (): void => { reject(callError(signal.reason, t.href, signal)) }
+      signal.addEventListener('abort', onAbort, { once: true })
+      shared.then(resolve, reject).finally(() => { signal.removeEventListener('abort', onAbort) })
+    })
   }
 
   async #initialize (t: Target, p: Provider, signal: AbortSignal): Promise<string> {
@@ -373,6 +390,8 @@ const DEFAULT_MAX_RESPONSE = 10 * 1024 * 1024
 const CONNECT_TIMEOUT_MS = 10_000
 /** A cancellation is sent in the background and given up after this long. */
 const CANCEL_TIMEOUT_MS = 2_000
+/** How long a provider's shared `initialize` may take (each call still gives up on its own deadline). */
+const INITIALIZE_TIMEOUT_MS = 15_000
 
 /** POSTs `body` on the provider's pool; resolves with the response once its head has arrived. */
 function post (p: Provider, path: string, body: string, headers: Record<string, string>, signal: AbortSignal): Promise<IncomingMessage> {

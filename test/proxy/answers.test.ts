@@ -156,3 +156,29 @@ t.test('a good provider still works, with an SSE answer and progress; 503 is "no
   t.ok(isMeshError(err, 'MESH_ERR_SERVER_BUSY'))
   t.equal(err.details?.notSent, true)
 })
+
+t.test('one call giving up while the provider\'s initialize is shared does not fail the calls waiting on it', async (t) => {
+  // CI met it: a hedge's losing attempt, cancelled during the first initialize of a pool, failed
+  // the next call on that pool with MESH_ERR_ABORTED.
+  let release: () => void = () => {}
+  const held = new Promise<void>((resolve) => { release = resolve })
+  let initializes = 0
+  const s = await serve((msg, res) => {
+    if (msg.method !== 'initialize') return false
+    initializes++
+    void held.then(() => { json(res, 200, { jsonrpc: '2.0', id: msg.id, result: { protocolVersion: '2025-06-18', capabilities: { tools: {} }, serverInfo: { name: 'slow-start', version: '1.0.0' } } }) })
+    return true
+  })
+  const ac = new AbortController()
+  const first = client.callTool(s.url, 'x', {}, { signal: ac.signal }).then(() => 'answered', (e: unknown) => (e as { code?: string }).code)
+  const second = client.callTool(s.url, 'x', {}, { timeoutMs: 5_000 })
+  await new Promise((resolve) => setTimeout(resolve, 50))
+  ac.abort()
+  t.equal(await first, 'MESH_ERR_ABORTED', 'the call that gave up fails at once, with its own reason')
+  release()
+  t.same((await second).structuredContent, { by: 'fake' }, 'the other call waiting on the same initialize is answered')
+  t.equal(initializes, 1, 'one initialize served both')
+  const late = new AbortController()
+  late.abort()
+  t.equal(await client.callTool(s.url, 'x', {}, { signal: late.signal }).then(() => 'answered', (e: unknown) => (e as { code?: string }).code), 'MESH_ERR_ABORTED', 'a call already aborted is refused before it waits')
+})
