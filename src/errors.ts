@@ -81,3 +81,14 @@ export class MeshError extends Error {
 export function isMeshError (err: unknown, code?: ErrorCode): err is MeshError {
   return err instanceof MeshError && (code === undefined || err.code === code)
 }
+
+/**
+ * Words for a failure in a log line: its message, else its name or code (libp2p throws some
+ * errors with no message), else what was thrown.
+ */
+export function messageOf (err: unknown): string {
+  if (typeof err !== 'object' || err === null) return String(err)
+  const e = err as { message?: unknown, code?: unknown, name?: unknown }
+  for (const v of [e.message, e.code, e.name]) if (typeof v === 'string' && v !== '') return v
+  return Object.prototype.toString.call(err)
+}

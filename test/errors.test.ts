@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs'
 import t from 'tap'
-import { ErrorCodes, MeshError, isMeshError } from '../src/errors.ts'
+import { ErrorCodes, MeshError, isMeshError, messageOf } from '../src/errors.ts'
 import type { ErrorCode } from '../src/errors.ts'
 
 const doc = readFileSync(new URL('../docs/errors.md', import.meta.url), 'utf8')
@@ -54,4 +54,13 @@ t.test('MeshError carries its code, details and cause', async (t) => {
   t.notOk(isMeshError(err, 'MESH_ERR_ABORTED'))
   t.notOk(isMeshError(new Error('MESH_ERR_SYNC_FAILED')), 'a plain Error is not a MeshError')
   t.equal(new MeshError('MESH_ERR_ABORTED', 'y').cause, undefined)
+})
+
+t.test('messageOf gives a log line words for any failure, never "undefined"', async (t) => {
+  t.equal(messageOf(new Error('refused')), 'refused')
+  t.equal(messageOf(Object.assign(new Error(''), { code: 'ERR_UNEXPECTED_EOF' })), 'ERR_UNEXPECTED_EOF', 'no message: its code')
+  t.equal(messageOf(new DOMException('', 'AbortError')), 'AbortError', 'no message, no code: its name')
+  t.equal(messageOf({ message: undefined }), '[object Object]', 'an object with nothing to say')
+  t.equal(messageOf('plain'), 'plain')
+  t.equal(messageOf(undefined), 'undefined', 'what was thrown, when it was nothing')
 })

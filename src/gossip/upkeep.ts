@@ -1,7 +1,7 @@
 import { logger } from '../telemetry/log.ts'
 import type { Logger } from '../telemetry/log.ts'
 import type { GossipOptions } from '../config.ts'
-import { isMeshError } from '../errors.ts'
+import { isMeshError, messageOf } from '../errors.ts'
 import type { Replica, ReplicaChange } from '../topology/replica.ts'
 import type { AntiEntropy } from './anti-entropy.ts'
 import type { Adverts } from './adverts.ts'
@@ -123,7 +123,7 @@ export class Upkeep {
           this.tick()
           return
         } catch (err) {
-          errors.push(`${addr}: ${(err as Error).message}`)
+          errors.push(`${addr}: ${messageOf(err)}`)
         }
       }
       this.#nextJoinAt = scope.clock.now() + this.#joinBackoff
