@@ -58,7 +58,7 @@ export function readMessage (text: string, id: number, asked: Asked): RpcMessage
     throw notMcp(asked, 'a body that is not JSON')
   }
   if (!isObject(m) || m.jsonrpc !== '2.0') throw notMcp(asked, 'JSON that is not a JSON-RPC message')
-  if (typeof m.method === 'string') return { kind: 'other', method: m.method, params: m.params, ...('id' in m ? { id: m.id } : {}) }
+  if (typeof m.method === 'string') return { kind: 'other', method: m.method, params: m.params, id: m.id }
   if (m.id !== id) return { kind: 'other' }
   if ('result' in m && !('error' in m)) return { kind: 'result', result: m.result }
   const error = 'result' in m ? undefined : asRpcError(m.error)
