@@ -13,7 +13,8 @@ export const GATEWAY_HELP = `Usage: meshctl gateway [options]
 Serves the mesh's capabilities as one MCP server, for MCP hosts (Claude Desktop, IDEs) that have
 no mesh identity: one tool per capability, named by it, its definition from the provider the mesh
 would choose. Hosts are told (tools/list_changed) when the tools change. Calls go through the mesh
-like an agent's: failover, retries, deadlines.
+like an agent's: failover, retries, deadlines; a tool's log messages, sampling and elicitation
+requests reach the host (as far as it declared them), and its answers the tool.
   --http [host:]port      serve Streamable HTTP at http://host:port/mcp instead of stdio (host
                           127.0.0.1 by default; port 0 picks one; the URL is printed on stderr)
   --token <token>         bearer token HTTP clients must send (env MCP_MESH_GATEWAY_TOKEN);

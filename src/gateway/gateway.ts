@@ -11,6 +11,7 @@ import type { MeshTool, MeshToolContext } from '../proxy/mesh-tool.ts'
 import { meshErrorResult } from '../server/tool-result.ts'
 import { createResolver } from '../topology/resolver.ts'
 import { gatewayTools } from './tools.ts'
+import { hostLogLevel, passThrough } from './passthrough.ts'
 import type { GatewayFilter, GatewayTool } from './tools.ts'
 
 /** What a gateway is built from: a joined mesh member (no advert) and a client to call with. */
@@ -86,7 +87,8 @@ export function createGateway (init: GatewayInit): Gateway {
 
   return {
     server () {
-      const server = new Server(init.info ?? { name: 'mcp-mesh-gateway', version: '0.1.0' }, { capabilities: { tools: { listChanged: true } } })
+      const server = new Server(init.info ?? { name: 'mcp-mesh-gateway', version: '0.1.0' }, { capabilities: { tools: { listChanged: true }, logging: {} } })
+      const logLevel = hostLogLevel(server)
       server.setRequestHandler(ListToolsRequestSchema, () => ({ tools: current.map((t) => t.tool) }))
       server.setRequestHandler(CallToolRequestSchema, async (req, extra): Promise<CallToolResult> => {
         const g = current.find((t) => t.tool.name === req.params.name)
@@ -96,6 +98,7 @@ export function createGateway (init: GatewayInit): Gateway {
         try {
           const { result } = await toolOf(g).invoke(args, {
             signal: extra.signal, // the host's cancellation
+            ...passThrough(server, extra, logLevel), // the provider's logs and requests to the host
             ...(token === undefined
               ? {}
               : { onProgress: (p) => { extra.sendNotification({ method: 'notifications/progress', params: { progressToken: token, ...p } }).catch(() => {}) } }),

@@ -23,8 +23,8 @@ export interface RpcError { code: number, message: string, data?: unknown }
 export type RpcMessage =
   | { kind: 'result', result: unknown }
   | { kind: 'error', error: RpcError }
-  /** A notification, a request to the client, or a response to another request. */
-  | { kind: 'other', method?: string, params?: unknown }
+  /** A notification, a request to the client (with its `id`), or a response to another request. */
+  | { kind: 'other', method?: string, params?: unknown, id?: unknown }
 
 /** JSON-RPC "invalid params": what MCP servers answer to arguments that fail the input schema. */
 const INVALID_PARAMS = -32602
@@ -58,7 +58,7 @@ export function readMessage (text: string, id: number, asked: Asked): RpcMessage
     throw notMcp(asked, 'a body that is not JSON')
   }
   if (!isObject(m) || m.jsonrpc !== '2.0') throw notMcp(asked, 'JSON that is not a JSON-RPC message')
-  if (typeof m.method === 'string') return { kind: 'other', method: m.method, params: m.params }
+  if (typeof m.method === 'string') return { kind: 'other', method: m.method, params: m.params, id: m.id }
   if (m.id !== id) return { kind: 'other' }
   if ('result' in m && !('error' in m)) return { kind: 'result', result: m.result }
   const error = 'result' in m ? undefined : asRpcError(m.error)

@@ -259,6 +259,8 @@ export function createCaller (init: CallerInit): MeshToolContext {
         ...(o.headers === undefined ? {} : { headers: o.headers }),
         ...(o.onProgress === undefined ? {} : { onProgress: o.onProgress }),
         ...(o.onPart === undefined ? {} : { onPart: o.onPart }),
+        ...(o.onLog === undefined ? {} : { onLog: o.onLog }),
+        ...(o.onRequest === undefined ? {} : { onRequest: o.onRequest }),
       })
     },
 

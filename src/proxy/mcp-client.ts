@@ -15,6 +15,8 @@ import { PARTIAL_METHOD, PARTS_META_KEY } from './call-scope.ts'
 import type { PartListener } from './call-scope.ts'
 import { checkProvider } from '../identity/tls.ts'
 import type { ExpectedPeer } from '../identity/tls.ts'
+import { CallRequests, logMessageOf } from './server-requests.ts'
+import type { LogMessage, ServerRequestHandler } from './server-requests.ts'
 
 /** Progress a provider reported for a call (MCP `notifications/progress`). */
 export interface Progress { progress: number, total?: number, message?: string }
@@ -33,6 +35,15 @@ export interface RawCallOptions {
    * reaches the provider through TCP).
    */
   onPart?: PartListener
+  /** Receives the log messages the provider sends while it serves the call (`notifications/message`). */
+  onLog?: (message: LogMessage) => void
+  /**
+   * Answers the requests the provider sends while it serves the call (`sampling/createMessage`,
+   * `elicitation/create`; see `ServerRequestHandler`). Without it they are answered with
+   * JSON-RPC -32601, so the provider's tool fails at once rather than waits. At most
+   * `MAX_SERVER_REQUESTS` (8) at once: one more fails the call.
+   */
+  onRequest?: ServerRequestHandler
   /** With mutual TLS: the SPIFFE ID and key the provider's signed advert endorses. */
   peer?: ExpectedPeer
 }
@@ -65,9 +76,26 @@ export interface McpHttpClientInit {
   tls?: { trustDomain: string, context: (trustDomain: string) => SecureContext | undefined }
 }
 
-/** What a call's notifications are handed to. */
-type Listeners = Pick<RawCallOptions, 'onProgress' | 'onPart'>
-interface Provider { agent: HttpAgent, https: boolean, host: string, port: number, hostHeader: string, version?: Promise<string>, agreed?: string }
+/** What a call's notifications and requests are handed to. */
+type Listeners = Pick<RawCallOptions, 'onProgress' | 'onPart' | 'onLog' | 'onRequest'>
+interface Provider {
+  agent: HttpAgent
+  https: boolean
+  host: string
+  port: number
+  hostHeader: string
+  version?: Promise<string>
+  agreed?: string
+  /** How its agent was made: the answers pool is made alike. */
+  options: HttpsAgentOptions
+  /**
+   * A small pool of its own for answers to the provider's requests: on the calls' pool they could
+   * wait behind the very calls that wait for them (every connection busy with a call's stream).
+   */
+  answers?: Provider
+  /** Renewed, forgotten or closed: an answers pool made for a call still in flight closes its connections once free. */
+  retired?: boolean
+}
 /** A provider URL once checked: its pool's key, the path it POSTs to, the normalized form for messages. */
 interface Target { origin: string, path: string, href: string }
 const NO_SIGNALS: AbortSignal[] = []
@@ -75,6 +103,14 @@ const NO_SIGNALS: AbortSignal[] = []
 const NEVER = new AbortController().signal
 
 const ACCEPT = 'application/json, text/event-stream'
+/**
+ * Declared in the one `initialize` a pool makes, which every call on it shares: whether a
+ * provider's request can be answered is known per call (its `onRequest`), not per pool. So both
+ * are always declared, and a call with no handler answers JSON-RPC -32601 at once: the tool fails
+ * fast, as it would with a client that declared nothing, and a call that can answer (the gateway
+ * with a host that samples) is not refused by the provider beforehand.
+ */
+const CLIENT_CAPABILITIES = { sampling: {}, elicitation: { form: {}, url: {} } }
 /** Connect errors: the request never left this process, so another provider may take it. */
 const NOT_SENT = new Set(['ECONNREFUSED', 'ECONNRESET', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT'])
 /** OpenSSL's verdicts on a provider's chain (not our trust domain, expired, self-signed...). */
@@ -111,8 +147,10 @@ export class McpHttpClient {
   get connections (): number {
     let n = 0
     for (const p of this.#providers.values()) {
-      for (const list of Object.values(p.agent.sockets)) n += list?.length ?? 0
-      for (const list of Object.values(p.agent.freeSockets)) n += list?.length ?? 0
+      for (const agent of agentsOf(p)) {
+        for (const list of Object.values(agent.sockets)) n += list?.length ?? 0
+        for (const list of Object.values(agent.freeSockets)) n += list?.length ?? 0
+      }
     }
     return n
   }
@@ -155,14 +193,20 @@ export class McpHttpClient {
    * calls in flight on their connections, then close them.
    */
   renew (): void {
-    for (const p of this.#providers.values()) retire(p.agent)
+    for (const p of this.#providers.values()) {
+      p.retired = true
+      for (const agent of agentsOf(p)) retire(agent)
+    }
     this.#providers.clear()
   }
 
   /** Closes every pool. */
   async close (): Promise<void> {
     this.#closed = true
-    for (const p of this.#providers.values()) p.agent.destroy()
+    for (const p of this.#providers.values()) {
+      p.retired = true
+      for (const agent of agentsOf(p)) agent.destroy()
+    }
     this.#providers.clear()
     this.#byUrl.clear()
   }
@@ -178,8 +222,11 @@ export class McpHttpClient {
     for (const [key, p] of this.#providers) {
       if (key !== origin && !key.startsWith(origin + '#')) continue
       this.#providers.delete(key)
-      if (graceful) retire(p.agent)
-      else p.agent.destroy()
+      p.retired = true
+      for (const agent of agentsOf(p)) {
+        if (graceful) retire(agent)
+        else agent.destroy()
+      }
     }
     for (const [u, t] of this.#byUrl) if (t.origin === origin) this.#byUrl.delete(u)
   }
@@ -220,14 +267,30 @@ export class McpHttpClient {
         timeout: 30_000,
         scheduling: 'lifo' as const,
       }
-      const agent = https ? new HttpsAgent(options) : new HttpAgent(options)
-      armConnectTimeout(agent, https, this.#init.connectTimeoutMs ?? CONNECT_TIMEOUT_MS)
       const host = u.hostname.startsWith('[') ? u.hostname.slice(1, -1) : u.hostname
       // As node:http writes it: the port only when it is not the scheme's default (URL drops those).
-      p = { agent, https, host, port: Number(u.port === '' ? (https ? 443 : 80) : u.port), hostHeader: u.host }
+      p = { agent: this.#agent(https, options), https, host, port: Number(u.port === '' ? (https ? 443 : 80) : u.port), hostHeader: u.host, options }
       this.#providers.set(key, p)
     }
     return p
+  }
+
+  #agent (https: boolean, options: HttpsAgentOptions): HttpAgent {
+    const agent = https ? new HttpsAgent(options) : new HttpAgent(options)
+    armConnectTimeout(agent, https, this.#init.connectTimeoutMs ?? CONNECT_TIMEOUT_MS)
+    return agent
+  }
+
+  /** The pool answers to `p`'s requests go on: the same TLS identity, its own connections. */
+  #answers (p: Provider): Provider {
+    if (p.answers === undefined) {
+      const options = { ...p.options, maxSockets: ANSWER_CONNECTIONS }
+      p.answers = { ...p, agent: this.#agent(p.https, options), options }
+      // Retiring or forgetting a pool ends its answers pool with it (agentsOf); one made later
+      // for a call still in flight on a retired pool lives only as long as its answers.
+      if (p.retired === true) retire(p.answers.agent)
+    }
+    return p.answers
   }
 
   /**
@@ -258,7 +321,7 @@ export class McpHttpClient {
   async #initialize (t: Target, p: Provider, signal: AbortSignal): Promise<string> {
     const result = await this.#post(t, p, 'initialize', {
       protocolVersion: LATEST_PROTOCOL_VERSION,
-      capabilities: {},
+      capabilities: CLIENT_CAPABILITIES,
       clientInfo: { name: this.#init.clientName, version: this.#init.clientVersion ?? '0.0.0' },
     }, signal, {})
     const version = initializeVersion({ url: t.href, method: 'initialize' }, result)
@@ -289,30 +352,40 @@ export class McpHttpClient {
       .then((res) => { res.resume() }, () => {}) // best effort: the provider may be gone
   }
 
-  async #exchange (t: Target, p: Provider, id: number, method: string, params: unknown, signal: AbortSignal, headers: Record<string, string>, { onProgress, onPart }: Listeners): Promise<unknown> {
+  async #exchange (t: Target, p: Provider, id: number, method: string, params: unknown, signal: AbortSignal, headers: Record<string, string>, { onProgress, onPart, onLog, onRequest }: Listeners): Promise<unknown> {
     const asked = { url: t.href, method }
     const res = await this.#send(t, p, method, { jsonrpc: '2.0', id, method, params }, signal, headers)
     const type = (res.headers['content-type'] ?? '').toLowerCase()
     const max = this.#init.maxResponseBytes ?? DEFAULT_MAX_RESPONSE
     let answer: Exclude<RpcMessage, { kind: 'other' }> | undefined
+    let requests: CallRequests | undefined
     try {
       if (type.startsWith('text/event-stream')) {
         const sse = new SseParser()
         let size = 0
         res.setEncoding('utf8')
-        for await (const chunk of res) {
+        stream: for await (const chunk of res) {
           size += (chunk as string).length
           if (size > max) { discard(res); throw tooLarge(t.href, max) }
           for (const data of sse.push(chunk as string)) {
             const m = readMessage(data, id, asked)
-            if (m.kind !== 'other') answer = m
-            else if (m.method === 'notifications/progress' && onProgress !== undefined) progressOf(m.params, onProgress)
+            if (m.kind !== 'other') {
+              answer = m
+              break stream // whatever follows the answer is not read: the call is over
+            }
+            if (m.id !== undefined && m.method !== undefined) {
+              // The provider asks something of its caller; answered on a POST of our own.
+              requests ??= new CallRequests({ handler: onRequest, url: t.href, fail: (err) => { res.destroy(err) }, reply: async (message, asking) => { await this.#reply(t, p, message, asking, signal, headers['mcp-protocol-version']) } })
+              requests.request(m.id, m.method, m.params)
+            } else if (m.method === 'notifications/progress' && onProgress !== undefined) progressOf(m.params, onProgress)
             else if (m.method === PARTIAL_METHOD && onPart !== undefined && typeof m.params === 'object' && m.params !== null) {
               // Awaited: a reader with no room left stops this loop, so the socket is not read.
               await onPart((m.params as { part?: unknown }).part)
-            }
+            } else if (m.method === 'notifications/message' && onLog !== undefined) {
+              const log = logMessageOf(m.params)
+              if (log !== undefined) onLog(log)
+            } else if (m.method === 'notifications/cancelled') requests?.cancelled(m.params)
           }
-          if (answer !== undefined) break
         }
         discard(res)
       } else if (type.startsWith('application/json')) {
@@ -326,10 +399,23 @@ export class McpHttpClient {
     } catch (err) {
       discard(res)
       throw callError(err, t.href, signal)
+    } finally {
+      requests?.end()
     }
     if (answer === undefined) throw new MeshError('MESH_ERR_CALL_FAILED', `${t.href} closed the stream without answering ${method}`, { details: { url: t.href, method } })
     if (answer.kind === 'error') throw rpcFailure(asked, answer.error)
     return answer.result
+  }
+
+  /**
+   * POSTs our answer to one of the provider's requests, on the answers pool, with the call's
+   * protocol version; the endpoint takes it with 202. Given up with the call, or after
+   * ANSWER_TIMEOUT_MS.
+   */
+  async #reply (t: Target, p: Provider, message: object, asking: string, signal: AbortSignal, version: string | undefined): Promise<void> {
+    const limit = AbortSignal.any([signal, AbortSignal.timeout(ANSWER_TIMEOUT_MS)])
+    const res = await this.#send(t, this.#answers(p), `the answer to ${asking}`, message, limit, version === undefined ? {} : { 'mcp-protocol-version': version })
+    if (res.statusCode !== 202) discard(res)
   }
 
   async #send (t: Target, p: Provider, method: string, message: unknown, signal: AbortSignal, headers: Record<string, string>): Promise<IncomingMessage> {
@@ -392,6 +478,10 @@ const CONNECT_TIMEOUT_MS = 10_000
 const CANCEL_TIMEOUT_MS = 2_000
 /** How long a provider's shared `initialize` may take (each call still gives up on its own deadline). */
 const INITIALIZE_TIMEOUT_MS = 15_000
+/** How long an answer to a provider's request may take to be delivered (its call's deadline may end it sooner). */
+const ANSWER_TIMEOUT_MS = 10_000
+/** Connections per provider for answers to its requests (they are small and short). */
+const ANSWER_CONNECTIONS = 4
 
 /** POSTs `body` on the provider's pool; resolves with the response once its head has arrived. */
 function post (p: Provider, path: string, body: string, headers: Record<string, string>, signal: AbortSignal): Promise<IncomingMessage> {
@@ -462,6 +552,11 @@ function armConnectTimeout (agent: HttpAgent, https: boolean, ms: number): void 
     socket.once('close', done)
     return socket
   }
+}
+
+/** The pools of a provider: its calls', and its answers' once made. */
+function agentsOf (p: Provider): HttpAgent[] {
+  return p.answers === undefined ? [p.agent] : [p.agent, p.answers.agent]
 }
 
 /** An agent of a retired pool: its idle connections close now, its busy ones once their call ends. */

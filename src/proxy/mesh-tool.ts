@@ -7,6 +7,7 @@ import type { DependencySpec, ResolutionSpec } from '../topology/dependency.ts'
 import type { Candidate, Resolution } from '../topology/resolver.ts'
 import { retrySafe } from '../topology/advert.ts'
 import type { Progress } from './mcp-client.ts'
+import type { LogMessage, ServerRequestHandler } from './server-requests.ts'
 import { deadline } from './deadline.ts'
 import { callScope } from './call-scope.ts'
 import type { CallScope, PartListener } from './call-scope.ts'
@@ -76,6 +77,16 @@ export interface CallOptions {
    * `MESH_ERR_CALL_STREAM_BROKEN`: the call is not sent elsewhere. `stream()` is the easy way.
    */
   onPart?: PartListener
+  /** Receives the log messages the provider sends while it serves the call (MCP `notifications/message`). */
+  onLog?: (message: LogMessage) => void
+  /**
+   * Answers the provider's requests while it serves the call (`sampling/createMessage`,
+   * `elicitation/create`): `(method, params, signal) => result`; an `McpError` thrown goes back
+   * as that JSON-RPC error. Without it they get JSON-RPC -32601 (the provider's tool fails at
+   * once). At most 8 at once; `signal` aborts when the call ends. A call with it is not hedged
+   * (the host would be asked twice). Calls to this agent's own tools (in process) carry neither.
+   */
+  onRequest?: ServerRequestHandler
 }
 
 /** What a caller counts about its calls through injected tools. */
@@ -167,7 +178,7 @@ export interface MeshToolContext {
   headers: { filter: HeaderFilter, partner: (trustDomain: string) => HeaderFilter, trustDomain?: string }
   /** Aborts every call (the node is stopping). */
   stopSignal: AbortSignal
-  callRemote: (c: Candidate, args: unknown, options: { signal: AbortSignal, headers?: Record<string, string>, onProgress?: (p: Progress) => void, onPart?: PartListener }) => Promise<CallToolResult>
+  callRemote: (c: Candidate, args: unknown, options: { signal: AbortSignal, headers?: Record<string, string>, onProgress?: (p: Progress) => void, onPart?: PartListener } & Pick<CallOptions, 'onLog' | 'onRequest'>) => Promise<CallToolResult>
   /** Runs one of this agent's tools in process; `headers` are what a remote call would carry; its parts go to `onPart`. */
   callLocal: (tool: string, args: unknown, signal: AbortSignal, headers?: Record<string, string>, onPart?: PartListener) => Promise<CallToolResult>
   /** Capabilities offered in the mesh now (for NO_PROVIDER messages). */
@@ -389,14 +400,15 @@ export function createMeshTool<R = unknown> (name: string, declaration: Dependen
       const send = (x: Candidate, s: AbortSignal, span: Span | undefined): Promise<CallToolResult> => {
         const headers = outboundHeaders(ctx, x, call.headers, inbound, deadlineAt - ctx.clock.now(), session)
         if (span !== undefined) injectInto(headers, span)
-        return ctx.callRemote(x, args, { signal: s, headers, onProgress: call.onProgress, onPart })
+        return ctx.callRemote(x, args, { signal: s, headers, onProgress: call.onProgress, onPart, onLog: call.onLog, onRequest: call.onRequest })
       }
       const traced = traceAttempt(policy, c, local)
       /** Why this attempt failed (its span's status); undefined while it has not. */
       let attemptError: unknown
       // Hedged: safe to run twice, not pinned to a session, not streamed (the caller would get
-      // both attempts' parts), and another provider may take it.
-      const hedgeMs = local || session !== undefined || onPart !== undefined || !retrySafe(c.tool) ? undefined : policy.hedgeAfterMs
+      // both attempts' parts), not answering requests (its host would be asked twice), and
+      // another provider may take it.
+      const hedgeMs = local || session !== undefined || onPart !== undefined || call.onRequest !== undefined || !retrySafe(c.tool) ? undefined : policy.hedgeAfterMs
       let served = c
       try {
         let raw: CallToolResult
