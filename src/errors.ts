@@ -45,6 +45,9 @@ export const ErrorCodes = {
   MESH_ERR_ENTITY_INVALID: 'an entity (a partner organisation) could not be registered or revoked: a bad name or CA, our own trust domain, or one registered already',
   MESH_ERR_IDENTITY_CA: 'the local certificate authority could not be read, parsed or created',
   MESH_ERR_TRACE_INVALID_ID: 'a trace ID is not 32 lowercase hex digits (W3C trace context)',
+  MESH_ERR_PIN_CHANGED: 'every provider of a pinned capability advertises another tool definition than the pinned one: withheld until meshctl pin approve',
+  MESH_ERR_PIN_FILE: 'the pin file could not be read, parsed, locked or written',
+  MESH_ERR_PIN_NOT_PENDING: 'meshctl pin approve or forget named no single pending change or pin',
 } as const
 
 /**

@@ -73,7 +73,8 @@ async function tryLock (lock: string, retry = true): Promise<boolean> {
   return tryLock(lock, false)
 }
 
-function isAlive (pid: number): boolean {
+/** Whether process `pid` runs (one of another user's counts: signalling it is merely not permitted). */
+export function isAlive (pid: number): boolean {
   try {
     process.kill(pid, 0)
     return true

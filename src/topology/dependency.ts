@@ -26,6 +26,12 @@ export const ResolutionSpecSchema = z.object({
    * `dependency.stream(args)`); others are rejected, and `meshctl explain` says so.
    */
   streaming: z.boolean().optional(),
+  /**
+   * Only providers whose tool definition (title, description, schemas, annotations) is the one
+   * pinned for the capability: the first one resolved is pinned (trust on first use), a provider
+   * advertising another is withheld until `meshctl pin approve` (see `src/proxy/pins.ts`).
+   */
+  pin: z.boolean().optional(),
 })
 
 /**
@@ -62,5 +68,6 @@ export function describeSpec (spec: ResolutionSpec): string {
   }
   if (spec.trustDomains !== undefined && spec.trustDomains.length > 0) parts.push(`partners ${spec.trustDomains.join(' ')}`)
   if (spec.streaming === true) parts.push('streaming')
+  if (spec.pin === true) parts.push('pinned definition')
   return parts.join(', ')
 }

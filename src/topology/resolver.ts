@@ -5,6 +5,7 @@ import { describeSpec, normalizeDependency } from './dependency.ts'
 import type { DependencySpec, ResolutionSpec } from './dependency.ts'
 import { endpointProblem } from './endpoint.ts'
 import type { Liveness, Member, ToolAdvert } from './advert.ts'
+import type { PinVerdict } from './pins.ts'
 
 /** A tag expression as found in a spec: `tag`, `+tag`, `-tag`, or a nested OR group. */
 export type TagExpression = NonNullable<ResolutionSpec['tags']>
@@ -48,6 +49,8 @@ export interface ExplainRow {
   score?: number
   /** Which spec of the ordered list this row was judged against. */
   specIndex: number
+  /** Withheld from a pinned spec: its tool definition differs from the pinned one. */
+  pin?: PinVerdict
 }
 
 /** The outcome of resolving one dependency. */
@@ -82,12 +85,26 @@ export interface Resolver {
 }
 
 /**
+ * The pins a resolver consults for specs with `pin: true` (the state lives with its owner: the
+ * resolver itself stays stateless).
+ */
+export interface ResolverPins {
+  /** Why `c` is withheld: its tool definition differs from its capability's pin; undefined when it matches or nothing is pinned. */
+  check(c: Candidate): PinVerdict | undefined
+  /** `c` was selected: pins its definition when its capability has no pin yet (trust on first use); true when it did. */
+  adopt(c: Candidate): boolean
+}
+
+/**
  * Creates a resolver (stateless: one can serve every caller). `trustDomain`: the caller calls
  * with mutual TLS, so a provider whose advert endorses no TLS identity, or one of another trust
  * domain, is refused here (and `explain` says why) rather than tried and refused at the socket.
+ * `pins`: a spec with `pin: true` takes only providers whose definition is pinned; when nothing is
+ * pinned, the one it selects is, and the spec is judged again.
  */
-export function createResolver (options: { trustDomain?: string, trusted?: (trustDomain: string) => boolean, revoked?: (spiffeId: string, keyHash: string) => boolean } = {}): Resolver {
+export function createResolver (options: { trustDomain?: string, trusted?: (trustDomain: string) => boolean, revoked?: (spiffeId: string, keyHash: string) => boolean, pins?: ResolverPins } = {}): Resolver {
   const td = options.trustDomain === undefined ? undefined : { own: options.trustDomain, trusted: options.trusted ?? (() => false), revoked: options.revoked ?? (() => false) }
+  const pins = options.pins
   return {
     resolve (members, dependency) {
       const specs = normalizeDependency(dependency)
@@ -97,13 +114,20 @@ export function createResolver (options: { trustDomain?: string, trusted?: (trus
       const explanation: ExplainRow[] = []
 
       for (let i = 0; i < specs.length; i++) {
-        const { eligible, rejected } = judge(all, specs[i], i, td)
+        const guard = specs[i].pin === true ? pins : undefined
+        let { eligible, rejected } = judge(all, specs[i], i, td, guard)
         if (eligible.length === 0) {
           explanation.push(...rejected)
           continue
         }
-        const rows = new Map(eligible.map((e) => [e.candidate, e.row]))
-        const sorted = [...rows.keys()].sort(compareCandidates)
+        let rows = new Map(eligible.map((e) => [e.candidate, e.row]))
+        let sorted = [...rows.keys()].sort(compareCandidates)
+        // First sight of a pinned capability: the selected definition is pinned, the others judged by it.
+        if (guard?.adopt(sorted[0]) === true) {
+          ({ eligible, rejected } = judge(all, specs[i], i, td, guard))
+          rows = new Map(eligible.map((e) => [e.candidate, e.row]))
+          sorted = [...rows.keys()].sort(compareCandidates)
+        }
         const tier = sorted.filter((c) => compareRank(c, sorted[0]) === 0).length
         const selected = sorted[0]
         explanation.push(...sorted.map((c, r) => rankedRow(c, rows.get(c)!, r, selected, tier)), ...rejected)
@@ -122,7 +146,7 @@ function domainOf (id: string): string {
 }
 
 /** Judges every tool of the spec's capability; rejected rows come out sorted by peer and tool. */
-function judge (members: Member[], spec: ResolutionSpec, specIndex: number, trust: { own: string, trusted: (td: string) => boolean, revoked: (id: string, key: string) => boolean } | undefined): { eligible: Judged[], rejected: ExplainRow[] } {
+function judge (members: Member[], spec: ResolutionSpec, specIndex: number, trust: { own: string, trusted: (td: string) => boolean, revoked: (id: string, key: string) => boolean } | undefined, pins: ResolverPins | undefined): { eligible: Judged[], rejected: ExplainRow[] } {
   const eligible: Judged[] = []
   const rejected: ExplainRow[] = []
   for (const { advert, liveness } of members) {
@@ -162,6 +186,14 @@ function judge (members: Member[], spec: ResolutionSpec, specIndex: number, trus
       if (advert.endpoint !== undefined) candidate.endpoint = advert.endpoint
       if (advert.identity !== undefined) candidate.identity = { spiffeId: advert.identity.id, keyHash: advert.identity.key }
       if (advert.zone !== undefined) candidate.zone = advert.zone
+      const pin = pins?.check(candidate)
+      if (pin !== undefined) {
+        // Last, so only a provider that qualifies in every other way is recorded as a change waiting.
+        reasons.length = 0
+        reasons.push(`its tool definition differs from the one pinned for ${pin.capability} (${pin.changed.join(', ')} changed): withheld until ${pin.approve}`)
+        rejected.push({ ...row, pin })
+        continue
+      }
       eligible.push({ candidate, row })
     }
   }
