@@ -357,6 +357,12 @@ export const MeshNodeOptionsSchema = GossipOptionsSchema.omit({ role: true }).ex
   drainGraceMs: z.number().int().min(0).default(10_000),
   /** Run the drain on SIGTERM and SIGINT, then end the process by the same signal. */
   handleSignals: z.boolean().default(true),
+  /**
+   * Where dependencies declared `pin: true` keep the tool definitions they pinned, and the changes
+   * waiting for `meshctl pin approve` (`MCP_MESH_PINS_FILE`). Unset: `<home>/pins/agents/<name>.json`,
+   * shared by the instances of one agent. Read on the first pinned resolution, checked each second.
+   */
+  pinsFile: z.string().min(1).optional(),
 }).strict()
 
 /** Validated mesh node options. */
@@ -381,6 +387,7 @@ export const EnvVars = {
   MCP_MESH_ANNOUNCE: { key: 'announce', parse: list },
   MCP_MESH_BOOTSTRAP: { key: 'bootstrap', parse: list },
   MCP_MESH_KEY_FILE: { key: 'keyFile', parse: String },
+  MCP_MESH_PINS_FILE: { key: 'pinsFile', parse: String, node: true },
   MCP_MESH_HOME: { key: 'home', parse: String },
   MCP_MESH_COLOCATED: { key: 'colocated', parse: bool },
   MCP_MESH_HTTP_HOST: { key: 'http.host', parse: String, node: true },

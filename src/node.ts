@@ -41,6 +41,8 @@ import { gatherTrace } from './telemetry/trace-gather.ts'
 import type { GatheredTrace } from './telemetry/trace-gather.ts'
 import type { SpansResult } from './telemetry/span-query.ts'
 import { createCaller } from './proxy/caller.ts'
+import { agentPinsFile, createPinGuard } from './proxy/pins.ts'
+import type { PinGuard } from './proxy/pins.ts'
 import type { CallOptions, CallStats, DependencyDeclaration, MeshTool, MeshToolContext } from './proxy/mesh-tool.ts'
 import { createMetrics } from './telemetry/metrics.ts'
 import type { MeshMetrics } from './telemetry/metrics.ts'
@@ -177,6 +179,8 @@ class Node implements MeshNode {
   #partnerContexts = new Map<string, { bundle: string, context: SecureContext }>()
   readonly #trustListeners = new Set<() => void>()
   readonly #tracing: Tracing | undefined
+  /** Definitions pinned by `pin: true` dependencies (the file is read on their first resolution). */
+  readonly #pins: PinGuard
 
   constructor (input: MeshNodeOptionsInput, seam: MeshNodeSeam) {
     this.options = parseMeshNodeOptions(input)
@@ -221,7 +225,16 @@ class Node implements MeshNode {
       ...(seam.connect === undefined ? {} : { connect: seam.connect }),
       ...(mtls ? { tls: { trustDomain: ownDomain, context: (td: string) => this.#contextFor(td) } } : {}),
     })
+    const pinsFile = this.options.pinsFile ?? agentPinsFile(this.options.home, this.options.name)
+    this.#pins = createPinGuard({
+      file: pinsFile,
+      clock: this.#clock,
+      approveCommand: (capability) => `meshctl pin approve ${capability} --pins ${pinsFile}`,
+      onWithheld: (v, c) => { this.#log.warn('withheld %s of %s (%s): its tool definition differs from the pinned one (%s changed); to accept it: %s', v.capability, c.agent, v.spiffeId ?? c.peerId, v.changed.join(', '), v.approve) },
+      onError: (err) => { this.#log.error('pins: %s', (err as Error).message) },
+    })
     this.#toolContext = createCaller({
+      pins: this.#pins,
       ...(tracer === undefined ? {} : { tracer }),
       gossip: () => this.#gossip,
       client: this.#client,
@@ -330,7 +343,7 @@ class Node implements MeshNode {
 
   async #start (): Promise<void> {
     const o = this.options
-    const { version: _v, http: _h, tls: _t, settleMs: _s, callTimeoutMs: _c, retries: _r, retryDelayMs: _rd, retryMaxDelayMs: _rm, breaker: _b, balance: _bl, zone: _z, hedgeAfterMs: _hd, tracing: _tr, propagateHeaders: _ph, partnerHeaders: _pa, drainGraceMs: _d, handleSignals: _hs, metrics: _m, ...gossipOptions } = o
+    const { version: _v, http: _h, tls: _t, settleMs: _s, callTimeoutMs: _c, retries: _r, retryDelayMs: _rd, retryMaxDelayMs: _rm, breaker: _b, balance: _bl, zone: _z, hedgeAfterMs: _hd, tracing: _tr, propagateHeaders: _ph, partnerHeaders: _pa, drainGraceMs: _d, handleSignals: _hs, metrics: _m, pinsFile: _pf, ...gossipOptions } = o
     // With mutual TLS, the mesh's own protocols admit only members that prove an SVID of our domain.
     const host = o.http.announceHost ?? o.http.host
     const member = o.tls.mode !== 'strict'
@@ -482,6 +495,7 @@ class Node implements MeshNode {
     await this.#member?.stop()
     await this.#tracing?.stop()
     await this.#metricsEndpoint?.stop()
+    await this.#pins.stop()
   }
 
   /**

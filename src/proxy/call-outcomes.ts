@@ -7,7 +7,8 @@ import { ErrorCodes, MESH_ERROR_META_KEY, MeshError, isMeshError } from '../erro
 import type { ErrorCode } from '../errors.ts'
 import { describeSpec } from '../topology/dependency.ts'
 import type { ResolutionSpec } from '../topology/dependency.ts'
-import type { Candidate } from '../topology/resolver.ts'
+import type { Candidate, Resolution } from '../topology/resolver.ts'
+import { shortDigest } from '../topology/pins.ts'
 import { printable } from './answer.ts'
 import { timedOutAfter } from './deadline.ts'
 import type { MeshToolContext, ProviderInfo } from './mesh-tool.ts'
@@ -135,8 +136,30 @@ export function timeoutOrAbort (signal: AbortSignal, name: string, cause: unknow
     : new MeshError('MESH_ERR_ABORTED', `the call through ${name} was aborted`, { cause: reason ?? cause })
 }
 
+/** Providers listed by name in a MESH_ERR_PIN_CHANGED message (all are in `details.withheld`). */
+const NAMED_WITHHELD = 3
+
+/**
+ * MESH_ERR_PIN_CHANGED when `resolution` found no provider because every one that qualified
+ * advertises another definition than the pinned one; undefined otherwise. Names each provider by
+ * the identity that signed its advert, the fields changed and the command that approves.
+ */
+export function pinChanged (name: string, resolution: Resolution): MeshError | undefined {
+  if (resolution.selected !== null) return undefined
+  const rows = resolution.explanation.filter((r) => r.pin !== undefined)
+  if (rows.length === 0) return undefined
+  const pin = rows[0].pin!
+  const who = rows.slice(0, NAMED_WITHHELD).map((r) => `${r.agent} (${r.pin!.spiffeId ?? 'no SPIFFE ID: TLS off'}, peer ${r.peerId}) advertises another ${r.pin!.changed.join(', ')} (sha256 ${shortDigest(r.pin!.digest)})`)
+  if (rows.length > NAMED_WITHHELD) who.push(`${rows.length - NAMED_WITHHELD} more`)
+  return new MeshError('MESH_ERR_PIN_CHANGED', `${name}: the tool definition of ${pin.capability} changed, and no provider offers the pinned one (sha256 ${shortDigest(pin.pinned)}): ${who.join('; ')}. Withheld until approved: ${pin.approve}`, {
+    details: { dependency: name, capability: pin.capability, pinned: pin.pinned, withheld: rows.map((r) => ({ agent: r.agent, peerId: r.peerId, spiffeId: r.pin!.spiffeId, digest: r.pin!.digest, changed: r.pin!.changed })) },
+  })
+}
+
 export function noProvider (name: string, specs: ResolutionSpec[], ctx: MeshToolContext, signal: AbortSignal, key: string): MeshError {
   if (signal.aborted) return timeoutOrAbort(signal, name, undefined)
+  const withheld = pinChanged(name, ctx.resolve(specs, key))
+  if (withheld !== undefined) return withheld
   const offered = ctx.offered()
   const wanted = specs.map(describeSpec).join('; then ')
   const similar = offered.filter((c) => specs.some((s) => c === s.capability))

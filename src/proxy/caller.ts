@@ -2,7 +2,7 @@ import { MeshError } from '../errors.ts'
 import type { Clock } from '../clock.ts'
 import type { GossipNode } from '../gossip/gossip-node.ts'
 import { createResolver } from '../topology/resolver.ts'
-import type { Candidate, Resolution } from '../topology/resolver.ts'
+import type { Candidate, Resolution, ResolverPins } from '../topology/resolver.ts'
 import type { ResolutionSpec } from '../topology/dependency.ts'
 import type { ReplicaChange } from '../topology/replica.ts'
 import { endpointProblem } from '../topology/endpoint.ts'
@@ -53,6 +53,8 @@ export interface CallerInit {
   onTrustChange?: (listener: () => void) => void
   /** Runs a tool of this agent in process (its parts to `onPart`); observers have none. */
   callLocal?: MeshToolContext['callLocal']
+  /** Pinned definitions, for dependencies with `pin: true` (see `createPinGuard`); a change of a pin redoes resolutions. */
+  pins?: ResolverPins & { onChange: (listener: () => void) => () => void }
 }
 
 /** Providers that refused a connection are tried last for this long. */
@@ -71,7 +73,10 @@ const MAX_KEYS = 1_000
  * forgets the pool of a member that left or moved.
  */
 export function createCaller (init: CallerInit): MeshToolContext {
-  const resolver = createResolver(init.trustDomain === undefined ? {} : { trustDomain: init.trustDomain, ...(init.trusted === undefined ? {} : { trusted: init.trusted }), ...(init.revoked === undefined ? {} : { revoked: init.revoked }) })
+  const resolver = createResolver({
+    ...(init.trustDomain === undefined ? {} : { trustDomain: init.trustDomain, ...(init.trusted === undefined ? {} : { trusted: init.trusted }), ...(init.revoked === undefined ? {} : { revoked: init.revoked }) }),
+    ...(init.pins === undefined ? {} : { pins: init.pins }),
+  })
   const cache = new Map<string, Resolution>()
   const turns = new Map<string, number>()
   /** Peer ID -> until when it is tried last (it refused a call). */
@@ -98,6 +103,7 @@ export function createCaller (init: CallerInit): MeshToolContext {
   /** Peer ID -> what to call when the mesh gives up on it: one entry per call in flight to it. */
   const inFlight = new Map<string, Set<(why: string) => void>>()
   init.onTrustChange?.(() => { cache.clear() })
+  init.pins?.onChange(() => { cache.clear() })
 
   const gossip = (): GossipNode => {
     const g = init.gossip()

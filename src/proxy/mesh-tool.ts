@@ -21,7 +21,7 @@ import { failSpan, injectInto, startAttemptSpan, startCallSpan, withContext } fr
 import type { Spare } from './hedge.ts'
 import { backoffDelay, callPolicy, outboundHeaders, sleep, splitRoute, watchAttempt } from './call-policy.ts'
 import type { Balance, RetryPolicy, RetryPolicyInput } from './call-policy.ts'
-import { breakerOutcome, circuitOpen, exhausted, lostReason, noProvider, retryable, streamBroken, timeoutOrAbort, unwrap } from './call-outcomes.ts'
+import { breakerOutcome, circuitOpen, exhausted, lostReason, noProvider, pinChanged, retryable, streamBroken, timeoutOrAbort, unwrap } from './call-outcomes.ts'
 import { meshStream } from './mesh-stream.ts'
 import type { MeshStream } from './mesh-stream.ts'
 
@@ -366,6 +366,9 @@ export function createMeshTool<R = unknown> (name: string, declaration: Dependen
         }
         if (failures.length > 0 && (order.length > 0 || comebacks > 0)) throw failed(exhausted(name, specs[0].capability, failures))
         if (out.size > 0) throw failed(circuitOpen(name, specs[0].capability, order.filter((x) => out.has(x.peerId)), ctx))
+        // Withheld for a changed definition is a decision, not an absence: waiting would not help.
+        const withheld = pinChanged(name, ctx.resolve(specs, key))
+        if (withheld !== undefined) throw failed(withheld)
         if (ctx.clock.now() >= ctx.settleUntil() || signal.aborted) throw failed(noProvider(name, specs, ctx, signal, key))
         // Inside the settle window: wait for the topology to change (or the window to close).
         const waitFor = AbortSignal.any([signal, AbortSignal.timeout(Math.max(1, ctx.settleUntil() - ctx.clock.now()))])
