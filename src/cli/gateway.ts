@@ -4,9 +4,12 @@ import { createGateway } from '../gateway/gateway.ts'
 import { isLoopback, serveHttp } from '../gateway/http.ts'
 import type { GatewayHttp } from '../gateway/http.ts'
 import { McpHttpClient } from '../proxy/mcp-client.ts'
+import { createPinGuard } from '../proxy/pins.ts'
+import type { PinGuard } from '../proxy/pins.ts'
 import { Exit, UsageError, commaList, parse } from './args.ts'
 import { cliTls } from './identity.ts'
 import { common, observe } from './observe.ts'
+import { approveCommand, pinsFileOf } from './pin.ts'
 
 export const GATEWAY_HELP = `Usage: meshctl gateway [options]
 
@@ -22,12 +25,19 @@ requests reach the host (as far as it declared them), and its answers the tool.
   --capability <list>     only these capabilities
   --tags <list>           tag (required), +tag (preferred), -tag (excluded), a|b (one of)
   --call-timeout <ms>     how long a call may take, unless its provider recommends (default 30000)
+  --pins <file>           where tool definitions are pinned (default <home>/pins/gateway.json,
+                          MCP_MESH_HOME): the first definition seen of each capability is trusted
+                          and pinned; a provider that advertises another is withheld until
+                          meshctl pin approve <capability> (see meshctl pin --help)
+  --no-pin                UNSAFE: no pinning; a provider can change what hosts' models read at
+                          any time, unseen (the "rug pull")
   --cert, --key, --ca     the SVID, key and trust bundle (default: an SVID from the local CA in
                           MCP_MESH_HOME, renewed while the gateway runs)
   --bootstrap, --mesh, --timeout (join timeout, ms) as for every command
 
 Example (Claude Desktop): { "mcpServers": { "mesh": { "command": "npx", "args": ["meshctl", "gateway", "--bootstrap", "/ip4/..."] } } }
-Stops on the end of stdin (stdio), SIGINT or SIGTERM. Exit codes: 0 stopped, 2 usage, 3 mesh unreachable.`
+Stops on the end of stdin (stdio), SIGINT or SIGTERM. Exit codes: 0 stopped, 1 failed (a corrupt
+pin file: MESH_ERR_PIN_FILE), 2 usage, 3 mesh unreachable.`
 
 /** How often the gateway renews the identity `cliTls` gives it (which lives 10 minutes). */
 const RENEW_MS = 4 * 60_000
@@ -40,9 +50,27 @@ export function parseListen (value: string): { host: string, port: number } {
   return { host: m[1] ?? '127.0.0.1', port }
 }
 
+/**
+ * The gateway's pins, read before it joins (a corrupt file stops it: MESH_ERR_PIN_FILE). Withheld
+ * providers and failures to write are told on stderr, for the operator.
+ */
+async function gatewayPins (file: string | undefined): Promise<PinGuard> {
+  const path = pinsFileOf({ pins: file })
+  const pins = createPinGuard({
+    file: path,
+    clock: systemClock,
+    approveCommand: (capability) => approveCommand(capability, path),
+    onWithheld: (v, c) => { console.error(`meshctl gateway: withheld ${v.capability} of ${c.agent} (${v.spiffeId ?? `peer ${c.peerId}`}): its ${v.changed.join(', ')} changed since pinned; to show it to hosts: ${v.approve}`) },
+    onError: (err) => { console.error(`meshctl gateway: pins: ${(err as Error).message}`) },
+  })
+  await pins.load()
+  console.error(`meshctl gateway: pinning tool definitions in ${path} (trust on first use)`)
+  return pins
+}
+
 /** `meshctl gateway`: the mesh as one MCP server over stdio or Streamable HTTP. */
 export async function gateway (argv: string[]): Promise<number> {
-  const { values } = parse(argv, { ...common, http: { type: 'string' }, token: { type: 'string' }, capability: { type: 'string', multiple: true }, tags: { type: 'string', multiple: true }, 'call-timeout': { type: 'string' } })
+  const { values } = parse(argv, { ...common, http: { type: 'string' }, token: { type: 'string' }, capability: { type: 'string', multiple: true }, tags: { type: 'string', multiple: true }, 'call-timeout': { type: 'string' }, pins: { type: 'string' }, 'no-pin': { type: 'boolean' } })
   if (values.help === true) { console.error(GATEWAY_HELP); return Exit.ok } // stdout belongs to MCP
   const listen = values.http === undefined ? undefined : parseListen(values.http)
   const token = values.token ?? (process.env.MCP_MESH_GATEWAY_TOKEN === '' ? undefined : process.env.MCP_MESH_GATEWAY_TOKEN)
@@ -53,11 +81,14 @@ export async function gateway (argv: string[]): Promise<number> {
   const callTimeoutMs = Number(values['call-timeout'] ?? 30_000)
   if (!Number.isInteger(callTimeoutMs) || callTimeoutMs <= 0) throw new UsageError(`--call-timeout must be a positive number of milliseconds, got "${values['call-timeout']}"`)
   const tags = commaList(values.tags).map((t) => t.includes('|') ? t.split('|') : t)
+  if (values['no-pin'] === true && values.pins !== undefined) throw new UsageError('--no-pin and --pins exclude each other')
+  const pins = values['no-pin'] === true ? undefined : await gatewayPins(values.pins)
+  if (pins === undefined) console.error('meshctl gateway: WARNING: pinning is off (--no-pin): a provider can change the tool definitions hosts\' models read at any time, unseen')
 
   const tls = await cliTls(values)
   const node = await observe(values, tls)
   const client = new McpHttpClient({ clientName: 'meshctl-gateway', ...(tls === undefined ? {} : { tls: { trustDomain: tls.trustDomain, context: () => tls.context } }) })
-  const gw = createGateway({ node, client, clock: systemClock, callTimeoutMs, filter: { capabilities: commaList(values.capability), tags }, ...(tls === undefined ? {} : { trustDomain: tls.trustDomain }) })
+  const gw = createGateway({ node, client, clock: systemClock, callTimeoutMs, filter: { capabilities: commaList(values.capability), tags }, ...(tls === undefined ? {} : { trustDomain: tls.trustDomain }), ...(pins === undefined ? {} : { pins }) })
   // A host keeps its gateway for days; the command's identity lives minutes: renew it in place.
   const renew = tls === undefined
     ? undefined
@@ -90,6 +121,7 @@ export async function gateway (argv: string[]): Promise<number> {
     process.stdin.off('close', stop)
     if (renew !== undefined) clearInterval(renew)
     await gw.stop()
+    await pins?.stop()
     await http?.close()
     await client.close()
     await node.stop()

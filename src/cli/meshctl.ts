@@ -7,6 +7,7 @@ import { call, CALL_HELP } from './call.ts'
 import { explain, EXPLAIN_HELP } from './explain.ts'
 import { gateway, GATEWAY_HELP } from './gateway.ts'
 import { list, LIST_HELP } from './list.ts'
+import { pin, PIN_HELP } from './pin.ts'
 import { escapeControls } from './print.ts'
 import { status, STATUS_HELP } from './status.ts'
 import { start, START_HELP } from './start.ts'
@@ -25,6 +26,7 @@ Commands:
   revoke <spiffe-id>        revokes an agent identity (or --cert <pem>: one certificate)
   trace <trace-id>          the tree of one trace, from the spans the agents keep (call --trace prints the ID)
   gateway                   serves the mesh's capabilities as one MCP server for hosts (stdio, or --http)
+  pin <list|approve|forget> tool definitions pinned against silent changes (the gateway's, or an agent's)
 
 Common options:
   --bootstrap <multiaddr>   a bootstrap or any agent of the mesh, repeatable (env MCP_MESH_BOOTSTRAP)
@@ -38,7 +40,8 @@ Common options:
 
 meshctl joins the mesh as an observer (no advert, a throwaway identity), takes a snapshot of the
 topology and works from it. Exit codes: 0 ok, 1 failed, 2 usage error, 3 mesh unreachable,
-4 no provider (explain, call) or no such agent (status). Run meshctl <command> --help for more.`
+4 no provider (explain, call), no such agent (status) or no change waiting (pin approve).
+Run meshctl <command> --help for more.`
 
 async function main (argv: string[]): Promise<number> {
   const [command, ...rest] = argv
@@ -53,12 +56,13 @@ async function main (argv: string[]): Promise<number> {
   if (command === 'revoke') return revoke(rest)
   if (command === 'trace') return traceCommand(rest)
   if (command === 'gateway') return gateway(rest)
+  if (command === 'pin') return pin(rest)
   throw new UsageError(`unknown command "${command}"`)
 }
 
 main(process.argv.slice(2)).then((code) => { process.exitCode = code }, (err: unknown) => {
   if (err instanceof UsageError) {
-    const helps: Record<string, string> = { list: LIST_HELP, explain: EXPLAIN_HELP, call: CALL_HELP, status: STATUS_HELP, start: START_HELP, ca: CA_HELP, entity: ENTITY_HELP, revoke: REVOKE_HELP, trace: TRACE_HELP, gateway: GATEWAY_HELP }
+    const helps: Record<string, string> = { list: LIST_HELP, explain: EXPLAIN_HELP, call: CALL_HELP, status: STATUS_HELP, start: START_HELP, ca: CA_HELP, entity: ENTITY_HELP, revoke: REVOKE_HELP, trace: TRACE_HELP, gateway: GATEWAY_HELP, pin: PIN_HELP }
     console.error(`meshctl: ${err.message}\n\n${helps[process.argv[2] ?? ''] ?? HELP}`)
     process.exitCode = Exit.usage
     return
@@ -66,5 +70,5 @@ main(process.argv.slice(2)).then((code) => { process.exitCode = code }, (err: un
   // Error messages quote members' names, endpoints and answers: escaped like the rest of the output.
   if (isMeshError(err, 'MESH_ERR_RESOLVE_INVALID_SPEC')) { console.error(`meshctl: ${escapeControls(err.message, true)}`); process.exitCode = Exit.usage; return }
   console.error(`meshctl: ${isMeshError(err) ? `${err.code}: ` : ''}${escapeControls((err as Error).message, true)}`)
-  process.exitCode = isMeshError(err, 'MESH_ERR_JOIN_FAILED') ? Exit.unreachable : isMeshError(err, 'MESH_ERR_CALL_NO_PROVIDER') ? Exit.noProvider : Exit.failure
+  process.exitCode = isMeshError(err, 'MESH_ERR_JOIN_FAILED') ? Exit.unreachable : isMeshError(err, 'MESH_ERR_CALL_NO_PROVIDER') || isMeshError(err, 'MESH_ERR_PIN_NOT_PENDING') ? Exit.noProvider : Exit.failure
 })

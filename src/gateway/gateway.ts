@@ -7,6 +7,7 @@ import type { GossipNode } from '../gossip/gossip-node.ts'
 import { createCaller } from '../proxy/caller.ts'
 import type { McpHttpClient } from '../proxy/mcp-client.ts'
 import { createMeshTool } from '../proxy/mesh-tool.ts'
+import type { PinGuard } from '../proxy/pins.ts'
 import type { MeshTool, MeshToolContext } from '../proxy/mesh-tool.ts'
 import { meshErrorResult } from '../server/tool-result.ts'
 import { createResolver } from '../topology/resolver.ts'
@@ -28,6 +29,8 @@ export interface GatewayInit {
   debounceMs?: number
   /** The server's name and version in `initialize`. */
   info?: { name: string, version: string }
+  /** Pinned tool definitions (see `createPinGuard`); none: pinning is off, hosts see any change at once. */
+  pins?: PinGuard
 }
 
 /** The mesh as MCP servers: one `Server` per host connection, all fed from one replica. */
@@ -48,8 +51,9 @@ export interface Gateway {
 export function createGateway (init: GatewayInit): Gateway {
   const { node } = init
   const stopping = new AbortController()
-  const resolver = createResolver(init.trustDomain === undefined ? {} : { trustDomain: init.trustDomain })
-  const caller = createCaller({ gossip: () => node, client: init.client, clock: init.clock, settleUntil: () => 0, callTimeoutMs: init.callTimeoutMs, stopSignal: stopping.signal, ...(init.trustDomain === undefined ? {} : { trustDomain: init.trustDomain }) })
+  const { pins } = init
+  const resolver = createResolver({ ...(init.trustDomain === undefined ? {} : { trustDomain: init.trustDomain }), ...(pins === undefined ? {} : { pins }) })
+  const caller = createCaller({ gossip: () => node, client: init.client, clock: init.clock, settleUntil: () => 0, callTimeoutMs: init.callTimeoutMs, stopSignal: stopping.signal, ...(init.trustDomain === undefined ? {} : { trustDomain: init.trustDomain }), ...(pins === undefined ? {} : { pins }) })
   // The MeshTool hands back the structured result; the host gets the provider's whole answer,
   // keyed by the arguments object each call passes down unchanged.
   const raw = new WeakMap<object, CallToolResult>()
@@ -63,20 +67,23 @@ export function createGateway (init: GatewayInit): Gateway {
   }
   const meshTools = new Map<string, MeshTool>()
   const servers = new Set<Server>()
-  let current = gatewayTools(node.replica.members(), resolver, init.filter)
+  let current = gatewayTools(node.replica.members(), resolver, init.filter, pins)
   let shown = JSON.stringify(current.map((t) => t.tool))
   let timer: ReturnType<typeof setTimeout> | undefined
 
   const recompute = (): void => {
     timer = undefined
-    current = gatewayTools(node.replica.members(), resolver, init.filter)
+    current = gatewayTools(node.replica.members(), resolver, init.filter, pins)
     const next = JSON.stringify(current.map((t) => t.tool))
     if (next === shown) return
     shown = next
     for (const s of servers) s.sendToolListChanged().catch(() => {}) // a host gone mid-send: its close cleans up
   }
-  // Debounced: a join or a restart comes as several changes; hosts hear once.
-  const off = node.replica.onChange(() => { if (timer === undefined && !stopping.signal.aborted) timer = setTimeout(recompute, init.debounceMs ?? 100) })
+  // Debounced: a join or a restart comes as several changes; hosts hear once. An approved (or
+  // forgotten) pin changes what hosts see too.
+  const changed = (): void => { if (timer === undefined && !stopping.signal.aborted) timer = setTimeout(recompute, init.debounceMs ?? 100) }
+  const off = node.replica.onChange(changed)
+  const offPins = pins?.onChange(changed)
 
   const toolOf = (g: GatewayTool): MeshTool => {
     const key = JSON.stringify(g.spec)
@@ -118,6 +125,7 @@ export function createGateway (init: GatewayInit): Gateway {
       if (stopping.signal.aborted) return
       stopping.abort()
       off()
+      offPins?.()
       if (timer !== undefined) clearTimeout(timer)
       await Promise.all([...servers].map((s) => s.close().catch(() => {})))
     },
