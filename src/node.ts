@@ -218,13 +218,6 @@ class Node implements MeshNode {
     this.#serveSpans(mtls ? ownDomain : undefined)
     const trusted = (td: string): boolean => this.#member?.trust.bundleOf(td) !== undefined
     const revoked = (id: string, key: string): boolean => this.#member?.trust.isRevoked(id, key) === true
-    this.#resolver = createResolver(mtls ? { trustDomain: ownDomain, trusted, revoked } : {})
-    this.#client = new McpHttpClient({
-      clientName: this.options.name,
-      clientVersion: this.options.version,
-      ...(seam.connect === undefined ? {} : { connect: seam.connect }),
-      ...(mtls ? { tls: { trustDomain: ownDomain, context: (td: string) => this.#contextFor(td) } } : {}),
-    })
     const pinsFile = this.options.pinsFile ?? agentPinsFile(this.options.home, this.options.name)
     this.#pins = createPinGuard({
       file: pinsFile,
@@ -232,6 +225,14 @@ class Node implements MeshNode {
       approveCommand: (capability) => `meshctl pin approve ${capability} --pins ${pinsFile}`,
       onWithheld: (v, c) => { this.#log.warn('withheld %s of %s (%s): its tool definition differs from the pinned one (%s changed); to accept it: %s', v.capability, c.agent, v.spiffeId ?? c.peerId, v.changed.join(', '), v.approve) },
       onError: (err) => { this.#log.error('pins: %s', (err as Error).message) },
+    })
+    // explain() resolves as calls do: a pin: true spec shows which providers are withheld, and why.
+    this.#resolver = createResolver({ ...(mtls ? { trustDomain: ownDomain, trusted, revoked } : {}), pins: this.#pins })
+    this.#client = new McpHttpClient({
+      clientName: this.options.name,
+      clientVersion: this.options.version,
+      ...(seam.connect === undefined ? {} : { connect: seam.connect }),
+      ...(mtls ? { tls: { trustDomain: ownDomain, context: (td: string) => this.#contextFor(td) } } : {}),
     })
     this.#toolContext = createCaller({
       pins: this.#pins,

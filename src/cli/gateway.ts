@@ -86,7 +86,7 @@ export async function gateway (argv: string[]): Promise<number> {
   if (pins === undefined) console.error('meshctl gateway: WARNING: pinning is off (--no-pin): a provider can change the tool definitions hosts\' models read at any time, unseen')
 
   const tls = await cliTls(values)
-  const node = await observe(values, tls)
+  const node = await observe(values, tls).catch(async (err: unknown) => { await pins?.stop(); throw err })
   const client = new McpHttpClient({ clientName: 'meshctl-gateway', ...(tls === undefined ? {} : { tls: { trustDomain: tls.trustDomain, context: () => tls.context } }) })
   const gw = createGateway({ node, client, clock: systemClock, callTimeoutMs, filter: { capabilities: commaList(values.capability), tags }, ...(tls === undefined ? {} : { trustDomain: tls.trustDomain }), ...(pins === undefined ? {} : { pins }) })
   // A host keeps its gateway for days; the command's identity lives minutes: renew it in place.

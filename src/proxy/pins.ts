@@ -184,8 +184,11 @@ export function createPinGuard (init: PinGuardInit): PinGuard {
   let writing: Promise<void> | undefined
   let rewrite = false
   const listeners = new Set<() => void>()
-  /** Per advertised tool, its verdict against the pin digest it was judged by. */
-  const verdicts = new WeakMap<ToolAdvert, { pin: string, verdict: PinVerdict | undefined }>()
+  /**
+   * Per advertised tool, its verdict against the pin it was judged by (the pin object: a pin read
+   * or written anew is judged anew, so a change dropped from the file by a forget is noted again).
+   */
+  const verdicts = new WeakMap<ToolAdvert, { pin: Pin, verdict: PinVerdict | undefined }>()
 
   const pinsOf = (f: PinFile): string => canonicalJson(Object.fromEntries(Object.entries(f.pins).map(([c, p]) => [c, p.digest])))
   const derive = (): void => {
@@ -285,7 +288,7 @@ export function createPinGuard (init: PinGuardInit): PinGuard {
       const pin = state.pins[capability]
       if (pin === undefined) return undefined
       const known = verdicts.get(c.tool)
-      if (known !== undefined && known.pin === pin.digest) return known.verdict
+      if (known !== undefined && known.pin === pin) return known.verdict
       const digest = toolDigest(c.tool)
       let verdict: PinVerdict | undefined
       if (digest !== pin.digest) {
@@ -298,7 +301,7 @@ export function createPinGuard (init: PinGuardInit): PinGuard {
           init.onWithheld?.(verdict, c)
         }
       }
-      verdicts.set(c.tool, { pin: pin.digest, verdict })
+      verdicts.set(c.tool, { pin, verdict })
       return verdict
     },
     adopt (c) {
