@@ -3,36 +3,18 @@
 // agent process (test/fixtures/passthrough-agent.ts) whose tool logs, samples and elicits; mutual
 // TLS on the defaults. The host's logging level applies; a host without a capability is not asked
 // (the tool is told why); cancelling the host's call cancels what the host is being asked.
-import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import t from 'tap'
 import { Client } from '@modelcontextprotocol/sdk/client/index.js'
-import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js'
 import { CreateMessageRequestSchema, ElicitRequestSchema, LoggingMessageNotificationSchema } from '@modelcontextprotocol/sdk/types.js'
 import type { CallToolResult, ClientCapabilities, LoggingMessageNotification } from '@modelcontextprotocol/sdk/types.js'
-import { startBootstrap } from '../../src/bootstrap/daemon.ts'
 import { spawnExample } from '../helpers/agents.ts'
-import type { ExampleAgent } from '../helpers/agents.ts'
+import { gatewayMesh } from '../helpers/gateway-mesh.ts'
 import { waitFor } from '../helpers/wait.ts'
 
 t.setTimeout(180_000)
 
-const root = fileURLToPath(new URL('../..', import.meta.url))
-const MESH = `gw-pass-${process.pid}`
-const home = await mkdtemp(join(tmpdir(), 'mesh-gw-pass-'))
-const boot = await startBootstrap({ mesh: MESH, home, ephemeralKey: true, colocated: true, listen: ['/ip4/127.0.0.1/tcp/0'] })
-const agents: ExampleAgent[] = []
-const clients: Client[] = []
-t.teardown(async () => {
-  await Promise.all(clients.map((c) => c.close().catch(() => {})))
-  for (const a of agents) if (a.proc.exitCode === null && a.proc.signalCode === null) a.proc.kill('SIGKILL')
-  await Promise.all(agents.map((a) => a.exited))
-  await boot.stop()
-  await rm(home, { recursive: true, force: true })
-})
-agents.push(await spawnExample('test/fixtures/passthrough-agent.ts', [], { MCP_MESH_NAMESPACE: MESH, MCP_MESH_HOME: home, MCP_MESH_BOOTSTRAP: boot.addrs[0] }))
+const m = await gatewayMesh(t, 'gw-pass')
+m.agents.push(await spawnExample('test/fixtures/passthrough-agent.ts', [], m.env))
 
 /** What the host saw: log messages, and the requests it was asked (with whether each was cancelled). */
 interface Host { client: Client, logs: Array<LoggingMessageNotification['params']>, asked: Array<{ method: string, text?: string, cancelled: boolean }> }
@@ -60,14 +42,7 @@ async function host (capabilities: ClientCapabilities): Promise<Host> {
       return { action: 'accept', content: { choice: 'blue' } }
     })
   }
-  await client.connect(new StdioClientTransport({
-    command: process.execPath,
-    args: ['bin/meshctl.js', 'gateway', '--bootstrap', boot.addrs[0], '--mesh', MESH],
-    cwd: root,
-    env: { ...process.env, MCP_MESH_HOME: home, NO_COLOR: '1' } as Record<string, string>,
-    stderr: 'inherit',
-  }))
-  clients.push(client)
+  await m.connect(client)
   await waitFor('the gateway lists the provider\'s tools', async () => (await client.listTools()).tools.length === 3, 30_000)
   return h
 }
