@@ -48,6 +48,7 @@ export const ErrorCodes = {
   MESH_ERR_PIN_CHANGED: 'every provider of a pinned capability advertises another tool definition than the pinned one: withheld until meshctl pin approve',
   MESH_ERR_PIN_FILE: 'the pin file could not be read, parsed, locked or written',
   MESH_ERR_PIN_NOT_PENDING: 'meshctl pin approve or forget named no single pending change or pin',
+  MESH_ERR_GATEWAY_CONFIG: 'the gateway\'s config file (meshctl gateway --config) could not be read, is not JSON, or failed validation',
 } as const
 
 /**

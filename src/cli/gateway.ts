@@ -1,6 +1,8 @@
 import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js'
 import { systemClock } from '../clock.ts'
+import { loadGatewayConfig, toolSetFilter } from '../gateway/config.ts'
 import { createGateway } from '../gateway/gateway.ts'
+import type { Gateway } from '../gateway/gateway.ts'
 import { isLoopback, serveHttp } from '../gateway/http.ts'
 import type { GatewayHttp } from '../gateway/http.ts'
 import { McpHttpClient } from '../proxy/mcp-client.ts'
@@ -31,6 +33,11 @@ requests reach the host (as far as it declared them), and its answers the tool.
                           meshctl pin approve <capability> (see meshctl pin --help)
   --no-pin                UNSAFE: no pinning; a provider can change what hosts' models read at
                           any time, unseen (the "rug pull")
+  --config <file>         JSON: named tool sets, { "toolSets": { "<name>": { "capabilities": [...],
+                          "tags": [...] } } }, and defaults for capabilities, tags,
+                          callTimeoutMs, bootstrap and mesh (flags win)
+  --tool-set <name>       serve only that set of the config over stdio (over HTTP every set is
+                          served at /mcp/<name> beside /mcp)
   --cert, --key, --ca     the SVID, key and trust bundle (default: an SVID from the local CA in
                           MCP_MESH_HOME, renewed while the gateway runs)
   --bootstrap, --mesh, --timeout (join timeout, ms) as for every command
@@ -70,8 +77,20 @@ async function gatewayPins (file: string | undefined): Promise<PinGuard> {
 
 /** `meshctl gateway`: the mesh as one MCP server over stdio or Streamable HTTP. */
 export async function gateway (argv: string[]): Promise<number> {
-  const { values } = parse(argv, { ...common, http: { type: 'string' }, token: { type: 'string' }, capability: { type: 'string', multiple: true }, tags: { type: 'string', multiple: true }, 'call-timeout': { type: 'string' }, pins: { type: 'string' }, 'no-pin': { type: 'boolean' } })
+  const { values } = parse(argv, { ...common, http: { type: 'string' }, token: { type: 'string' }, capability: { type: 'string', multiple: true }, tags: { type: 'string', multiple: true }, 'call-timeout': { type: 'string' }, pins: { type: 'string' }, 'no-pin': { type: 'boolean' }, config: { type: 'string' }, 'tool-set': { type: 'string' } })
   if (values.help === true) { console.error(GATEWAY_HELP); return Exit.ok } // stdout belongs to MCP
+  // The file's settings are defaults: a flag on the command line wins.
+  const config = values.config === undefined ? undefined : await loadGatewayConfig(values.config)
+  values.mesh ??= config?.mesh
+  values.bootstrap ??= config?.bootstrap
+  values['call-timeout'] ??= config?.callTimeoutMs?.toString()
+  const sets = Object.entries(config?.toolSets ?? {})
+  const setName = values['tool-set']
+  if (setName !== undefined) {
+    if (!sets.some(([n]) => n === setName)) throw new UsageError(`no tool set "${setName}"${values.config === undefined ? ': give the --config file that names it' : ` in ${values.config}: it names ${sets.map(([n]) => n).join(', ') || 'none'}`}`)
+    if (values.http !== undefined) throw new UsageError(`--tool-set goes with stdio: over HTTP every set is served at /mcp/<name>`)
+    if (values.capability !== undefined || values.tags !== undefined) throw new UsageError('--tool-set brings its own capabilities and tags: drop --capability and --tags')
+  }
   const listen = values.http === undefined ? undefined : parseListen(values.http)
   const token = values.token ?? (process.env.MCP_MESH_GATEWAY_TOKEN === '' ? undefined : process.env.MCP_MESH_GATEWAY_TOKEN)
   if (listen !== undefined && !isLoopback(listen.host) && token === undefined) {
@@ -80,7 +99,10 @@ export async function gateway (argv: string[]): Promise<number> {
   if (values.token !== undefined && listen === undefined) throw new UsageError('--token goes with --http (stdio needs none: the host launched the gateway)')
   const callTimeoutMs = Number(values['call-timeout'] ?? 30_000)
   if (!Number.isInteger(callTimeoutMs) || callTimeoutMs <= 0) throw new UsageError(`--call-timeout must be a positive number of milliseconds, got "${values['call-timeout']}"`)
-  const tags = commaList(values.tags).map((t) => t.includes('|') ? t.split('|') : t)
+  const tags = values.tags === undefined ? config?.tags ?? [] : commaList(values.tags).map((t) => t.includes('|') ? t.split('|') : t)
+  const filter = setName !== undefined
+    ? toolSetFilter(config!.toolSets[setName])
+    : { capabilities: values.capability === undefined ? config?.capabilities ?? [] : commaList(values.capability), tags }
   if (values['no-pin'] === true && values.pins !== undefined) throw new UsageError('--no-pin and --pins exclude each other')
   const pins = values['no-pin'] === true ? undefined : await gatewayPins(values.pins)
   if (pins === undefined) console.error('meshctl gateway: WARNING: pinning is off (--no-pin): a provider can change the tool definitions hosts\' models read at any time, unseen')
@@ -88,7 +110,10 @@ export async function gateway (argv: string[]): Promise<number> {
   const tls = await cliTls(values)
   const node = await observe(values, tls).catch(async (err: unknown) => { await pins?.stop(); throw err })
   const client = new McpHttpClient({ clientName: 'meshctl-gateway', ...(tls === undefined ? {} : { tls: { trustDomain: tls.trustDomain, context: () => tls.context } }) })
-  const gw = createGateway({ node, client, clock: systemClock, callTimeoutMs, filter: { capabilities: commaList(values.capability), tags }, ...(tls === undefined ? {} : { trustDomain: tls.trustDomain }), ...(pins === undefined ? {} : { pins }) })
+  const gatewayOf = (f: typeof filter): Gateway => createGateway({ node, client, clock: systemClock, callTimeoutMs, filter: f, ...(tls === undefined ? {} : { trustDomain: tls.trustDomain }), ...(pins === undefined ? {} : { pins }) })
+  const gw = gatewayOf(filter)
+  // Over HTTP each set is a gateway of its own (the pins shared): its own list, told only of its own changes.
+  const setGateways = new Map(listen === undefined ? [] : sets.map(([n, s]) => [n, gatewayOf(toolSetFilter(s))]))
   // A host keeps its gateway for days; the command's identity lives minutes: renew it in place.
   const renew = tls === undefined
     ? undefined
@@ -107,10 +132,11 @@ export async function gateway (argv: string[]): Promise<number> {
       process.stdin.once('end', stop)
       process.stdin.once('close', stop)
       await gw.server().connect(new StdioServerTransport())
-      console.error(`meshctl gateway: serving ${gw.tools().length} tools over stdio`)
+      console.error(`meshctl gateway: serving ${gw.tools().length} tools over stdio${setName === undefined ? '' : ` (tool set ${setName})`}`)
     } else {
-      http = await serveHttp(gw, { ...listen, ...(token === undefined ? {} : { token }) })
+      http = await serveHttp(gw, { ...listen, sets: setGateways, ...(token === undefined ? {} : { token }) })
       console.error(`meshctl gateway: serving ${gw.tools().length} tools at ${http.url}`)
+      for (const [n, g] of setGateways) console.error(`meshctl gateway: tool set ${n}: ${g.tools().length} tools at ${http.url}/${n}`)
     }
     await stopped.promise
     return Exit.ok
@@ -120,7 +146,7 @@ export async function gateway (argv: string[]): Promise<number> {
     process.stdin.off('end', stop)
     process.stdin.off('close', stop)
     if (renew !== undefined) clearInterval(renew)
-    await gw.stop()
+    await Promise.all([gw, ...setGateways.values()].map(async (g) => { await g.stop() }))
     await pins?.stop()
     await http?.close()
     await client.close()

@@ -70,5 +70,5 @@ main(process.argv.slice(2)).then((code) => { process.exitCode = code }, (err: un
   // Error messages quote members' names, endpoints and answers: escaped like the rest of the output.
   if (isMeshError(err, 'MESH_ERR_RESOLVE_INVALID_SPEC')) { console.error(`meshctl: ${escapeControls(err.message, true)}`); process.exitCode = Exit.usage; return }
   console.error(`meshctl: ${isMeshError(err) ? `${err.code}: ` : ''}${escapeControls((err as Error).message, true)}`)
-  process.exitCode = isMeshError(err, 'MESH_ERR_JOIN_FAILED') ? Exit.unreachable : isMeshError(err, 'MESH_ERR_CALL_NO_PROVIDER') || isMeshError(err, 'MESH_ERR_PIN_NOT_PENDING') ? Exit.noProvider : Exit.failure
+  process.exitCode = isMeshError(err, 'MESH_ERR_GATEWAY_CONFIG') ? Exit.usage : isMeshError(err, 'MESH_ERR_JOIN_FAILED') ? Exit.unreachable : isMeshError(err, 'MESH_ERR_CALL_NO_PROVIDER') || isMeshError(err, 'MESH_ERR_PIN_NOT_PENDING') ? Exit.noProvider : Exit.failure
 })

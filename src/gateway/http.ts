@@ -11,6 +11,8 @@ export interface GatewayHttpInit {
   port: number
   /** Required bearer token (`Authorization: Bearer <token>`); none: anyone who can connect may call. */
   token?: string
+  /** Named tool sets, each served at `/mcp/<name>` beside `/mcp` (its own gateway, its own filter). */
+  sets?: ReadonlyMap<string, Gateway>
 }
 
 /** A running HTTP endpoint of the gateway. */
@@ -37,16 +39,21 @@ function sameToken (given: string, token: string): boolean {
 }
 
 /**
- * Serves the gateway over Streamable HTTP at `/mcp`: one MCP session (one `Server`) per host,
- * so each host gets its own `tools/list_changed`. A loopback bind refuses other Host headers
- * (DNS rebinding); with a token, a request without `Authorization: Bearer <token>` gets 401.
+ * Serves the gateway over Streamable HTTP at `/mcp`, and each tool set at `/mcp/<name>`: one MCP
+ * session (one `Server`) per host, so each host gets its own `tools/list_changed`. A loopback bind
+ * refuses other Host headers (DNS rebinding); with a token, a request without
+ * `Authorization: Bearer <token>` gets 401.
  */
 export async function serveHttp (gateway: Gateway, init: GatewayHttpInit, signal?: AbortSignal): Promise<GatewayHttp> {
-  const sessions = new Map<string, StreamableHTTPServerTransport>()
+  const routes = new Map<string, Gateway>([['/mcp', gateway], ...[...init.sets ?? []].map(([name, g]) => [`/mcp/${name}`, g] as const)])
+  // A session belongs to the path it was opened on: its id does not open another set.
+  const sessions = new Map<string, { path: string, transport: StreamableHTTPServerTransport }>()
   let allowedHosts: string[] | undefined
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
-    if (new URL(req.url ?? '/', 'http://x').pathname !== '/mcp') { res.writeHead(404).end(); return }
+    const path = new URL(req.url ?? '/', 'http://x').pathname
+    const route = routes.get(path)
+    if (route === undefined) { res.writeHead(404).end(); return }
     if (init.token !== undefined) {
       const auth = req.headers.authorization ?? ''
       if (!auth.startsWith('Bearer ') || !sameToken(auth.slice(7), init.token)) {
@@ -56,7 +63,8 @@ export async function serveHttp (gateway: Gateway, init: GatewayHttpInit, signal
       }
     }
     const id = req.headers['mcp-session-id']
-    let transport = typeof id === 'string' ? sessions.get(id) : undefined
+    const session = typeof id === 'string' ? sessions.get(id) : undefined
+    let transport = session?.path === path ? session.transport : undefined
     if (transport === undefined) {
       if (id !== undefined || req.method !== 'POST') {
         res.writeHead(404, { 'content-type': 'application/json' })
@@ -66,11 +74,11 @@ export async function serveHttp (gateway: Gateway, init: GatewayHttpInit, signal
       // A new session: the transport refuses anything but an initialize request without one.
       const t: StreamableHTTPServerTransport = new StreamableHTTPServerTransport({
         sessionIdGenerator: randomUUID,
-        onsessioninitialized: (sid) => { sessions.set(sid, t) },
+        onsessioninitialized: (sid) => { sessions.set(sid, { path, transport: t }) },
         ...(allowedHosts === undefined ? {} : { allowedHosts, enableDnsRebindingProtection: true }),
       })
       t.onclose = () => { if (t.sessionId !== undefined) sessions.delete(t.sessionId) }
-      await gateway.server().connect(t)
+      await route.server().connect(t)
       transport = t
     }
     await transport.handleRequest(req, res)
@@ -94,7 +102,7 @@ export async function serveHttp (gateway: Gateway, init: GatewayHttpInit, signal
     url: `http://${shown}:${port}/mcp`,
     close () {
       closed ??= (async () => {
-        await Promise.all([...sessions.values()].map((t) => t.close().catch(() => {})))
+        await Promise.all([...sessions.values()].map((s) => s.transport.close().catch(() => {})))
         sessions.clear()
         await new Promise<void>((resolve) => { http.close(() => { resolve() }); http.closeAllConnections() })
       })()
