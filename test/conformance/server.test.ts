@@ -6,17 +6,9 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { TOOLS_ONLY_NOT_APPLICABLE as NOT_APPLICABLE, failures, runConformance } from '../helpers/conformance.ts'
+import { TOOL_SCENARIOS as APPLICABLE, TOOLS_ONLY_NOT_APPLICABLE as NOT_APPLICABLE, failures, runConformance } from '../helpers/conformance.ts'
 
 const root = fileURLToPath(new URL('../..', import.meta.url))
-
-/** Every other server scenario of the suite (`--suite all`); the README lists the same. */
-const APPLICABLE = [
-  'dns-rebinding-protection', 'elicitation-sep1034-defaults', 'elicitation-sep1330-enums', 'json-schema-2020-12', 'logging-set-level', 'ping',
-  'server-initialize', 'server-sse-multiple-streams', 'server-sse-polling', 'tools-call-audio', 'tools-call-elicitation',
-  'tools-call-embedded-resource', 'tools-call-error', 'tools-call-image', 'tools-call-mixed-content', 'tools-call-sampling',
-  'tools-call-simple-text', 'tools-call-with-logging', 'tools-call-with-progress', 'tools-list',
-]
 
 const home = await mkdtemp(join(tmpdir(), 'mesh-conformance-home-'))
 const agent = spawn(process.execPath, ['test/fixtures/conformance-agent.ts'], { cwd: root, env: { ...process.env, MCP_MESH_HOME: home }, stdio: ['ignore', 'pipe', 'inherit'] })

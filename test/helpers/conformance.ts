@@ -19,6 +19,14 @@ export const TOOLS_ONLY_NOT_APPLICABLE = [
   'resources-list', 'resources-read-binary', 'resources-read-text', 'resources-subscribe', 'resources-templates-read', 'resources-unsubscribe',
 ]
 
+/** Every other scenario of `--suite all` (the protocol, tools, and a tool's logs and requests to its caller): agents and the gateway pass them all; the README lists the same. */
+export const TOOL_SCENARIOS = [
+  'dns-rebinding-protection', 'elicitation-sep1034-defaults', 'elicitation-sep1330-enums', 'json-schema-2020-12', 'logging-set-level', 'ping',
+  'server-initialize', 'server-sse-multiple-streams', 'server-sse-polling', 'tools-call-audio', 'tools-call-elicitation',
+  'tools-call-embedded-resource', 'tools-call-error', 'tools-call-image', 'tools-call-mixed-content', 'tools-call-sampling',
+  'tools-call-simple-text', 'tools-call-with-logging', 'tools-call-with-progress', 'tools-list',
+]
+
 /** Runs `server --suite all` against `url`: the suite's exit code and each scenario's checks. */
 export async function runConformance (url: string): Promise<{ code: number | null, results: Map<string, Check[]> }> {
   const out = await mkdtemp(join(tmpdir(), 'mesh-conformance-'))

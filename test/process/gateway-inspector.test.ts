@@ -3,43 +3,29 @@
 // gateway) and over Streamable HTTP, with a named tool set on each. Agents are processes under
 // mutual TLS on the defaults.
 import { spawn } from 'node:child_process'
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { mkdir, writeFile } from 'node:fs/promises'
 import { createRequire } from 'node:module'
-import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import t from 'tap'
-import { startBootstrap } from '../../src/bootstrap/daemon.ts'
 import { spawnExample } from '../helpers/agents.ts'
-import type { ExampleAgent } from '../helpers/agents.ts'
 import { collect } from '../helpers/collect.ts'
-import { reapOnExit } from '../helpers/reap.ts'
+import { gatewayMesh, root } from '../helpers/gateway-mesh.ts'
 import { waitFor } from '../helpers/wait.ts'
 
 t.setTimeout(240_000)
 
-const root = fileURLToPath(new URL('../..', import.meta.url))
 // The package's `mcp-inspector` command: a launcher whose --cli mode is the Inspector's CLI.
 const inspectorBin = join(dirname(createRequire(import.meta.url).resolve('@modelcontextprotocol/inspector/package.json')), 'clients', 'launcher', 'build', 'index.js')
-const MESH = `gateway-inspector-${process.pid}`
-const home = await mkdtemp(join(tmpdir(), 'mesh-gateway-inspector-'))
+const m = await gatewayMesh(t, 'gateway-inspector')
+const { home, boot, mesh: MESH } = m
 // The Inspector keeps a catalog and client settings under HOME: a throwaway one, not the user's.
 const inspectorHome = join(home, 'inspector-home')
 await mkdir(inspectorHome)
 const config = join(home, 'gateway.json')
 await writeFile(config, JSON.stringify({ toolSets: { stay: { capabilities: ['hotels'] } } }))
-const boot = await startBootstrap({ mesh: MESH, home, ephemeralKey: true, colocated: true, listen: ['/ip4/127.0.0.1/tcp/0'] })
-const env = { MCP_MESH_NAMESPACE: MESH, MCP_MESH_HOME: home, MCP_MESH_BOOTSTRAP: boot.addrs[0] }
-const agents: ExampleAgent[] = []
-t.teardown(async () => {
-  for (const a of agents) if (a.proc.exitCode === null && a.proc.signalCode === null) a.proc.kill('SIGKILL')
-  await Promise.all(agents.map((a) => a.exited))
-  await boot.stop()
-  await rm(home, { recursive: true, force: true })
-})
-agents.push(...await Promise.all([spawnExample('weather.ts', ['weather-one', 'basic', 'plain'], env), spawnExample('hotels.ts', [], env)]))
+m.agents.push(...await Promise.all([spawnExample('weather.ts', ['weather-one', 'basic', 'plain'], m.env), spawnExample('hotels.ts', [], m.env)]))
 // The gateway takes the bootstrap's snapshot when it joins: wait until both adverts are in it.
-await waitFor('the bootstrap knows both agents', () => [...boot.replica.members()].filter((m) => m.advert.tools.length > 0).length === 2)
+await waitFor('the bootstrap knows both agents', () => [...boot.replica.members()].filter((x) => x.advert.tools.length > 0).length === 2)
 
 interface Run { code: number | null, result: Record<string, unknown> | undefined, err: string }
 /** Runs `mcp-inspector --cli --format json <args>`; the result is the JSON it prints, if any. */
@@ -86,17 +72,10 @@ t.test('stdio: --tool-set serves only the set\'s tools; an unknown set is a usag
 })
 
 t.test('Streamable HTTP: the Inspector lists and calls at /mcp and at a tool set\'s /mcp/<name>, sending the bearer token', async (t) => {
-  const proc = spawn(process.execPath, ['bin/meshctl.js', 'gateway', '--http', '127.0.0.1:0', '--config', config, '--bootstrap', boot.addrs[0], '--mesh', MESH], {
-    cwd: root, env: { ...process.env, MCP_MESH_HOME: home, NO_COLOR: '1', MCP_MESH_GATEWAY_TOKEN: 's3cret' }, stdio: ['ignore', 'pipe', 'pipe'],
-  })
-  reapOnExit(proc)
-  const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => { resolve(code) }))
-  t.teardown(async () => { if (proc.exitCode === null) proc.kill('SIGKILL'); await exited })
-  let err = ''
-  proc.stderr.on('data', (d: Buffer) => { err += d.toString() })
-  await waitFor('the gateway prints its URLs', () => /tool set stay: .* at http:\S+/.test(err), 30_000)
-  const url = /tools at (http:\S+)/.exec(err)![1]
-  t.equal(/tool set stay: .* at (http:\S+)/.exec(err)![1], `${url}/stay`)
+  const gateway = await m.http(['--config', config], { MCP_MESH_GATEWAY_TOKEN: 's3cret' })
+  await waitFor('the gateway prints the URL of the set', () => /tool set stay: .* at http:\S+\n/.test(gateway.stderr()))
+  const { url } = gateway
+  t.equal(/tool set stay: .* at (http:\S+)/.exec(gateway.stderr())![1], `${url}/stay`)
   const auth = ['--header', 'Authorization: Bearer s3cret']
   const all = await inspector(['--transport', 'http', '--server-url', url, ...auth, '--method', 'tools/list'])
   t.equal(all.code, 0, 'exit 0', { stderr: all.err })
@@ -111,6 +90,6 @@ t.test('Streamable HTTP: the Inspector lists and calls at /mcp and at a tool set
   const refused = await inspector(['--transport', 'http', '--server-url', url, '--stored-auth-only', '--method', 'tools/list'])
   t.equal(refused.code, 3, 'without the token the Inspector is refused')
   t.match(refused.err, /unauthorized: send Authorization: Bearer/)
-  proc.kill('SIGTERM')
-  t.equal(await exited, 0)
+  gateway.proc.kill('SIGTERM')
+  t.equal(await gateway.exited, 0)
 })

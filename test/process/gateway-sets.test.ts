@@ -2,57 +2,35 @@
 // own tools and hears `tools/list_changed` for its own changes only. The gateway is a process,
 // the providers real nodes under mutual TLS, the hosts SDK clients over Streamable HTTP.
 import { spawn } from 'node:child_process'
-import { mkdtemp, rm, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import t from 'tap'
 import { Client } from '@modelcontextprotocol/sdk/client/index.js'
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js'
 import { ToolListChangedNotificationSchema } from '@modelcontextprotocol/sdk/types.js'
-import { startBootstrap } from '../../src/bootstrap/daemon.ts'
 import type { MeshNode } from '../../src/node.ts'
 import { collect } from '../helpers/collect.ts'
+import { gatewayMesh, root } from '../helpers/gateway-mesh.ts'
 import { testMesh } from '../helpers/mesh.ts'
-import { reapOnExit } from '../helpers/reap.ts'
 import { waitFor } from '../helpers/wait.ts'
 
 t.setTimeout(180_000)
 
-const root = fileURLToPath(new URL('../..', import.meta.url))
-const MESH = `gateway-sets-${process.pid}`
-const home = await mkdtemp(join(tmpdir(), 'mesh-gateway-sets-'))
+const m = await gatewayMesh(t, 'gateway-sets')
+const { home, boot, mesh: MESH } = m
 const config = join(home, 'gateway.json')
 await writeFile(config, JSON.stringify({ toolSets: { travel: { capabilities: ['weather', 'hotels'] }, ops: { capabilities: ['status', 'deploy'] } } }))
-const boot = await startBootstrap({ mesh: MESH, home, ephemeralKey: true, colocated: true, listen: ['/ip4/127.0.0.1/tcp/0'] })
-t.teardown(async () => {
-  await boot.stop()
-  await rm(home, { recursive: true, force: true })
-})
-const mesh = testMesh(t, MESH)
+const providers = testMesh(t, MESH)
 /** A provider node offering `capabilities` (one tool each, named by the capability). */
-const provider = async (name: string, capabilities: string[]): Promise<MeshNode> => await mesh.start(name, (n) => {
+const provider = async (name: string, capabilities: string[]): Promise<MeshNode> => await providers.start(name, (n) => {
   for (const c of capabilities) n.tool(c, { capability: c }, () => ({ by: name }))
 }, boot.addrs, { home, tls: { mode: 'strict' } })
 const base = await provider('base', ['weather', 'status'])
 // The gateway takes the bootstrap's snapshot when it joins: wait until base's advert is in it.
-await waitFor('the bootstrap knows base', () => [...boot.replica.members()].some((m) => m.advert.name === 'base'))
-
-const gateway = spawn(process.execPath, ['bin/meshctl.js', 'gateway', '--http', '127.0.0.1:0', '--config', config, '--bootstrap', boot.addrs[0], '--mesh', MESH], {
-  cwd: root, env: { ...process.env, MCP_MESH_HOME: home, NO_COLOR: '1' }, stdio: ['ignore', 'ignore', 'pipe'],
-})
-reapOnExit(gateway)
-const gatewayExited = new Promise<number | null>((resolve) => gateway.once('exit', resolve))
-let err = ''
-gateway.stderr.on('data', (d: Buffer) => { err += d.toString() })
-const clients: Client[] = []
-t.teardown(async () => {
-  await Promise.all(clients.map(async (c) => { await c.close().catch(() => {}) }))
-  if (gateway.exitCode === null) gateway.kill('SIGKILL')
-  await gatewayExited
-})
-await waitFor('the gateway prints the URL of each set', () => /tool set travel: .*\n/.test(err) && /tool set ops: .*\n/.test(err), 30_000)
-const url = /tools at (http:\S+)/.exec(err)![1]
+await waitFor('the bootstrap knows base', () => [...boot.replica.members()].some((x) => x.advert.name === 'base'))
+const gateway = await m.http(['--config', config])
+await waitFor('the gateway prints the URL of each set', () => /tool set travel: .*\n/.test(gateway.stderr()) && /tool set ops: .*\n/.test(gateway.stderr()))
+const { url } = gateway
 
 /** A host on `path`, counting its `tools/list_changed`. */
 async function host (path: string): Promise<{ names: () => Promise<string[]>, changes: () => number }> {
@@ -60,7 +38,7 @@ async function host (path: string): Promise<{ names: () => Promise<string[]>, ch
   let changes = 0
   client.setNotificationHandler(ToolListChangedNotificationSchema, () => { changes++ })
   await client.connect(new StreamableHTTPClientTransport(new URL(path, `${url}/`)))
-  clients.push(client)
+  m.clients.push(client)
   return { names: async () => (await client.listTools()).tools.map((x) => x.name), changes: () => changes }
 }
 const [all, travel, ops] = await Promise.all([host(url), host(`${url}/travel`), host(`${url}/ops`)])
