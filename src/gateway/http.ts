@@ -65,6 +65,7 @@ export async function serveHttp (gateway: Gateway, init: GatewayHttpInit, signal
     const id = req.headers['mcp-session-id']
     const session = typeof id === 'string' ? sessions.get(id) : undefined
     let transport = session?.path === path ? session.transport : undefined
+    const opening = transport === undefined
     if (transport === undefined) {
       if (id !== undefined || req.method !== 'POST') {
         res.writeHead(404, { 'content-type': 'application/json' })
@@ -82,6 +83,8 @@ export async function serveHttp (gateway: Gateway, init: GatewayHttpInit, signal
       transport = t
     }
     await transport.handleRequest(req, res)
+    // Refused, or not an initialize: no session opened, so nothing else would ever close its server.
+    if (opening && transport.sessionId === undefined) await transport.close()
   }
 
   const http = createServer((req, res) => {
