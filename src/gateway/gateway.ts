@@ -105,6 +105,7 @@ export function createGateway (init: GatewayInit): Gateway {
         try {
           const { result } = await toolOf(g).invoke(args, {
             signal: extra.signal, // the host's cancellation
+            ...hostTraceContext(req.params._meta, extra.requestInfo?.headers), // the agents' spans join the host's trace
             ...passThrough(server, extra, logLevel), // the provider's logs and requests to the host
             ...(token === undefined
               ? {}
@@ -130,4 +131,22 @@ export function createGateway (init: GatewayInit): Gateway {
       await Promise.all([...servers].map((s) => s.close().catch(() => {})))
     },
   }
+}
+
+const TRACEPARENT = /^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/
+/**
+ * The host's W3C trace context, as headers for the call: from its HTTP headers (Streamable HTTP),
+ * else from the request's `_meta` (how MCP clients without headers, over stdio, carry it). A
+ * malformed `traceparent` is dropped with its `tracestate`: the agents start their own trace.
+ */
+export function hostTraceContext (meta: Record<string, unknown> | undefined, headers: Record<string, string | string[] | undefined> | undefined): { headers?: Record<string, string> } {
+  const pick = (key: string): string | undefined => {
+    const h = headers?.[key]
+    const v = typeof h === 'string' ? h : meta?.[key]
+    return typeof v === 'string' && v.length <= 512 ? v.trim() : undefined
+  }
+  const traceparent = pick('traceparent')
+  if (traceparent === undefined || !TRACEPARENT.test(traceparent)) return {}
+  const tracestate = pick('tracestate')
+  return { headers: { traceparent, ...(tracestate === undefined ? {} : { tracestate }) } }
 }

@@ -7,8 +7,12 @@ import t from 'tap'
 import { Client } from '@modelcontextprotocol/sdk/client/index.js'
 import { CreateMessageRequestSchema, ElicitRequestSchema, LoggingMessageNotificationSchema } from '@modelcontextprotocol/sdk/types.js'
 import type { CallToolResult, ClientCapabilities, LoggingMessageNotification } from '@modelcontextprotocol/sdk/types.js'
+import { spawn } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import type { SpanRecord } from '../../src/telemetry/span-ring.ts'
 import { spawnExample } from '../helpers/agents.ts'
-import { gatewayMesh } from '../helpers/gateway-mesh.ts'
+import { collect } from '../helpers/collect.ts'
+import { gatewayMesh, root } from '../helpers/gateway-mesh.ts'
 import { waitFor } from '../helpers/wait.ts'
 
 t.setTimeout(180_000)
@@ -88,4 +92,23 @@ t.test('cancelling the host\'s call cancels what the host is being asked', async
   await t.rejects(call, 'the host\'s call ended')
   await waitFor('the gateway cancels its request to the host', () => full.asked[held].cancelled)
   t.pass('the host\'s handler saw the cancellation')
+})
+
+t.test('the host\'s trace context (in _meta over stdio) reaches the agents: their spans join its trace', async (t) => {
+  const traceId = randomBytes(16).toString('hex')
+  const hostSpan = randomBytes(8).toString('hex')
+  const r = await full.client.callTool({ name: 'consult', arguments: { topic: 'trace' }, _meta: { traceparent: `00-${traceId}-${hostSpan}-01` } }) as CallToolResult
+  t.notOk(r.isError)
+  let spans: SpanRecord[] = []
+  await waitFor('the provider\'s span of the call', async () => {
+    const out = await collect(spawn(process.execPath, ['bin/meshctl.js', 'trace', traceId, '--json', '--bootstrap', m.env.MCP_MESH_BOOTSTRAP, '--mesh', m.env.MCP_MESH_NAMESPACE], {
+      cwd: root, env: { ...process.env, MCP_MESH_HOME: m.home, NO_COLOR: '1' }, stdio: ['ignore', 'pipe', 'pipe'],
+    }))
+    spans = out.code === 0 ? (JSON.parse(out.out) as { spans: SpanRecord[] }).spans : []
+    return spans.some((s) => s.kind === 1)
+  }, 30_000)
+  const served = spans.find((s) => s.kind === 1)!
+  t.equal(served.traceId, traceId, 'the agent\'s span is in the host\'s trace')
+  t.equal(served.parentSpanId, hostSpan, 'and its parent is the host\'s span')
+  t.equal(served.agent, 'consultant')
 })
