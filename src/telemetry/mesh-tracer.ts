@@ -1,27 +1,37 @@
-// The node's own tracer: the OpenTelemetry API's `Tracer`, lean. A span is one small object that
-// is also the record the span ring keeps (nothing is copied when it ends); the OTLP exporter, when
-// asked for, gets it as the SDK's `ReadableSpan`. The SDK's tracer costs a call several times
-// more (attribute validation on every set, hrtime arithmetic, its own metrics, a record built at
-// the end), and the mesh sets only its own, well-formed attributes. Sampling is still the SDK's
-// samplers (`OTEL_TRACES_SAMPLER`).
+// The node's own tracer: the OpenTelemetry API's `Tracer`, lean. A span is one small object whose
+// fields the span ring copies when it ends; the OTLP exporter, when asked for, gets it as the
+// SDK's `ReadableSpan`. The SDK's tracer cost a call several times more (attribute validation on
+// every set, hrtime arithmetic, its own metrics, a record built at the end), and the mesh sets
+// only its own, well-formed attributes. Sampling is the SDK's samplers (`OTEL_TRACES_SAMPLER`),
+// parent-based ones decided here from the parent the tracer already checked.
 import { randomFillSync } from 'node:crypto'
 import { SamplingDecision, SpanKind, SpanStatusCode, TraceFlags, context, isSpanContextValid, trace } from '@opentelemetry/api'
 import type { Attributes, AttributeValue, Context, Link, Span, SpanContext, SpanOptions, SpanStatus, TimeInput, Tracer } from '@opentelemetry/api'
 import { hrTimeToMilliseconds, millisToHrTime, timeInputToHrTime } from '@opentelemetry/core'
 import type { Resource } from '@opentelemetry/resources'
-import type { ReadableSpan, Sampler } from '@opentelemetry/sdk-trace'
+import type { ReadableSpan, Sampler, SamplingResult } from '@opentelemetry/sdk-trace'
 
 const SCOPE = { name: 'mcp-mesh-p2p' }
 
-/** Random IDs, hex, from a pool the CSPRNG refills (one native call per 170 spans, not one per ID). */
-const pool = Buffer.allocUnsafe(4096)
-let used = pool.length
+/**
+ * Random IDs, hex, cut from a pool the CSPRNG refills and hex-encodes in one go (two native calls
+ * per 512 span IDs, not one per ID). An ID is a slice of the pool's hex string: it keeps that
+ * string alive, as many bytes as the IDs cut from it would take themselves.
+ */
+const POOL = 4096
+const pool = Buffer.allocUnsafe(POOL)
+let hex = ''
+let used = POOL
 function randomId (bytes: 8 | 16): string {
   for (;;) {
-    if (used + bytes > pool.length) { randomFillSync(pool); used = 0 }
+    if (used + bytes > POOL) {
+      randomFillSync(pool)
+      hex = pool.toString('hex')
+      used = 0
+    }
     const at = used
     used += bytes
-    for (let i = at; i < used; i++) if (pool[i] !== 0) return pool.toString('hex', at, used)
+    for (let i = at; i < used; i++) if (pool[i] !== 0) return hex.slice(2 * at, 2 * used)
     // all zero is not a valid ID: draw again
   }
 }
@@ -147,34 +157,82 @@ export class MeshSpan implements Span {
 }
 
 /**
- * The mesh's tracer for one agent: `sampler` decides (the SDK's, from `OTEL_TRACES_SAMPLER`), a
- * recorded span goes to `sink` when it ends, an unrecorded one is the API's non-recording span
- * (its context still travels).
+ * A span not recorded whose context still travels (an unsampled trace): made by this tracer, or
+ * read from a call's `traceparent` (`spans.ts`). Its IDs are valid, so the call path need not
+ * check them again.
+ */
+export class Unrecorded implements Span {
+  readonly #context: SpanContext
+  constructor (sc: SpanContext) { this.#context = sc }
+  spanContext (): SpanContext { return this.#context }
+  isRecording (): boolean { return false }
+  setAttribute (): this { return this }
+  setAttributes (): this { return this }
+  addEvent (): this { return this }
+  addLink (): this { return this }
+  addLinks (): this { return this }
+  setStatus (): this { return this }
+  updateName (): this { return this }
+  end (): void {}
+  recordException (): void {}
+}
+
+/** A span of this tracer, recorded or not: its context is well formed. */
+export const isMeshSpan = (span: Span | undefined): boolean => span instanceof MeshSpan || span instanceof Unrecorded
+
+const SAMPLE: SamplingResult = { decision: SamplingDecision.RECORD_AND_SAMPLED }
+const DROP: SamplingResult = { decision: SamplingDecision.NOT_RECORD }
+
+/**
+ * OpenTelemetry's parent-based sampler with its default delegates (what `parentbased_*` names): a
+ * span follows its parent's sampled flag, a root asks `root`. `MeshTracer` decides it without a
+ * call, from the parent it has already checked.
+ */
+export class ParentBased implements Sampler {
+  readonly root: Sampler
+  constructor (root: Sampler) { this.root = root }
+  shouldSample (ctx: Context, traceId: string, name: string, kind: SpanKind, attributes: Attributes, links: Link[]): SamplingResult {
+    const p = trace.getSpanContext(ctx)
+    if (p === undefined || !isSpanContextValid(p)) return this.root.shouldSample(ctx, traceId, name, kind, attributes, links)
+    return (p.traceFlags & TraceFlags.SAMPLED) !== 0 ? SAMPLE : DROP
+  }
+
+  toString (): string { return `ParentBased{root=${this.root.toString()}}` }
+}
+
+/**
+ * The mesh's tracer for one agent: `sampler` decides (from `OTEL_TRACES_SAMPLER`), a recorded span
+ * goes to `sink` when it ends, an unrecorded one is `Unrecorded` (its context still travels).
  */
 export class MeshTracer implements Tracer {
   readonly #agent: string
   readonly #sampler: Sampler
+  readonly #parentBased: boolean
   readonly #sink: SpanSink
 
   constructor (agent: string, sampler: Sampler, sink: SpanSink) {
     this.#agent = agent
     this.#sampler = sampler
+    this.#parentBased = sampler instanceof ParentBased
     this.#sink = sink
   }
 
   startSpan (name: string, options: SpanOptions = {}, ctx: Context = context.active()): Span {
     if (options.root === true) ctx = trace.deleteSpan(ctx)
-    const p = trace.getSpanContext(ctx)
-    const parent = p !== undefined && isSpanContextValid(p) ? p : undefined
+    const ps = trace.getSpan(ctx)
+    const p = ps?.spanContext()
+    const parent = p !== undefined && (isMeshSpan(ps) || isSpanContextValid(p)) ? p : undefined
     const traceId = parent?.traceId ?? randomId(16)
     const kind = options.kind ?? SpanKind.INTERNAL
     // Adopted, not copied: the mesh's code hands each span a fresh object.
     const attributes: Attributes = options.attributes ?? {}
-    const r = this.#sampler.shouldSample(ctx, traceId, name, kind, attributes, options.links ?? [])
+    const r = parent !== undefined && this.#parentBased
+      ? (parent.traceFlags & TraceFlags.SAMPLED) !== 0 ? SAMPLE : DROP
+      : this.#sampler.shouldSample(ctx, traceId, name, kind, attributes, options.links ?? [])
     const traceState = r.traceState ?? parent?.traceState
     const sc: SpanContext = { traceId, spanId: randomId(8), traceFlags: r.decision === SamplingDecision.RECORD_AND_SAMPLED ? TraceFlags.SAMPLED : TraceFlags.NONE }
     if (traceState !== undefined) sc.traceState = traceState
-    if (r.decision === SamplingDecision.NOT_RECORD) return trace.wrapSpanContext(sc)
+    if (r.decision === SamplingDecision.NOT_RECORD) return new Unrecorded(sc)
     if (r.attributes !== undefined) Object.assign(attributes, r.attributes)
     return new MeshSpan(sc, parent, name, kind, this.#agent, attributes, options.startTime, this.#sink)
   }

@@ -4,10 +4,11 @@
 // as attempts). Attribute names follow OpenTelemetry's semantic conventions for MCP and RPC
 // (`mcp.method.name`, `gen_ai.tool.name`, `server.address`, `error.type`) plus `mesh.*` ones.
 import { ROOT_CONTEXT, SpanKind, SpanStatusCode, TraceFlags, context, isSpanContextValid, trace } from '@opentelemetry/api'
-import type { Attributes, Context, Span, Tracer } from '@opentelemetry/api'
+import type { Attributes, Context, Span, SpanContext, Tracer } from '@opentelemetry/api'
 import { TraceState, parseTraceParent } from '@opentelemetry/core'
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js'
 import { MESH_ERROR_META_KEY } from '../errors.ts'
+import { Unrecorded, isMeshSpan } from './mesh-tracer.ts'
 
 type Headers = Record<string, string | string[] | undefined>
 
@@ -60,18 +61,41 @@ export function inboundContext (headers: Headers, meta?: Record<string, unknown>
   const tp = field(headers, meta, 'traceparent')
   const first = Array.isArray(tp) ? tp[0] : tp
   if (typeof first !== 'string' || first === '') return ROOT
-  const sc = parseTraceParent(first)
+  const sc = parseVersion00(first) ?? parseTraceParent(first)
   if (sc === null) return ROOT
   sc.isRemote = true
   const ts = field(headers, meta, 'tracestate')
   if (ts !== undefined && ts !== '') sc.traceState = new TraceState(Array.isArray(ts) ? ts.join(',') : ts)
-  return trace.setSpanContext(ROOT, sc)
+  return trace.setSpan(ROOT, new Unrecorded(sc))
+}
+
+/** Lowercase hex digits (char codes), and their value. */
+const isHex = (c: number): boolean => (c >= 48 && c <= 57) || (c >= 97 && c <= 102)
+const hexValue = (c: number): number => c <= 57 ? c - 48 : c - 87
+/**
+ * The common `traceparent`, checked without a regular expression: version `00`, exactly 55
+ * characters, lowercase hex, IDs not all zero. Anything else (other versions, spaces) is left to
+ * OpenTelemetry's parser.
+ */
+function parseVersion00 (tp: string): SpanContext | null {
+  if (tp.length !== 55 || tp.charCodeAt(0) !== 48 || tp.charCodeAt(1) !== 48 || tp.charCodeAt(2) !== 45 || tp.charCodeAt(35) !== 45 || tp.charCodeAt(52) !== 45) return null
+  let traceZero = true
+  let spanZero = true
+  for (let i = 3; i < 55; i++) {
+    if (i === 35 || i === 52) continue
+    const c = tp.charCodeAt(i)
+    if (!isHex(c)) return null
+    if (c !== 48) { if (i < 35) traceZero = false; else if (i < 52) spanZero = false }
+  }
+  if (traceZero || spanZero) return null
+  return { traceId: tp.slice(3, 35), spanId: tp.slice(36, 52), traceFlags: hexValue(tp.charCodeAt(53)) * 16 + hexValue(tp.charCodeAt(54)) }
 }
 
 /** Writes `span`'s context into outbound headers (`traceparent`, and `tracestate` when set), as the W3C propagator would. */
 export function injectInto (headers: Record<string, string>, span: Span): void {
   const sc = span.spanContext()
-  if (!isSpanContextValid(sc)) return
+  // The mesh's own spans have well-formed IDs; an application's tracer's are checked.
+  if (!isMeshSpan(span) && !isSpanContextValid(sc)) return
   headers.traceparent = `00-${sc.traceId}-${sc.spanId}-${(sc.traceFlags & 0xff).toString(16).padStart(2, '0')}`
   if (sc.traceState !== undefined) {
     const ts = sc.traceState.serialize()

@@ -6,12 +6,12 @@
 import { context } from '@opentelemetry/api'
 import type { Tracer, TracerProvider as ApiTracerProvider } from '@opentelemetry/api'
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks'
-import { AlwaysOffSampler, AlwaysOnSampler, BatchSpanProcessor, ParentBasedSampler, TraceIdRatioBasedSampler } from '@opentelemetry/sdk-trace'
+import { AlwaysOffSampler, AlwaysOnSampler, BatchSpanProcessor, TraceIdRatioBasedSampler } from '@opentelemetry/sdk-trace'
 import type { Sampler } from '@opentelemetry/sdk-trace'
 import { resourceFromAttributes } from '@opentelemetry/resources'
 import type { Resource } from '@opentelemetry/resources'
 import { MeshError } from '../errors.ts'
-import { MeshTracer } from './mesh-tracer.ts'
+import { MeshTracer, ParentBased } from './mesh-tracer.ts'
 import type { MeshSpan } from './mesh-tracer.ts'
 import { SpanRing } from './span-ring.ts'
 import type { SpanRingOptions } from './span-ring.ts'
@@ -42,9 +42,9 @@ export function samplerFromEnv (env: NodeJS.ProcessEnv): Sampler {
     case 'always_on': return new AlwaysOnSampler()
     case 'always_off': return new AlwaysOffSampler()
     case 'traceidratio': return new TraceIdRatioBasedSampler(ratio())
-    case 'parentbased_always_on': return new ParentBasedSampler({ root: new AlwaysOnSampler() })
-    case 'parentbased_always_off': return new ParentBasedSampler({ root: new AlwaysOffSampler() })
-    case 'parentbased_traceidratio': return new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(ratio()) })
+    case 'parentbased_always_on': return new ParentBased(new AlwaysOnSampler())
+    case 'parentbased_always_off': return new ParentBased(new AlwaysOffSampler())
+    case 'parentbased_traceidratio': return new ParentBased(new TraceIdRatioBasedSampler(ratio()))
     default:
       throw new MeshError('MESH_ERR_CONFIG_INVALID', `OTEL_TRACES_SAMPLER "${name}" is not supported: use always_on, always_off, traceidratio, parentbased_always_on, parentbased_always_off or parentbased_traceidratio`, { details: { variable: 'OTEL_TRACES_SAMPLER' } })
   }

@@ -5,10 +5,12 @@
 import t from 'tap'
 import { Client } from '@modelcontextprotocol/sdk/client/index.js'
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js'
-import { ROOT_CONTEXT, trace } from '@opentelemetry/api'
+import { ROOT_CONTEXT, defaultTextMapGetter, trace } from '@opentelemetry/api'
+import { W3CTraceContextPropagator } from '@opentelemetry/core'
 import { AlwaysOnSampler } from '@opentelemetry/sdk-trace'
 import { MeshTracer } from '../../src/telemetry/mesh-tracer.ts'
 import { SpanRing } from '../../src/telemetry/span-ring.ts'
+import { inboundContext } from '../../src/telemetry/spans.ts'
 import { Tracing, samplerFromEnv } from '../../src/telemetry/tracing.ts'
 import type { SpanRecord } from '../../src/telemetry/span-ring.ts'
 import { testMesh } from '../helpers/mesh.ts'
@@ -91,6 +93,23 @@ t.test('tracing off: no spans, the context passes through unchanged', async (t) 
   const gathered = await caller.trace(traceId)
   t.same(gathered.spans.map((s) => s.agent).sort(), ['caller', 'caller'], 'only the caller\'s call and attempt spans')
   t.ok(gathered.asked.includes('quiet') && !gathered.unanswered.some((u) => u.agent === 'quiet'), 'the quiet agent answered, with nothing')
+})
+
+t.test('traceparent is read as OpenTelemetry\'s W3C propagator reads it', async (t) => {
+  const w3c = new W3CTraceContextPropagator()
+  const id = '4bf92f3577b34da6a3ce929d0e0e4736'
+  const span = '00f067aa0ba902b7'
+  const cases = [
+    `00-${id}-${span}-01`, `00-${id}-${span}-00`, `00-${id}-${span}-ff`, `00-${id}-${span}-0a`,
+    `00-${id.toUpperCase()}-${span}-01`, `00-${'0'.repeat(32)}-${span}-01`, `00-${id}-${'0'.repeat(16)}-01`,
+    `ff-${id}-${span}-01`, `01-${id}-${span}-01-more`, `00-${id}-${span}-01-more`, ` 00-${id}-${span}-01`,
+    `00-${id}-${span}-0`, `00-${id}-${span}-0g`, `00_${id}-${span}-01`, `00-${id.slice(1)}x-${span}-01`, '', 'garbage',
+  ]
+  for (const tp of cases) {
+    const expected = trace.getSpanContext(w3c.extract(ROOT_CONTEXT, { traceparent: tp, tracestate: 'a=1,b=2' }, defaultTextMapGetter))
+    const got = trace.getSpanContext(inboundContext({ traceparent: tp, tracestate: 'a=1,b=2' }))
+    t.same(got === undefined ? undefined : { ...got, traceState: got.traceState?.serialize() }, expected === undefined ? undefined : { ...expected, traceState: expected.traceState?.serialize() }, JSON.stringify(tp))
+  }
 })
 
 t.test('node.trace refuses a malformed trace ID with its code', async (t) => {
