@@ -17,7 +17,7 @@ import { SessionPins } from './sessions.ts'
 import { hedge } from './hedge.ts'
 import type { CallEvents } from '../telemetry/events.ts'
 import type { Context, Span, Tracer } from '@opentelemetry/api'
-import { failSpan, injectInto, startAttemptSpan, startCallSpan, withContext } from '../telemetry/spans.ts'
+import { attemptContext, failSpan, injectInto, startAttemptSpan, startCallSpan, withContext } from '../telemetry/spans.ts'
 import type { Spare } from './hedge.ts'
 import { backoffDelay, callPolicy, outboundHeaders, sleep, splitRoute, watchAttempt } from './call-policy.ts'
 import type { Balance, RetryPolicy, RetryPolicyInput } from './call-policy.ts'
@@ -417,10 +417,10 @@ export function createMeshTool<R = unknown> (name: string, declaration: Dependen
         let raw: CallToolResult
         if (local) {
           const run = (): Promise<CallToolResult> => ctx.callLocal(c.tool.name, args, signal, outboundHeaders(ctx, c, call.headers, inbound, undefined), onPart)
-          raw = await (traced === undefined ? run() : withContext(traced.ctx, run))
-        } else if (hedgeMs === undefined) raw = await send(c, lost!.signal, traced?.span)
+          raw = await (traced === undefined ? run() : withContext(attemptContext(policy.trace!, traced), run))
+        } else if (hedgeMs === undefined) raw = await send(c, lost!.signal, traced)
         else {
-          const h = await hedge(ctx.clock, hedgeMs, send(c, lost!.signal, traced?.span), () => { lost!.cancel() }, () => spare(c, order, tried, out, self, send, signal, policy), (d, err) => {
+          const h = await hedge(ctx.clock, hedgeMs, send(c, lost!.signal, traced), () => { lost!.cancel() }, () => spare(c, order, tried, out, self, send, signal, policy), (d, err) => {
             failures.push(attemptFailure(err, d))
           })
           raw = h.raw
@@ -474,7 +474,7 @@ export function createMeshTool<R = unknown> (name: string, declaration: Dependen
         tried.add(c.peerId)
         failures.push(attemptFailure(gone === undefined ? err : new MeshError('MESH_ERR_CALL_PROVIDER_LOST', gone, { cause: err }), c))
       } finally {
-        if (traced !== undefined) endAttempt(traced.span, attemptError)
+        if (traced !== undefined) endAttempt(traced, attemptError)
         lost?.done()
         if (!local) ctx.breakers.end(c.peerId, outcome, ctx.clock.now() - sentAt)
       }
@@ -482,10 +482,10 @@ export function createMeshTool<R = unknown> (name: string, declaration: Dependen
   }
 
   /** The span of the next attempt of a traced call, to `x`; undefined when the call is not traced. */
-  function traceAttempt (plan: Plan, x: Candidate, local: boolean): { span: Span, ctx: Context } | undefined {
+  function traceAttempt (plan: Plan, x: Candidate, local: boolean): Span | undefined {
     plan.attempts++
     if (plan.trace === undefined) return undefined
-    return startAttemptSpan(ctx.tracer!, plan.trace, { agent: x.agent, peerId: x.peerId, tool: x.tool.name, ...(x.endpoint === undefined ? {} : { endpoint: x.endpoint }), ...(x.identity === undefined ? {} : { spiffeId: x.identity.spiffeId }) }, plan.attempts, local)
+    return startAttemptSpan(ctx.tracer!, plan.trace, x, plan.attempts, local)
   }
 
   /** Resolves to the order once it differs from `before` (who provides, or their liveness); rejects when `signal` aborts. */
@@ -513,11 +513,11 @@ export function createMeshTool<R = unknown> (name: string, declaration: Dependen
     const at = ctx.clock.now()
     const w = watchAttempt(ctx, d, signal)
     const traced = traceAttempt(plan, d, false)
-    const result = send(d, w.signal, traced?.span)
+    const result = send(d, w.signal, traced)
     const end = (outcome: 'ok' | 'failed' | 'neither', err?: unknown): void => {
       w.done()
       ctx.breakers.end(d.peerId, outcome, ctx.clock.now() - at)
-      if (traced !== undefined) endAttempt(traced.span, err)
+      if (traced !== undefined) endAttempt(traced, err)
     }
     result.then(() => { end('ok') }, (err: unknown) => { end(breakerOutcome(err, w.signal), err) })
     return { c: d, result, cancel: () => { w.cancel() } }

@@ -7,7 +7,7 @@ import type { AllowList } from '../identity/authorize.ts'
 import { MESH_ERROR_META_KEY, MeshError } from '../errors.ts'
 import { ToolAdvertSchema } from '../topology/advert.ts'
 import type { ToolAdvert, ToolAnnotations } from '../topology/advert.ts'
-import type { FastCall } from './exchange-transport.ts'
+import type { CallExtra, FastCall } from './exchange-transport.ts'
 import { inProcessContext, remoteContext } from './tool-context.ts'
 import type { ToolContext } from './tool-context.ts'
 import { issuesOf, meshErrorResult, toResult } from './tool-result.ts'
@@ -19,7 +19,7 @@ import { deadline } from '../proxy/deadline.ts'
 import { systemClock } from '../clock.ts'
 import { Quota } from '../gossip/quota.ts'
 import type { CallEvents } from '../telemetry/events.ts'
-import { context, trace } from '@opentelemetry/api'
+import { context } from '@opentelemetry/api'
 import type { Context, Tracer } from '@opentelemetry/api'
 import { endServerSpan, failSpan, inboundContext, startServerSpan, withContext } from '../telemetry/spans.ts'
 import type { Clock } from '../clock.ts'
@@ -153,15 +153,16 @@ export function createToolRegistry (init: { agent: string, onDenied?: (tool: str
     meshErrorResult('MESH_ERR_CALL_UNKNOWN_TOOL', `Tool ${name} not found on agent ${init.agent}`, { tool: name })
 
   const served = init.events?.served
+  const capabilityOf = (name: string): string => tools.get(name)?.advert.capability ?? name
   /** Tells the observer how a call of `name` ended (`started` on the clock). */
   const report = (name: string, caller: string | undefined, started: number) => (r: CallToolResult): CallToolResult => {
     const meta = r._meta?.[MESH_ERROR_META_KEY] as { code?: unknown } | undefined
     const outcome = r.isError !== true ? 'ok' : typeof meta?.code === 'string' ? meta.code : 'MESH_ERR_CALL_TOOL_ERROR'
-    served!({ tool: name, capability: tools.get(name)?.advert.capability ?? name, caller, outcome, ms: clock.now() - started })
+    served!({ tool: name, capability: capabilityOf(name), caller, outcome, ms: clock.now() - started })
     return r
   }
 
-  const serve: FastCall = (name, args, extra) => {
+  const serve = (name: string, args: unknown, extra: CallExtra): Promise<CallToolResult> => {
     const tool = tools.get(name)
     if (tool === undefined) return Promise.resolve(unknownTool(name))
     const allow = tool.allow ?? init.defaultAllow
@@ -182,23 +183,28 @@ export function createToolRegistry (init: { agent: string, onDenied?: (tool: str
     return invoke(name, tool, args, remoteContext(extra, level, init.agent), inboundBudget(inbound), pickHeaders(inbound, propagate))
   }
   const tracer = init.tracer
-  /** Runs `call` in a server span under `parent` (the caller's trace context), ended with its result. */
-  const traced = (name: string, caller: string | undefined, parent: Context, call: () => Promise<CallToolResult>): Promise<CallToolResult> => {
-    const span = startServerSpan(tracer!, name, tools.get(name)?.advert.capability ?? name, caller, parent)
-    return withContext(trace.setSpan(parent, span), call).then((r) => { endServerSpan(span, r); return r }, (err: unknown) => {
+  /**
+   * Runs `call` in a server span under `parent` (the caller's trace context), ended with its
+   * result, then hands the result to `done` (the observer's report), all in one `.then`; a span
+   * that is not recorded adds none.
+   */
+  const traced = (name: string, caller: string | undefined, parent: Context, call: () => Promise<CallToolResult>, done: ((r: CallToolResult) => CallToolResult) | undefined): Promise<CallToolResult> => {
+    const { span, ctx } = startServerSpan(tracer!, name, capabilityOf, caller, parent)
+    const result = withContext(ctx, call)
+    if (!span.isRecording()) return done === undefined ? result : result.then(done)
+    return result.then((r) => {
+      endServerSpan(span, r)
+      return done === undefined ? r : done(r)
+    }, (err: unknown) => {
       failSpan(span, 'MESH_ERR_CALL_TOOL_ERROR', String(err))
       throw err
     })
   }
-  const measured: FastCall = served === undefined
-    ? serve
-    : (name, args, extra) => {
-        const done = report(name, extra.authInfo?.clientId, clock.now())
-        return serve(name, args, extra)?.then(done)
-      }
-  const fastCall: FastCall = tracer === undefined
-    ? measured
-    : (name, args, extra) => traced(name, extra.authInfo?.clientId, inboundContext(extra.requestInfo?.headers ?? {}, extra._meta), () => measured(name, args, extra) ?? Promise.resolve(unknownTool(name)))
+  const fastCall: FastCall = (name, args, extra) => {
+    const done = served === undefined ? undefined : report(name, extra.authInfo?.clientId, clock.now())
+    if (tracer === undefined) return done === undefined ? serve(name, args, extra) : serve(name, args, extra).then(done)
+    return traced(name, extra.authInfo?.clientId, inboundContext(extra.requestInfo?.headers ?? {}, extra._meta), () => serve(name, args, extra), done)
+  }
 
   return {
     get size () { return tools.size },
@@ -274,8 +280,10 @@ export function createToolRegistry (init: { agent: string, onDenied?: (tool: str
       if (tool === undefined) throw new MeshError('MESH_ERR_CALL_NO_PROVIDER', `tool ${name} is not registered on this node`)
       const started = clock.now()
       const run = (): Promise<CallToolResult> => invoke(name, tool, args, inProcessContext(signal, headers, onPart), undefined, headers)
-      const r = await (tracer === undefined ? run() : traced(name, undefined, context.active(), run))
-      return served === undefined ? r : report(name, undefined, started)(r)
+      const done = served === undefined ? undefined : report(name, undefined, started)
+      if (tracer !== undefined) return await traced(name, undefined, context.active(), run, done)
+      const r = await run()
+      return done === undefined ? r : done(r)
     },
   }
 }

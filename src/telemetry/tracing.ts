@@ -1,15 +1,18 @@
-// The node's tracing SDK: a tracer provider per node (several nodes may share a process), spans
-// kept in the node's ring for `meshctl trace`, exported over OTLP/HTTP when the standard
-// `OTEL_EXPORTER_OTLP_*` variables ask, sampled as `OTEL_TRACES_SAMPLER` says. Context travels
-// through the global AsyncLocalStorage context manager, registered once unless the application
-// registered its own.
+// The node's tracing: a tracer per node (several nodes may share a process), spans kept in the
+// node's ring for `meshctl trace`, exported over OTLP/HTTP (the SDK's batch processor and
+// exporter) when the standard `OTEL_EXPORTER_OTLP_*` variables ask, sampled as
+// `OTEL_TRACES_SAMPLER` says. Context travels through the global AsyncLocalStorage context
+// manager, registered once unless the application registered its own.
 import { context } from '@opentelemetry/api'
-import type { Context, Tracer, TracerProvider as ApiTracerProvider } from '@opentelemetry/api'
+import type { Tracer, TracerProvider as ApiTracerProvider } from '@opentelemetry/api'
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks'
-import { AlwaysOffSampler, AlwaysOnSampler, BatchSpanProcessor, ParentBasedSampler, TraceIdRatioBasedSampler, TracerProvider } from '@opentelemetry/sdk-trace'
-import type { ReadableSpan, Sampler, Span, SpanProcessor } from '@opentelemetry/sdk-trace'
+import { AlwaysOffSampler, AlwaysOnSampler, BatchSpanProcessor, TraceIdRatioBasedSampler } from '@opentelemetry/sdk-trace'
+import type { Sampler } from '@opentelemetry/sdk-trace'
 import { resourceFromAttributes } from '@opentelemetry/resources'
+import type { Resource } from '@opentelemetry/resources'
 import { MeshError } from '../errors.ts'
+import { MeshTracer, ParentBased } from './mesh-tracer.ts'
+import type { MeshSpan } from './mesh-tracer.ts'
 import { SpanRing } from './span-ring.ts'
 import type { SpanRingOptions } from './span-ring.ts'
 
@@ -39,9 +42,9 @@ export function samplerFromEnv (env: NodeJS.ProcessEnv): Sampler {
     case 'always_on': return new AlwaysOnSampler()
     case 'always_off': return new AlwaysOffSampler()
     case 'traceidratio': return new TraceIdRatioBasedSampler(ratio())
-    case 'parentbased_always_on': return new ParentBasedSampler({ root: new AlwaysOnSampler() })
-    case 'parentbased_always_off': return new ParentBasedSampler({ root: new AlwaysOffSampler() })
-    case 'parentbased_traceidratio': return new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(ratio()) })
+    case 'parentbased_always_on': return new ParentBased(new AlwaysOnSampler())
+    case 'parentbased_always_off': return new ParentBased(new AlwaysOffSampler())
+    case 'parentbased_traceidratio': return new ParentBased(new TraceIdRatioBasedSampler(ratio()))
     default:
       throw new MeshError('MESH_ERR_CONFIG_INVALID', `OTEL_TRACES_SAMPLER "${name}" is not supported: use always_on, always_off, traceidratio, parentbased_always_on, parentbased_always_off or parentbased_traceidratio`, { details: { variable: 'OTEL_TRACES_SAMPLER' } })
   }
@@ -51,15 +54,6 @@ export function samplerFromEnv (env: NodeJS.ProcessEnv): Sampler {
 export function otlpRequested (env: NodeJS.ProcessEnv): boolean {
   if ((env.OTEL_TRACES_EXPORTER ?? 'otlp').split(',').map((s) => s.trim()).includes('none')) return false
   return (env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT ?? env.OTEL_EXPORTER_OTLP_ENDPOINT ?? '') !== ''
-}
-
-/** Hands spans to a processor set after the provider was built (the OTLP exporter loads at start). */
-class Later implements SpanProcessor {
-  inner: SpanProcessor | undefined
-  onStart (span: Span, parent: Context): void { this.inner?.onStart(span, parent) }
-  onEnd (span: ReadableSpan): void { this.inner?.onEnd(span) }
-  async forceFlush (): Promise<void> { await this.inner?.forceFlush() }
-  async shutdown (): Promise<void> { await this.inner?.shutdown() }
 }
 
 /** What a node's tracing is built from. */
@@ -76,9 +70,9 @@ export class Tracing {
   readonly tracer: Tracer
   /** The node's recent spans (undefined when the application brought its own provider). */
   readonly ring: SpanRing | undefined
-  readonly #provider: TracerProvider | undefined
-  readonly #export = new Later()
+  readonly #resource: Resource | undefined
   readonly #env: NodeJS.ProcessEnv
+  #export: BatchSpanProcessor | undefined
 
   constructor (init: TracingInit) {
     ensureContextManager()
@@ -86,21 +80,24 @@ export class Tracing {
     if (init.provider !== undefined) {
       this.tracer = init.provider.getTracer('mcp-mesh-p2p')
       this.ring = undefined
-      this.#provider = undefined
+      this.#resource = undefined
       return
     }
-    this.ring = new SpanRing(init)
-    this.#provider = new TracerProvider({
-      sampler: samplerFromEnv(this.#env),
-      resource: resourceFromAttributes({ 'service.name': init.agent }),
-      spanProcessors: [this.ring, this.#export],
+    const ring = this.ring = new SpanRing(init)
+    this.#resource = resourceFromAttributes({ 'service.name': init.agent })
+    this.tracer = new MeshTracer(init.agent, samplerFromEnv(this.#env), (span) => {
+      ring.add(span)
+      if (this.#export !== undefined) this.#exported(span)
     })
-    this.tracer = this.#provider.getTracer('mcp-mesh-p2p')
+  }
+
+  #exported (span: MeshSpan): void {
+    this.#export!.onEnd(span.readable(this.#resource!))
   }
 
   /** Loads the OTLP/HTTP exporter when the environment asks for it (it is not loaded otherwise). */
   async start (): Promise<void> {
-    if (this.#provider === undefined || !otlpRequested(this.#env)) return
+    if (this.ring === undefined || !otlpRequested(this.#env)) return
     const { OTLPTraceExporter } = await import('@opentelemetry/exporter-trace-otlp-http')
     // OpenTelemetry's batch variables (the SDK no longer reads them itself).
     const num = (name: string): number | undefined => {
@@ -114,7 +111,7 @@ export class Tracing {
     const queue = num('OTEL_BSP_MAX_QUEUE_SIZE')
     const batch = num('OTEL_BSP_MAX_EXPORT_BATCH_SIZE')
     const timeout = num('OTEL_BSP_EXPORT_TIMEOUT')
-    this.#export.inner = new BatchSpanProcessor({
+    this.#export = new BatchSpanProcessor({
       exporter: new OTLPTraceExporter(),
       ...(delay === undefined ? {} : { scheduledDelayMillis: delay }),
       ...(queue === undefined ? {} : { maxQueueSize: queue }),
@@ -125,6 +122,9 @@ export class Tracing {
 
   /** Exports what is pending, then stops. */
   async stop (): Promise<void> {
-    await this.#provider?.shutdown()
+    const batch = this.#export
+    this.#export = undefined
+    await batch?.shutdown()
+    this.ring?.clear()
   }
 }

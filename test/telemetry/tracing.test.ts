@@ -1,13 +1,16 @@
 // Tracing in agents over real libp2p and real HTTP: concurrent calls each keep their own trace,
 // trace context arrives in headers or in MCP `_meta`, an unsampled trace records nothing but still
-// travels, tracing off records nothing, and the span ring (with the real SDK) stays within its
-// size and age limits. The multi-process chain with meshctl and OTLP is test/process/trace.test.ts.
+// travels, tracing off records nothing, and the span ring stays within its size and age limits.
+// The multi-process chain with meshctl and OTLP is test/process/trace.test.ts.
 import t from 'tap'
 import { Client } from '@modelcontextprotocol/sdk/client/index.js'
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js'
-import { ROOT_CONTEXT, trace } from '@opentelemetry/api'
-import { TracerProvider } from '@opentelemetry/sdk-trace'
+import { ROOT_CONTEXT, defaultTextMapGetter, trace } from '@opentelemetry/api'
+import { W3CTraceContextPropagator } from '@opentelemetry/core'
+import { AlwaysOnSampler } from '@opentelemetry/sdk-trace'
+import { MeshTracer } from '../../src/telemetry/mesh-tracer.ts'
 import { SpanRing } from '../../src/telemetry/span-ring.ts'
+import { inboundContext } from '../../src/telemetry/spans.ts'
 import { Tracing, samplerFromEnv } from '../../src/telemetry/tracing.ts'
 import type { SpanRecord } from '../../src/telemetry/span-ring.ts'
 import { testMesh } from '../helpers/mesh.ts'
@@ -16,10 +19,12 @@ import { waitFor } from '../helpers/wait.ts'
 const MESH = `tracing-${process.pid}`
 t.setTimeout(120_000)
 const { start } = testMesh(t, MESH)
-/** The traceparent each call of `leaf` arrived with. */
+/** The traceparent each call of `leaf` arrived with, and the span active in its handler. */
 const arrived: string[] = []
+const active: Array<string | undefined> = []
 const leaf = await start('leaf', (n) => n.tool('leaf', {}, async (_a, _d, ctx) => {
   arrived.push(String(ctx.headers.traceparent ?? ''))
+  active.push(trace.getActiveSpan()?.spanContext().spanId)
   return { ok: true }
 }))
 const middle = await start('middle', (n) => n.tool('middle', { dependencies: { leaf: 'leaf' } }, async (_a, { leaf }) => ({ leaf: await leaf({}) })), leaf.gossip.addrs)
@@ -52,6 +57,17 @@ t.test('32 concurrent calls through two hops: each trace holds its own six spans
   }
 })
 
+t.test('a handler runs in its server span: trace.getActiveSpan() is it', async (t) => {
+  const { traceId, header } = traceparent(50)
+  active.length = 0
+  await caller.call('leaf', {}, { headers: { traceparent: header } })
+  let spans: SpanRecord[] = []
+  await waitFor('the leaf\'s span', async () => (spans = (await caller.trace(traceId)).spans).some((s) => s.agent === 'leaf'))
+  const server = spans.find((s) => s.agent === 'leaf')!
+  t.equal(server.kind, 1, 'the leaf kept its server span')
+  t.equal(active[0], server.spanId, 'the active span in the handler is that server span')
+})
+
 t.test('trace context in MCP _meta, for clients that cannot set headers', async (t) => {
   const client = new Client({ name: 'plain', version: '1.0.0' })
   await client.connect(new StreamableHTTPClientTransport(new URL(leaf.url)))
@@ -79,6 +95,23 @@ t.test('tracing off: no spans, the context passes through unchanged', async (t) 
   t.ok(gathered.asked.includes('quiet') && !gathered.unanswered.some((u) => u.agent === 'quiet'), 'the quiet agent answered, with nothing')
 })
 
+t.test('traceparent is read as OpenTelemetry\'s W3C propagator reads it', async (t) => {
+  const w3c = new W3CTraceContextPropagator()
+  const id = '4bf92f3577b34da6a3ce929d0e0e4736'
+  const span = '00f067aa0ba902b7'
+  const cases = [
+    `00-${id}-${span}-01`, `00-${id}-${span}-00`, `00-${id}-${span}-ff`, `00-${id}-${span}-0a`,
+    `00-${id.toUpperCase()}-${span}-01`, `00-${'0'.repeat(32)}-${span}-01`, `00-${id}-${'0'.repeat(16)}-01`,
+    `ff-${id}-${span}-01`, `01-${id}-${span}-01-more`, `00-${id}-${span}-01-more`, ` 00-${id}-${span}-01`,
+    `00-${id}-${span}-0`, `00-${id}-${span}-0g`, `00_${id}-${span}-01`, `00-${id.slice(1)}x-${span}-01`, '', 'garbage',
+  ]
+  for (const tp of cases) {
+    const expected = trace.getSpanContext(w3c.extract(ROOT_CONTEXT, { traceparent: tp, tracestate: 'a=1,b=2' }, defaultTextMapGetter))
+    const got = trace.getSpanContext(inboundContext({ traceparent: tp, tracestate: 'a=1,b=2' }))
+    t.same(got === undefined ? undefined : { ...got, traceState: got.traceState?.serialize() }, expected === undefined ? undefined : { ...expected, traceState: expected.traceState?.serialize() }, JSON.stringify(tp))
+  }
+})
+
 t.test('node.trace refuses a malformed trace ID with its code', async (t) => {
   await t.rejects(caller.trace('xyz'), { code: 'MESH_ERR_TRACE_INVALID_ID' })
   await t.rejects(caller.trace('0'.repeat(32)), { code: 'MESH_ERR_TRACE_INVALID_ID' })
@@ -87,8 +120,7 @@ t.test('node.trace refuses a malformed trace ID with its code', async (t) => {
 t.test('the ring keeps its last spans and no more, and forgets old ones on query', async (t) => {
   let now = 1_000_000
   const ring = new SpanRing({ size: 64, maxAgeMs: 60_000 }, () => now)
-  const provider = new TracerProvider({ spanProcessors: [ring] })
-  const tracer = provider.getTracer('test')
+  const tracer = new MeshTracer('x', new AlwaysOnSampler(), (s) => { ring.add(s) })
   const ids: string[] = []
   for (let i = 0; i < 1_000; i++) {
     const span = tracer.startSpan(`s${i}`)
@@ -101,7 +133,6 @@ t.test('the ring keeps its last spans and no more, and forgets old ones on query
   t.equal(ring.trace(ids[999]).length, 1, 'the last one is there')
   now = Date.now() + 120_000
   t.same(ring.trace(ids[999]), [], 'past the age limit it is not returned')
-  await provider.shutdown()
 })
 
 t.test('sampling from OTEL_TRACES_SAMPLER: a ratio of 0 records no new trace, but follows a sampled parent', async (t) => {
