@@ -135,6 +135,29 @@ t.test('the ring keeps its last spans and no more, and forgets old ones on query
   t.same(ring.trace(ids[999]), [], 'past the age limit it is not returned')
 })
 
+t.test('the ring gives back each span as it ended: IDs, parent, status, attributes', async (t) => {
+  const ring = new SpanRing({ size: 4, maxAgeMs: 60_000 })
+  const tracer = new MeshTracer('agent-x', new AlwaysOnSampler(), (s) => { ring.add(s) })
+  const parent = trace.setSpanContext(ROOT_CONTEXT, { traceId: 'c'.repeat(32), spanId: 'd'.repeat(16), traceFlags: 1, isRemote: true })
+  const many = Object.fromEntries(Array.from({ length: 12 }, (_, i) => [`k${i}`, i]))
+  const kept = [
+    tracer.startSpan('a', { kind: 2, attributes: { s: 'text', n: 7, f: 0.5, b: true, list: ['x', 'y'] } }, parent),
+    tracer.startSpan('b', { attributes: many }),
+  ]
+  kept[0].setAttribute('late', 'set after start')
+  kept[0].setStatus({ code: 2, message: 'it broke' })
+  for (const s of kept) s.end()
+  kept[0].setAttribute('after', 'end') // ignored: the span has ended
+  const [a] = ring.trace('c'.repeat(32))
+  t.match(a, { traceId: 'c'.repeat(32), spanId: kept[0].spanContext().spanId, parentSpanId: 'd'.repeat(16), name: 'a', kind: 2, agent: 'agent-x', status: 2, statusMessage: 'it broke' })
+  t.same(a.attributes, { s: 'text', n: 7, f: 0.5, b: true, list: ['x', 'y'], late: 'set after start' })
+  const [b] = ring.trace(kept[1].spanContext().traceId)
+  t.same(b.attributes, many, 'a dozen attributes, all of them')
+  t.equal(b.parentSpanId, undefined)
+  for (let i = 0; i < 4; i++) tracer.startSpan(`c${i}`, { attributes: { i } }).end()
+  t.same(ring.trace('c'.repeat(32)), [], 'overwritten')
+})
+
 t.test('sampling from OTEL_TRACES_SAMPLER: a ratio of 0 records no new trace, but follows a sampled parent', async (t) => {
   const tracing = new Tracing({ agent: 'x', size: 16, maxAgeMs: 60_000, env: { OTEL_TRACES_SAMPLER: 'parentbased_traceidratio', OTEL_TRACES_SAMPLER_ARG: '0' } })
   t.teardown(async () => { await tracing.stop() })
