@@ -1,6 +1,7 @@
 import { Server } from '@modelcontextprotocol/sdk/server/index.js'
 import { CallToolRequestSchema, ErrorCode as RpcCode, ListToolsRequestSchema, McpError } from '@modelcontextprotocol/sdk/types.js'
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js'
+import { trace } from '@opentelemetry/api'
 import type { Clock } from '../clock.ts'
 import { isMeshError } from '../errors.ts'
 import type { GossipNode } from '../gossip/gossip-node.ts'
@@ -11,6 +12,7 @@ import type { PinGuard } from '../proxy/pins.ts'
 import type { MeshTool, MeshToolContext } from '../proxy/mesh-tool.ts'
 import { meshErrorResult } from '../server/tool-result.ts'
 import { createResolver } from '../topology/resolver.ts'
+import { inboundContext, injectInto } from '../telemetry/spans.ts'
 import { gatewayTools } from './tools.ts'
 import { hostLogLevel, passThrough } from './passthrough.ts'
 import type { GatewayFilter, GatewayTool } from './tools.ts'
@@ -133,20 +135,16 @@ export function createGateway (init: GatewayInit): Gateway {
   }
 }
 
-const TRACEPARENT = /^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/
 /**
- * The host's W3C trace context, as headers for the call: from its HTTP headers (Streamable HTTP),
- * else from the request's `_meta` (how MCP clients without headers, over stdio, carry it). A
- * malformed `traceparent` is dropped with its `tracestate`: the agents start their own trace.
+ * The host's W3C trace context, as headers for the call: read as an agent reads an inbound call
+ * (HTTP headers over Streamable HTTP, else the request's `_meta`, how MCP clients without headers
+ * carry it over stdio) and written as a call writes it. A malformed `traceparent` is dropped with
+ * its `tracestate`: the agents start their own trace.
  */
 export function hostTraceContext (meta: Record<string, unknown> | undefined, headers: Record<string, string | string[] | undefined> | undefined): { headers?: Record<string, string> } {
-  const pick = (key: string): string | undefined => {
-    const h = headers?.[key]
-    const v = typeof h === 'string' ? h : meta?.[key]
-    return typeof v === 'string' && v.length <= 512 ? v.trim() : undefined
-  }
-  const traceparent = pick('traceparent')
-  if (traceparent === undefined || !TRACEPARENT.test(traceparent)) return {}
-  const tracestate = pick('tracestate')
-  return { headers: { traceparent, ...(tracestate === undefined ? {} : { tracestate }) } }
+  const span = trace.getSpan(inboundContext(headers ?? {}, meta))
+  if (span === undefined) return {}
+  const out: Record<string, string> = {}
+  injectInto(out, span)
+  return { headers: out }
 }
