@@ -1,68 +1,99 @@
-// What tracing costs a call, and what the span ring costs in memory. Each round forks one process
-// per mode, interleaved: `off` (tracing.enabled false), `unsampled` (OTEL_TRACES_SAMPLER=always_off:
-// spans are created but not recorded, context still travels) and `sampled` (the default: every
-// span recorded in the ring). In each, a caller and a provider (one process, plain HTTP, so the
-// ratio is the worst case: mutual TLS makes the call dearer and tracing's share smaller) make
-// sequential calls; p50 and CPU per call are compared with `off`. Then the ring at its default
-// size (4,096 spans) is filled with spans shaped like an attempt's, and its heap measured.
-// Usage: node --expose-gc bench/tracing.ts [--calls 3000] [--rounds 5]
+// What tracing costs a call, and what the span ring costs in memory. Three modes: `off`
+// (tracing.enabled false), `unsampled` (OTEL_TRACES_SAMPLER=always_off: context still travels,
+// nothing is recorded) and `sampled` (the default: every span recorded in the ring). Each mode is
+// a caller and a provider on plain HTTP (so tracing's share is the largest it can be: mutual TLS
+// makes the call dearer), making sequential calls.
+//
+// By default each round is one process holding all three pairs, called in alternating batches
+// (off, unsampled, sampled, then the reverse order): the modes share the process's GC and JIT
+// state, which otherwise differs between processes by more than tracing costs (a process lands at
+// random in a slower GC state: BENCHMARKS.md, "Tracing"). `--separate` forks one process per mode
+// and round instead, as earlier measurements did. Then the ring at its default size (4,096
+// spans) is filled with spans shaped like an attempt's, and its heap measured.
+// Usage: node --expose-gc bench/tracing.ts [--rounds 5] [--calls 3000] [--batch 200] [--separate]
 import { fork } from 'node:child_process'
 import { parseArgs } from 'node:util'
 
-const { values } = parseArgs({ options: { calls: { type: 'string', default: '3000' }, rounds: { type: 'string', default: '5' }, child: { type: 'string' } } })
+const { values } = parseArgs({ options: { calls: { type: 'string', default: '3000' }, rounds: { type: 'string', default: '5' }, batch: { type: 'string', default: '200' }, separate: { type: 'boolean', default: false }, child: { type: 'string' } } })
 const CALLS = Number(values.calls)
+const BATCH = Number(values.batch)
 const MODES = { off: { MCP_MESH_TRACING: 'off' }, unsampled: { OTEL_TRACES_SAMPLER: 'always_off' }, sampled: { OTEL_TRACES_SAMPLER: 'parentbased_always_on' } } as const
 type Mode = keyof typeof MODES
+const ALL = Object.keys(MODES) as Mode[]
+/** One mode in one process: p50 of its calls and the process's CPU per call while they ran, µs. */
 interface Round { p50: number, cpu: number }
+const ARGS = { text: 'Lisbon, 2026-12-01 to 2026-12-05: what is the weather like?' }
 
 if (values.child !== undefined) {
   const { createMeshNode } = await import('../src/node.ts')
-  const opts = (name: string, extra: object = {}): Parameters<typeof createMeshNode>[0] => ({ mesh: `bench-tracing-${process.pid}`, name, ephemeralKey: true, colocated: true, handleSignals: false, settleMs: 5_000, tls: { mode: 'off' }, ...extra })
   process.emitWarning = () => {}
-  const provider = createMeshNode(opts('provider'))
-  provider.tool('echo', { annotations: { readOnlyHint: true } }, async (args) => ({ echo: args }))
-  await provider.start()
-  const caller = createMeshNode(opts('caller', { bootstrap: provider.gossip.addrs }))
-  await caller.start()
-  await caller.ready()
-  const echo = caller.dependency('echo')
-  const args = { text: 'Lisbon, 2026-12-01 to 2026-12-05: what is the weather like?' }
-  for (let i = 0; i < 500; i++) await echo(args)
-  const times: number[] = []
-  const cpu0 = process.cpuUsage()
-  for (let i = 0; i < CALLS; i++) {
-    const t0 = performance.now()
-    await echo(args)
-    times.push(performance.now() - t0)
+  const modes = values.child === 'all' ? ALL : [values.child as Mode]
+  const calls: Partial<Record<Mode, (a: typeof ARGS) => Promise<unknown>>> = {}
+  const stops: Array<() => Promise<void>> = []
+  for (const mode of modes) {
+    // A node reads the sampler when it is created, so each pair gets its mode's environment.
+    Object.assign(process.env, MODES[mode])
+    const opts = (name: string, extra: object = {}): Parameters<typeof createMeshNode>[0] => ({ mesh: `bench-tracing-${process.pid}-${mode}`, name, ephemeralKey: true, colocated: true, handleSignals: false, settleMs: 5_000, tls: { mode: 'off' }, tracing: { enabled: mode !== 'off' }, ...extra })
+    const provider = createMeshNode(opts('provider'))
+    provider.tool('echo', { annotations: { readOnlyHint: true } }, async (args) => ({ echo: args }))
+    await provider.start()
+    const caller = createMeshNode(opts('caller', { bootstrap: provider.gossip.addrs }))
+    await caller.start()
+    await caller.ready()
+    calls[mode] = caller.dependency('echo')
+    stops.push(async () => { await caller.stop(); await provider.stop() })
   }
-  const cpu = process.cpuUsage(cpu0)
-  times.sort((a, b) => a - b)
-  const round: Round = { p50: times[Math.floor(times.length / 2)] * 1000, cpu: (cpu.user + cpu.system) / CALLS }
-  await caller.stop()
-  await provider.stop()
-  process.send!(round)
+  for (const mode of modes) for (let i = 0; i < 500; i++) await calls[mode]!(ARGS)
+  const times: Partial<Record<Mode, number[]>> = {}
+  const cpu: Partial<Record<Mode, number>> = {}
+  const batch = modes.length === 1 ? CALLS : BATCH
+  for (let done = 0, turn = 0; done < CALLS; done += batch, turn++) {
+    for (const mode of turn % 2 === 0 ? modes : [...modes].reverse()) {
+      const t = (times[mode] ??= [])
+      const cpu0 = process.cpuUsage()
+      for (let i = 0; i < Math.min(batch, CALLS - done); i++) {
+        const t0 = performance.now()
+        await calls[mode]!(ARGS)
+        t.push(performance.now() - t0)
+      }
+      const c = process.cpuUsage(cpu0)
+      cpu[mode] = (cpu[mode] ?? 0) + c.user + c.system
+    }
+  }
+  const out: Partial<Record<Mode, Round>> = {}
+  for (const mode of modes) {
+    const t = times[mode]!.sort((a, b) => a - b)
+    out[mode] = { p50: t[Math.floor(t.length / 2)] * 1000, cpu: cpu[mode]! / t.length }
+  }
+  for (const stop of stops) await stop()
+  process.send!(out)
   process.exit(0)
 }
 
-const results: Record<Mode, Round[]> = { off: [], unsampled: [], sampled: [] }
+const run = async (child: string, env: object): Promise<Partial<Record<Mode, Round>>> => {
+  const c = fork(new URL(import.meta.url), ['--child', child, '--calls', String(CALLS), '--batch', String(BATCH)], { env: { ...process.env, ...env }, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+  return await new Promise((resolve, reject) => { c.once('message', (m) => resolve(m as Partial<Record<Mode, Round>>)); c.once('exit', (code) => { if (code !== 0) reject(new Error(`${child} exited ${code}`)) }) })
+}
+const rounds: Array<Record<Mode, Round>> = []
 for (let r = 0; r < Number(values.rounds); r++) {
-  for (const mode of Object.keys(MODES) as Mode[]) {
-    const child = fork(new URL(import.meta.url), ['--child', mode, '--calls', String(CALLS)], { env: { ...process.env, ...MODES[mode] }, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
-    results[mode].push(await new Promise<Round>((resolve, reject) => { child.once('message', (m) => resolve(m as Round)); child.once('exit', (code) => { if (code !== 0) reject(new Error(`${mode} exited ${code}`)) }) }))
-  }
+  if (values.separate) {
+    const round: Partial<Record<Mode, Round>> = {}
+    for (const mode of ALL) Object.assign(round, await run(mode, MODES[mode]))
+    rounds.push(round as Record<Mode, Round>)
+  } else rounds.push(await run('all', {}) as Record<Mode, Round>)
 }
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
-console.log(`sequential calls, ${CALLS} per round, ${values.rounds} rounds interleaved (µs; per round: p50 / CPU per call of the process holding caller and provider)`)
-console.log('| mode | p50, median round | p50 over off | CPU per call, median | CPU over off | rounds (p50 / CPU) |')
+const pct = (x: number): string => `${x >= 0 ? '+' : ''}${(x * 100).toFixed(1)} %`
+console.log(`sequential calls, ${CALLS} per mode and round, ${values.rounds} rounds, ${values.separate ? 'a process per mode and round' : `one process per round, modes in alternating batches of ${BATCH}`} (µs)`)
+console.log('| mode | p50, median round | p50 over off: median (worst round) | CPU per call, median | CPU over off: median (worst) | rounds (p50 / CPU) |')
 console.log('|---|---|---|---|---|---|')
-const off = { p50: median(results.off.map((x) => x.p50)), cpu: median(results.off.map((x) => x.cpu)) }
-for (const mode of Object.keys(MODES) as Mode[]) {
-  const p50 = median(results[mode].map((x) => x.p50))
-  const cpu = median(results[mode].map((x) => x.cpu))
-  const pct = (a: number, b: number): string => `${a >= b ? '+' : ''}${((a / b - 1) * 100).toFixed(1)} %`
-  console.log(`| ${mode} | ${p50.toFixed(0)} | ${pct(p50, off.p50)} | ${cpu.toFixed(0)} | ${pct(cpu, off.cpu)} | ${results[mode].map((x) => `${x.p50.toFixed(0)} / ${x.cpu.toFixed(0)}`).join(', ')} |`)
+for (const mode of ALL) {
+  // Each round's own ratio: within a round the modes shared the process (by default).
+  const over = rounds.map((r) => r[mode].p50 / r.off.p50 - 1)
+  const overCpu = rounds.map((r) => r[mode].cpu / r.off.cpu - 1)
+  const cells = mode === 'off' ? ['', ''] : [`${pct(median(over))} (${pct(Math.max(...over))})`, `${pct(median(overCpu))} (${pct(Math.max(...overCpu))})`]
+  console.log(`| ${mode} | ${median(rounds.map((r) => r[mode].p50)).toFixed(0)} | ${cells[0]} | ${median(rounds.map((r) => r[mode].cpu)).toFixed(0)} | ${cells[1]} | ${rounds.map((r) => `${r[mode].p50.toFixed(0)} / ${r[mode].cpu.toFixed(0)}`).join(', ')} |`)
 }
-
 // The ring at its default size, filled with spans shaped like an attempt's.
 const gc = (globalThis as { gc?: () => void }).gc
 if (gc === undefined) {
