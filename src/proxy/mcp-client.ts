@@ -89,8 +89,9 @@ interface Provider {
   /** How its agent was made: the answers pool is made alike. */
   options: HttpsAgentOptions
   /**
-   * A small pool of its own for answers to the provider's requests: on the calls' pool they could
-   * wait behind the very calls that wait for them (every connection busy with a call's stream).
+   * A small pool of its own for answers to the provider's requests and for cancellations: on the
+   * calls' pool they could wait behind the very calls that wait for them (every connection busy
+   * with a call's stream), or behind calls queued for a connection.
    */
   answers?: Provider
   /** Renewed, forgotten or closed: an answers pool made for a call still in flight closes its connections once free. */
@@ -281,7 +282,7 @@ export class McpHttpClient {
     return agent
   }
 
-  /** The pool answers to `p`'s requests go on: the same TLS identity, its own connections. */
+  /** The pool answers to `p`'s requests and cancellations go on: the same TLS identity, its own connections. */
   #answers (p: Provider): Provider {
     if (p.answers === undefined) {
       const options = { ...p.options, maxSockets: ANSWER_CONNECTIONS }
@@ -344,11 +345,14 @@ export class McpHttpClient {
     }
   }
 
-  /** Sends `notifications/cancelled` for request `id`, in the background, on a connection of the same pool. */
+  /**
+   * Sends `notifications/cancelled` for request `id`, in the background, on the answers pool: on
+   * the calls' pool it would queue behind calls waiting for a connection, and be dropped.
+   */
   #cancel (t: Target, p: Provider, id: number, version: string | undefined, reason: unknown): void {
     const why = reason instanceof DOMException && reason.name === 'TimeoutError' ? 'the caller timed out' : 'the caller aborted the call'
     const message = { jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: id, reason: why } }
-    post(p, t.path, JSON.stringify(message), version === undefined ? {} : { 'mcp-protocol-version': version }, AbortSignal.timeout(CANCEL_TIMEOUT_MS))
+    post(this.#answers(p), t.path, JSON.stringify(message), version === undefined ? {} : { 'mcp-protocol-version': version }, AbortSignal.timeout(CANCEL_TIMEOUT_MS))
       .then((res) => { res.resume() }, () => {}) // best effort: the provider may be gone
   }
 
@@ -480,7 +484,7 @@ const CANCEL_TIMEOUT_MS = 2_000
 const INITIALIZE_TIMEOUT_MS = 15_000
 /** How long an answer to a provider's request may take to be delivered (its call's deadline may end it sooner). */
 const ANSWER_TIMEOUT_MS = 10_000
-/** Connections per provider for answers to its requests (they are small and short). */
+/** Connections per provider for answers to its requests and cancellations (they are small and short). */
 const ANSWER_CONNECTIONS = 4
 
 /** POSTs `body` on the provider's pool; resolves with the response once its head has arrived. */
