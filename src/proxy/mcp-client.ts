@@ -99,7 +99,6 @@ interface Provider {
 }
 /** A provider URL once checked: its pool's key, the path it POSTs to, the normalized form for messages. */
 interface Target { origin: string, path: string, href: string }
-const NO_SIGNALS: AbortSignal[] = []
 /** A signal that never aborts, for calls with neither a signal nor a timeout. */
 const NEVER = new AbortController().signal
 
@@ -162,10 +161,7 @@ export class McpHttpClient {
    * `details.notSent` (nothing was sent).
    */
   async callTool (url: string, tool: string, args: unknown, options: RawCallOptions): Promise<CallToolResult> {
-    const signals = options.timeoutMs === undefined ? NO_SIGNALS : [AbortSignal.timeout(options.timeoutMs)]
-    const signal = options.signal === undefined
-      ? (signals[0] ?? NEVER)
-      : signals.length === 0 ? options.signal : AbortSignal.any([options.signal, ...signals])
+    const signal = callSignal(options)
     const target = this.#target(url)
     const p = this.#provider(target, options.peer)
     const version = await this.#version(target, p, signal)
@@ -182,7 +178,7 @@ export class McpHttpClient {
    * pools, identity checks and errors as `callTool`; returns its `result`.
    */
   async request (url: string, method: string, params: Record<string, unknown>, options: Pick<RawCallOptions, 'signal' | 'peer' | 'timeoutMs'>): Promise<unknown> {
-    const signal = options.timeoutMs === undefined ? (options.signal ?? NEVER) : AbortSignal.any([...(options.signal === undefined ? [] : [options.signal]), AbortSignal.timeout(options.timeoutMs)])
+    const signal = callSignal(options)
     const target = this.#target(url)
     const p = this.#provider(target, options.peer)
     const version = await this.#version(target, p, signal)
@@ -438,6 +434,16 @@ export class McpHttpClient {
     const text = await readCapped(res, MAX_ERROR_BODY, t.href).catch(() => '')
     throw httpFailure({ url: t.href, method }, res.statusCode ?? 0, text)
   }
+}
+
+/**
+ * The one signal a call runs on: the caller's, its own timeout, both, or one that never aborts
+ * (so the hot path links nothing when neither is given).
+ */
+function callSignal ({ signal, timeoutMs }: Pick<RawCallOptions, 'signal' | 'timeoutMs'>): AbortSignal {
+  if (timeoutMs === undefined) return signal ?? NEVER
+  const timeout = AbortSignal.timeout(timeoutMs)
+  return signal === undefined ? timeout : AbortSignal.any([signal, timeout])
 }
 
 /**
