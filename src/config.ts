@@ -169,10 +169,11 @@ export const HttpOptionsSchema = z.object({
   /** Largest request body accepted (413 above): 4 MiB, as the stock SDK. */
   maxBodyBytes: z.number().int().min(1024).default(4 * 1024 * 1024),
   /**
-   * JSON-RPC requests served at once, each counted from its POST's first byte (a body still
-   * arriving holds one) until its answer: a POST over the limit is refused whole with 503
-   * MESH_ERR_SERVER_BUSY before anything runs (a batch counts every request in it), so callers
-   * fail over.
+   * JSON-RPC requests served at once, each counted until its answer: a POST over the limit is
+   * refused whole with 503 MESH_ERR_SERVER_BUSY before anything runs (a batch counts every
+   * request in it), so callers fail over. Responses and notifications (a caller's answers to
+   * sampling or elicitation, its cancellations) count for nothing. Also the most POST bodies
+   * read at once, each counted from its first byte: one more is refused with the same 503.
    */
   maxConcurrentCalls: z.number().int().min(1).default(256),
   /**

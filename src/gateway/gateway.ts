@@ -9,7 +9,7 @@ import { createCaller } from '../proxy/caller.ts'
 import type { McpHttpClient } from '../proxy/mcp-client.ts'
 import { createMeshTool } from '../proxy/mesh-tool.ts'
 import type { PinGuard } from '../proxy/pins.ts'
-import type { MeshTool, MeshToolContext } from '../proxy/mesh-tool.ts'
+import type { MeshTool } from '../proxy/mesh-tool.ts'
 import { meshErrorResult } from '../server/tool-result.ts'
 import { createResolver } from '../topology/resolver.ts'
 import { inboundContext, injectInto } from '../telemetry/spans.ts'
@@ -56,17 +56,6 @@ export function createGateway (init: GatewayInit): Gateway {
   const { pins } = init
   const resolver = createResolver({ ...(init.trustDomain === undefined ? {} : { trustDomain: init.trustDomain }), ...(pins === undefined ? {} : { pins }) })
   const caller = createCaller({ gossip: () => node, client: init.client, clock: init.clock, settleUntil: () => 0, callTimeoutMs: init.callTimeoutMs, stopSignal: stopping.signal, ...(init.trustDomain === undefined ? {} : { trustDomain: init.trustDomain }), ...(pins === undefined ? {} : { pins }) })
-  // The MeshTool hands back the structured result; the host gets the provider's whole answer,
-  // keyed by the arguments object each call passes down unchanged.
-  const raw = new WeakMap<object, CallToolResult>()
-  const context: MeshToolContext = {
-    ...caller,
-    callRemote: async (c, args, o) => {
-      const r = await caller.callRemote(c, args, o)
-      if (typeof args === 'object' && args !== null) raw.set(args, r)
-      return r
-    },
-  }
   const meshTools = new Map<string, MeshTool>()
   const servers = new Set<Server>()
   let current = gatewayTools(node.replica.members(), resolver, init.filter, pins)
@@ -90,7 +79,7 @@ export function createGateway (init: GatewayInit): Gateway {
   const toolOf = (g: GatewayTool): MeshTool => {
     const key = JSON.stringify(g.spec)
     let t = meshTools.get(key)
-    if (t === undefined) meshTools.set(key, t = createMeshTool(g.spec.capability, g.spec, context))
+    if (t === undefined) meshTools.set(key, t = createMeshTool(g.spec.capability, g.spec, caller))
     return t
   }
 
@@ -102,10 +91,11 @@ export function createGateway (init: GatewayInit): Gateway {
       server.setRequestHandler(CallToolRequestSchema, async (req, extra): Promise<CallToolResult> => {
         const g = current.find((t) => t.tool.name === req.params.name)
         if (g === undefined) throw new McpError(RpcCode.InvalidParams, `unknown tool ${req.params.name}: the mesh offers ${current.map((t) => t.tool.name).join(', ') || 'nothing now'}`)
-        const args = { ...(req.params.arguments ?? {}) }
         const token = req.params._meta?.progressToken
         try {
-          const { result } = await toolOf(g).invoke(args, {
+          // The host gets the provider's whole answer (its content and _meta), not the structured part.
+          return await toolOf(g)(req.params.arguments, {
+            raw: true,
             signal: extra.signal, // the host's cancellation
             ...hostTraceContext(req.params._meta, extra.requestInfo?.headers), // the agents' spans join the host's trace
             ...passThrough(server, extra, logLevel), // the provider's logs and requests to the host
@@ -113,7 +103,6 @@ export function createGateway (init: GatewayInit): Gateway {
               ? {}
               : { onProgress: (p) => { extra.sendNotification({ method: 'notifications/progress', params: { progressToken: token, ...p } }).catch(() => {}) } }),
           })
-          return raw.get(args) ?? { content: [{ type: 'text', text: JSON.stringify(result) ?? 'null' }] }
         } catch (err) {
           if (isMeshError(err)) return meshErrorResult(err.code, err.message)
           throw err

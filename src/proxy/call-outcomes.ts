@@ -12,9 +12,13 @@ import { shortDigest } from '../topology/pins.ts'
 import { printable } from './answer.ts'
 import { timedOutAfter } from './deadline.ts'
 import type { MeshToolContext, ProviderInfo } from './mesh-tool.ts'
-/** Turns a tool result into what the caller gets: structured content, else content; errors thrown. */
-export function unwrap<R> (r: CallToolResult, dependency: string, provider: ProviderInfo, output: z.ZodType | undefined): R {
+/**
+ * Turns a tool result into what the caller gets: structured content, else content (checked
+ * against `output`), or with `whole` the result itself; errors thrown.
+ */
+export function unwrap<R> (r: CallToolResult, dependency: string, provider: ProviderInfo, output: z.ZodType | undefined, whole = false): R {
   if (r.isError === true) throw toolError(r, dependency, provider)
+  if (whole) return r as R
   const value = r.structuredContent ?? r.content
   if (output === undefined) return value as R
   const checked = output.safeParse(value)

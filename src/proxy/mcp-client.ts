@@ -89,8 +89,9 @@ interface Provider {
   /** How its agent was made: the answers pool is made alike. */
   options: HttpsAgentOptions
   /**
-   * A small pool of its own for answers to the provider's requests: on the calls' pool they could
-   * wait behind the very calls that wait for them (every connection busy with a call's stream).
+   * A small pool of its own for answers to the provider's requests and for cancellations: on the
+   * calls' pool they could wait behind the very calls that wait for them (every connection busy
+   * with a call's stream), or behind calls queued for a connection.
    */
   answers?: Provider
   /** Renewed, forgotten or closed: an answers pool made for a call still in flight closes its connections once free. */
@@ -98,7 +99,6 @@ interface Provider {
 }
 /** A provider URL once checked: its pool's key, the path it POSTs to, the normalized form for messages. */
 interface Target { origin: string, path: string, href: string }
-const NO_SIGNALS: AbortSignal[] = []
 /** A signal that never aborts, for calls with neither a signal nor a timeout. */
 const NEVER = new AbortController().signal
 
@@ -161,10 +161,7 @@ export class McpHttpClient {
    * `details.notSent` (nothing was sent).
    */
   async callTool (url: string, tool: string, args: unknown, options: RawCallOptions): Promise<CallToolResult> {
-    const signals = options.timeoutMs === undefined ? NO_SIGNALS : [AbortSignal.timeout(options.timeoutMs)]
-    const signal = options.signal === undefined
-      ? (signals[0] ?? NEVER)
-      : signals.length === 0 ? options.signal : AbortSignal.any([options.signal, ...signals])
+    const signal = callSignal(options)
     const target = this.#target(url)
     const p = this.#provider(target, options.peer)
     const version = await this.#version(target, p, signal)
@@ -181,7 +178,7 @@ export class McpHttpClient {
    * pools, identity checks and errors as `callTool`; returns its `result`.
    */
   async request (url: string, method: string, params: Record<string, unknown>, options: Pick<RawCallOptions, 'signal' | 'peer' | 'timeoutMs'>): Promise<unknown> {
-    const signal = options.timeoutMs === undefined ? (options.signal ?? NEVER) : AbortSignal.any([...(options.signal === undefined ? [] : [options.signal]), AbortSignal.timeout(options.timeoutMs)])
+    const signal = callSignal(options)
     const target = this.#target(url)
     const p = this.#provider(target, options.peer)
     const version = await this.#version(target, p, signal)
@@ -281,7 +278,7 @@ export class McpHttpClient {
     return agent
   }
 
-  /** The pool answers to `p`'s requests go on: the same TLS identity, its own connections. */
+  /** The pool answers to `p`'s requests and cancellations go on: the same TLS identity, its own connections. */
   #answers (p: Provider): Provider {
     if (p.answers === undefined) {
       const options = { ...p.options, maxSockets: ANSWER_CONNECTIONS }
@@ -344,11 +341,14 @@ export class McpHttpClient {
     }
   }
 
-  /** Sends `notifications/cancelled` for request `id`, in the background, on a connection of the same pool. */
+  /**
+   * Sends `notifications/cancelled` for request `id`, in the background, on the answers pool: on
+   * the calls' pool it would queue behind calls waiting for a connection, and be dropped.
+   */
   #cancel (t: Target, p: Provider, id: number, version: string | undefined, reason: unknown): void {
     const why = reason instanceof DOMException && reason.name === 'TimeoutError' ? 'the caller timed out' : 'the caller aborted the call'
     const message = { jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: id, reason: why } }
-    post(p, t.path, JSON.stringify(message), version === undefined ? {} : { 'mcp-protocol-version': version }, AbortSignal.timeout(CANCEL_TIMEOUT_MS))
+    post(this.#answers(p), t.path, JSON.stringify(message), version === undefined ? {} : { 'mcp-protocol-version': version }, AbortSignal.timeout(CANCEL_TIMEOUT_MS))
       .then((res) => { res.resume() }, () => {}) // best effort: the provider may be gone
   }
 
@@ -437,6 +437,16 @@ export class McpHttpClient {
 }
 
 /**
+ * The one signal a call runs on: the caller's, its own timeout, both, or one that never aborts
+ * (so the hot path links nothing when neither is given).
+ */
+function callSignal ({ signal, timeoutMs }: Pick<RawCallOptions, 'signal' | 'timeoutMs'>): AbortSignal {
+  if (timeoutMs === undefined) return signal ?? NEVER
+  const timeout = AbortSignal.timeout(timeoutMs)
+  return signal === undefined ? timeout : AbortSignal.any([signal, timeout])
+}
+
+/**
  * Checks a provider URL before anything is sent: an http(s) URL without credentials, else
  * `MESH_ERR_CALL_UNREACHABLE` with `details.notSent` (the raw string is not echoed).
  */
@@ -480,7 +490,7 @@ const CANCEL_TIMEOUT_MS = 2_000
 const INITIALIZE_TIMEOUT_MS = 15_000
 /** How long an answer to a provider's request may take to be delivered (its call's deadline may end it sooner). */
 const ANSWER_TIMEOUT_MS = 10_000
-/** Connections per provider for answers to its requests (they are small and short). */
+/** Connections per provider for answers to its requests and cancellations (they are small and short). */
 const ANSWER_CONNECTIONS = 4
 
 /** POSTs `body` on the provider's pool; resolves with the response once its head has arrived. */

@@ -87,7 +87,16 @@ export interface CallOptions {
    * (the host would be asked twice). Calls to this agent's own tools (in process) carry neither.
    */
   onRequest?: ServerRequestHandler
+  /**
+   * Returns the provider's whole MCP result (`CallToolResult`: content, structured content,
+   * `_meta`) instead of its structured content; `output` is not applied. An `isError` result still
+   * throws. For callers that pass results on as MCP (the gateway).
+   */
+  raw?: boolean
 }
+
+/** Call options that return the provider's whole MCP result. */
+export type RawResultOptions = CallOptions & { raw: true }
 
 /** What a caller counts about its calls through injected tools. */
 export interface CallStats {
@@ -125,14 +134,16 @@ export interface ProviderInfo {
  * the structured result (or the content, when the tool returns no structured content).
  */
 export interface MeshTool<R = unknown> {
+  (args: Record<string, unknown> | undefined, options: RawResultOptions): Promise<CallToolResult>
   (args?: Record<string, unknown>, options?: CallOptions): Promise<R>
   /** The same call, also saying which provider served it. */
+  invoke(args: Record<string, unknown> | undefined, options: RawResultOptions): Promise<{ result: CallToolResult, provider: ProviderInfo }>
   invoke(args?: Record<string, unknown>, options?: CallOptions): Promise<{ result: R, provider: ProviderInfo }>
   /**
    * The same call, streamed: iterate its partial results (`for await (const part of
    * weather.stream(args))`), then read the final one (`await s.result`). See `MeshStream`.
    */
-  stream(args?: Record<string, unknown>, options?: Omit<CallOptions, 'onPart'>): MeshStream<R>
+  stream(args?: Record<string, unknown>, options?: Omit<CallOptions, 'onPart' | 'raw'>): MeshStream<R>
   /** Whether a provider exists now. */
   readonly available: boolean
   /** The capability of the first spec. */
@@ -432,7 +443,7 @@ export function createMeshTool<R = unknown> (name: string, declaration: Dependen
           }
         }
         const provider = providerInfo(served, local)
-        const result = unwrap<R>(raw, name, provider, output)
+        const result = unwrap<R>(raw, name, provider, output, call.raw === true)
         if (session !== undefined) pins.pin(session, c)
         ctx.stats.ok++
         return { result, provider }
@@ -526,7 +537,7 @@ export function createMeshTool<R = unknown> (name: string, declaration: Dependen
   const tool = (async (args?: Record<string, unknown>, call?: CallOptions) => (await invoke(args, call)).result) as MeshTool<R>
   Object.defineProperties(tool, {
     invoke: { value: invoke },
-    stream: { value: (args?: Record<string, unknown>, call?: Omit<CallOptions, 'onPart'>) => meshStream<R>(invoke, args, call) },
+    stream: { value: (args?: Record<string, unknown>, call?: Omit<CallOptions, 'onPart' | 'raw'>) => meshStream<R>(invoke, args, call) },
     available: { get: () => ctx.resolve(specs, key).ranked.length > 0 },
     capability: { value: specs[0].capability },
     resolve: { value: () => ctx.resolve(specs, key) },

@@ -97,7 +97,12 @@ export function createEndpoint (init: EndpointInit): Endpoint {
   let url = ''
   let draining = false
   let stopped: Promise<void> | undefined
-  /** POSTs whose body is still arriving: each holds a slot of `maxConcurrentCalls`. */
+  /**
+   * POSTs whose body is still arriving, at most `maxConcurrentCalls` at once. They hold no call
+   * slot: what a body carries is known only once read, and one that carries only responses
+   * (answers to our sampling or elicitation requests) or notifications (`notifications/cancelled`)
+   * must get through while the calls waiting for it hold every slot.
+   */
   let reading = 0
 
   const handle: RequestListener = (req, res) => {
@@ -117,9 +122,9 @@ export function createEndpoint (init: EndpointInit): Endpoint {
     res.writeHead(404).end()
   }
 
-  const busy = (res: ServerResponse): void => {
+  const busy = (res: ServerResponse, what = 'serves at most'): void => {
     count('busy')
-    reject(res, 503, 'MESH_ERR_SERVER_BUSY', `this agent serves at most ${http.maxConcurrentCalls} requests at once (http.maxConcurrentCalls)`)
+    reject(res, 503, 'MESH_ERR_SERVER_BUSY', `this agent ${what} ${http.maxConcurrentCalls} requests at once (http.maxConcurrentCalls)`)
   }
   const refuseDraining = (res: ServerResponse): void => {
     count('draining')
@@ -130,8 +135,9 @@ export function createEndpoint (init: EndpointInit): Endpoint {
     const refusal = hostRefusal(req, allowed)
     if (refusal !== undefined) { reject(res, 403, undefined, refusal); return }
     if (draining) { refuseDraining(res); return }
-    // Counted from the first byte: a body still arriving holds a slot, so half-sent bodies are not free.
-    if (reading + transport.inflight >= http.maxConcurrentCalls) { busy(res); return }
+    // Counted from the first byte, so half-sent bodies are not free: they are bounded apart from
+    // the calls (by this, maxBodyBytes and requestTimeoutMs).
+    if (reading >= http.maxConcurrentCalls) { busy(res, 'reads at most'); return }
     if (!String(req.headers['content-type'] ?? '').toLowerCase().startsWith('application/json')) {
       reject(res, 415, undefined, 'Content-Type must be application/json')
       return
@@ -182,13 +188,12 @@ export function createEndpoint (init: EndpointInit): Endpoint {
         reject(res, 400, undefined, 'Invalid Request: expected a JSON-RPC 2.0 message', -32600)
         return
       }
-      // Every request of a batch counts (and the slots of bodies still arriving stay theirs): a
-      // POST that would pass the limit is refused whole, before anything runs, so a mesh caller
-      // can fail over.
+      // Every request of a batch counts: a POST that would pass the limit is refused whole, before
+      // anything runs, so a mesh caller can fail over. Responses and notifications count for nothing.
       let requests = 1
       if (batch) requests = messages.reduce<number>((n, m) => n + (isRequest(m) ? 1 : 0), 0)
       else if (!isRequest(messages[0])) requests = 0
-      if (requests > 0 && reading + transport.inflight + requests > http.maxConcurrentCalls) { busy(res); return }
+      if (requests > 0 && transport.inflight + requests > http.maxConcurrentCalls) { busy(res); return }
       const authInfo = init.authenticate?.(req)
       exchange = new Exchange(res, batch, readers)
       const dispatched = transport.dispatch(messages, exchange, {

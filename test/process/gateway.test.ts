@@ -1,45 +1,27 @@
 // `meshctl gateway` as a host runs it: a real MCP client spawning the command over stdio (and one
 // over Streamable HTTP), in a mesh with mutual TLS, providers as processes and in process.
 import { spawn } from 'node:child_process'
-import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import t from 'tap'
 import { z } from 'zod'
 import { Client } from '@modelcontextprotocol/sdk/client/index.js'
-import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js'
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js'
 import { ToolListChangedNotificationSchema } from '@modelcontextprotocol/sdk/types.js'
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js'
-import { startBootstrap } from '../../src/bootstrap/daemon.ts'
 import { createMeshNode } from '../../src/node.ts'
 import type { MeshNode } from '../../src/node.ts'
 import { spawnExample } from '../helpers/agents.ts'
-import type { ExampleAgent } from '../helpers/agents.ts'
+import { gatewayMesh, root } from '../helpers/gateway-mesh.ts'
 import { testNodeOptions } from '../helpers/mesh.ts'
 import { collect } from '../helpers/collect.ts'
 import { waitFor } from '../helpers/wait.ts'
 
 t.setTimeout(240_000)
 
-const root = fileURLToPath(new URL('../..', import.meta.url))
-const MESH = `gateway-${process.pid}`
-const home = await mkdtemp(join(tmpdir(), 'mesh-gateway-'))
-// Mutual TLS on the defaults: agents, bootstrap and gateway take identities from the local CA in `home`.
-const boot = await startBootstrap({ mesh: MESH, home, ephemeralKey: true, colocated: true, listen: ['/ip4/127.0.0.1/tcp/0'] })
-const env = { MCP_MESH_NAMESPACE: MESH, MCP_MESH_HOME: home, MCP_MESH_BOOTSTRAP: boot.addrs[0] }
-const agents: ExampleAgent[] = []
 const nodes: MeshNode[] = []
-const clients: Client[] = []
-t.teardown(async () => {
-  await Promise.all(clients.map((c) => c.close().catch(() => {})))
-  for (const a of agents) if (a.proc.exitCode === null && a.proc.signalCode === null) a.proc.kill('SIGKILL')
-  await Promise.all(agents.map((a) => a.exited))
-  await Promise.all(nodes.map((n) => n.stop()))
-  await boot.stop()
-  await rm(home, { recursive: true, force: true })
-})
+t.teardown(async () => { await Promise.all(nodes.map((n) => n.stop())) })
+// Mutual TLS on the defaults: agents, bootstrap and gateway take identities from the local CA in `home`.
+const m = await gatewayMesh(t, 'gateway')
+const { home, boot, env, agents, mesh: MESH } = m
 
 // Two equal weather providers as processes (one is killed for failover), one in process.
 agents.push(...await Promise.all([
@@ -73,15 +55,7 @@ async function stdioGateway (): Promise<{ client: Client, changes: () => number 
   const client = new Client({ name: 'test-host', version: '1.0.0' })
   let changes = 0
   client.setNotificationHandler(ToolListChangedNotificationSchema, () => { changes++ })
-  const transport = new StdioClientTransport({
-    command: process.execPath,
-    args: ['bin/meshctl.js', 'gateway', '--bootstrap', boot.addrs[0], '--mesh', MESH],
-    cwd: root,
-    env: { ...process.env, MCP_MESH_HOME: home, NO_COLOR: '1' } as Record<string, string>,
-    stderr: 'inherit',
-  })
-  await client.connect(transport)
-  clients.push(client)
+  await m.connect(client)
   return { client, changes: () => changes }
 }
 
@@ -154,15 +128,7 @@ t.test('a call whose provider died fails over to the other provider', async (t) 
 })
 
 t.test('Streamable HTTP: lists and calls; a non-loopback bind without a token refuses to start', async (t) => {
-  const proc = spawn(process.execPath, ['bin/meshctl.js', 'gateway', '--http', '127.0.0.1:0', '--bootstrap', boot.addrs[0], '--mesh', MESH], {
-    cwd: root, env: { ...process.env, MCP_MESH_HOME: home, NO_COLOR: '1' }, stdio: ['ignore', 'pipe', 'pipe'],
-  })
-  const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => { resolve(code) }))
-  t.teardown(async () => { if (proc.exitCode === null) proc.kill('SIGKILL'); await exited })
-  let err = ''
-  proc.stderr.on('data', (d: Buffer) => { err += d.toString() })
-  await waitFor('the gateway prints its URL', () => /at (http:\S+)/.test(err), 30_000)
-  const url = /at (http:\S+)/.exec(err)![1]
+  const { proc, url, exited } = await m.http()
   const client = new Client({ name: 'test-http-host', version: '1.0.0' })
   await client.connect(new StreamableHTTPClientTransport(new URL(url)))
   t.ok((await names(client)).includes('hotels'))
@@ -181,15 +147,10 @@ t.test('Streamable HTTP: lists and calls; a non-loopback bind without a token re
 })
 
 t.test('with a token, requests without the right bearer get 401', async (t) => {
-  const proc = spawn(process.execPath, ['bin/meshctl.js', 'gateway', '--http', '0.0.0.0:0', '--bootstrap', boot.addrs[0], '--mesh', MESH], {
-    cwd: root, env: { ...process.env, MCP_MESH_HOME: home, NO_COLOR: '1', MCP_MESH_GATEWAY_TOKEN: 's3cret' }, stdio: ['ignore', 'pipe', 'pipe'],
-  })
-  const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => { resolve(code) }))
-  t.teardown(async () => { if (proc.exitCode === null) proc.kill('SIGKILL'); await exited })
-  let err = ''
-  proc.stderr.on('data', (d: Buffer) => { err += d.toString() })
-  await waitFor('the gateway prints its URL', () => /at (http:\S+)/.test(err), 30_000)
-  const url = new URL(/at (http:\S+)/.exec(err)![1])
+  // The later --http wins over the helper's loopback one.
+  const gateway = await m.http(['--http', '0.0.0.0:0'], { MCP_MESH_GATEWAY_TOKEN: 's3cret' })
+  const { proc, exited } = gateway
+  const url = new URL(gateway.url)
   url.hostname = '127.0.0.1'
   t.equal((await fetch(url, { method: 'POST', body: '{}' })).status, 401, 'no token')
   t.equal((await fetch(url, { method: 'POST', headers: { authorization: 'Bearer wrong' }, body: '{}' })).status, 401, 'a wrong token')

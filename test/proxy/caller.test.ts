@@ -1,6 +1,7 @@
 // The caller: injected tools over the real lean client and real HTTP providers, resolving against
 // a real replica fed adverts by hand (no gossip: the topology is what the test says it is).
 import t from 'tap'
+import { z } from 'zod'
 import { AdvertSchema } from '../../src/topology/advert.ts'
 import type { Advert } from '../../src/topology/advert.ts'
 import { Replica } from '../../src/topology/replica.ts'
@@ -80,6 +81,20 @@ t.test('tool errors are classified by the mesh code in _meta, never by their tex
   const invalid = await weather({ kind: 'invalid' }).catch((e: unknown) => e)
   t.match(invalid, { details: { issues: [{ path: ['city'] }], validation: 'the arguments do not fit' } }, 'the issues travel too')
   t.equal(ctx.stats.failovers, 0, 'a tool result that claims "not sent" is not failed over: the tool ran')
+})
+
+t.test('raw: true returns the provider\'s whole MCP result, without the output check; an isError result still throws', async (t) => {
+  const { ctx, advertise } = setup(t)
+  const whole = { content: [{ type: 'text', text: 'sunny' }], structuredContent: { sky: 'sunny' }, _meta: { 'example/seen': 1 } }
+  const s = await provider('whole', { call: (_name, args) => (args as { fail?: boolean }).fail === true ? { isError: true, content: [{ type: 'text', text: 'no sky' }] } : whole })
+  advertise('p1', s.url)
+  const weather = createMeshTool<{ sky: number }>('weather', { capability: 'weather', output: z.object({ sky: z.number() }) }, ctx)
+  t.same(await weather({}, { raw: true }), whole, 'the callable')
+  const { result, provider: by } = await weather.invoke({}, { raw: true })
+  t.same(result, whole, 'invoke')
+  t.equal(by.agent, 'agent-p1')
+  await t.rejects(weather({}), { code: 'MESH_ERR_CALL_FAILED' }, 'without it, the output is checked')
+  await t.rejects(weather({ fail: true }, { raw: true }), { code: 'MESH_ERR_CALL_TOOL_ERROR' })
 })
 
 t.test('the caller spreads load among equals; the resolution itself stays put', async (t) => {

@@ -17,6 +17,8 @@ import type { MeshNode } from '../../src/node.ts'
 import { createMeshNode } from '../../src/node.ts'
 import { testNodeOptions } from '../helpers/mesh.ts'
 import { waitFor } from '../helpers/wait.ts'
+import { fakeProvider } from '../helpers/fake-provider.ts'
+import type { FakeProvider } from '../helpers/fake-provider.ts'
 
 const MESH = `transport-${process.pid}`
 
@@ -91,35 +93,55 @@ t.test('a TLS handshake that never completes is unreachable after connectTimeout
   t.ok(Date.now() - started < 10_000, 'failed at the connect timeout')
 })
 
-t.test('a caller that gives up on a call sends MCP notifications/cancelled for it', async (t) => {
-  // A bare MCP server over node:http that records every JSON-RPC message and never answers tools/call.
-  const got: Array<{ method?: string, id?: unknown, params?: { requestId?: unknown, reason?: unknown } }> = []
-  const { createServer } = await import('node:http')
-  const server = createServer((req, res) => {
-    let body = ''
-    req.on('data', (c: Buffer) => { body += c.toString() })
-    req.on('end', () => {
-      const m = JSON.parse(body) as { method?: string, id?: unknown }
-      got.push(m)
-      if (m.method === 'initialize') {
-        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ jsonrpc: '2.0', id: m.id, result: { protocolVersion: '2025-06-18', capabilities: {}, serverInfo: { name: 'rec', version: '1' } } }))
-      } else if (m.method === 'tools/call') {
-        res.writeHead(200, { 'content-type': 'text/event-stream' }) // held open: the caller gives up first
-      } else {
-        res.writeHead(202).end()
-      }
-    })
+/** A fake provider that holds every tools/call stream open (the caller gives up first), recording what it gets. */
+async function holdingProvider (t: { teardown: (fn: () => Promise<void>) => void }): Promise<FakeProvider> {
+  const fake = await fakeProvider({
+    misbehave: (msg, res) => {
+      if (msg.method !== 'tools/call') return false
+      res.writeHead(200, { 'content-type': 'text/event-stream' })
+      return true
+    },
   })
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  t.teardown(() => { server.closeAllConnections(); server.close() })
-  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/mcp`
+  t.teardown(() => fake.close())
+  return fake
+}
+/** The cancellations a fake provider received, by the request each names. */
+const cancelled = (fake: FakeProvider): Array<{ requestId?: unknown, reason?: unknown }> =>
+  fake.received.filter((m) => m.method === 'notifications/cancelled').map((m) => m.params as { requestId?: unknown, reason?: unknown })
+
+t.test('a caller that gives up on a call sends MCP notifications/cancelled for it', async (t) => {
+  const fake = await holdingProvider(t)
   const client = new McpHttpClient({ clientName: 'canceller', clientVersion: '1.0.0' })
   t.teardown(async () => { await client.close() })
-  await t.rejects(client.callTool(url, 'slow', {}, { timeoutMs: 300 }), { code: 'MESH_ERR_CALL_TIMEOUT' })
-  const call = got.find((m) => m.method === 'tools/call')
+  await t.rejects(client.callTool(fake.url, 'slow', {}, { timeoutMs: 300 }), { code: 'MESH_ERR_CALL_TIMEOUT' })
+  const call = fake.received.find((m) => m.method === 'tools/call')
   t.ok(call !== undefined, 'the call reached the server')
-  await waitFor('the cancellation to arrive', () => got.some((m) => m.method === 'notifications/cancelled'))
-  const cancel = got.find((m) => m.method === 'notifications/cancelled')!
-  t.equal(cancel.params?.requestId, call!.id, 'it names the request')
-  t.equal(cancel.params?.reason, 'the caller timed out')
+  await waitFor('the cancellation to arrive', () => cancelled(fake).length > 0)
+  const cancel = cancelled(fake)[0]
+  t.equal(cancel.requestId, call!.id, 'it names the request')
+  t.equal(cancel.reason, 'the caller timed out')
+})
+
+t.test('a cancellation does not wait for a connection of the calls\' pool', async (t) => {
+  // Two connections, both busy with calls the provider holds, and a third call queued for one. The
+  // aborted call's connection closes, and the queued call takes its place: a cancellation on the
+  // calls' pool would wait behind it until a call ends (here: never), and be dropped after 2 s.
+  // A provider behind a proxy sees no closed connection: the cancellation is all it gets.
+  const fake = await holdingProvider(t)
+  const client = new McpHttpClient({ clientName: 'canceller', connections: 2 })
+  const rest = new AbortController()
+  t.teardown(async () => { rest.abort(); await client.close() })
+  const aborted = new AbortController()
+  const first = client.callTool(fake.url, 'slow', {}, { signal: aborted.signal }).catch((e: unknown) => e)
+  const held = [1, 2].map(async () => await client.callTool(fake.url, 'slow', {}, { signal: rest.signal }).catch(() => {}))
+  await waitFor('two calls in flight', () => fake.received.filter((m) => m.method === 'tools/call').length === 2)
+  const id = fake.received.find((m) => m.method === 'tools/call')!.id
+  aborted.abort()
+  t.match(await first, { code: 'MESH_ERR_ABORTED' })
+  await waitFor('the queued call takes the freed connection', () => fake.received.filter((m) => m.method === 'tools/call').length === 3)
+  // Before, it never came: dropped after its own 2 s, still queued.
+  await waitFor('the cancellation arrives while every call holds its connection', () => cancelled(fake).some((c) => c.requestId === id))
+  t.same(cancelled(fake), [{ requestId: id, reason: 'the caller aborted the call' }], 'the provider got it, and nothing else ended')
+  rest.abort()
+  await Promise.all(held)
 })

@@ -2,6 +2,7 @@
 import t from 'tap'
 import { z } from 'zod'
 import { request } from 'undici'
+import { CreateMessageResultSchema } from '@modelcontextprotocol/sdk/types.js'
 import { Client } from '@modelcontextprotocol/sdk/client/index.js'
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js'
 import { createMeshNode } from '../../src/node.ts'
@@ -30,6 +31,10 @@ function define (n: MeshNode): void {
     ctx.signal.addEventListener('abort', () => { slowAborted++ })
     await Promise.race([gate, new Promise((resolve) => ctx.signal.addEventListener('abort', resolve))])
     return 'done'
+  })
+  n.tool('ask', { input: { i: z.number() } }, async ({ i }, _deps, ctx) => {
+    const r = await ctx.mcp!.sendRequest({ method: 'sampling/createMessage', params: { messages: [{ role: 'user', content: { type: 'text', text: `q${i}` } }], maxTokens: 5 } }, CreateMessageResultSchema, { signal: ctx.signal })
+    return { said: r.content.type === 'text' ? r.content.text : '?' }
   })
   n.tool('fails', {}, () => { throw new Error('the tool broke') })
   n.tool('liar', { output: { n: z.number() } }, () => ({ n: 'not a number' }))
@@ -64,7 +69,7 @@ t.test('the stock MCP SDK client lists and calls tools', async (t) => {
   const transport = new StreamableHTTPClientTransport(new URL(node.url))
   await client.connect(transport)
   const { tools } = await client.listTools()
-  t.same(tools.map((x) => x.name).sort(), ['count', 'echo', 'fails', 'liar', 'own_error', 'slow'])
+  t.same(tools.map((x) => x.name).sort(), ['ask', 'count', 'echo', 'fails', 'liar', 'own_error', 'slow'])
   t.ok(tools.every((x) => typeof x.description === 'string' && x.description.length > 0), 'every tool has a description, declared or by default')
   const echo = tools.find((x) => x.name === 'echo')!
   t.same(echo.inputSchema.required, ['word'], 'the input JSON schema is published')
@@ -157,6 +162,31 @@ t.test('body size and concurrency limits refuse with clear errors', async (t) =>
   await t.rejects(client.callTool(node.url, 'echo', { word: 'x' }, { timeoutMs: 5_000 }), { code: 'MESH_ERR_SERVER_BUSY' }, 'the lean client reports the mesh code')
   release()
   t.same((await Promise.all([a, b])).map((r) => r.status), [200, 200])
+})
+
+t.test('at the limit, answers to the provider\'s requests still get through: the calls waiting for them complete', async (t) => {
+  // Both slots are taken by calls that each wait for a sampling answer; the answers, POSTed on
+  // connections of their own, only once both calls are in flight, must not be refused as a third call.
+  const client = new McpHttpClient({ clientName: 'sampler' })
+  t.teardown(() => client.close())
+  const busyBefore = node.endpointStats?.dropped.busy ?? 0
+  let asked = 0
+  let bothAsked!: () => void
+  const both = new Promise<void>((resolve) => { bothAsked = resolve })
+  const onRequest = async (_method: string, params: Record<string, unknown> | undefined): Promise<Record<string, unknown>> => {
+    if (++asked === 2) bothAsked()
+    await both
+    const text = (params as { messages: Array<{ content: { text: string } }> }).messages[0].content.text
+    return { role: 'assistant', model: 'm', content: { type: 'text', text: `a${text}` } }
+  }
+  const calls = Promise.all([1, 2].map(async (i) => await client.callTool(node.url, 'ask', { i }, { timeoutMs: 10_000, onRequest })))
+  await both
+  t.equal(endpointInflight(), 2, 'both calls hold their slots before the answers are sent')
+  const notice = await post({ jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: 'none of mine', reason: 'test' } })
+  t.equal(notice.status, 202, 'a notification is taken at the limit too')
+  const results = await calls
+  t.same(results.map((r) => r.structuredContent), [{ said: 'aq1' }, { said: 'aq2' }], 'both calls completed with their answers')
+  t.equal(node.endpointStats?.dropped.busy ?? 0, busyBefore, 'nothing was refused as busy')
 })
 
 t.test('the client refuses an answer larger than maxResponseBytes', async (t) => {

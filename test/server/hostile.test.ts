@@ -154,7 +154,7 @@ t.test('a batch counts every request it carries against maxConcurrentCalls', asy
   t.equal(dropped(limited, 'busy'), 2)
 })
 
-t.test('bodies still arriving hold their slot from the first byte', async (t) => {
+t.test('bodies still arriving are bounded from the first byte', async (t) => {
   const half = await Promise.all([raw(limited), raw(limited), raw(limited)])
   const body = JSON.stringify(call('echo', 9, { word: 'x' }))
   for (const h of half) h.socket.write(postHead(limited, body.length) + body.slice(0, 10))
