@@ -281,7 +281,7 @@ export function createMeshTool<R = unknown> (name: string, declaration: Dependen
       try {
         const done = await attempt(args, call, limit.signal, deadlineAt, inbound, plan)
         ended?.({ dependency: name, capability: specs[0].capability, agent: done.provider.agent, outcome: 'ok', ms: ctx.clock.now() - started })
-        if (traced !== undefined) {
+        if (traced?.span.isRecording() === true) {
           traced.span.setAttributes({ 'mesh.peer.agent': done.provider.agent, 'mesh.attempts': plan.attempts })
           traced.span.end()
         }
