@@ -2,7 +2,7 @@ import { Server } from '@modelcontextprotocol/sdk/server/index.js'
 import { CallToolRequestSchema, ErrorCode as RpcCode, ListToolsRequestSchema, McpError } from '@modelcontextprotocol/sdk/types.js'
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js'
 import { trace } from '@opentelemetry/api'
-import type { Clock } from '../clock.ts'
+import type { Clock, TimerHandle } from '../clock.ts'
 import { isMeshError } from '../errors.ts'
 import type { GossipNode } from '../gossip/gossip-node.ts'
 import { createCaller } from '../proxy/caller.ts'
@@ -60,7 +60,7 @@ export function createGateway (init: GatewayInit): Gateway {
   const servers = new Set<Server>()
   let current = gatewayTools(node.replica.members(), resolver, init.filter, pins)
   let shown = JSON.stringify(current.map((t) => t.tool))
-  let timer: ReturnType<typeof setTimeout> | undefined
+  let timer: TimerHandle | undefined
 
   const recompute = (): void => {
     timer = undefined
@@ -72,7 +72,7 @@ export function createGateway (init: GatewayInit): Gateway {
   }
   // Debounced: a join or a restart comes as several changes; hosts hear once. An approved (or
   // forgotten) pin changes what hosts see too.
-  const changed = (): void => { if (timer === undefined && !stopping.signal.aborted) timer = setTimeout(recompute, init.debounceMs ?? 100) }
+  const changed = (): void => { if (timer === undefined && !stopping.signal.aborted) timer = init.clock.setTimeout(recompute, init.debounceMs ?? 100) }
   const off = node.replica.onChange(changed)
   const offPins = pins?.onChange(changed)
 
@@ -118,7 +118,7 @@ export function createGateway (init: GatewayInit): Gateway {
       stopping.abort()
       off()
       offPins?.()
-      if (timer !== undefined) clearTimeout(timer)
+      if (timer !== undefined) init.clock.clearTimeout(timer)
       await Promise.all([...servers].map((s) => s.close().catch(() => {})))
     },
   }
