@@ -11,7 +11,9 @@
 // well, once more with V8's young generation capped (`--max-semi-space-size=<MB>`): the join's
 // burst grows the young generation to its default maximum, and V8 keeps the pages it frees
 // when the young generation shrinks again, so the cap shows how much of the joined RSS is that.
-// Usage: node bench/memory.ts [--runs 3] [--calls 200] [--joined 60 [--semi 2]]
+// With `--untrimmed` as well, once more with the heap trim off (MCP_MESH_TRIM_HEAP=false): the
+// pages V8 keeps until a memory-reducing GC, which the trim asks for once the agent is idle.
+// Usage: node bench/memory.ts [--runs 3] [--calls 200] [--joined 60 [--semi 2] [--untrimmed]]
 import { spawn } from 'node:child_process'
 import { readFile, mkdir, writeFile, mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -25,7 +27,7 @@ import { issueSvid } from '../src/identity/svid.ts'
 import { startBootstrap } from '../src/bootstrap/daemon.ts'
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js'
 
-const { values } = parseArgs({ options: { runs: { type: 'string', default: '3' }, calls: { type: 'string', default: '200' }, joined: { type: 'string', default: '0' }, semi: { type: 'string' } } })
+const { values } = parseArgs({ options: { runs: { type: 'string', default: '3' }, calls: { type: 'string', default: '200' }, joined: { type: 'string', default: '0' }, semi: { type: 'string' }, untrimmed: { type: 'boolean', default: false } } })
 const RUNS = Number(values.runs)
 const CALLS = Number(values.calls)
 const JOINED_S = Number(values.joined)
@@ -37,8 +39,8 @@ const settle = async (): Promise<void> => { await new Promise((resolve) => setTi
 
 interface Reading { idle: number, called: number, startMs: number }
 /** The agent joined to a bootstrap: its RSS after `JOINED_S` seconds idle in the mesh. */
-async function measureJoined (bootstrap: string, nodeArgs: string[] = []): Promise<number> {
-  const child = spawn(process.execPath, [...nodeArgs, 'examples/trip-planner/hotels.ts'], { cwd: root, env: { ...process.env, MCP_MESH_HOME: home, MCP_MESH_BOOTSTRAP: bootstrap, MCP_MESH_COLOCATED: 'true' }, stdio: ['ignore', 'pipe', 'inherit'] })
+async function measureJoined (bootstrap: string, nodeArgs: string[] = [], env: Record<string, string> = {}): Promise<number> {
+  const child = spawn(process.execPath, [...nodeArgs, 'examples/trip-planner/hotels.ts'], { cwd: root, env: { ...process.env, MCP_MESH_HOME: home, MCP_MESH_BOOTSTRAP: bootstrap, MCP_MESH_COLOCATED: 'true', ...env }, stdio: ['ignore', 'pipe', 'inherit'] })
   await new Promise<void>((resolve) => {
     let out = ''
     child.stdout!.on('data', (d: Buffer) => { out += d.toString(); if (/https?:\S+/.test(out)) resolve() })
@@ -79,7 +81,7 @@ async function measure (args: string[], call: boolean, env: Record<string, strin
   return { idle, called, startMs }
 }
 
-const runs: Array<{ bare: Reading, sdk: Reading, agent: Reading, plain: Reading, joined?: number, joinedCapped?: number }> = []
+const runs: Array<{ bare: Reading, sdk: Reading, agent: Reading, plain: Reading, joined?: number, joinedCapped?: number, joinedUntrimmed?: number }> = []
 const boot = JOINED_S > 0 ? await startBootstrap({ home, ephemeralKey: true, colocated: true, listen: ['/ip4/127.0.0.1/tcp/0'] }) : undefined
 for (let r = 0; r < RUNS; r++) {
   runs.push({
@@ -89,6 +91,7 @@ for (let r = 0; r < RUNS; r++) {
     plain: await measure(['examples/trip-planner/hotels.ts'], true, { MCP_MESH_TLS_MODE: 'off' }),
     ...(boot === undefined ? {} : { joined: await measureJoined(boot.addrs[0]) }),
     ...(boot === undefined || SEMI_MB === undefined ? {} : { joinedCapped: await measureJoined(boot.addrs[0], [`--max-semi-space-size=${SEMI_MB}`]) }),
+    ...(boot === undefined || !values.untrimmed ? {} : { joinedUntrimmed: await measureJoined(boot.addrs[0], [], { MCP_MESH_TRIM_HEAP: 'false' }) }),
   })
 }
 await boot?.stop()
@@ -111,6 +114,10 @@ if (boot !== undefined) {
   if (SEMI_MB !== undefined) {
     console.log(`| the agent joined, run with --max-semi-space-size=${SEMI_MB} | ${cell(col((r) => r.joinedCapped!))} | | |`)
     console.log(`| **joined, young generation capped: the mesh adds** (over the SDK server idle) | ${cell(col((r) => r.joinedCapped! - r.sdk.idle))} | | |`)
+  }
+  if (values.untrimmed) {
+    console.log(`| the agent joined, heap trim off (MCP_MESH_TRIM_HEAP=false) | ${cell(col((r) => r.joinedUntrimmed!))} | | |`)
+    console.log(`| **joined, heap trim off: the mesh adds** (over the SDK server idle) | ${cell(col((r) => r.joinedUntrimmed! - r.sdk.idle))} | | |`)
   }
 }
 const addsIdle = col((r) => r.agent.idle - r.sdk.idle)

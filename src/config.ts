@@ -359,6 +359,12 @@ export const MeshNodeOptionsSchema = GossipOptionsSchema.omit({ role: true }).ex
   /** Run the drain on SIGTERM and SIGINT, then end the process by the same signal. */
   handleSignals: z.boolean().default(true),
   /**
+   * Once idle after start, have V8 run one memory-reducing GC (memory saver mode, switched off
+   * again after it): it returns the young-generation pages the join left resident, about 19 MB,
+   * which V8 alone returns only after about 110 s (BENCHMARKS.md, "Memory").
+   */
+  trimHeap: z.boolean().default(true),
+  /**
    * Where dependencies declared `pin: true` keep the tool definitions they pinned, and the changes
    * waiting for `meshctl pin approve` (`MCP_MESH_PINS_FILE`). Unset: `<home>/pins/agents/<name>.json`,
    * shared by the instances of one agent. Read on the first pinned resolution, checked each second.
@@ -398,6 +404,7 @@ export const EnvVars = {
   MCP_MESH_CALL_TIMEOUT: { key: 'callTimeoutMs', parse: seconds, node: true },
   MCP_MESH_SETTLE_MS: { key: 'settleMs', parse: num, node: true },
   MCP_MESH_DRAIN_GRACE_MS: { key: 'drainGraceMs', parse: num, node: true },
+  MCP_MESH_TRIM_HEAP: { key: 'trimHeap', parse: bool, node: true },
   MCP_MESH_PROPAGATE_HEADERS: { key: 'propagateHeaders', parse: list, node: true },
   MCP_MESH_ZONE: { key: 'zone', parse: String, node: true },
   MCP_MESH_TRACING: { key: 'tracing.enabled', parse: (v: string) => (/^(1|true|yes|on)$/i.test(v) ? true : /^(0|false|no|off)$/i.test(v) ? false : v), node: true },

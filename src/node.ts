@@ -45,6 +45,7 @@ import { agentPinsFile, createPinGuard } from './proxy/pins.ts'
 import type { PinGuard } from './proxy/pins.ts'
 import type { CallOptions, CallStats, DependencyDeclaration, MeshTool, MeshToolContext } from './proxy/mesh-tool.ts'
 import { createMetrics } from './telemetry/metrics.ts'
+import { trimHeapWhenIdle } from './heap-trim.ts'
 import type { MeshMetrics } from './telemetry/metrics.ts'
 import { createMetricsEndpoint } from './telemetry/metrics-http.ts'
 import type { MetricsEndpoint } from './telemetry/metrics-http.ts'
@@ -344,7 +345,7 @@ class Node implements MeshNode {
 
   async #start (): Promise<void> {
     const o = this.options
-    const { version: _v, http: _h, tls: _t, settleMs: _s, callTimeoutMs: _c, retries: _r, retryDelayMs: _rd, retryMaxDelayMs: _rm, breaker: _b, balance: _bl, zone: _z, hedgeAfterMs: _hd, tracing: _tr, propagateHeaders: _ph, partnerHeaders: _pa, drainGraceMs: _d, handleSignals: _hs, metrics: _m, pinsFile: _pf, ...gossipOptions } = o
+    const { version: _v, http: _h, tls: _t, settleMs: _s, callTimeoutMs: _c, retries: _r, retryDelayMs: _rd, retryMaxDelayMs: _rm, breaker: _b, balance: _bl, zone: _z, hedgeAfterMs: _hd, tracing: _tr, propagateHeaders: _ph, partnerHeaders: _pa, drainGraceMs: _d, handleSignals: _hs, trimHeap: _th, metrics: _m, pinsFile: _pf, ...gossipOptions } = o
     // With mutual TLS, the mesh's own protocols admit only members that prove an SVID of our domain.
     const host = o.http.announceHost ?? o.http.host
     const member = o.tls.mode !== 'strict'
@@ -398,6 +399,8 @@ class Node implements MeshNode {
     }
     this.#settleUntil = this.#clock.now() + o.settleMs
     this.#gossip.ready({ signal: this.#stopAbort.signal }).then(() => { this.#ready = true }, () => {})
+    // A node on an injected clock (tests, simulations) leaves the process's heap alone.
+    if (o.trimHeap && this.#seam.clock === undefined) void trimHeapWhenIdle({ signal: this.#stopAbort.signal })
     if (o.handleSignals) {
       this.#signalHandler = (signal) => {
         this.#removeSignalHandlers()

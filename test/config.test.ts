@@ -129,7 +129,7 @@ t.test('suspicionMinTimeoutMs above suspicionMaxTimeoutMs fails', async (t) => {
 
 t.test('mesh node options: defaults, environment variables and their units', async (t) => {
   const d = parseMeshNodeOptions({ name: 'a' }, {})
-  t.match(d, { settleMs: 20_000, callTimeoutMs: 30_000, drainGraceMs: 10_000, handleSignals: true, http: { host: '127.0.0.1', port: 0, maxBodyBytes: 4 * 1024 * 1024, maxConcurrentCalls: 256 } })
+  t.match(d, { settleMs: 20_000, callTimeoutMs: 30_000, drainGraceMs: 10_000, handleSignals: true, trimHeap: true, http: { host: '127.0.0.1', port: 0, maxBodyBytes: 4 * 1024 * 1024, maxConcurrentCalls: 256 } })
   const env = { MCP_MESH_HTTP_HOST: '0.0.0.0', MCP_MESH_HTTP_PORT: '8080', MCP_MESH_CALL_TIMEOUT: '2.5', MCP_MESH_SETTLE_MS: '0', MCP_MESH_DRAIN_GRACE_MS: '500', MCP_MESH_NAMESPACE: 'prod' }
   const o = parseMeshNodeOptions({ name: 'a' }, env)
   t.equal(o.http.host, '0.0.0.0')
@@ -137,6 +137,7 @@ t.test('mesh node options: defaults, environment variables and their units', asy
   t.equal(o.callTimeoutMs, 2_500, 'MCP_MESH_CALL_TIMEOUT is in seconds, as in MCP Mesh')
   t.equal(o.settleMs, 0)
   t.equal(o.drainGraceMs, 500)
+  t.equal(parseMeshNodeOptions({ name: 'a' }, { MCP_MESH_TRIM_HEAP: 'false' }).trimHeap, false)
   t.equal(o.mesh, 'prod', 'gossip variables apply to mesh nodes too')
   const merged = parseMeshNodeOptions({ name: 'a', http: { maxConcurrentCalls: 8 } }, env)
   t.equal(merged.http.host, '0.0.0.0', 'a nested option from the environment survives an explicit sibling')
