@@ -12,7 +12,7 @@ export interface Deadline {
  * controller, one timer on the injected clock, listeners removed when the call settles. The
  * timeout's reason is a `TimeoutError` DOMException, as with `AbortSignal.timeout`.
  */
-export function deadline (clock: Clock, ms: number, signals: Array<AbortSignal | undefined>): Deadline {
+export function deadline (clock: Clock, ms: number, signals: Array<AbortSignal | undefined>, budgetMs = ms): Deadline {
   const controller = new AbortController()
   const linked = signals.filter((s): s is AbortSignal => s !== undefined)
   const onAbort = function (this: AbortSignal): void { controller.abort(this.reason) }
@@ -22,13 +22,58 @@ export function deadline (clock: Clock, ms: number, signals: Array<AbortSignal |
   }
   const timer = controller.signal.aborted
     ? undefined
-    : clock.setTimeout(() => controller.abort(new DOMException(`timed out after ${ms} ms`, 'TimeoutError')), ms)
+    : clock.setTimeout(() => controller.abort(timeoutReason(budgetMs)), ms)
   return {
     signal: controller.signal,
     done () {
       if (timer !== undefined) clock.clearTimeout(timer)
       for (const s of linked) s.removeEventListener('abort', onAbort)
     },
+  }
+}
+
+/** What a deadline of `ms` aborts with: a `TimeoutError`, as `AbortSignal.timeout`'s. */
+function timeoutReason (ms: number): DOMException {
+  return new DOMException(`timed out after ${ms} ms`, 'TimeoutError')
+}
+
+/**
+ * A `deadline` of `ms` from now, linked to `linked`, made only when its signal is first read:
+ * most tool handlers never look at theirs, and then a call pays no controller, timer or
+ * listener for it. Read later, the signal aborts when the same deadline would have (at once
+ * when that has passed or `linked` has aborted), with the same reason.
+ */
+export class LazyDeadline {
+  /** When it ends, on the clock. */
+  readonly at: number
+  readonly #clock: Clock
+  readonly #ms: number
+  readonly #linked: AbortSignal
+  #made: Deadline | undefined
+
+  constructor (clock: Clock, ms: number, linked: AbortSignal) {
+    this.#clock = clock
+    this.#ms = ms
+    this.#linked = linked
+    this.at = clock.now() + ms
+  }
+
+  get signal (): AbortSignal {
+    if (this.#made === undefined) {
+      const left = this.at - this.#clock.now()
+      if (left > 0 || this.#linked.aborted) this.#made = deadline(this.#clock, left, [this.#linked], this.#ms)
+      else {
+        const passed = new AbortController()
+        passed.abort(timeoutReason(this.#ms))
+        this.#made = { signal: passed.signal, done () {} }
+      }
+    }
+    return this.#made.signal
+  }
+
+  /** Clears the timer and unlinks, if the signal was made. */
+  done (): void {
+    this.#made?.done()
   }
 }
 

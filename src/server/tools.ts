@@ -12,10 +12,10 @@ import { inProcessContext, remoteContext } from './tool-context.ts'
 import type { ToolContext } from './tool-context.ts'
 import { issuesOf, meshErrorResult, toResult } from './tool-result.ts'
 import { callScope, inboundBudget } from '../proxy/call-scope.ts'
-import type { PartListener } from '../proxy/call-scope.ts'
+import type { CallScope, PartListener } from '../proxy/call-scope.ts'
 import { headerFilter, pickHeaders } from '../proxy/headers.ts'
 import type { HeaderFilter } from '../proxy/headers.ts'
-import { deadline } from '../proxy/deadline.ts'
+import { LazyDeadline } from '../proxy/deadline.ts'
 import { systemClock } from '../clock.ts'
 import { Quota } from '../gossip/quota.ts'
 import type { CallEvents } from '../telemetry/events.ts'
@@ -124,14 +124,17 @@ export function createToolRegistry (init: { agent: string, onDenied?: (tool: str
       return meshErrorResult('MESH_ERR_CALL_INVALID_ARGS', `Input validation error: Invalid arguments for tool ${name}: ${z.prettifyError(parsed.error)}`,
         { issues: issuesOf(parsed.error) })
     }
-    const limit = budget === undefined ? undefined : deadline(clock, budget, [ctx.signal])
-    const run = limit === undefined ? ctx : { ...ctx, signal: limit.signal }
+    // The deadline's signal is made when the handler (or a call it makes) first reads it.
+    const limit = budget === undefined ? undefined : new LazyDeadline(clock, budget, ctx.signal)
+    const run: ToolContext = limit === undefined ? ctx : new BoundedContext(ctx, limit)
     const outer = callScope.getStore()
-    const deadlineAt = budget === undefined ? outer?.deadlineAt : clock.now() + budget
     const carried = headers ?? outer?.headers
+    const scope: CallScope = limit === undefined
+      ? { signal: ctx.signal, ...(outer?.deadlineAt === undefined ? {} : { deadlineAt: outer.deadlineAt }), ...(carried === undefined ? {} : { headers: carried }) }
+      : new BoundedScope(limit, carried)
     let result: CallToolResult
     try {
-      result = toResult(await callScope.run({ signal: run.signal, ...(deadlineAt === undefined ? {} : { deadlineAt }), ...(carried === undefined ? {} : { headers: carried }) }, () => tool.run(parsed.data, run)))
+      result = toResult(await callScope.run(scope, () => tool.run(parsed.data, run)))
     } catch (err) {
       return meshErrorResult('MESH_ERR_CALL_TOOL_ERROR', err instanceof Error ? err.message : String(err))
     } finally {
@@ -286,6 +289,44 @@ export function createToolRegistry (init: { agent: string, onDenied?: (tool: str
       return done === undefined ? r : done(r)
     },
   }
+}
+
+/** A handler's context under a deadline: the caller's, with the deadline's signal (made when read). */
+class BoundedContext implements ToolContext {
+  readonly #limit: LazyDeadline
+  readonly authInfo?: ToolContext['authInfo']
+  readonly headers: ToolContext['headers']
+  readonly progress: ToolContext['progress']
+  readonly log: ToolContext['log']
+  readonly emit: ToolContext['emit']
+  readonly pipe: ToolContext['pipe']
+  readonly mcp?: ToolContext['mcp']
+  constructor (ctx: ToolContext, limit: LazyDeadline) {
+    this.#limit = limit
+    if (ctx.authInfo !== undefined) this.authInfo = ctx.authInfo
+    this.headers = ctx.headers
+    this.progress = ctx.progress
+    this.log = ctx.log
+    this.emit = ctx.emit
+    this.pipe = ctx.pipe
+    if (ctx.mcp !== undefined) this.mcp = ctx.mcp
+  }
+
+  get signal (): AbortSignal { return this.#limit.signal }
+}
+
+/** What a handler's own calls inherit under a deadline: it, its signal (made when read), the carried headers. */
+class BoundedScope implements CallScope {
+  readonly #limit: LazyDeadline
+  readonly deadlineAt: number
+  readonly headers?: Record<string, string>
+  constructor (limit: LazyDeadline, headers: Record<string, string> | undefined) {
+    this.#limit = limit
+    this.deadlineAt = limit.at
+    if (headers !== undefined) this.headers = headers
+  }
+
+  get signal (): AbortSignal { return this.#limit.signal }
 }
 
 /** Synchronous parse (the common case, cheaper), async only for schemas with async refinements. */

@@ -1,7 +1,7 @@
 // The SSE parser and the per-call deadline: small pieces on every call's path.
 import t from 'tap'
 import { SseParser } from '../../src/proxy/sse.ts'
-import { deadline } from '../../src/proxy/deadline.ts'
+import { LazyDeadline, deadline } from '../../src/proxy/deadline.ts'
 import { ManualClock } from '../../src/clock.ts'
 
 t.test('SSE: events across chunk boundaries, CRLF, multi-line data, comments and other fields', async (t) => {
@@ -41,4 +41,39 @@ t.test('deadline: times out on the clock with a TimeoutError, follows linked sig
   clock.advance(5_000)
   fresh.abort('late')
   t.equal(clean.signal.aborted, false, 'done() clears the timer and unlinks the signals')
+})
+
+t.test('lazy deadline: no timer until its signal is read; read late, it is as the deadline would be', async (t) => {
+  const clock = new ManualClock(0)
+  const caller = new AbortController()
+  const unread = new LazyDeadline(clock, 1_000, caller.signal)
+  t.equal(unread.at, 1_000)
+  t.equal(clock.pending, 0, 'nothing armed while nobody reads the signal')
+  unread.done()
+
+  const early = new LazyDeadline(clock, 1_000, caller.signal)
+  clock.advance(400)
+  const s = early.signal
+  t.equal(s.aborted, false)
+  t.equal(early.signal, s, 'one signal, made once')
+  clock.advance(599)
+  t.equal(s.aborted, false, 'it ends where the deadline started counting, not from the read')
+  clock.advance(1)
+  t.equal((s.reason as DOMException).name, 'TimeoutError')
+  t.equal((s.reason as DOMException).message, 'timed out after 1000 ms', 'the reason names the whole budget')
+  early.done()
+
+  const late = new LazyDeadline(clock, 500, caller.signal)
+  clock.advance(500)
+  t.equal(late.signal.aborted, true, 'read once passed, it is aborted at once')
+  t.equal((late.signal.reason as DOMException).message, 'timed out after 500 ms')
+  late.done()
+
+  const linked = new LazyDeadline(clock, 1_000, caller.signal)
+  const ls = linked.signal
+  caller.abort(new Error('caller gave up'))
+  t.equal((ls.reason as Error).message, 'caller gave up', 'it follows the linked signal')
+  t.equal((new LazyDeadline(clock, 1_000, caller.signal).signal.reason as Error).message, 'caller gave up', 'made after the linked signal aborted: aborted with its reason')
+  linked.done()
+  t.equal(clock.pending, 0, 'done clears the timers')
 })
