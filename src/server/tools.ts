@@ -13,7 +13,7 @@ import type { ToolContext } from './tool-context.ts'
 import { issuesOf, meshErrorResult, toResult } from './tool-result.ts'
 import { callScope, inboundBudget } from '../proxy/call-scope.ts'
 import type { CallScope, PartListener } from '../proxy/call-scope.ts'
-import { headerFilter, pickHeaders } from '../proxy/headers.ts'
+import { headerFilter, pickInbound } from '../proxy/headers.ts'
 import type { HeaderFilter } from '../proxy/headers.ts'
 import { LazyDeadline } from '../proxy/deadline.ts'
 import { systemClock } from '../clock.ts'
@@ -183,7 +183,7 @@ export function createToolRegistry (init: { agent: string, onDenied?: (tool: str
       }
     }
     const inbound = extra.requestInfo?.headers ?? {}
-    return invoke(name, tool, args, remoteContext(extra, level, init.agent), inboundBudget(inbound), pickHeaders(inbound, propagate))
+    return invoke(name, tool, args, remoteContext(extra, level, init.agent), inboundBudget(inbound), pickInbound(inbound, propagate))
   }
   const tracer = init.tracer
   /**
