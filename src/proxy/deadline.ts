@@ -1,4 +1,4 @@
-import type { Clock } from '../clock.ts'
+import type { Clock, TimerHandle } from '../clock.ts'
 
 /** One call's signal: aborts on its deadline or when any linked signal aborts. */
 export interface Deadline {
@@ -13,22 +13,44 @@ export interface Deadline {
  * timeout's reason is a `TimeoutError` DOMException, as with `AbortSignal.timeout`.
  */
 export function deadline (clock: Clock, ms: number, signals: Array<AbortSignal | undefined>, budgetMs = ms): Deadline {
-  const controller = new AbortController()
-  const linked = signals.filter((s): s is AbortSignal => s !== undefined)
-  const onAbort = function (this: AbortSignal): void { controller.abort(this.reason) }
-  for (const s of linked) {
-    if (s.aborted) { controller.abort(s.reason); break }
-    s.addEventListener('abort', onAbort, { once: true })
+  return new Linked(clock, ms, signals, budgetMs)
+}
+
+/**
+ * The deadline as one object: it is its signals' listener (`handleEvent`), so a call allocates no
+ * closures for it, and the signals are kept as given (undefined ones skipped, not filtered out).
+ */
+class Linked implements Deadline {
+  readonly #controller = new AbortController()
+  readonly #clock: Clock
+  readonly #signals: Array<AbortSignal | undefined>
+  readonly #timer: TimerHandle | undefined
+
+  constructor (clock: Clock, ms: number, signals: Array<AbortSignal | undefined>, budgetMs: number) {
+    this.#clock = clock
+    this.#signals = signals
+    for (const s of signals) {
+      if (s === undefined) continue
+      if (s.aborted) { this.#controller.abort(s.reason); break }
+      s.addEventListener('abort', this, { once: true })
+    }
+    this.#timer = this.#controller.signal.aborted
+      ? undefined
+      : clock.setTimeout(() => { this.#controller.abort(timeoutReason(budgetMs)) }, ms)
   }
-  const timer = controller.signal.aborted
-    ? undefined
-    : clock.setTimeout(() => controller.abort(timeoutReason(budgetMs)), ms)
-  return {
-    signal: controller.signal,
-    done () {
-      if (timer !== undefined) clock.clearTimeout(timer)
-      for (const s of linked) s.removeEventListener('abort', onAbort)
-    },
+
+  get signal (): AbortSignal {
+    return this.#controller.signal
+  }
+
+  /** A linked signal aborted. */
+  handleEvent (event: Event): void {
+    this.#controller.abort((event.target as AbortSignal).reason)
+  }
+
+  done (): void {
+    if (this.#timer !== undefined) this.#clock.clearTimeout(this.#timer)
+    for (const s of this.#signals) s?.removeEventListener('abort', this)
   }
 }
 
