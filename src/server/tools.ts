@@ -119,7 +119,8 @@ export function createToolRegistry (init: { agent: string, onDenied?: (tool: str
    * the deadline (`callScope`).
    */
   async function invoke (name: string, tool: LocalTool, args: unknown, ctx: ToolContext, budget?: number, headers?: Record<string, string>): Promise<CallToolResult> {
-    const parsed = await parseMaybeAsync(tool.input, args ?? {})
+    let parsed = parseMaybeAsync(tool.input, args ?? {})
+    if (parsed instanceof Promise) parsed = await parsed
     if (!parsed.success) {
       return meshErrorResult('MESH_ERR_CALL_INVALID_ARGS', `Input validation error: Invalid arguments for tool ${name}: ${z.prettifyError(parsed.error)}`,
         { issues: issuesOf(parsed.error) })
@@ -144,7 +145,8 @@ export function createToolRegistry (init: { agent: string, onDenied?: (tool: str
     if (result.structuredContent === undefined) {
       return meshErrorResult('MESH_ERR_CALL_INVALID_OUTPUT', `Output validation error: Tool ${name} has an output schema but no structured content was provided`, { issues: [] })
     }
-    const checked = await parseMaybeAsync(tool.output, result.structuredContent)
+    let checked = parseMaybeAsync(tool.output, result.structuredContent)
+    if (checked instanceof Promise) checked = await checked
     if (!checked.success) {
       return meshErrorResult('MESH_ERR_CALL_INVALID_OUTPUT', `Output validation error: Invalid structured content for tool ${name}: ${z.prettifyError(checked.error)}`,
         { issues: issuesOf(checked.error) })
@@ -329,12 +331,15 @@ class BoundedScope implements CallScope {
   get signal (): AbortSignal { return this.#limit.signal }
 }
 
-/** Synchronous parse (the common case, cheaper), async only for schemas with async refinements. */
-async function parseMaybeAsync (schema: z.ZodType, value: unknown): Promise<z.ZodSafeParseResult<unknown>> {
+/**
+ * Synchronous parse (the common case, cheaper: the result itself, no promise to await), async
+ * only for schemas with async refinements.
+ */
+function parseMaybeAsync (schema: z.ZodType, value: unknown): z.ZodSafeParseResult<unknown> | Promise<z.ZodSafeParseResult<unknown>> {
   try {
     return schema.safeParse(value)
   } catch (err) {
-    if (err instanceof z.core.$ZodAsyncError) return await schema.safeParseAsync(value)
+    if (err instanceof z.core.$ZodAsyncError) return schema.safeParseAsync(value)
     throw err
   }
 }
