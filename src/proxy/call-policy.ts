@@ -11,6 +11,7 @@ import type { Candidate } from '../topology/resolver.ts'
 import { SESSION_HEADER, TIMEOUT_HEADER } from './call-scope.ts'
 import type { CallScope } from './call-scope.ts'
 import { pickHeaders } from './headers.ts'
+import { followAbort, unfollowAbort } from './deadline.ts'
 import type { MeshToolContext } from './mesh-tool.ts'
 /**
  * How a caller spreads calls among equally ranked providers: `round-robin` (the default), or
@@ -148,7 +149,7 @@ class Watched implements Attempt {
     this.#c = c
     this.#signal = signal
     if (signal.aborted) this.#ctl.abort(signal.reason)
-    else signal.addEventListener('abort', this, { once: true })
+    else followAbort(signal, this)
     this.#unwatch = ctx.watch(c.peerId, (why) => {
       this.why = `${c.agent} was ${why} while it had the call`
       this.#ctl.abort(new MeshError('MESH_ERR_CALL_PROVIDER_LOST', this.why))
@@ -166,7 +167,7 @@ class Watched implements Attempt {
 
   done (): void {
     this.#unwatch()
-    this.#signal.removeEventListener('abort', this)
+    unfollowAbort(this.#signal, this)
   }
 
   cancel (): void {

@@ -16,6 +16,30 @@ export function deadline (clock: Clock, ms: number, signals: Array<AbortSignal |
   return new Linked(clock, ms, signals, budgetMs)
 }
 
+/** What follows a deadline's signal: called once, when it aborts. */
+export interface AbortFollower { handleEvent(): void }
+
+/** The deadline a signal is the signal of (see `followAbort`). */
+const OWNER = Symbol('mcp-mesh.deadline')
+
+/**
+ * Calls `follower.handleEvent()` when `signal` aborts: the signal's own deadline tells it directly
+ * when it is one of ours (a plain list, where `addEventListener` allocates and validates on every
+ * call), else an `abort` listener does. Undo with `unfollowAbort`.
+ */
+export function followAbort (signal: AbortSignal, follower: AbortFollower): void {
+  const owner = (signal as { [OWNER]?: Linked })[OWNER]
+  if (owner !== undefined) owner.follow(follower)
+  else signal.addEventListener('abort', follower, { once: true })
+}
+
+/** Stops following (see `followAbort`). */
+export function unfollowAbort (signal: AbortSignal, follower: AbortFollower): void {
+  const owner = (signal as { [OWNER]?: Linked })[OWNER]
+  if (owner !== undefined) owner.unfollow(follower)
+  else signal.removeEventListener('abort', follower)
+}
+
 /**
  * The deadline as one object: it is its signals' listener (`handleEvent`), so a call allocates no
  * closures for it, and the signals are kept as given (undefined ones skipped, not filtered out).
@@ -25,18 +49,20 @@ class Linked implements Deadline {
   readonly #clock: Clock
   readonly #signals: Array<AbortSignal | undefined>
   readonly #timer: TimerHandle | undefined
+  #followers: AbortFollower[] | undefined
 
   constructor (clock: Clock, ms: number, signals: Array<AbortSignal | undefined>, budgetMs: number) {
     this.#clock = clock
     this.#signals = signals
+    ;(this.#controller.signal as { [OWNER]?: Linked })[OWNER] = this
     for (const s of signals) {
       if (s === undefined) continue
       if (s.aborted) { this.#controller.abort(s.reason); break }
-      s.addEventListener('abort', this, { once: true })
+      followAbort(s, this)
     }
     this.#timer = this.#controller.signal.aborted
       ? undefined
-      : clock.setTimeout(() => { this.#controller.abort(timeoutReason(budgetMs)) }, ms)
+      : clock.setTimeout(() => { this.#abort(timeoutReason(budgetMs)) }, ms)
   }
 
   get signal (): AbortSignal {
@@ -44,13 +70,32 @@ class Linked implements Deadline {
   }
 
   /** A linked signal aborted. */
-  handleEvent (event: Event): void {
-    this.#controller.abort((event.target as AbortSignal).reason)
+  handleEvent (): void {
+    for (const s of this.#signals) {
+      if (s?.aborted === true) { this.#abort(s.reason); return }
+    }
+  }
+
+  follow (f: AbortFollower): void {
+    (this.#followers ??= []).push(f)
+  }
+
+  unfollow (f: AbortFollower): void {
+    const at = this.#followers?.indexOf(f) ?? -1
+    if (at >= 0) this.#followers!.splice(at, 1)
+  }
+
+  #abort (reason: unknown): void {
+    if (this.#controller.signal.aborted) return
+    this.#controller.abort(reason)
+    const followers = this.#followers
+    this.#followers = undefined
+    if (followers !== undefined) for (const f of followers) f.handleEvent()
   }
 
   done (): void {
     if (this.#timer !== undefined) this.#clock.clearTimeout(this.#timer)
-    for (const s of this.#signals) s?.removeEventListener('abort', this)
+    for (const s of this.#signals) if (s !== undefined) unfollowAbort(s, this)
   }
 }
 
