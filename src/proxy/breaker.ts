@@ -62,6 +62,11 @@ export class Breakers {
     this.policy = policy
   }
 
+  /** How many providers' circuits are open or half-open (0: `ejected` has nothing to say). */
+  get opened (): number {
+    return this.#open
+  }
+
   /** The circuit of `peerId` now. */
   circuit (peerId: string): Circuit {
     const s = this.#states.get(peerId)

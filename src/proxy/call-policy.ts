@@ -11,6 +11,7 @@ import type { Candidate } from '../topology/resolver.ts'
 import { SESSION_HEADER, TIMEOUT_HEADER } from './call-scope.ts'
 import type { CallScope } from './call-scope.ts'
 import { pickHeaders } from './headers.ts'
+import { followAbort, unfollowAbort } from './deadline.ts'
 import type { MeshToolContext } from './mesh-tool.ts'
 /**
  * How a caller spreads calls among equally ranked providers: `round-robin` (the default), or
@@ -129,20 +130,47 @@ export async function sleep (clock: Clock, ms: number, signal: AbortSignal): Pro
 /** One attempt's signal: the call's, and the provider's loss (its `why`), until `done()`; `cancel()` ends it (a hedge answered first). */
 export interface Attempt { signal: AbortSignal, why?: string, done(): void, cancel(): void }
 
-/** Watches `c` for one attempt: linked by hand, as `AbortSignal.any` costs more on the hot path. */
+/**
+ * Watches `c` for one attempt: linked by hand, as `AbortSignal.any` costs more on the hot path,
+ * and as one object that is its signal's listener (`handleEvent`), so no closures per attempt.
+ */
 export function watchAttempt (ctx: MeshToolContext, c: Candidate, signal: AbortSignal): Attempt {
-  const ctl = new AbortController()
-  const follow = (): void => { ctl.abort(signal.reason) }
-  if (signal.aborted) follow()
-  else signal.addEventListener('abort', follow, { once: true })
-  const a: Attempt = {
-    signal: ctl.signal,
-    done: () => { unwatch(); signal.removeEventListener('abort', follow) },
-    cancel: () => { ctl.abort(new MeshError('MESH_ERR_ABORTED', `the call to ${c.agent} was cancelled: another provider answered first (hedging)`)) },
+  return new Watched(ctx, c, signal)
+}
+
+class Watched implements Attempt {
+  why?: string
+  readonly #ctl = new AbortController()
+  readonly #c: Candidate
+  readonly #signal: AbortSignal
+  readonly #unwatch: () => void
+
+  constructor (ctx: MeshToolContext, c: Candidate, signal: AbortSignal) {
+    this.#c = c
+    this.#signal = signal
+    if (signal.aborted) this.#ctl.abort(signal.reason)
+    else followAbort(signal, this)
+    this.#unwatch = ctx.watch(c.peerId, (why) => {
+      this.why = `${c.agent} was ${why} while it had the call`
+      this.#ctl.abort(new MeshError('MESH_ERR_CALL_PROVIDER_LOST', this.why))
+    })
   }
-  const unwatch = ctx.watch(c.peerId, (why) => {
-    a.why = `${c.agent} was ${why} while it had the call`
-    ctl.abort(new MeshError('MESH_ERR_CALL_PROVIDER_LOST', a.why))
-  })
-  return a
+
+  get signal (): AbortSignal {
+    return this.#ctl.signal
+  }
+
+  /** The call's signal aborted. */
+  handleEvent (): void {
+    this.#ctl.abort(this.#signal.reason)
+  }
+
+  done (): void {
+    this.#unwatch()
+    unfollowAbort(this.#signal, this)
+  }
+
+  cancel (): void {
+    this.#ctl.abort(new MeshError('MESH_ERR_ABORTED', `the call to ${this.#c.agent} was cancelled: another provider answered first (hedging)`))
+  }
 }

@@ -8,7 +8,7 @@ import type { ReplicaChange } from '../topology/replica.ts'
 import { endpointProblem } from '../topology/endpoint.ts'
 import { parseSpiffeId } from '../identity/spiffe-id.ts'
 import { originOf } from './mcp-client.ts'
-import type { McpHttpClient } from './mcp-client.ts'
+import type { McpHttpClient, RawCallOptions } from './mcp-client.ts'
 import type { Balance, MeshToolContext, RetryPolicy } from './mesh-tool.ts'
 import { Breakers } from './breaker.ts'
 import type { CallEvents } from '../telemetry/events.ts'
@@ -154,6 +154,29 @@ export function createCaller (init: CallerInit): MeshToolContext {
     return p ?? undefined
   }
 
+  /** Checks `c` once more and sends the call (throws at once when it may not be called). */
+  const sendTo: MeshToolContext['callRemote'] = (c, args, o) => {
+    // The last gate before a socket opens: the resolver already refuses such providers.
+    const problem = problemOf(c)
+    if (problem !== undefined || c.endpoint === undefined) {
+      throw new MeshError('MESH_ERR_CALL_UNREACHABLE', `${c.agent} was not called: ${problem ?? 'no endpoint'}`, { details: { notSent: true, refused: problem } })
+    }
+    if (init.trustDomain !== undefined && c.identity === undefined) {
+      throw new MeshError('MESH_ERR_CALL_UNTRUSTED', `${c.agent} was not called: its advert endorses no TLS identity, and this agent calls only with mutual TLS`, { details: { notSent: true } })
+    }
+    const held = called.get(c.peerId)
+    if (held?.endpoint !== c.endpoint || held.key !== c.identity?.keyHash) called.set(c.peerId, { endpoint: c.endpoint, ...(c.identity === undefined ? {} : { key: c.identity.keyHash }) })
+    // One object, its fields set only when given (spreads would make one per field).
+    const options: RawCallOptions = { signal: o.signal } // already linked to the stop signal by the MeshTool
+    if (c.identity !== undefined) options.peer = c.identity
+    if (o.headers !== undefined) options.headers = o.headers
+    if (o.onProgress !== undefined) options.onProgress = o.onProgress
+    if (o.onPart !== undefined) options.onPart = o.onPart
+    if (o.onLog !== undefined) options.onLog = o.onLog
+    if (o.onRequest !== undefined) options.onRequest = o.onRequest
+    return init.client.callTool(c.endpoint, c.tool.name, args, options)
+  }
+
   return {
     clock: init.clock,
     selfPeerId: () => init.gossip()?.peerId ?? '',
@@ -248,26 +271,13 @@ export function createCaller (init: CallerInit): MeshToolContext {
       })
     },
 
-    async callRemote (c, args, o) {
-      // The last gate before a socket opens: the resolver already refuses such providers.
-      const problem = problemOf(c)
-      if (problem !== undefined || c.endpoint === undefined) {
-        throw new MeshError('MESH_ERR_CALL_UNREACHABLE', `${c.agent} was not called: ${problem ?? 'no endpoint'}`, { details: { notSent: true, refused: problem } })
+    callRemote (c, args, o) {
+      // Not async: the client's promise is returned as is (one frame less on every call).
+      try {
+        return sendTo(c, args, o)
+      } catch (err) {
+        return Promise.reject(err)
       }
-      if (init.trustDomain !== undefined && c.identity === undefined) {
-        throw new MeshError('MESH_ERR_CALL_UNTRUSTED', `${c.agent} was not called: its advert endorses no TLS identity, and this agent calls only with mutual TLS`, { details: { notSent: true } })
-      }
-      const held = called.get(c.peerId)
-      if (held?.endpoint !== c.endpoint || held.key !== c.identity?.keyHash) called.set(c.peerId, { endpoint: c.endpoint, ...(c.identity === undefined ? {} : { key: c.identity.keyHash }) })
-      return await init.client.callTool(c.endpoint, c.tool.name, args, {
-        ...(c.identity === undefined ? {} : { peer: c.identity }),
-        signal: o.signal, // already linked to the stop signal by the MeshTool
-        ...(o.headers === undefined ? {} : { headers: o.headers }),
-        ...(o.onProgress === undefined ? {} : { onProgress: o.onProgress }),
-        ...(o.onPart === undefined ? {} : { onPart: o.onPart }),
-        ...(o.onLog === undefined ? {} : { onLog: o.onLog }),
-        ...(o.onRequest === undefined ? {} : { onRequest: o.onRequest }),
-      })
     },
 
     async callLocal (tool, args, signal, headers, onPart) {

@@ -1,4 +1,4 @@
-import type { Clock } from '../clock.ts'
+import type { Clock, TimerHandle } from '../clock.ts'
 
 /** One call's signal: aborts on its deadline or when any linked signal aborts. */
 export interface Deadline {
@@ -12,23 +12,135 @@ export interface Deadline {
  * controller, one timer on the injected clock, listeners removed when the call settles. The
  * timeout's reason is a `TimeoutError` DOMException, as with `AbortSignal.timeout`.
  */
-export function deadline (clock: Clock, ms: number, signals: Array<AbortSignal | undefined>): Deadline {
-  const controller = new AbortController()
-  const linked = signals.filter((s): s is AbortSignal => s !== undefined)
-  const onAbort = function (this: AbortSignal): void { controller.abort(this.reason) }
-  for (const s of linked) {
-    if (s.aborted) { controller.abort(s.reason); break }
-    s.addEventListener('abort', onAbort, { once: true })
+export function deadline (clock: Clock, ms: number, signals: Array<AbortSignal | undefined>, budgetMs = ms): Deadline {
+  return new Linked(clock, ms, signals, budgetMs)
+}
+
+/** What follows a deadline's signal: called once, when it aborts. */
+export interface AbortFollower { handleEvent(): void }
+
+/** The deadline a signal is the signal of (see `followAbort`). */
+const OWNER = Symbol('mcp-mesh.deadline')
+
+/**
+ * Calls `follower.handleEvent()` when `signal` aborts: the signal's own deadline tells it directly
+ * when it is one of ours (a plain list, where `addEventListener` allocates and validates on every
+ * call), else an `abort` listener does. Undo with `unfollowAbort`.
+ */
+export function followAbort (signal: AbortSignal, follower: AbortFollower): void {
+  const owner = (signal as { [OWNER]?: Linked })[OWNER]
+  if (owner !== undefined) owner.follow(follower)
+  else signal.addEventListener('abort', follower, { once: true })
+}
+
+/** Stops following (see `followAbort`). */
+export function unfollowAbort (signal: AbortSignal, follower: AbortFollower): void {
+  const owner = (signal as { [OWNER]?: Linked })[OWNER]
+  if (owner !== undefined) owner.unfollow(follower)
+  else signal.removeEventListener('abort', follower)
+}
+
+/**
+ * The deadline as one object: it is its signals' listener (`handleEvent`), so a call allocates no
+ * closures for it, and the signals are kept as given (undefined ones skipped, not filtered out).
+ */
+class Linked implements Deadline {
+  readonly #controller = new AbortController()
+  readonly #clock: Clock
+  readonly #signals: Array<AbortSignal | undefined>
+  readonly #timer: TimerHandle | undefined
+  #followers: AbortFollower[] | undefined
+
+  constructor (clock: Clock, ms: number, signals: Array<AbortSignal | undefined>, budgetMs: number) {
+    this.#clock = clock
+    this.#signals = signals
+    ;(this.#controller.signal as { [OWNER]?: Linked })[OWNER] = this
+    for (const s of signals) {
+      if (s === undefined) continue
+      if (s.aborted) { this.#controller.abort(s.reason); break }
+      followAbort(s, this)
+    }
+    this.#timer = this.#controller.signal.aborted
+      ? undefined
+      : clock.setTimeout(() => { this.#abort(timeoutReason(budgetMs)) }, ms)
   }
-  const timer = controller.signal.aborted
-    ? undefined
-    : clock.setTimeout(() => controller.abort(new DOMException(`timed out after ${ms} ms`, 'TimeoutError')), ms)
-  return {
-    signal: controller.signal,
-    done () {
-      if (timer !== undefined) clock.clearTimeout(timer)
-      for (const s of linked) s.removeEventListener('abort', onAbort)
-    },
+
+  get signal (): AbortSignal {
+    return this.#controller.signal
+  }
+
+  /** A linked signal aborted. */
+  handleEvent (): void {
+    for (const s of this.#signals) {
+      if (s?.aborted === true) { this.#abort(s.reason); return }
+    }
+  }
+
+  follow (f: AbortFollower): void {
+    (this.#followers ??= []).push(f)
+  }
+
+  unfollow (f: AbortFollower): void {
+    const at = this.#followers?.indexOf(f) ?? -1
+    if (at >= 0) this.#followers!.splice(at, 1)
+  }
+
+  #abort (reason: unknown): void {
+    if (this.#controller.signal.aborted) return
+    this.#controller.abort(reason)
+    const followers = this.#followers
+    this.#followers = undefined
+    if (followers !== undefined) for (const f of followers) f.handleEvent()
+  }
+
+  done (): void {
+    if (this.#timer !== undefined) this.#clock.clearTimeout(this.#timer)
+    for (const s of this.#signals) if (s !== undefined) unfollowAbort(s, this)
+  }
+}
+
+/** What a deadline of `ms` aborts with: a `TimeoutError`, as `AbortSignal.timeout`'s. */
+function timeoutReason (ms: number): DOMException {
+  return new DOMException(`timed out after ${ms} ms`, 'TimeoutError')
+}
+
+/**
+ * A `deadline` of `ms` from now, linked to `linked`, made only when its signal is first read:
+ * most tool handlers never look at theirs, and then a call pays no controller, timer or
+ * listener for it. Read later, the signal aborts when the same deadline would have (at once
+ * when that has passed or `linked` has aborted), with the same reason.
+ */
+export class LazyDeadline {
+  /** When it ends, on the clock. */
+  readonly at: number
+  readonly #clock: Clock
+  readonly #ms: number
+  readonly #linked: AbortSignal
+  #made: Deadline | undefined
+
+  constructor (clock: Clock, ms: number, linked: AbortSignal) {
+    this.#clock = clock
+    this.#ms = ms
+    this.#linked = linked
+    this.at = clock.now() + ms
+  }
+
+  get signal (): AbortSignal {
+    if (this.#made === undefined) {
+      const left = this.at - this.#clock.now()
+      if (left > 0 || this.#linked.aborted) this.#made = deadline(this.#clock, left, [this.#linked], this.#ms)
+      else {
+        const passed = new AbortController()
+        passed.abort(timeoutReason(this.#ms))
+        this.#made = { signal: passed.signal, done () {} }
+      }
+    }
+    return this.#made.signal
+  }
+
+  /** Clears the timer and unlinks, if the signal was made. */
+  done (): void {
+    this.#made?.done()
   }
 }
 

@@ -228,9 +228,17 @@ function endAttempt (span: Span, err: unknown): void {
   else failSpan(span, isMeshError(err) ? err.code : 'OTHER', err instanceof Error ? err.message : String(err))
 }
 
+/** The providers of `order` left out for open circuits (see `Breakers.ejected`); no list made while none is open. */
+function ejectedOf (breakers: Breakers, order: Candidate[]): ReadonlySet<string> {
+  return breakers.opened === 0 ? NO_PEERS : breakers.ejected(order.map((x) => x.peerId))
+}
+const NO_PEERS: ReadonlySet<string> = new Set()
+
 /** Who served a call, as the caller is told. */
 function providerInfo (c: Candidate, local: boolean): ProviderInfo {
-  return { agent: c.agent, peerId: c.peerId, tool: c.tool.name, local, ...(c.endpoint === undefined ? {} : { endpoint: c.endpoint }) }
+  const info: ProviderInfo = { agent: c.agent, peerId: c.peerId, tool: c.tool.name, local }
+  if (c.endpoint !== undefined) info.endpoint = c.endpoint
+  return info
 }
 
 /** One failed attempt as the final error lists it: its code, why, and the provider. */
@@ -334,7 +342,7 @@ export function createMeshTool<R = unknown> (name: string, declaration: Dependen
     }
     let order = pinned(ctx.order(ctx.resolve(specs, key), key, balance, options.locality))
     /** Providers left out for open circuits (at most the policy's share of them). */
-    let out = ctx.breakers.ejected(order.map((x) => x.peerId))
+    let out = ejectedOf(ctx.breakers, order)
     for (;;) {
       let c = order.find((x) => !tried.has(x.peerId) && !out.has(x.peerId))
       // Every provider failed once; a retry that is due goes round them again.
@@ -371,7 +379,7 @@ export function createMeshTool<R = unknown> (name: string, declaration: Dependen
             }
           }
           order = pinned(order)
-          out = ctx.breakers.ejected(order.map((x) => x.peerId))
+          out = ejectedOf(ctx.breakers, order)
           tried.clear()
           continue
         }
@@ -385,7 +393,7 @@ export function createMeshTool<R = unknown> (name: string, declaration: Dependen
         const waitFor = AbortSignal.any([signal, AbortSignal.timeout(Math.max(1, ctx.settleUntil() - ctx.clock.now()))])
         await ctx.nextChange(waitFor).catch(() => {})
         order = pinned(ctx.order(ctx.resolve(specs, key), key, balance, options.locality))
-        out = ctx.breakers.ejected(order.map((x) => x.peerId))
+        out = ejectedOf(ctx.breakers, order)
         continue
       }
       if (backoffDue) {

@@ -12,10 +12,10 @@ import { inProcessContext, remoteContext } from './tool-context.ts'
 import type { ToolContext } from './tool-context.ts'
 import { issuesOf, meshErrorResult, toResult } from './tool-result.ts'
 import { callScope, inboundBudget } from '../proxy/call-scope.ts'
-import type { PartListener } from '../proxy/call-scope.ts'
-import { headerFilter, pickHeaders } from '../proxy/headers.ts'
+import type { CallScope, PartListener } from '../proxy/call-scope.ts'
+import { headerFilter, pickInbound } from '../proxy/headers.ts'
 import type { HeaderFilter } from '../proxy/headers.ts'
-import { deadline } from '../proxy/deadline.ts'
+import { LazyDeadline } from '../proxy/deadline.ts'
 import { systemClock } from '../clock.ts'
 import { Quota } from '../gossip/quota.ts'
 import type { CallEvents } from '../telemetry/events.ts'
@@ -119,19 +119,23 @@ export function createToolRegistry (init: { agent: string, onDenied?: (tool: str
    * the deadline (`callScope`).
    */
   async function invoke (name: string, tool: LocalTool, args: unknown, ctx: ToolContext, budget?: number, headers?: Record<string, string>): Promise<CallToolResult> {
-    const parsed = await parseMaybeAsync(tool.input, args ?? {})
+    let parsed = parseMaybeAsync(tool.input, args ?? {})
+    if (parsed instanceof Promise) parsed = await parsed
     if (!parsed.success) {
       return meshErrorResult('MESH_ERR_CALL_INVALID_ARGS', `Input validation error: Invalid arguments for tool ${name}: ${z.prettifyError(parsed.error)}`,
         { issues: issuesOf(parsed.error) })
     }
-    const limit = budget === undefined ? undefined : deadline(clock, budget, [ctx.signal])
-    const run = limit === undefined ? ctx : { ...ctx, signal: limit.signal }
+    // The deadline's signal is made when the handler (or a call it makes) first reads it.
+    const limit = budget === undefined ? undefined : new LazyDeadline(clock, budget, ctx.signal)
+    const run: ToolContext = limit === undefined ? ctx : new BoundedContext(ctx, limit)
     const outer = callScope.getStore()
-    const deadlineAt = budget === undefined ? outer?.deadlineAt : clock.now() + budget
     const carried = headers ?? outer?.headers
+    const scope: CallScope = limit === undefined
+      ? { signal: ctx.signal, ...(outer?.deadlineAt === undefined ? {} : { deadlineAt: outer.deadlineAt }), ...(carried === undefined ? {} : { headers: carried }) }
+      : new BoundedScope(limit, carried)
     let result: CallToolResult
     try {
-      result = toResult(await callScope.run({ signal: run.signal, ...(deadlineAt === undefined ? {} : { deadlineAt }), ...(carried === undefined ? {} : { headers: carried }) }, () => tool.run(parsed.data, run)))
+      result = toResult(await callScope.run(scope, () => tool.run(parsed.data, run)))
     } catch (err) {
       return meshErrorResult('MESH_ERR_CALL_TOOL_ERROR', err instanceof Error ? err.message : String(err))
     } finally {
@@ -141,7 +145,8 @@ export function createToolRegistry (init: { agent: string, onDenied?: (tool: str
     if (result.structuredContent === undefined) {
       return meshErrorResult('MESH_ERR_CALL_INVALID_OUTPUT', `Output validation error: Tool ${name} has an output schema but no structured content was provided`, { issues: [] })
     }
-    const checked = await parseMaybeAsync(tool.output, result.structuredContent)
+    let checked = parseMaybeAsync(tool.output, result.structuredContent)
+    if (checked instanceof Promise) checked = await checked
     if (!checked.success) {
       return meshErrorResult('MESH_ERR_CALL_INVALID_OUTPUT', `Output validation error: Invalid structured content for tool ${name}: ${z.prettifyError(checked.error)}`,
         { issues: issuesOf(checked.error) })
@@ -180,7 +185,7 @@ export function createToolRegistry (init: { agent: string, onDenied?: (tool: str
       }
     }
     const inbound = extra.requestInfo?.headers ?? {}
-    return invoke(name, tool, args, remoteContext(extra, level, init.agent), inboundBudget(inbound), pickHeaders(inbound, propagate))
+    return invoke(name, tool, args, remoteContext(extra, level, init.agent), inboundBudget(inbound), pickInbound(inbound, propagate))
   }
   const tracer = init.tracer
   /**
@@ -288,12 +293,53 @@ export function createToolRegistry (init: { agent: string, onDenied?: (tool: str
   }
 }
 
-/** Synchronous parse (the common case, cheaper), async only for schemas with async refinements. */
-async function parseMaybeAsync (schema: z.ZodType, value: unknown): Promise<z.ZodSafeParseResult<unknown>> {
+/** A handler's context under a deadline: the caller's, with the deadline's signal (made when read). */
+class BoundedContext implements ToolContext {
+  readonly #limit: LazyDeadline
+  readonly authInfo?: ToolContext['authInfo']
+  readonly headers: ToolContext['headers']
+  readonly progress: ToolContext['progress']
+  readonly log: ToolContext['log']
+  readonly emit: ToolContext['emit']
+  readonly pipe: ToolContext['pipe']
+  readonly mcp?: ToolContext['mcp']
+  constructor (ctx: ToolContext, limit: LazyDeadline) {
+    this.#limit = limit
+    if (ctx.authInfo !== undefined) this.authInfo = ctx.authInfo
+    this.headers = ctx.headers
+    this.progress = ctx.progress
+    this.log = ctx.log
+    this.emit = ctx.emit
+    this.pipe = ctx.pipe
+    if (ctx.mcp !== undefined) this.mcp = ctx.mcp
+  }
+
+  get signal (): AbortSignal { return this.#limit.signal }
+}
+
+/** What a handler's own calls inherit under a deadline: it, its signal (made when read), the carried headers. */
+class BoundedScope implements CallScope {
+  readonly #limit: LazyDeadline
+  readonly deadlineAt: number
+  readonly headers?: Record<string, string>
+  constructor (limit: LazyDeadline, headers: Record<string, string> | undefined) {
+    this.#limit = limit
+    this.deadlineAt = limit.at
+    if (headers !== undefined) this.headers = headers
+  }
+
+  get signal (): AbortSignal { return this.#limit.signal }
+}
+
+/**
+ * Synchronous parse (the common case, cheaper: the result itself, no promise to await), async
+ * only for schemas with async refinements.
+ */
+function parseMaybeAsync (schema: z.ZodType, value: unknown): z.ZodSafeParseResult<unknown> | Promise<z.ZodSafeParseResult<unknown>> {
   try {
     return schema.safeParse(value)
   } catch (err) {
-    if (err instanceof z.core.$ZodAsyncError) return await schema.safeParseAsync(value)
+    if (err instanceof z.core.$ZodAsyncError) return schema.safeParseAsync(value)
     throw err
   }
 }

@@ -5,7 +5,7 @@ import t from 'tap'
 import { z } from 'zod'
 import { createMeshNode } from '../../src/node.ts'
 import type { MeshNode } from '../../src/node.ts'
-import { HeaderPatternSchema, headerFilter, pickHeaders } from '../../src/proxy/headers.ts'
+import { HeaderPatternSchema, headerFilter, pickHeaders, pickInbound } from '../../src/proxy/headers.ts'
 import { parseMeshNodeOptions } from '../../src/config.ts'
 import { testNodeOptions } from '../helpers/mesh.ts'
 import { waitFor } from '../helpers/wait.ts'
@@ -57,4 +57,16 @@ t.test('the list: names and prefixes, case-insensitive; a bare * refused; the re
   t.throws(() => parseMeshNodeOptions({ name: 'x', propagateHeaders: ['*'] }), { code: 'MESH_ERR_CONFIG_INVALID', message: /bare \*/ })
   t.same(parseMeshNodeOptions({ name: 'x' }, { MCP_MESH_PROPAGATE_HEADERS: 'X-Tenant-*, authorization' }).propagateHeaders, ['x-tenant-*', 'authorization'], 'MCP_MESH_PROPAGATE_HEADERS, as MCP Mesh reads it')
   t.same(pickHeaders({ 'X-Tenant-Id': ['a', 'b'], Cookie: 'c' }, f), { 'x-tenant-id': 'a, b' })
+})
+
+t.test('inbound headers (lowercase, as node:http gives them) are picked as pickHeaders would, by lookup when the list names them all', async (t) => {
+  const exact = headerFilter(['authorization', 'x-tenant', 'constructor', 'content-length'].map((p) => HeaderPatternSchema.parse(p)))
+  t.same(exact.names, ['traceparent', 'tracestate', 'authorization', 'x-tenant', 'constructor'], 'the names a lookup tries: never content-length')
+  const inbound = { host: 'a', 'content-length': '3', authorization: 'Bearer x', 'x-tenant': ['a', 'b'], traceparent: 'tp', cookie: 'c' }
+  t.same(pickInbound(inbound, exact), { authorization: 'Bearer x', 'x-tenant': 'a, b', traceparent: 'tp' }, 'an inherited name (constructor) is not a header')
+  t.same(pickInbound(inbound, exact), pickHeaders(inbound, exact))
+  t.equal(pickInbound({ host: 'a' }, exact), undefined, 'none: undefined, as pickHeaders')
+  const prefixed = headerFilter(['x-tenant-*'].map((p) => HeaderPatternSchema.parse(p)))
+  t.equal(prefixed.names, undefined, 'a prefix needs the scan')
+  t.same(pickInbound({ 'x-tenant-id': '7', tracestate: 's', other: 'o' }, prefixed), { 'x-tenant-id': '7', tracestate: 's' })
 })

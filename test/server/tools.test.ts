@@ -10,6 +10,9 @@ const registry = createToolRegistry({ agent: 'unit' })
 registry.register('double', { input: { n: z.number() }, output: { twice: z.number() } }, (args) => ({ twice: (args as { n: number }).n * 2 }))
 registry.register('liar', { output: { twice: z.number() } }, () => ({ twice: 'two' }))
 registry.register('silent', { output: { twice: z.number() } }, () => 'text only')
+// Async refinements: zod refuses them in a synchronous parse, so these take the async one.
+const positive = z.number().refine(async (n) => await Promise.resolve(n > 0), 'must be positive')
+registry.register('halve', { input: { n: positive }, output: { half: positive } }, (args) => ({ half: (args as { n: number }).n / 2 - 1 }))
 registry.register('thrower', { description: 'Throws' }, () => { throw new Error('boom') })
 
 const extra = (): CallExtra => ({
@@ -29,6 +32,9 @@ t.test('in-process and endpoint calls give the same results, failures included',
     ['liar', {}, 'MESH_ERR_CALL_INVALID_OUTPUT'],
     ['silent', {}, 'MESH_ERR_CALL_INVALID_OUTPUT'],
     ['thrower', {}, 'MESH_ERR_CALL_TOOL_ERROR'],
+    ['halve', { n: 4 }, undefined],
+    ['halve', { n: -4 }, 'MESH_ERR_CALL_INVALID_ARGS'],
+    ['halve', { n: 2 }, 'MESH_ERR_CALL_INVALID_OUTPUT'],
   ] as const) {
     const local = await registry.callLocal(name, args, signal)
     const remote = await registry.fastCall(name, args, extra())
@@ -36,6 +42,7 @@ t.test('in-process and endpoint calls give the same results, failures included',
     t.equal(code(local), expected, `${name}: ${expected ?? 'no error'}`)
   }
   t.same((await registry.callLocal('double', { n: 2 }, signal)).structuredContent, { twice: 4 })
+  t.same((await registry.fastCall('halve', { n: 4 }, extra())!).structuredContent, { half: 1 }, 'input and output with async refinements are checked')
   t.equal(code(await registry.fastCall('missing', {}, extra())!), 'MESH_ERR_CALL_UNKNOWN_TOOL')
 })
 
