@@ -7,14 +7,15 @@
 // By default each round is one process holding all three pairs, called in alternating batches
 // (off, unsampled, sampled, then the reverse order): the modes share the process's GC and JIT
 // state, which otherwise differs between processes by more than tracing costs (a process lands at
-// random in a slower GC state: BENCHMARKS.md, "Tracing"). `--separate` forks one process per mode
+// random in a slower GC state: BENCHMARKS.md, "Tracing"). The pairs are made in a rotating order
+// (a round in three makes each mode's first), since pairs made later run slower. `--separate` forks one process per mode
 // and round instead, as earlier measurements did. Then the ring at its default size (4,096
 // spans) is filled with spans shaped like an attempt's, and its heap measured.
-// Usage: node --expose-gc bench/tracing.ts [--rounds 5] [--calls 3000] [--batch 200] [--separate]
+// Usage: node --expose-gc bench/tracing.ts [--rounds 6] [--calls 3000] [--batch 200] [--separate]
 import { fork } from 'node:child_process'
 import { parseArgs } from 'node:util'
 
-const { values } = parseArgs({ options: { calls: { type: 'string', default: '3000' }, rounds: { type: 'string', default: '5' }, batch: { type: 'string', default: '200' }, separate: { type: 'boolean', default: false }, child: { type: 'string' } } })
+const { values } = parseArgs({ options: { calls: { type: 'string', default: '3000' }, rounds: { type: 'string', default: '6' }, batch: { type: 'string', default: '200' }, separate: { type: 'boolean', default: false }, child: { type: 'string' } } })
 const CALLS = Number(values.calls)
 const BATCH = Number(values.batch)
 const MODES = { off: { MCP_MESH_TRACING: 'off' }, unsampled: { OTEL_TRACES_SAMPLER: 'always_off' }, sampled: { OTEL_TRACES_SAMPLER: 'parentbased_always_on' } } as const
@@ -27,7 +28,10 @@ const ARGS = { text: 'Lisbon, 2026-12-01 to 2026-12-05: what is the weather like
 if (values.child !== undefined) {
   const { createMeshNode } = await import('../src/node.ts')
   process.emitWarning = () => {}
-  const modes = values.child === 'all' ? ALL : [values.child as Mode]
+  // Pairs made later run a few % slower than the first, whatever their mode (two untraced pairs
+  // measured against each other: up to +6.5 %): each round makes them in another order.
+  const rotate = Number(process.env.BENCH_TRACING_ROTATE ?? 0) % ALL.length
+  const modes = values.child === 'all' ? [...ALL.slice(rotate), ...ALL.slice(0, rotate)] : [values.child as Mode]
   const calls: Partial<Record<Mode, (a: typeof ARGS) => Promise<unknown>>> = {}
   const stops: Array<() => Promise<void>> = []
   for (const mode of modes) {
@@ -80,7 +84,7 @@ for (let r = 0; r < Number(values.rounds); r++) {
     const round: Partial<Record<Mode, Round>> = {}
     for (const mode of ALL) Object.assign(round, await run(mode, MODES[mode]))
     rounds.push(round as Record<Mode, Round>)
-  } else rounds.push(await run('all', {}) as Record<Mode, Round>)
+  } else rounds.push(await run('all', { BENCH_TRACING_ROTATE: String(r) }) as Record<Mode, Round>)
 }
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
 const pct = (x: number): string => `${x >= 0 ? '+' : ''}${(x * 100).toFixed(1)} %`
