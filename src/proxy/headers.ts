@@ -43,9 +43,14 @@ export function pickInbound (from: Record<string, string | string[] | undefined>
     const v = from[name]
     if (typeof v !== 'string' && !Array.isArray(v)) continue // absent (or a name an object inherits)
     out ??= {}
-    out[name] = Array.isArray(v) ? v.join(', ') : v
+    out[name] = joined(v)
   }
   return out
+}
+
+/** A header's value as one string: a repeated header's values joined as HTTP does. */
+function joined (v: string | string[]): string {
+  return Array.isArray(v) ? v.join(', ') : v
 }
 
 /** The headers of `from` that pass `filter`, names lowercased; a repeated header's values joined as HTTP does. */
@@ -56,7 +61,7 @@ export function pickHeaders (from: Record<string, string | string[] | undefined>
     const name = k.toLowerCase()
     if (!filter(name)) continue
     out ??= {}
-    out[name] = Array.isArray(v) ? v.join(', ') : v
+    out[name] = joined(v)
   }
   return out
 }

@@ -317,6 +317,11 @@ class BoundedContext implements ToolContext {
   get signal (): AbortSignal { return this.#limit.signal }
 }
 
+// Every field of ToolContext must be declared (and copied) above: a field added to the interface
+// and missed here fails the type check instead of vanishing from handlers that have a deadline.
+const everyFieldCarried: Exclude<keyof ToolContext, keyof BoundedContext> extends never ? true : never = true
+void everyFieldCarried
+
 /** What a handler's own calls inherit under a deadline: it, its signal (made when read), the carried headers. */
 class BoundedScope implements CallScope {
   readonly #limit: LazyDeadline
