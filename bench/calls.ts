@@ -3,7 +3,7 @@
 // HTTP/1.1 keep-alive on loopback: plain for the comparison with the SDK and raw HTTP, and the mesh
 // again with mutual TLS (its default) to show what TLS costs; the same keep-alive pool size on every client (undici for raw HTTP and the SDK, http.Agent in the mesh
 // client), each server in its own process (its CPU per call is read
-// from the process). Sequential and 16 in flight; rounds are interleaved, the median round is shown.
+// from the process, the clients' from this one). Sequential and 16 in flight; rounds are interleaved, the median round is shown.
 // Usage: node bench/calls.ts [--calls 3000] [--rounds 3] [--concurrency 16]
 import { fork } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
@@ -97,11 +97,12 @@ const pct = (xs: number[], p: number): number => {
   const s = [...xs].sort((a, b) => a - b)
   return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]
 }
-interface Result { p50: number, p99: number, perSecond: number, serverCpuUs: number }
+interface Result { p50: number, p99: number, perSecond: number, serverCpuUs: number, clientCpuUs: number }
 async function measure (call: Call, server: Server, concurrency: number, calls = CALLS, warmUp = 300): Promise<Result> {
   for (let i = 0; i < warmUp; i++) await call() // warm-up: JIT, pools, sessions
   const lat: number[] = []
   const cpu0 = await server.cpu()
+  const own0 = process.cpuUsage()
   const t0 = performance.now()
   let next = 0
   await Promise.all(Array.from({ length: concurrency }, async () => {
@@ -112,8 +113,9 @@ async function measure (call: Call, server: Server, concurrency: number, calls =
     }
   }))
   const elapsed = performance.now() - t0
+  const own = process.cpuUsage(own0)
   const cpu = await server.cpu() - cpu0
-  return { p50: pct(lat, 50), p99: pct(lat, 99), perSecond: calls / (elapsed / 1000), serverCpuUs: (cpu * 1000) / calls }
+  return { p50: pct(lat, 50), p99: pct(lat, 99), perSecond: calls / (elapsed / 1000), serverCpuUs: (cpu * 1000) / calls, clientCpuUs: (own.user + own.system) / calls }
 }
 
 const servers = { raw: await startServer('raw'), sdk: await startServer('sdk'), mesh: await startServer('mesh'), mtls: await startServer('mesh-mtls') }
@@ -145,10 +147,10 @@ const median = (rs: Result[]): Result => [...rs].sort((a, b) => a.perSecond - b.
 const rows = Object.entries(rounds).map(([name, r]) => ({ name, seq: median(r.seq), par: median(r.par) }))
 const f = (n: number, d = 2): string => n.toFixed(d)
 console.log(`\n${CALLS} calls per measurement, median of ${ROUNDS} interleaved rounds, ${os.cpus().length} cores, Node ${process.versions.node}`)
-console.log('| client and server | seq p50 ms | seq p99 ms | seq calls/s | server CPU/call µs | x16 p50 ms | x16 p99 ms | x16 calls/s | server CPU/call µs |')
-console.log('|---|---|---|---|---|---|---|---|---|')
+console.log('| client and server | seq p50 ms | seq p99 ms | seq calls/s | server CPU/call µs | x16 p50 ms | x16 p99 ms | x16 calls/s | server CPU/call µs | x16 client CPU/call µs |')
+console.log('|---|---|---|---|---|---|---|---|---|---|')
 for (const { name, seq, par } of rows) {
-  console.log(`| ${name} | ${f(seq.p50, 3)} | ${f(seq.p99, 3)} | ${f(seq.perSecond, 0)} | ${f(seq.serverCpuUs, 0)} | ${f(par.p50, 3)} | ${f(par.p99, 3)} | ${f(par.perSecond, 0)} | ${f(par.serverCpuUs, 0)} |`)
+  console.log(`| ${name} | ${f(seq.p50, 3)} | ${f(seq.p99, 3)} | ${f(seq.perSecond, 0)} | ${f(seq.serverCpuUs, 0)} | ${f(par.p50, 3)} | ${f(par.p99, 3)} | ${f(par.perSecond, 0)} | ${f(par.serverCpuUs, 0)} | ${f(par.clientCpuUs, 0)} |`)
 }
 const by = Object.fromEntries(rows.map((r) => [r.name, r]))
 const mesh = by['mesh: injected tool']
@@ -157,6 +159,8 @@ const tlsMesh = by['mesh, mutual TLS: injected tool']
 console.log(`mutual TLS on a pooled connection: injected call p50 +${f((tlsMesh.seq.p50 - mesh.seq.p50) * 1000, 0)} µs over plain; x16 ${f(tlsMesh.par.perSecond, 0)} calls/s against ${f(mesh.par.perSecond, 0)}; server CPU per call ${f(tlsMesh.par.serverCpuUs, 0)} µs against ${f(mesh.par.serverCpuUs, 0)}`)
 const coldRows = Object.entries(coldRounds).map(([name, r]) => ({ name, seq: median(r) }))
 for (const { name, seq } of coldRows) console.log(`${name}: p50 ${f(seq.p50, 3)} ms, p99 ${f(seq.p99, 3)} ms, server CPU ${f(seq.serverCpuUs, 0)} µs per connection and call (${COLD_CALLS} calls)`)
+const rawPar = by['raw HTTP, same JSON'].par
+console.log(`16 in flight: injected call ${f(mesh.par.perSecond, 0)} calls/s, ${f((100 * mesh.par.perSecond) / rawPar.perSecond, 0)} % of raw HTTP (target 85 %); CPU per call, client + server: raw ${f(rawPar.clientCpuUs + rawPar.serverCpuUs, 0)} µs, lean ${f(by['mesh: lean client'].par.clientCpuUs + by['mesh: lean client'].par.serverCpuUs, 0)} µs, injected ${f(mesh.par.clientCpuUs + mesh.par.serverCpuUs, 0)} µs`)
 console.log(`mesh injected call p50 over raw HTTP: +${f((mesh.seq.p50 - by['raw HTTP, same JSON'].seq.p50) * 1000, 0)} µs (target under 100 µs); lean client: +${f((by['mesh: lean client'].seq.p50 - by['raw HTTP, same JSON'].seq.p50) * 1000, 0)} µs`)
 await mkdir(new URL('./results/', import.meta.url), { recursive: true })
 await writeFile(new URL('./results/calls.json', import.meta.url), JSON.stringify({ at: new Date().toISOString(), node: process.versions.node, cores: os.cpus().length, calls: CALLS, rounds: ROUNDS, concurrency: CONC, rows, cold: coldRows }, null, 2))
