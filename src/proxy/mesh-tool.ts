@@ -216,6 +216,8 @@ function wasLost (e: MeshError): boolean {
 
 /** How one call is sent: its retries and hedging, and its trace (the call's span context, the attempts so far). */
 interface Plan {
+  /** The call's whole timeout (its deadline's length), for the error that says it passed. */
+  timeoutMs: number
   retries: number
   hedgeAfterMs: number | undefined
   trace: Context | undefined
@@ -278,6 +280,7 @@ export function createMeshTool<R = unknown> (name: string, declaration: Dependen
     try {
       const traced = ctx.tracer === undefined ? undefined : startCallSpan(ctx.tracer, name, specs[0].capability, call.headers)
       const plan: Plan = {
+        timeoutMs: ms,
         retries: call.retries ?? options.retries ?? hint?.retries ?? ctx.retry.retries,
         hedgeAfterMs: call.hedgeAfterMs ?? options.hedgeAfterMs ?? hint?.hedgeAfterMs ?? ctx.hedgeAfterMs,
         trace: traced?.ctx,
@@ -459,6 +462,9 @@ export function createMeshTool<R = unknown> (name: string, declaration: Dependen
         attemptError = err
         outcome = breakerOutcome(err, signal)
         if (signal.aborted) throw failed(isMeshError(err) && lost?.why === undefined ? err : timeoutOrAbort(signal, name, err))
+        // The deadline has passed, and a failure got here before its timer ran: the provider gave
+        // up at the budget it was sent (its handler's signal), and its handler's error is that.
+        if (ctx.clock.now() >= deadlineAt) throw failed(new MeshError('MESH_ERR_CALL_TIMEOUT', `the call through ${name} timed out after ${policy.timeoutMs} ms`, { cause: err }))
         const gone = lostReason(err, lost?.why)
         // The caller has parts of this answer: another attempt would repeat them. (Streaming calls
         // must likewise never be hedged.) A tool's own error after parts keeps its code.

@@ -6,7 +6,9 @@ import { AdvertSchema } from '../../src/topology/advert.ts'
 import type { Advert } from '../../src/topology/advert.ts'
 import { Replica } from '../../src/topology/replica.ts'
 import { systemClock } from '../../src/clock.ts'
+import type { Clock } from '../../src/clock.ts'
 import { MESH_ERROR_META_KEY } from '../../src/errors.ts'
+import type { MeshError } from '../../src/errors.ts'
 import { McpHttpClient } from '../../src/proxy/mcp-client.ts'
 import { createCaller } from '../../src/proxy/caller.ts'
 import { createMeshTool } from '../../src/proxy/mesh-tool.ts'
@@ -28,13 +30,13 @@ async function provider (name: string, options: Parameters<typeof fakeProvider>[
 }
 
 /** A caller over its own replica; `advertise` puts a member in it as gossip would. */
-function setup (t: { teardown: (fn: () => Promise<void>) => void }) {
-  const replica = new Replica({ selfId: 'self', clock: systemClock, timing })
+function setup (t: { teardown: (fn: () => Promise<void>) => void }, clock: Clock = systemClock) {
+  const replica = new Replica({ selfId: 'self', clock, timing })
   const client = new McpHttpClient({ clientName: 'caller-test' })
   const stop = new AbortController()
   t.teardown(async () => { stop.abort(); replica.stop(); await client.close() })
   const gossip = { replica, peerId: 'self' } as unknown as GossipNode
-  const ctx = createCaller({ gossip: () => gossip, client, clock: systemClock, settleUntil: () => 0, callTimeoutMs: 5_000, stopSignal: stop.signal })
+  const ctx = createCaller({ gossip: () => gossip, client, clock, settleUntil: () => 0, callTimeoutMs: 5_000, stopSignal: stop.signal })
   const versions = new Map<string, number>()
   const advertise = (peerId: string, endpoint: string, extra: { addrs?: string[], tags?: string[], version?: string } = {}): Advert => {
     const seq = (versions.get(peerId) ?? -1) + 1
@@ -95,6 +97,27 @@ t.test('raw: true returns the provider\'s whole MCP result, without the output c
   t.equal(by.agent, 'agent-p1')
   await t.rejects(weather({}), { code: 'MESH_ERR_CALL_FAILED' }, 'without it, the output is checked')
   await t.rejects(weather({ fail: true }, { raw: true }), { code: 'MESH_ERR_CALL_TOOL_ERROR' })
+})
+
+t.test('a failure that arrives once the deadline has passed, before its timer runs, is the timeout', async (t) => {
+  // The provider gives up at the budget it was sent, as a mesh provider's handler signal does,
+  // and its answer can be read before the caller's own timer fires. This clock's timers never
+  // fire, and its time jumps past the deadline while the provider works, so that order is certain.
+  let ahead = 0
+  const clock: Clock = { ...systemClock, now: () => Date.now() + ahead, setTimeout: () => ({ id: undefined }), clearTimeout () {} }
+  const { ctx, advertise } = setup(t, clock)
+  const s = await provider('gives-up', {
+    call: (_name, args) => {
+      if ((args as { late?: boolean }).late === true) ahead = 10_000
+      return { isError: true, content: [{ type: 'text', text: 'cancelled' }] }
+    },
+  })
+  advertise('p1', s.url)
+  const weather = createMeshTool('weather', { capability: 'weather', timeout: 2_000 }, ctx)
+  await t.rejects(weather({}), { code: 'MESH_ERR_CALL_TOOL_ERROR' }, 'within the deadline, the tool\'s own error')
+  const err = (await weather({ late: true }).catch((e: unknown) => e)) as MeshError
+  t.match(err, { code: 'MESH_ERR_CALL_TIMEOUT', message: 'the call through weather timed out after 2000 ms' }, 'past it, the timeout')
+  t.match(err.cause, { code: 'MESH_ERR_CALL_TOOL_ERROR' }, 'with what the provider said as its cause')
 })
 
 t.test('the caller spreads load among equals; the resolution itself stays put', async (t) => {
