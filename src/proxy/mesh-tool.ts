@@ -464,7 +464,10 @@ export function createMeshTool<R = unknown> (name: string, declaration: Dependen
         if (signal.aborted) throw failed(isMeshError(err) && lost?.why === undefined ? err : timeoutOrAbort(signal, name, err))
         // The deadline has passed, and a failure got here before its timer ran: the provider gave
         // up at the budget it was sent (its handler's signal), and its handler's error is that.
-        if (ctx.clock.now() >= deadlineAt) throw failed(new MeshError('MESH_ERR_CALL_TIMEOUT', `the call through ${name} timed out after ${policy.timeoutMs} ms`, { cause: err }))
+        if (ctx.clock.now() >= deadlineAt) {
+          outcome = 'failed' // as when the timer runs first: the provider took the whole budget
+          throw failed(new MeshError('MESH_ERR_CALL_TIMEOUT', `the call through ${name} timed out after ${policy.timeoutMs} ms`, { cause: err }))
+        }
         const gone = lostReason(err, lost?.why)
         // The caller has parts of this answer: another attempt would repeat them. (Streaming calls
         // must likewise never be hedged.) A tool's own error after parts keeps its code.

@@ -108,7 +108,7 @@ t.test('a failure that arrives once the deadline has passed, before its timer ru
   const { ctx, advertise } = setup(t, clock)
   const s = await provider('gives-up', {
     call: (_name, args) => {
-      if ((args as { late?: boolean }).late === true) ahead = 10_000
+      if ((args as { late?: boolean }).late === true) ahead += 10_000
       return { isError: true, content: [{ type: 'text', text: 'cancelled' }] }
     },
   })
@@ -118,6 +118,8 @@ t.test('a failure that arrives once the deadline has passed, before its timer ru
   const err = (await weather({ late: true }).catch((e: unknown) => e)) as MeshError
   t.match(err, { code: 'MESH_ERR_CALL_TIMEOUT', message: 'the call through weather timed out after 2000 ms' }, 'past it, the timeout')
   t.match(err.cause, { code: 'MESH_ERR_CALL_TOOL_ERROR' }, 'with what the provider said as its cause')
+  for (let i = 0; i < 4; i++) await t.rejects(weather({ late: true }), { code: 'MESH_ERR_CALL_TIMEOUT' })
+  t.equal(ctx.breakers.circuit('p1'), 'open', 'and counted against the provider as a timeout is: 5 in a row open its circuit')
 })
 
 t.test('the caller spreads load among equals; the resolution itself stays put', async (t) => {
