@@ -21,7 +21,7 @@ const CHECK_MS = 2_000
 /** Memory saver mode stays on at most this long waiting for the reducer's GC (its tick is 8 s). */
 const WINDOW_MS = 20_000
 /** The first V8 whose reducer runs at once once memory saver mode is set at run time (Node 24). */
-const MIN_V8 = 13
+export const HEAP_TRIM_MIN_V8 = 13
 /** A process never idle this long is left to V8's own watchdog. */
 const GIVE_UP_MS = 10 * 60_000
 
@@ -79,7 +79,7 @@ export async function trimHeapWhenIdle (options: { signal?: AbortSignal } = {}, 
   claimed = true
   if (seam.hostFlags.some((f) => /memory[-_]saver[-_]mode|optimize[-_]for[-_]size/.test(f))) return 'host'
   // On Node 22 (V8 12.4) the flag set at run time brought no reducing GC within the window (CI).
-  if (seam.v8Major < MIN_V8) return 'unsupported'
+  if (seam.v8Major < HEAP_TRIM_MIN_V8) return 'unsupported'
   const { clock } = seam
   const started = clock.now()
   return new Promise<HeapTrimOutcome>((resolve) => {

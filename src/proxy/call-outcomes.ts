@@ -136,8 +136,13 @@ export function streamBroken (name: string, provider: ProviderInfo, parts: numbe
 export function timeoutOrAbort (signal: AbortSignal, name: string, cause: unknown): MeshError {
   const reason: unknown = signal.reason
   return reason instanceof DOMException && reason.name === 'TimeoutError'
-    ? new MeshError('MESH_ERR_CALL_TIMEOUT', `the call through ${name} ${timedOutAfter(reason)}`, { cause })
+    ? timedOut(name, reason, cause)
     : new MeshError('MESH_ERR_ABORTED', `the call through ${name} was aborted`, { cause: reason ?? cause })
+}
+
+/** MESH_ERR_CALL_TIMEOUT for a call through `name`, saying how long from its deadline's reason. */
+export function timedOut (name: string, reason: DOMException, cause: unknown): MeshError {
+  return new MeshError('MESH_ERR_CALL_TIMEOUT', `the call through ${name} ${timedOutAfter(reason)}`, { cause })
 }
 
 /** Providers listed by name in a MESH_ERR_PIN_CHANGED message (all are in `details.withheld`). */

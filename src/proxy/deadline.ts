@@ -100,7 +100,7 @@ class Linked implements Deadline {
 }
 
 /** What a deadline of `ms` aborts with: a `TimeoutError`, as `AbortSignal.timeout`'s. */
-function timeoutReason (ms: number): DOMException {
+export function timeoutReason (ms: number): DOMException {
   return new DOMException(`timed out after ${ms} ms`, 'TimeoutError')
 }
 

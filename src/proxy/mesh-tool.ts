@@ -8,7 +8,7 @@ import type { Candidate, Resolution } from '../topology/resolver.ts'
 import { retrySafe } from '../topology/advert.ts'
 import type { Progress } from './mcp-client.ts'
 import type { LogMessage, ServerRequestHandler } from './server-requests.ts'
-import { deadline } from './deadline.ts'
+import { deadline, timeoutReason } from './deadline.ts'
 import { callScope } from './call-scope.ts'
 import type { CallScope, PartListener } from './call-scope.ts'
 import type { HeaderFilter } from './headers.ts'
@@ -21,7 +21,7 @@ import { attemptContext, failSpan, injectInto, startAttemptSpan, startCallSpan, 
 import type { Spare } from './hedge.ts'
 import { backoffDelay, callPolicy, outboundHeaders, sleep, splitRoute, watchAttempt } from './call-policy.ts'
 import type { Balance, RetryPolicy, RetryPolicyInput } from './call-policy.ts'
-import { breakerOutcome, circuitOpen, exhausted, lostReason, noProvider, pinChanged, retryable, streamBroken, timeoutOrAbort, unwrap } from './call-outcomes.ts'
+import { breakerOutcome, circuitOpen, exhausted, lostReason, noProvider, pinChanged, retryable, streamBroken, timedOut, timeoutOrAbort, unwrap } from './call-outcomes.ts'
 import { meshStream } from './mesh-stream.ts'
 import type { MeshStream } from './mesh-stream.ts'
 
@@ -466,7 +466,7 @@ export function createMeshTool<R = unknown> (name: string, declaration: Dependen
         // up at the budget it was sent (its handler's signal), and its handler's error is that.
         if (ctx.clock.now() >= deadlineAt) {
           outcome = 'failed' // as when the timer runs first: the provider took the whole budget
-          throw failed(new MeshError('MESH_ERR_CALL_TIMEOUT', `the call through ${name} timed out after ${policy.timeoutMs} ms`, { cause: err }))
+          throw failed(timedOut(name, timeoutReason(policy.timeoutMs), err))
         }
         const gone = lostReason(err, lost?.why)
         // The caller has parts of this answer: another attempt would repeat them. (Streaming calls

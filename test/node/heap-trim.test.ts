@@ -4,11 +4,11 @@ import t from 'tap'
 import { spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { ManualClock } from '../../src/clock.ts'
-import { resetHeapTrimForTests, trimHeapWhenIdle } from '../../src/heap-trim.ts'
+import { HEAP_TRIM_MIN_V8, resetHeapTrimForTests, trimHeapWhenIdle } from '../../src/heap-trim.ts'
 import type { HeapTrimSeam } from '../../src/heap-trim.ts'
 
 interface Fake { seam: HeapTrimSeam, clock: ManualClock, flags: string[], load: number[], gc: () => void, watching: () => boolean }
-function fake (load: number[], hostFlags: string[] = [], v8Major = 13): Fake {
+function fake (load: number[], hostFlags: string[] = [], v8Major = HEAP_TRIM_MIN_V8): Fake {
   const clock = new ManualClock()
   const flags: string[] = []
   let onGc: (() => void) | undefined
@@ -97,7 +97,7 @@ t.test('abort: switched off at once; a later call may trim again', async (t) => 
 })
 
 t.test('before V8 13 (Node 22) nothing is set: the flag brought no reducing GC there', async (t) => {
-  const f = fake([0], [], 12)
+  const f = fake([0], [], HEAP_TRIM_MIN_V8 - 1)
   t.equal(await trimHeapWhenIdle({}, f.seam), 'unsupported')
   t.same(f.flags, [])
   t.equal(f.clock.pending, 0)
@@ -119,7 +119,7 @@ t.test('a real process: V8 runs a memory-reducing GC and the trim ends with it (
   let out = ''
   child.stdout.on('data', (d: Buffer) => { out += d.toString() })
   await new Promise((resolve) => child.once('exit', resolve))
-  if (V8_MAJOR < 13) {
+  if (V8_MAJOR < HEAP_TRIM_MIN_V8) {
     t.match(out, /outcome unsupported/, 'left to V8')
     return
   }
