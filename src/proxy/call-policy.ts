@@ -11,7 +11,7 @@ import type { Candidate } from '../topology/resolver.ts'
 import { SESSION_HEADER, TIMEOUT_HEADER } from './call-scope.ts'
 import type { CallScope } from './call-scope.ts'
 import { pickHeaders } from './headers.ts'
-import { followAbort, unfollowAbort } from './deadline.ts'
+import { OwnedSignal, followAbort, unfollowAbort } from './deadline.ts'
 import type { MeshToolContext } from './mesh-tool.ts'
 /**
  * How a caller spreads calls among equally ranked providers: `round-robin` (the default), or
@@ -138,31 +138,27 @@ export function watchAttempt (ctx: MeshToolContext, c: Candidate, signal: AbortS
   return new Watched(ctx, c, signal)
 }
 
-class Watched implements Attempt {
+class Watched extends OwnedSignal implements Attempt {
   why?: string
-  readonly #ctl = new AbortController()
   readonly #c: Candidate
   readonly #signal: AbortSignal
   readonly #unwatch: () => void
 
   constructor (ctx: MeshToolContext, c: Candidate, signal: AbortSignal) {
+    super()
     this.#c = c
     this.#signal = signal
-    if (signal.aborted) this.#ctl.abort(signal.reason)
+    if (signal.aborted) this.abortWith(signal.reason)
     else followAbort(signal, this)
     this.#unwatch = ctx.watch(c.peerId, (why) => {
       this.why = `${c.agent} was ${why} while it had the call`
-      this.#ctl.abort(new MeshError('MESH_ERR_CALL_PROVIDER_LOST', this.why))
+      this.abortWith(new MeshError('MESH_ERR_CALL_PROVIDER_LOST', this.why))
     })
-  }
-
-  get signal (): AbortSignal {
-    return this.#ctl.signal
   }
 
   /** The call's signal aborted. */
   handleEvent (): void {
-    this.#ctl.abort(this.#signal.reason)
+    this.abortWith(this.#signal.reason)
   }
 
   done (): void {
@@ -171,6 +167,6 @@ class Watched implements Attempt {
   }
 
   cancel (): void {
-    this.#ctl.abort(new MeshError('MESH_ERR_ABORTED', `the call to ${this.#c.agent} was cancelled: another provider answered first (hedging)`))
+    this.abortWith(new MeshError('MESH_ERR_ABORTED', `the call to ${this.#c.agent} was cancelled: another provider answered first (hedging)`))
   }
 }

@@ -16,6 +16,7 @@ import type { Tracer } from '@opentelemetry/api'
 import { headerFilter } from './headers.ts'
 import type { HeaderFilter } from './headers.ts'
 import type { BreakerPolicy } from './breaker.ts'
+import { followable } from './deadline.ts'
 
 /** What a caller (an agent, or `meshctl call`) is built from. */
 export interface CallerInit {
@@ -195,7 +196,8 @@ export function createCaller (init: CallerInit): MeshToolContext {
       },
       ...(init.trustDomain === undefined ? {} : { trustDomain: init.trustDomain }),
     },
-    stopSignal: init.stopSignal,
+    // Every call in flight follows it: through a list, not an `abort` listener per call.
+    stopSignal: followable(init.stopSignal),
     ...(init.events === undefined ? {} : { events: init.events }),
     ...(init.tracer === undefined ? {} : { tracer: init.tracer }),
     stats: {

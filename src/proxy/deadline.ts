@@ -16,64 +16,52 @@ export function deadline (clock: Clock, ms: number, signals: Array<AbortSignal |
   return new Linked(clock, ms, signals, budgetMs)
 }
 
-/** What follows a deadline's signal: called once, when it aborts. */
+/** What follows a signal (`followAbort`): called once, when it aborts. */
 export interface AbortFollower { handleEvent(): void }
 
-/** The deadline a signal is the signal of (see `followAbort`). */
-const OWNER = Symbol('mcp-mesh.deadline')
+/** What tells a signal's followers (see `followAbort`). */
+interface Owner {
+  follow(f: AbortFollower): void
+  unfollow(f: AbortFollower): void
+}
+/** The owner a signal is the signal of (see `followAbort`). */
+const OWNER = Symbol('mcp-mesh.signal-owner')
+type Owned = AbortSignal & { [OWNER]?: Owner }
 
 /**
- * Calls `follower.handleEvent()` when `signal` aborts: the signal's own deadline tells it directly
- * when it is one of ours (a plain list, where `addEventListener` allocates and validates on every
- * call), else an `abort` listener does. Undo with `unfollowAbort`.
+ * Calls `follower.handleEvent()` when `signal` aborts: the signal's owner tells it directly when
+ * the signal is one of ours (`OwnedSignal`, `followable`: a plain list, where `addEventListener`
+ * allocates and validates on every call), else an `abort` listener does. Undo with
+ * `unfollowAbort`. Nothing is called for a signal that has already aborted.
  */
 export function followAbort (signal: AbortSignal, follower: AbortFollower): void {
-  const owner = (signal as { [OWNER]?: Linked })[OWNER]
+  const owner = (signal as Owned)[OWNER]
   if (owner !== undefined) owner.follow(follower)
   else signal.addEventListener('abort', follower, { once: true })
 }
 
 /** Stops following (see `followAbort`). */
 export function unfollowAbort (signal: AbortSignal, follower: AbortFollower): void {
-  const owner = (signal as { [OWNER]?: Linked })[OWNER]
+  const owner = (signal as Owned)[OWNER]
   if (owner !== undefined) owner.unfollow(follower)
   else signal.removeEventListener('abort', follower)
 }
 
 /**
- * The deadline as one object: it is its signals' listener (`handleEvent`), so a call allocates no
- * closures for it, and the signals are kept as given (undefined ones skipped, not filtered out).
+ * An abort controller whose signal's followers (`followAbort`) are a plain list it tells itself
+ * when it aborts (`abortWith`): the per-call signals of the call path (a deadline, an attempt's
+ * watch), which every call links to others.
  */
-class Linked implements Deadline {
+export class OwnedSignal implements Owner {
   readonly #controller = new AbortController()
-  readonly #clock: Clock
-  readonly #signals: Array<AbortSignal | undefined>
-  readonly #timer: TimerHandle | undefined
   #followers: AbortFollower[] | undefined
 
-  constructor (clock: Clock, ms: number, signals: Array<AbortSignal | undefined>, budgetMs: number) {
-    this.#clock = clock
-    this.#signals = signals
-    ;(this.#controller.signal as { [OWNER]?: Linked })[OWNER] = this
-    for (const s of signals) {
-      if (s === undefined) continue
-      if (s.aborted) { this.#controller.abort(s.reason); break }
-      followAbort(s, this)
-    }
-    this.#timer = this.#controller.signal.aborted
-      ? undefined
-      : clock.setTimeout(() => { this.#abort(timeoutReason(budgetMs)) }, ms)
+  constructor () {
+    (this.#controller.signal as Owned)[OWNER] = this
   }
 
   get signal (): AbortSignal {
     return this.#controller.signal
-  }
-
-  /** A linked signal aborted. */
-  handleEvent (): void {
-    for (const s of this.#signals) {
-      if (s?.aborted === true) { this.#abort(s.reason); return }
-    }
   }
 
   follow (f: AbortFollower): void {
@@ -85,12 +73,61 @@ class Linked implements Deadline {
     if (at >= 0) this.#followers!.splice(at, 1)
   }
 
-  #abort (reason: unknown): void {
+  /** Aborts the signal with `reason` (once), then tells its followers. */
+  protected abortWith (reason: unknown): void {
     if (this.#controller.signal.aborted) return
     this.#controller.abort(reason)
     const followers = this.#followers
     this.#followers = undefined
     if (followers !== undefined) for (const f of followers) f.handleEvent()
+  }
+}
+
+/**
+ * Makes a long-lived signal (a node's stop signal, followed by every call in flight) tell its
+ * followers through one listener of its own, so following it costs a set insertion rather than
+ * an `abort` listener per call. Returns the signal; a signal already ours is left as it is.
+ */
+export function followable (signal: AbortSignal): AbortSignal {
+  if ((signal as Owned)[OWNER] !== undefined || signal.aborted) return signal
+  const followers = new Set<AbortFollower>()
+  signal.addEventListener('abort', () => {
+    const told = [...followers]
+    followers.clear()
+    for (const f of told) f.handleEvent()
+  }, { once: true })
+  ;(signal as Owned)[OWNER] = { follow (f) { followers.add(f) }, unfollow (f) { followers.delete(f) } }
+  return signal
+}
+
+/**
+ * The deadline as one object: it is its signals' listener (`handleEvent`), so a call allocates no
+ * closures for it, and the signals are kept as given (undefined ones skipped, not filtered out).
+ */
+class Linked extends OwnedSignal implements Deadline {
+  readonly #clock: Clock
+  readonly #signals: Array<AbortSignal | undefined>
+  readonly #timer: TimerHandle | undefined
+
+  constructor (clock: Clock, ms: number, signals: Array<AbortSignal | undefined>, budgetMs: number) {
+    super()
+    this.#clock = clock
+    this.#signals = signals
+    for (const s of signals) {
+      if (s === undefined) continue
+      if (s.aborted) { this.abortWith(s.reason); break }
+      followAbort(s, this)
+    }
+    this.#timer = this.signal.aborted
+      ? undefined
+      : clock.setTimeout(() => { this.abortWith(timeoutReason(budgetMs)) }, ms)
+  }
+
+  /** A linked signal aborted. */
+  handleEvent (): void {
+    for (const s of this.#signals) {
+      if (s?.aborted === true) { this.abortWith(s.reason); return }
+    }
   }
 
   done (): void {

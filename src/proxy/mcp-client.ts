@@ -8,7 +8,8 @@ import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js'
 import { MeshError } from '../errors.ts'
 import { parseSpiffeId } from '../identity/spiffe-id.ts'
 import { SseParser } from './sse.ts'
-import { timedOutAfter } from './deadline.ts'
+import { followAbort, timedOutAfter, unfollowAbort } from './deadline.ts'
+import type { AbortFollower } from './deadline.ts'
 import { httpFailure, initializeVersion, notMcp, printable, readMessage, rpcFailure, toolResult } from './answer.ts'
 import type { RpcMessage } from './answer.ts'
 import { PARTIAL_METHOD, PARTS_META_KEY } from './call-scope.ts'
@@ -507,11 +508,12 @@ function post (p: Provider, path: string, body: string, headers: Record<string, 
     }, resolve)
     req.on('error', reject)
     // Linked by hand rather than through the `signal` option, which adds a stream watcher per
-    // request: the listener goes when the exchange ends (the request closes after its response).
+    // request, and followed as the call path's signals are (a list, not an `abort` listener):
+    // unfollowed when the exchange ends (the request closes after its response).
     if (signal !== NEVER) {
-      const onAbort = (): void => { req.destroy(abortError(signal)) }
-      signal.addEventListener('abort', onAbort, { once: true })
-      req.once('close', () => { signal.removeEventListener('abort', onAbort) })
+      const onAbort: AbortFollower = { handleEvent () { req.destroy(abortError(signal)) } }
+      followAbort(signal, onAbort)
+      req.once('close', () => { unfollowAbort(signal, onAbort) })
     }
     req.end(body)
   })

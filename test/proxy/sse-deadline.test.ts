@@ -1,7 +1,7 @@
-// The SSE parser and the per-call deadline: small pieces on every call's path.
+// The SSE parser and the per-call deadline, and how the call path follows signals: small pieces on every call's path.
 import t from 'tap'
 import { SseParser } from '../../src/proxy/sse.ts'
-import { LazyDeadline, deadline, followAbort, unfollowAbort } from '../../src/proxy/deadline.ts'
+import { LazyDeadline, deadline, followAbort, followable, unfollowAbort } from '../../src/proxy/deadline.ts'
 import { ManualClock } from '../../src/clock.ts'
 
 t.test('SSE: events across chunk boundaries, CRLF, multi-line data, comments and other fields', async (t) => {
@@ -112,4 +112,34 @@ t.test('following a deadline: told once when it aborts (timer or a linked signal
   t.equal((linked.signal.reason as Error).message, 'caller gave up')
   linked.done()
   t.equal(clock.pending, 0, 'no timer left')
+})
+
+t.test('followable: a long-lived signal tells its followers through one listener; unfollowed, never; aborted, each once', async (t) => {
+  const stop = new AbortController()
+  const signal = followable(stop.signal)
+  t.equal(signal, stop.signal, 'the same signal')
+  t.equal(followable(signal), signal, 'made followable once')
+  const told: string[] = []
+  const a = { handleEvent () { told.push('a') } }
+  const b = { handleEvent () { told.push('b') } }
+  followAbort(signal, a)
+  followAbort(signal, a) // followed twice, told once (as addEventListener)
+  followAbort(signal, b)
+  unfollowAbort(signal, b)
+  // A deadline linked to it is one more follower, and aborts with its reason.
+  const clock = new ManualClock(0)
+  const call = deadline(clock, 1_000, [signal])
+  let listeners = 0
+  signal.addEventListener('abort', () => { listeners++ })
+  stop.abort(new Error('stopping'))
+  t.same(told, ['a'], 'a once, b never')
+  t.equal((call.signal.reason as Error).message, 'stopping', 'the linked deadline aborted with the reason')
+  t.equal(listeners, 1, 'other listeners still hear it')
+  call.done()
+  const gone = new AbortController()
+  gone.abort()
+  t.equal(followable(gone.signal), gone.signal, 'an aborted signal is left as it is')
+  let late = 0
+  followAbort(gone.signal, { handleEvent () { late++ } })
+  t.equal(late, 0, 'following an aborted signal tells nothing, as a listener added after the event')
 })
