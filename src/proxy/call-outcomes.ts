@@ -37,6 +37,15 @@ export function unwrap<R> (r: CallToolResult, dependency: string, provider: Prov
 export const CALLER_CODES: ReadonlySet<string> = new Set(['MESH_ERR_CALL_SESSION_LOST', 'MESH_ERR_CALL_NO_PROVIDER', 'MESH_ERR_CALL_TIMEOUT', 'MESH_ERR_CALL_UNREACHABLE', 'MESH_ERR_CALL_FAILED', 'MESH_ERR_CALL_UNTRUSTED', 'MESH_ERR_CALL_PROVIDER_LOST', 'MESH_ERR_CALL_CIRCUIT_OPEN', 'MESH_ERR_CALL_OVERLOADED', 'MESH_ERR_CALL_STREAM_BROKEN'])
 
 /**
+ * Whether a failure is the answer of the provider that took the call (its tool's error, the
+ * arguments it refused, a code of the provider's side): the call's outcome, whatever attempts
+ * failed over to that provider before (those are about the transport, not about the call).
+ */
+export function isAnswer (err: unknown): boolean {
+  return isMeshError(err) && err.code.startsWith('MESH_ERR_CALL_') && !CALLER_CODES.has(err.code)
+}
+
+/**
  * The error for an `isError` result. Its class travels as data, never read from the text: a mesh
  * endpoint puts the code of what it detected under `_meta[MESH_ERROR_META_KEY]`
  * (`MESH_ERR_CALL_INVALID_ARGS` with `issues` when the arguments failed the input schema). Any

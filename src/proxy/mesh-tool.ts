@@ -21,7 +21,7 @@ import { attemptContext, failSpan, injectInto, startAttemptSpan, startCallSpan, 
 import type { Spare } from './hedge.ts'
 import { backoffDelay, callPolicy, outboundHeaders, sleep, splitRoute, watchAttempt } from './call-policy.ts'
 import type { Balance, RetryPolicy, RetryPolicyInput } from './call-policy.ts'
-import { breakerOutcome, circuitOpen, exhausted, lostReason, noProvider, pinChanged, retryable, streamBroken, timedOut, timeoutOrAbort, unwrap } from './call-outcomes.ts'
+import { breakerOutcome, circuitOpen, exhausted, isAnswer, lostReason, noProvider, pinChanged, retryable, streamBroken, timedOut, timeoutOrAbort, unwrap } from './call-outcomes.ts'
 import { meshStream } from './mesh-stream.ts'
 import type { MeshStream } from './mesh-stream.ts'
 
@@ -479,7 +479,8 @@ export function createMeshTool<R = unknown> (name: string, declaration: Dependen
         const notSent = (isMeshError(err) && err.details?.notSent === true) || limited
         const retry = gone === undefined && !notSent && retrySafe(c.tool) && retriesLeft > 0 && retryable(err)
         if (gone === undefined && !notSent && !retry) {
-          if (failures.length === 0) throw failed(err)
+          // The provider's own answer is the call's error, even after attempts that failed over to it.
+          if (failures.length === 0 || isAnswer(err)) throw failed(err)
           failures.push(attemptFailure(err, c))
           throw failed(exhausted(name, specs[0].capability, failures))
         }

@@ -85,6 +85,27 @@ t.test('tool errors are classified by the mesh code in _meta, never by their tex
   t.equal(ctx.stats.failovers, 0, 'a tool result that claims "not sent" is not failed over: the tool ran')
 })
 
+t.test('the answer of the provider that took the call is the call\'s error, whatever attempts failed over to it', async (t) => {
+  const { ctx, advertise } = setup(t)
+  const closed = await provider('closed')
+  await closed.close()
+  const refusing = await provider('refusing', {
+    call: () => ({ isError: true, content: [{ type: 'text', text: 'Input validation error: city: expected string' }], _meta: { [MESH_ERROR_META_KEY]: { code: 'MESH_ERR_CALL_INVALID_ARGS', issues: [{ path: ['city'], message: 'expected string' }] } } }),
+  })
+  advertise('p-closed', closed.url, { tags: ['first'] })
+  advertise('p-refusing', refusing.url)
+  // The closed provider is preferred, so each call tries it first, then fails over.
+  const weather = createMeshTool('weather', { capability: 'weather', tags: ['+first'] }, ctx)
+  const err = await weather({ city: 42 }).then(() => undefined, (e: MeshError) => e)
+  t.equal(err?.code, 'MESH_ERR_CALL_INVALID_ARGS', 'the arguments were refused: not "unreachable" for the attempt before')
+  t.match(err?.details, { validation: /city/, provider: { agent: 'agent-p-refusing' } })
+  t.equal(ctx.stats.failovers, 1, 'the closed provider was tried first')
+  const tool = await provider('tool-error', { call: () => ({ isError: true, content: [{ type: 'text', text: 'no such city' }] }) })
+  advertise('p-refusing', tool.url)
+  const again = await createMeshTool('weather', { capability: 'weather', tags: ['+first'] }, ctx)({ city: 'Atlantis' }).then(() => undefined, (e: MeshError) => e)
+  t.equal(again?.code, 'MESH_ERR_CALL_TOOL_ERROR', 'so is the tool\'s own error')
+})
+
 t.test('raw: true returns the provider\'s whole MCP result, without the output check; an isError result still throws', async (t) => {
   const { ctx, advertise } = setup(t)
   const whole = { content: [{ type: 'text', text: 'sunny' }], structuredContent: { sky: 'sunny' }, _meta: { 'example/seen': 1 } }
